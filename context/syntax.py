@@ -1,0 +1,103 @@
+"""Languages and tree-sitter parsers: file extension -> grammar, cached per language.
+
+Grammars come from per-language wheels (tree-sitter-python, ...), never downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import tree_sitter as ts
+
+
+@dataclass(frozen=True)
+class LanguageInfo:
+    name: str
+    module: str
+    function: str = "language"
+    comment: str = "#"
+    # Lines ending with one of these open an indented block (decides multi-line completions).
+    block_openers: tuple[str, ...] = ("{",)
+
+
+LANGUAGES: dict[str, LanguageInfo] = {
+    "python": LanguageInfo("python", "tree_sitter_python", block_openers=(":",)),
+    "javascript": LanguageInfo("javascript", "tree_sitter_javascript", comment="//"),
+    "typescript": LanguageInfo("typescript", "tree_sitter_typescript", "language_typescript", comment="//"),
+    "tsx": LanguageInfo("tsx", "tree_sitter_typescript", "language_tsx", comment="//"),
+    "go": LanguageInfo("go", "tree_sitter_go", comment="//"),
+    "rust": LanguageInfo("rust", "tree_sitter_rust", comment="//"),
+    "java": LanguageInfo("java", "tree_sitter_java", comment="//"),
+    "c": LanguageInfo("c", "tree_sitter_c", comment="//"),
+    "cpp": LanguageInfo("cpp", "tree_sitter_cpp", comment="//"),
+}
+
+EXTENSIONS: dict[str, str] = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".hxx": "cpp",
+}
+
+# LSP languageId -> our language name, for buffers whose path has no telling extension.
+LANGUAGE_IDS: dict[str, str] = {
+    "python": "python",
+    "javascript": "javascript",
+    "javascriptreact": "javascript",
+    "typescript": "typescript",
+    "typescriptreact": "tsx",
+    "go": "go",
+    "rust": "rust",
+    "java": "java",
+    "c": "c",
+    "cpp": "cpp",
+}
+
+
+def language_for_path(path: str | Path) -> str | None:
+    """Our language name for a file, by extension; None for unsupported files."""
+    return EXTENSIONS.get(Path(path).suffix.lower())
+
+
+@cache
+def get_language(name: str) -> ts.Language:
+    info = LANGUAGES[name]
+    module = importlib.import_module(info.module)
+    return ts.Language(getattr(module, info.function)())
+
+
+_local = threading.local()
+
+
+def get_parser(name: str) -> ts.Parser:
+    """A parser for the language, one per thread (tree-sitter parsers are not thread-safe)."""
+    parsers: dict[str, ts.Parser] = _local.__dict__.setdefault("parsers", {})
+    parser = parsers.get(name)
+    if parser is None:
+        parser = parsers[name] = ts.Parser(get_language(name))
+    return parser
+
+
+def parse(name: str, source: bytes) -> ts.Tree:
+    return get_parser(name).parse(source)

@@ -1,0 +1,294 @@
+"""One completion, end to end: prompt assembly under exact token budgets, generation, post-processing.
+
+Used by `infiller complete`, the LSP server, and the benchmarks. Prompt layout (see
+templates.py): repository context chunks first (stable across keystrokes), then the file
+prefix (its start snapped to a line grid so it moves rarely), then a short suffix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from context.syntax import language_for_path
+from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
+from server.model.runtime import CancelToken, GenerationStats, Runtime
+from server.model.templates import ContextFile
+
+if TYPE_CHECKING:
+    from context.index import Index
+    from context.retrieve import Chunk, RetrievalResult
+
+log = logging.getLogger(__name__)
+
+# The prefix window's first line is a multiple of this: typing never shifts it, so the
+# KV cache of everything before the cursor stays valid until the window really must move.
+PREFIX_SNAP_LINES = 32
+# Lines after the cursor shown as suffix: every keystroke re-reads them, so keep it short.
+SUFFIX_MAX_LINES = 24
+
+
+@dataclass
+class CompletionSettings:
+    """Budgets in model tokens (counted with the model's own tokenizer)."""
+
+    # ~10 s of cold prompt reading for the 1.5B on 2 cores is the worst case we accept.
+    prefix_tokens: int = 768
+    suffix_tokens: int = 128
+    # Cross-file context: modest, since untargeted context measured no gain and doubled latency.
+    context_tokens: int = 384
+    max_tokens_line: int = 48
+    max_tokens_block: int = 128
+    sources: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A cursor in a buffer: line and column are 0-based, column counts code points."""
+
+    path: Path
+    text: str
+    line: int
+    column: int
+    language: str | None = None
+
+
+@dataclass
+class Prompt:
+    text: str
+    tokens: list[int]
+    plan: Plan
+    prefix: str
+    suffix: str
+    context_text: str
+    chunks: list[Chunk] = field(default_factory=list)
+    retrieval: RetrievalResult | None = None
+    retrieval_ms: float = 0.0
+    assembly_ms: float = 0.0
+
+
+@dataclass
+class CompletionResult:
+    text: str | None
+    reason: str
+    mode: str
+    model: str
+    timings: dict[str, float]
+    tokens: dict[str, int]
+    chunks: list[Chunk]
+    raw: str = ""
+    prompt: Prompt | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "completion": self.text,
+            "reason": self.reason,
+            "mode": self.mode,
+            "model": self.model,
+            "latency_ms": self.timings,
+            "tokens": self.tokens,
+            "context": [
+                {"path": c.path, "source": c.source, "score": round(c.score, 4), "tokens": c.tokens,
+                 "lines": [c.start_line + 1, c.end_line + 1]}
+                for c in self.chunks
+            ],
+        }
+
+
+def split_at(text: str, line: int, column: int) -> tuple[str, str]:
+    """Prefix and suffix of text at a 0-based (line, code-point column); out-of-range is clamped."""
+    lines = text.split("\n")
+    if line >= len(lines):
+        return text, ""
+    offset = sum(len(ln) + 1 for ln in lines[:line]) + min(column, len(lines[line]))
+    return text[:offset], text[offset:]
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+class Completer:
+    """Builds prompts and runs completions for one model (and optionally one workspace index)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        root: Path | None = None,
+        index: Index | None = None,
+        settings: CompletionSettings | None = None,
+        sources: Collection[str] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.root = root
+        self.index = index
+        self.settings = settings or CompletionSettings()
+        self._retriever: Any = None
+        if index is not None:
+            from context.retrieve import DEFAULT_SOURCES, Retriever
+
+            chosen = sources if sources is not None else (self.settings.sources or DEFAULT_SOURCES)
+            self._retriever = Retriever(index, sources=tuple(chosen))
+        self._sanitize = runtime.template.special_tokens()
+
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        root: Path | None = None,
+        settings: CompletionSettings | None = None,
+        index: Index | None = None,
+        sources: Collection[str] | None = None,
+    ) -> Completer:
+        """Load a registry model (it must be pulled) and wrap it."""
+        from server.model.loader import load_runtime
+
+        return cls(load_runtime(model), root=root, index=index, settings=settings, sources=sources)
+
+    @property
+    def model_name(self) -> str:
+        spec = self.runtime.spec
+        return spec.name if spec else self.runtime.engine.name
+
+    def count_tokens(self, text: str) -> int:
+        return self.runtime.count_tokens(text)
+
+    def _clean(self, text: str) -> str:
+        # User text must not contain the template's control strings: they would be parsed as tokens.
+        for token in self._sanitize:
+            if token in text:
+                text = text.replace(token, "")
+        return text
+
+    def _window_prefix(self, prefix: str) -> str:
+        lines = prefix.split("\n")
+        budget = self.settings.prefix_tokens
+        start = 0
+        while start < len(lines) - 1:
+            if self.count_tokens("\n".join(lines[start:])) <= budget:
+                break
+            start += PREFIX_SNAP_LINES
+        window = "\n".join(lines[min(start, len(lines) - 1) :])
+        while window and self.count_tokens(window) > budget:
+            # One huge line: drop its head in quarters until it fits (never over budget).
+            window = window[max(1, len(window) // 4) :]
+        return window
+
+    def _window_suffix(self, suffix: str) -> str:
+        lines = suffix.split("\n")[:SUFFIX_MAX_LINES]
+        while len(lines) > 1 and self.count_tokens("\n".join(lines)) > self.settings.suffix_tokens:
+            lines.pop()
+        text = "\n".join(lines)
+        if self.count_tokens(text) > self.settings.suffix_tokens:
+            text = text[: self.settings.suffix_tokens]
+        return text
+
+    def retrieve(self, request: CompletionRequest) -> RetrievalResult | None:
+        if self._retriever is None or self.settings.context_tokens <= 0:
+            return None
+        result: RetrievalResult = self._retriever.retrieve(
+            request.path,
+            request.text,
+            request.line,
+            request.column,
+            self.settings.context_tokens,
+            self.count_tokens,
+        )
+        return result
+
+    def build_prompt(self, request: CompletionRequest) -> Prompt:
+        """The exact prompt the model will see for this cursor."""
+        start = time.perf_counter()
+        language = request.language or language_for_path(request.path)
+        prefix, suffix = split_at(request.text, request.line, request.column)
+        plan = plan_completion(prefix, suffix, language)
+        retrieval = self.retrieve(request)
+        retrieval_ms = (time.perf_counter() - start) * 1000
+        chunks = list(retrieval.chunks) if retrieval else []
+        template = self.runtime.template
+        rel = _relative(request.path, self.root)
+        repo = self.root.name if self.root else None
+        context_text = template.render_context(
+            [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
+        )
+        prefix_w = self._window_prefix(self._clean(prefix))
+        suffix_w = self._window_suffix(self._clean(suffix))
+        text = context_text + template.render_fim(prefix_w, suffix_w)
+        tokens = self.runtime.tokenize(text)
+        return Prompt(
+            text=text,
+            tokens=tokens,
+            plan=plan,
+            prefix=prefix_w,
+            suffix=suffix_w,
+            context_text=context_text,
+            chunks=chunks,
+            retrieval=retrieval,
+            retrieval_ms=retrieval_ms,
+            assembly_ms=(time.perf_counter() - start) * 1000 - retrieval_ms,
+        )
+
+    def complete(
+        self,
+        request: CompletionRequest,
+        cancel: CancelToken | None = None,
+        *,
+        reset_cache: bool = False,
+        on_partial: Callable[[str], None] | None = None,
+        prompt: Prompt | None = None,
+    ) -> CompletionResult:
+        """Run one completion. Raises runtime.Cancelled when superseded."""
+        start = time.perf_counter()
+        prompt = prompt or self.build_prompt(request)
+        if reset_cache:
+            self.runtime.reset()
+        filt = StreamFilter(prompt.plan)
+        max_tokens = (
+            self.settings.max_tokens_line if prompt.plan.mode is Mode.LINE else self.settings.max_tokens_block
+        )
+
+        def on_text(piece: str) -> bool:
+            keep_going = filt.feed(piece)
+            if on_partial is not None:
+                on_partial(filt.raw)
+            return keep_going
+
+        stats: GenerationStats = self.runtime.generate(
+            prompt.tokens, max_tokens=max_tokens, on_text=on_text, cancel=cancel
+        )
+        outcome: Outcome = filt.finish()
+        total_ms = (time.perf_counter() - start) * 1000
+        if outcome.suppressed:
+            log.info("suppressed completion at %s:%d: %s", request.path, request.line + 1, outcome.reason)
+        return CompletionResult(
+            text=outcome.text,
+            reason=outcome.reason if outcome.suppressed else str(filt.stop_reason or stats.stop_reason),
+            mode=str(prompt.plan.mode),
+            model=self.model_name,
+            timings={
+                "retrieval_ms": round(prompt.retrieval_ms, 2),
+                "assembly_ms": round(prompt.assembly_ms, 2),
+                "prompt_ms": round(stats.prompt_ms, 1),
+                "generation_ms": round(stats.generation_ms, 1),
+                "total_ms": round(total_ms, 1),
+            },
+            tokens={
+                "prompt": stats.prompt_tokens,
+                "reused": stats.reused_tokens,
+                "generated": stats.generated_tokens,
+                "context": sum(c.tokens for c in prompt.chunks),
+            },
+            chunks=prompt.chunks,
+            raw=filt.raw,
+            prompt=prompt,
+        )

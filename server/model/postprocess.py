@@ -1,0 +1,306 @@
+"""Post-processing: decide what of the model's output the user sees.
+
+The instruct models keep writing past the answer (asserts, the repeated suffix, markdown prose),
+so the shape of a completion is decided here, from the cursor position and the tree-sitter node:
+mid-line -> one line; an empty line in a block or after a block opener -> a block that ends
+where the block ends. `StreamFilter.feed` is called with each generated piece and says when to
+stop generating, so the model never spends time on text nobody will see. Every suppressed
+completion carries a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+
+from context.syntax import LANGUAGES, parse
+
+log = logging.getLogger(__name__)
+
+# A block completion longer than this is cut: beyond it, review cost outweighs typing saved.
+BLOCK_MAX_LINES = 24
+FENCE = "```"
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+# Node types inside which a completion must stay on its line (strings, comments).
+LINE_ONLY_NODES = frozenset({"comment", "string_content", "string_fragment", "line_comment", "block_comment"})
+# Python node types whose children form an indented block.
+BLOCK_NODES = frozenset({"block", "statement_block", "compound_statement", "declaration_list", "class_body"})
+
+
+class Mode(StrEnum):
+    LINE = "line"
+    BLOCK = "block"
+
+
+class Reason(StrEnum):
+    """Why a completion ended (stop) or was not shown (suppress)."""
+
+    LINE_END = "line-end"
+    DEDENT = "dedent"
+    REPEATS_NEXT_LINE = "repeats-next-line"
+    CODE_FENCE = "code-fence"
+    BLANK_LINE = "blank-line"
+    MAX_LINES = "max-lines"
+    # Suppressions: nothing is shown.
+    EMPTY = "empty"
+    REPEATS_SUFFIX = "repeats-suffix"
+    REPEATS_LINE_SUFFIX = "repeats-line-suffix"
+
+
+SUPPRESSIONS = frozenset({Reason.EMPTY, Reason.REPEATS_SUFFIX, Reason.REPEATS_LINE_SUFFIX})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The expected shape of the completion at a cursor."""
+
+    mode: Mode
+    # Block mode: a non-blank line indented less than this (in columns) ends the completion.
+    min_indent: int
+    line_prefix: str
+    line_suffix: str
+    # The next non-blank line of the file after the cursor's line, stripped ("" when none).
+    next_line: str
+    # The first lines of the suffix after the cursor's line, stripped, for repeat detection.
+    following: tuple[str, ...]
+    # Module level: a blank line ends the completion (the model would go on with new definitions).
+    top_level: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str | None
+    reason: str
+
+    @property
+    def suppressed(self) -> bool:
+        return self.text is None
+
+
+def indent_width(line: str) -> int:
+    """Columns of leading whitespace (tabs count as 4: only comparisons matter)."""
+    width = 0
+    for ch in line:
+        if ch == " ":
+            width += 1
+        elif ch == "\t":
+            width += 4
+        else:
+            break
+    return width
+
+
+def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Plan:
+    """Decide single-line vs block from the text around the cursor (and the syntax tree when known)."""
+    line_prefix = prefix.rsplit("\n", 1)[-1]
+    line_suffix = suffix.split("\n", 1)[0]
+    rest = suffix.split("\n")[1:]
+    following = tuple(s.strip() for s in rest if s.strip())[:3]
+    next_line = following[0] if following else ""
+    info = LANGUAGES.get(language or "")
+    openers = info.block_openers if info else (":", "{")
+
+    if line_prefix.strip() or line_suffix.strip():
+        stripped = line_prefix.rstrip()
+        if not line_suffix.strip() and stripped.endswith(openers) and not _in_line_only_node(
+            prefix, suffix, language
+        ):
+            # `def f(x):|` -> the body comes on the next lines.
+            return Plan(Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following)
+        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
+
+    if _in_line_only_node(prefix, suffix, language):
+        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
+    previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
+    if previous.rstrip().endswith(openers):
+        min_indent = indent_width(previous) + 1
+    else:
+        min_indent = max(indent_width(line_prefix), _block_indent(prefix, suffix, language))
+    return Plan(
+        Mode.BLOCK, min_indent, line_prefix, line_suffix, next_line, following, top_level=min_indent == 0
+    )
+
+
+def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: ignore[no-untyped-def]
+    if not language or language not in LANGUAGES:
+        return None
+    source = (prefix + suffix).encode("utf-8")
+    point = (prefix.count("\n"), len(prefix.rsplit("\n", 1)[-1].encode("utf-8")))
+    tree = parse(language, source)
+    return tree.root_node.descendant_for_point_range(point, point)
+
+
+def _in_line_only_node(prefix: str, suffix: str, language: str | None) -> bool:
+    node = _tree_node_at(prefix, suffix, language)
+    while node is not None:
+        if node.type in LINE_ONLY_NODES:
+            return True
+        if node.type == "string" and node.start_point[0] == node.end_point[0]:
+            return True
+        node = node.parent
+    return False
+
+
+def _block_indent(prefix: str, suffix: str, language: str | None) -> int:
+    """Indentation of the innermost enclosing block's statements (0 at module level)."""
+    node = _tree_node_at(prefix, suffix, language)
+    row = prefix.count("\n")
+    while node is not None:
+        if node.type in BLOCK_NODES and node.start_point[0] < row:
+            lines = (prefix + suffix).split("\n")
+            first = lines[node.start_point[0]]
+            return indent_width(first) if first.strip() else node.start_point[1]
+        node = node.parent
+    return 0
+
+
+def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None]:
+    """The block part of raw output and, when found, the reason it ends there."""
+    lines = raw.split("\n")
+    complete = len(lines) - 1  # the last element is a partial line unless final
+    kept: list[str] = []
+    blank_seen = False
+    for i, line in enumerate(lines):
+        is_complete = i < complete or final
+        stripped = line.strip()
+        if stripped.startswith(FENCE) or (is_complete and FENCE in stripped):
+            return "\n".join(kept), Reason.CODE_FENCE
+        if i > 0 and stripped:
+            if indent_width(line) < plan.min_indent:
+                return "\n".join(kept), Reason.DEDENT
+            if plan.top_level and blank_seen and not line[:1].isspace():
+                return "\n".join(kept), Reason.BLANK_LINE
+        if is_complete and i > 0 and plan.next_line and stripped == plan.next_line:
+            return "\n".join(kept), Reason.REPEATS_NEXT_LINE
+        if i > 0 and not stripped and kept and kept[-1].strip() == "" and is_complete:
+            # Two blank lines in a row: the block is over.
+            return "\n".join(kept), Reason.BLANK_LINE
+        blank_seen = blank_seen or (i > 0 and not stripped and is_complete)
+        if len(kept) >= BLOCK_MAX_LINES:
+            return "\n".join(kept), Reason.MAX_LINES
+        kept.append(line)
+    return "\n".join(kept), None
+
+
+def _cut_line(raw: str) -> tuple[str, Reason | None]:
+    if "\n" in raw:
+        return raw.split("\n", 1)[0], Reason.LINE_END
+    if FENCE in raw:
+        return raw.split(FENCE, 1)[0], Reason.CODE_FENCE
+    return raw, None
+
+
+def _bracket_excess(text: str) -> tuple[list[str], int]:
+    """Openers the text leaves open (in order) and the index where unmatched closers begin (len if none)."""
+    stack: list[str] = []
+    tail_start = len(text)
+    quote: str | None = None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and (i == 0 or text[i - 1] != "\\"):
+                quote = None
+            continue
+        if ch in "\"'`":
+            quote = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+            tail_start = len(text)
+        elif ch in CLOSERS:
+            if stack and stack[-1] == CLOSERS[ch]:
+                stack.pop()
+            elif tail_start == len(text):
+                tail_start = i
+    return stack, tail_start
+
+
+def _fix_line_end(text: str, plan: Plan) -> tuple[str | None, Reason | None]:
+    """Drop what duplicates the rest of the line; close brackets the completion itself opened."""
+    rest = plan.line_suffix.strip()
+    if rest:
+        if text.strip() == rest or rest.startswith(text.strip()):
+            return None, Reason.REPEATS_LINE_SUFFIX
+        body = text.rstrip()
+        if body.endswith(rest):
+            text = body[: -len(rest)]
+        else:
+            # Unmatched closers at the end that the line already has after the cursor.
+            _, tail = _bracket_excess(text)
+            trailing = text[tail:].rstrip()
+            if tail < len(text) and trailing and rest.startswith(trailing.replace(" ", "")):
+                text = text[:tail]
+    opened, _ = _bracket_excess(text)
+    if opened and not rest and plan.mode is Mode.LINE:
+        closers = "".join(OPENERS[o] for o in reversed(opened))
+        text = text.rstrip() + closers
+    return text, None
+
+
+def _repeats_suffix(text: str, plan: Plan) -> bool:
+    """The completion only re-types the lines that already follow the cursor."""
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    if not lines or not plan.following:
+        return False
+    head = lines[: len(plan.following)]
+    return head == list(plan.following[: len(head)]) and len(head) >= min(2, len(plan.following))
+
+
+class StreamFilter:
+    """Consumes generated text piece by piece; decides when to stop and what to show."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.raw = ""
+        self.stop_reason: Reason | None = None
+
+    def feed(self, piece: str) -> bool:
+        """Add a piece; False means the completion is decided and generation should stop."""
+        self.raw += piece
+        if self.plan.mode is Mode.LINE:
+            _, reason = _cut_line(self.raw)
+        else:
+            _, reason = _cut_block(self.raw, self.plan, final=False)
+        if reason is not None:
+            self.stop_reason = reason
+            return False
+        return True
+
+    def finish(self) -> Outcome:
+        return finalize(self.raw, self.plan)
+
+
+def finalize(raw: str, plan: Plan) -> Outcome:
+    """What the user sees for the whole raw output, or why nothing is shown."""
+    if plan.mode is Mode.LINE:
+        text, reason = _cut_line(raw)
+    else:
+        text, reason = _cut_block(raw, plan, final=True)
+    text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip()
+    if plan.mode is Mode.BLOCK and plan.line_prefix.strip() == "" and plan.line_prefix:
+        # The cursor already stands after the indentation: don't indent the first line twice.
+        first, sep, after = text.partition("\n")
+        text = first.lstrip(" \t") + sep + after
+    if not text.strip():
+        return Outcome(None, Reason.EMPTY)
+    if plan.mode is Mode.BLOCK and _repeats_suffix(text, plan):
+        return Outcome(None, Reason.REPEATS_SUFFIX)
+    last_start = text.rfind("\n") + 1
+    fixed, suppress = _fix_line_end(text[last_start:], plan) if plan.mode is Mode.LINE else (
+        text[last_start:],
+        None,
+    )
+    if suppress is not None or fixed is None:
+        return Outcome(None, suppress or Reason.EMPTY)
+    text = text[:last_start] + fixed
+    if not text.strip():
+        return Outcome(None, Reason.EMPTY)
+    return Outcome(text, str(reason or "end"))
+
+
+class SuppressionCounter(Counter[str]):
+    """Counts outcomes by reason: every request that showed nothing is accounted for."""
+
+    def record(self, outcome: Outcome) -> None:
+        self[outcome.reason if outcome.suppressed else "shown"] += 1

@@ -1,0 +1,270 @@
+"""The model runtime: an Engine (llama.cpp, or a scripted fake for protocol tests) and the generation loop.
+
+The loop owns what the low-level API leaves to us: reusing the KV cache for the longest common
+token prefix, evaluating the prompt in chunks so a newer request can cancel a long prompt
+between chunks, greedy decoding token by token, stopping on every end token of the vocabulary,
+and handing each decoded piece to a callback that can stop generation early (post-processing).
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from server.model.registry import ModelSpec
+from server.model.templates import FimTemplate, from_metadata, template_for
+
+log = logging.getLogger(__name__)
+
+# Prompt tokens evaluated per llama_decode call: the cancellation granularity for long prompts.
+# 128 keeps a stale 1,500-token prompt from holding the model more than ~0.6 s (1.5B, 2 cores).
+PROMPT_CHUNK_TOKENS = 128
+# Context window we allocate; prompts are budgeted far below it (a cold 1.5B read of 4k tokens is ~40 s).
+DEFAULT_N_CTX = 4096
+
+
+class Cancelled(Exception):
+    """The request was superseded or cancelled; the model is free again."""
+
+
+class CancelToken:
+    """Set by whoever supersedes a request; checked between prompt chunks and between tokens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = "cancelled"
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(self.reason)
+
+
+class Engine(Protocol):
+    """What the generation loop needs from a model."""
+
+    name: str
+    template: FimTemplate
+    stop_ids: frozenset[int]
+    n_ctx: int
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of text, control strings (FIM markers) parsed as special tokens, no BOS."""
+        ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+    def cached_tokens(self) -> Sequence[int]:
+        """Tokens whose KV entries are currently valid, in order."""
+        ...
+
+    def truncate(self, n: int) -> None:
+        """Keep only the first n cached tokens."""
+        ...
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Append tokens to the KV cache and compute logits for the last one."""
+        ...
+
+    def argmax(self) -> int:
+        """The greedy next token after the last eval."""
+        ...
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    generated_tokens: int = 0
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
+    stop_reason: str = ""
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "reused_tokens": self.reused_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prompt_ms": round(self.prompt_ms, 1),
+            "generation_ms": round(self.generation_ms, 1),
+            "stop_reason": self.stop_reason,
+        }
+
+
+OnText = Callable[[str], bool]
+"""Receives each decoded piece of text; returns False to stop generating."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Runtime:
+    """Runs generations on one engine. Not thread-safe: the ModelWorker serialises access."""
+
+    def __init__(self, engine: Engine, spec: ModelSpec | None = None) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.lock = threading.Lock()
+
+    @property
+    def template(self) -> FimTemplate:
+        return self.engine.template
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.engine.tokenize(text)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.engine.tokenize(text)) if text else 0
+
+    def reset(self) -> None:
+        """Forget the KV cache (evaluations do this per case for reproducibility)."""
+        self.engine.truncate(0)
+
+    def prefill(self, tokens: Sequence[int], cancel: CancelToken | None = None) -> GenerationStats:
+        """Evaluate a prompt without generating, so the next request on it starts warm."""
+        stats = GenerationStats(prompt_tokens=len(tokens))
+        start = time.perf_counter()
+        stats.reused_tokens = self._ingest(tokens, cancel or CancelToken(), keep_last=False)
+        stats.prompt_ms = (time.perf_counter() - start) * 1000
+        stats.stop_reason = "prefill"
+        return stats
+
+    def _ingest(self, tokens: Sequence[int], cancel: CancelToken, *, keep_last: bool = True) -> int:
+        """Make the KV cache hold `tokens`, reusing the longest common prefix; returns tokens reused."""
+        engine = self.engine
+        if len(tokens) >= engine.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {engine.n_ctx}")
+        reused = common_prefix(engine.cached_tokens(), tokens)
+        if keep_last and reused == len(tokens):
+            # Logits of the last prompt token are needed to sample: re-evaluate it.
+            reused -= 1
+        engine.truncate(reused)
+        pos = reused
+        while pos < len(tokens):
+            cancel.check()
+            end = min(len(tokens), pos + PROMPT_CHUNK_TOKENS)
+            engine.eval(tokens[pos:end])
+            pos = end
+        return max(reused, 0)
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        on_text: OnText,
+        cancel: CancelToken | None = None,
+    ) -> GenerationStats:
+        """Greedy generation. Raises Cancelled when `cancel` fires; stats say why it stopped."""
+        cancel = cancel or CancelToken()
+        engine = self.engine
+        stats = GenerationStats(prompt_tokens=len(prompt))
+        with self.lock:
+            start = time.perf_counter()
+            stats.reused_tokens = self._ingest(prompt, cancel)
+            stats.prompt_ms = (time.perf_counter() - start) * 1000
+            gen_start = time.perf_counter()
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stats.stop_reason = "max-tokens"
+            room = engine.n_ctx - len(prompt) - 1
+            for _ in range(min(max_tokens, room)):
+                cancel.check()
+                token = engine.argmax()
+                if token in engine.stop_ids:
+                    stats.stop_reason = "end-token"
+                    break
+                stats.generated_tokens += 1
+                engine.eval([token])
+                piece = decoder.decode(engine.token_bytes(token))
+                if piece and not on_text(piece):
+                    stats.stop_reason = "postprocess"
+                    break
+            else:
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    on_text(tail)
+            stats.generation_ms = (time.perf_counter() - gen_start) * 1000
+        return stats
+
+
+class LlamaEngine:
+    """llama-cpp-python behind the Engine protocol."""
+
+    def __init__(self, path: Path, family: str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
+        import llama_cpp  # imported lazily: protocol tests and `--help` must not pay for it
+
+        self.name = path.stem
+        self.n_ctx = n_ctx
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        self._llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=PROMPT_CHUNK_TOKENS,
+            n_ubatch=PROMPT_CHUNK_TOKENS,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,
+            verbose=False,
+        )
+        self._n_vocab = self._llama.n_vocab()
+        self._np = __import__("numpy")
+        metadata = {str(k): str(v) for k, v in (self._llama.metadata or {}).items()}
+        template, meta_stops = from_metadata(family, metadata, self._token_text)
+        self.template = template
+        stop_ids = set(meta_stops)
+        stop_ids.add(self._llama.token_eos())
+        for text in template.stop:
+            ids = self.tokenize(text)
+            if len(ids) == 1:  # only genuine single special tokens are stop ids
+                stop_ids.add(ids[0])
+        self.stop_ids = frozenset(stop_ids)
+        log.info("loaded %s: n_ctx=%d threads=%d stop_ids=%s", path.name, n_ctx, threads, sorted(stop_ids))
+
+    def _token_text(self, token: int) -> str:
+        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def token_bytes(self, token: int) -> bytes:
+        return bytes(self._llama.detokenize([token], special=False))
+
+    def cached_tokens(self) -> Sequence[int]:
+        return self._llama.input_ids[: self._llama.n_tokens].tolist()
+
+    def truncate(self, n: int) -> None:
+        n = max(0, min(n, self._llama.n_tokens))
+        self._llama.n_tokens = n
+        # Llama.eval drops KV entries past n_tokens itself; do it now too so memory is freed promptly.
+        self._llama._ctx.kv_cache_seq_rm(-1, n, -1)
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        self._llama.eval(list(tokens))
+
+    def argmax(self) -> int:
+        logits = self._np.ctypeslib.as_array(self._llama._ctx.get_logits(), shape=(self._n_vocab,))
+        return int(logits.argmax())
+
+
+def load_engine(spec: ModelSpec, path: Path, *, n_ctx: int = DEFAULT_N_CTX) -> LlamaEngine:
+    template_for(spec.family)  # fail early with a clear message on an unknown family
+    return LlamaEngine(path, spec.family, n_ctx=min(n_ctx, spec.context_length))

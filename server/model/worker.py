@@ -1,0 +1,67 @@
+"""The model worker: one thread owns the model, one job in flight, superseded jobs dropped.
+
+The LSP event loop never waits on the model: it submits a job and awaits the future. A newer
+job cancels the one running (between prompt chunks or tokens) and any still queued, so a stale
+request never holds the model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from server.model.runtime import CancelToken, Cancelled
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelWorker:
+    """A single-thread executor with supersede-on-submit."""
+
+    def __init__(self, name: str = "infiller-model") -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self._live: list[CancelToken] = []
+        self.cancelled = 0
+
+    def submit(
+        self, job: Callable[[CancelToken], T], *, supersede: bool = True, token: CancelToken | None = None
+    ) -> tuple[concurrent.futures.Future[T], CancelToken]:
+        """Queue job(token); with supersede, cancel every earlier job first."""
+        token = token or CancelToken()
+        with self._lock:
+            if supersede:
+                for older in self._live:
+                    if not older.cancelled:
+                        older.cancel("superseded")
+                        self.cancelled += 1
+                self._live.clear()
+            self._live.append(token)
+
+        def run() -> T:
+            try:
+                token.check()  # dropped while queued: never touches the model
+                return job(token)
+            finally:
+                with self._lock:
+                    if token in self._live:
+                        self._live.remove(token)
+
+        return self._pool.submit(run), token
+
+    def cancel_all(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            for token in self._live:
+                token.cancel(reason)
+
+    def shutdown(self) -> None:
+        self.cancel_all("shutdown")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["Cancelled", "CancelToken", "ModelWorker"]
