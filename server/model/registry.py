@@ -242,7 +242,7 @@ def pull(spec: ModelSpec, progress: ProgressFn | None = None, *, force: bool = F
             return target
         if target.is_file():
             try:
-                return verify(spec, target)
+                return verify(spec, target, progress)
             except ModelError as exc:
                 log.warning("%s; fetching it again", exc)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +272,7 @@ def pull(spec: ModelSpec, progress: ProgressFn | None = None, *, force: bool = F
             errors.append(f"{source}: {exc}")
             continue
         try:
-            return verify(spec, target)
+            return verify(spec, target, progress)
         except ModelError as exc:
             errors.append(f"{source}: {exc}")
     detail = "; ".join(errors) or "no source configured"

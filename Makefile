@@ -1,0 +1,48 @@
+# infiller: `make demo` sets everything up and completes code in the shipped example;
+# `make test` passes the tests. Both start from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INFILLER := $(BIN)/infiller
+STAMP := $(VENV)/.installed
+# llama-cpp-python builds from source (~5 minutes on 2 cores): use every core.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_MODEL := qwen2.5-coder-0.5b
+
+.PHONY: setup demo test test-slow check format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e '.[dev,nvim]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(INFILLER) models pull
+	@echo "== mid-line: examples/invoice/invoice/discounts.py:15:12 (needs apply_tax from tax.py)"
+	$(INFILLER) complete examples/invoice/invoice/discounts.py:15:12
+	@echo "== empty function body: examples/invoice/invoice/refunds.py:8:5"
+	$(INFILLER) complete examples/invoice/invoice/refunds.py:8:5
+
+test: setup
+	$(INFILLER) models pull $(TEST_MODEL) --quiet
+	$(BIN)/python -m pytest -q -ra
+
+# Opt-in minutes-long tests (code-server browser test, long fuzzing): see README.
+test-slow: setup
+	$(INFILLER) models pull $(TEST_MODEL) --quiet
+	INFILLER_SLOW=1 $(BIN)/python -m pytest -q -ra
+
+check: setup
+	$(BIN)/ruff check server context tests bench
+	$(BIN)/ruff format --check server context tests bench
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format server context tests bench
+	$(BIN)/ruff check --fix server context tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

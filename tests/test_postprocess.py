@@ -1,0 +1,217 @@
+"""Post-processing on real shapes of model output: what the user sees, and why nothing is shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.model.postprocess import Mode, Reason, StreamFilter, finalize, plan_completion
+from tests.conftest import split_cursor
+
+
+def plan_for(source: str, language: str | None = "python"):
+    prefix, suffix = split_cursor(source)
+    return plan_completion(prefix, suffix, language)
+
+
+MODE_CASES = [
+    ("mid-line call", "x = compute(█)\n", Mode.LINE),
+    ("end of statement line", "total = █\n", Mode.LINE),
+    ("empty line after def", "def f(x):\n    █\n", Mode.BLOCK),
+    ("end of def line", "def f(x):█\n", Mode.BLOCK),
+    ("empty line inside function body", "def f(x):\n    y = 1\n    █\n    return y\n", Mode.BLOCK),
+    ("inside a comment", "# compute the █\n", Mode.LINE),
+    ("inside a one-line string", 'msg = "hello █"\n', Mode.LINE),
+    ("empty line at module level", "import os\n\n█\n", Mode.BLOCK),
+    ("js empty line after brace", "function f(a) {\n  █\n}\n", Mode.BLOCK),
+    ("js mid-line", "const x = a.map(█);\n", Mode.LINE),
+    ("dict literal line end colon is not a block in a string", "s = 'a:█'\n", Mode.LINE),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "mode"), MODE_CASES, ids=[c[0] for c in MODE_CASES])
+def test_mode(name: str, source: str, mode: Mode) -> None:
+    language = "javascript" if name.startswith("js") else "python"
+    assert plan_for(source, language).mode is mode
+
+
+# (name, source with cursor, raw model output, what the user sees or None, reason)
+CASES = [
+    (
+        "single line stops at newline, drops the asserts after it",
+        "def area(r):\n    return █\n",
+        "3.14159 * r * r\n\nassert area(1) == 3.14159\nassert area(2) > 12\n",
+        "3.14159 * r * r",
+        Reason.LINE_END,
+    ),
+    (
+        "rest of line is not duplicated",
+        "print(█)\n",
+        '"hello")\n',
+        '"hello"',
+        Reason.LINE_END,
+    ),
+    (
+        "closers already after the cursor are dropped",
+        "result = max(values, key=█)\n",
+        "lambda v: abs(v))\n",
+        "lambda v: abs(v)",
+        Reason.LINE_END,
+    ),
+    (
+        "brackets the completion opened are closed",
+        "items = █\n",
+        "sorted(data, key=len",
+        "sorted(data, key=len)",
+        "end",
+    ),
+    (
+        "brackets opened before the cursor are not closed by us",
+        "value = compute(a, █\n",
+        "b",
+        "b",
+        "end",
+    ),
+    (
+        "completion that only repeats the rest of the line is suppressed",
+        "x = foo(█bar)\n",
+        "bar)\n",
+        None,
+        Reason.REPEATS_LINE_SUFFIX,
+    ),
+    (
+        "whitespace only is suppressed",
+        "x = █\n",
+        "   \n",
+        None,
+        Reason.EMPTY,
+    ),
+    (
+        "empty output is suppressed",
+        "x = █\n",
+        "",
+        None,
+        Reason.EMPTY,
+    ),
+    (
+        "code fence ends a line completion",
+        "name = █\n",
+        "user.name``` This sets the name.",
+        "user.name",
+        Reason.CODE_FENCE,
+    ),
+    (
+        "block ends at the first line indented less than the block",
+        "def add(a, b):\n    █\n",
+        "return a + b\n\nprint(add(1, 2))\nassert add(2, 2) == 4\n",
+        "return a + b",
+        Reason.DEDENT,
+    ),
+    (
+        "two blank lines end a block even before the dedent",
+        "def add(a, b):\n    █\n",
+        "return a + b\n\n\nprint(add(1, 2))\n",
+        "return a + b",
+        Reason.BLANK_LINE,
+    ),
+    (
+        "block keeps nested lines",
+        "def first_even(xs):\n    █\n",
+        "for x in xs:\n        if x % 2 == 0:\n            return x\n    return None\n\nfirst_even([1])\n",
+        "for x in xs:\n        if x % 2 == 0:\n            return x\n    return None",
+        Reason.DEDENT,
+    ),
+    (
+        "block stops where it repeats the next line of the file",
+        "def f(x):\n    y = x * 2\n    █\n    return y\n",
+        "y += 1\n    return y\n",
+        "y += 1",
+        Reason.REPEATS_NEXT_LINE,
+    ),
+    (
+        "block that only repeats the suffix is suppressed",
+        "def f(x):\n    █\n    y = x + 1\n    return y\n",
+        "y = x + 1\n    return y\n",
+        None,
+        Reason.REPEATS_SUFFIX,
+    ),
+    (
+        "markdown fence after code is cut",
+        "def square(x):\n    █\n",
+        "return x * x\n```\n\nThis function returns the square.",
+        "return x * x",
+        Reason.CODE_FENCE,
+    ),
+    (
+        "block after opener at end of def line",
+        "def f(x):█\n",
+        "\n    return x + 1\n\ndef g():\n",
+        "\n    return x + 1",
+        Reason.DEDENT,
+    ),
+    (
+        "module-level block ends at the blank line",
+        "import os\n\n█\n",
+        "HOME = os.environ['HOME']\nCACHE = os.path.join(HOME, '.cache')\n\ndef main():\n    pass\n",
+        "HOME = os.environ['HOME']\nCACHE = os.path.join(HOME, '.cache')",
+        Reason.BLANK_LINE,
+    ),
+    (
+        "trailing whitespace of lines is removed",
+        "def f():\n    █\n",
+        "x = 1   \n    return x  \n",
+        "x = 1\n    return x",
+        "end",
+    ),
+    (
+        "js block ends at the closing brace line that the file already has",
+        "function sum(a) {\n  █\n}\n",
+        "return a.reduce((s, x) => s + x, 0);\n}\n\nconsole.log(sum([1]));\n",
+        "return a.reduce((s, x) => s + x, 0);",
+        Reason.DEDENT,
+    ),
+    (
+        "unicode text survives",
+        'greeting = █\n',
+        '"héllo wörld 👋"\n',
+        '"héllo wörld 👋"',
+        Reason.LINE_END,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "raw", "shown", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_finalize(name: str, source: str, raw: str, shown: str | None, reason: str) -> None:
+    language = "javascript" if name.startswith("js") else "python"
+    outcome = finalize(raw, plan_for(source, language))
+    assert outcome.text == shown
+    assert outcome.reason == reason
+
+
+@pytest.mark.parametrize(("name", "source", "raw", "shown", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_streaming_agrees_with_whole_output(name: str, source: str, raw: str, shown: str | None, reason: str) -> None:
+    """Feeding token-sized pieces stops early but shows exactly what the whole output would."""
+    language = "javascript" if name.startswith("js") else "python"
+    plan = plan_for(source, language)
+    filt = StreamFilter(plan)
+    consumed = 0
+    for i in range(0, len(raw), 3):
+        consumed = i + 3
+        if not filt.feed(raw[i : i + 3]):
+            break
+    assert filt.finish().text == shown
+    if filt.stop_reason is not None:
+        assert consumed <= len(raw) + 3
+
+
+def test_streaming_stops_before_the_overrun() -> None:
+    """The model is stopped at the line end: nothing after it is generated."""
+    plan = plan_for("x = █\n")
+    filt = StreamFilter(plan)
+    pieces = ["compute", "(1)", "\n", "assert", " x == 1"]
+    fed = 0
+    for piece in pieces:
+        fed += 1
+        if not filt.feed(piece):
+            break
+    assert fed == 3
+    assert filt.stop_reason is Reason.LINE_END
