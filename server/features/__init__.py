@@ -1,0 +1,1 @@
+"""LSP features, one module per group; each exposes `register(server: InfillerServer) -> None`."""

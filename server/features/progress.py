@@ -1,0 +1,147 @@
+"""Work-done progress (`$/progress`) for the long jobs: loading the model and indexing the workspace.
+
+Both run off the event loop (the model thread, a background thread); progress reports from
+those threads are marshalled onto the loop, throttled to whole-percent steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from server.model.registry import ModelError
+
+if TYPE_CHECKING:
+    from server.lsp.server import InfillerServer
+
+log = logging.getLogger(__name__)
+
+
+class WorkDone:
+    """One server-initiated progress bar; `report_threadsafe` may be called from any thread."""
+
+    def __init__(self, server: InfillerServer, title: str) -> None:
+        self.server = server
+        self.title = title
+        self.token = f"infiller-{uuid.uuid4().hex[:12]}"
+        self.enabled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_pct = -1
+        self._lock = threading.Lock()
+
+    async def begin(self, message: str | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        window = self.server.client_capabilities.window if self.server.client_capabilities else None
+        if window is not None and window.work_done_progress:
+            try:
+                await asyncio.wait_for(self.server.work_done_progress.create_async(self.token), timeout=5)
+                self.enabled = True
+            except Exception as exc:  # the client refused or never answered: go on without a bar
+                log.info("no progress bar for %r: %s", self.title, exc)
+        if self.enabled:
+            self.server.work_done_progress.begin(
+                self.token, types.WorkDoneProgressBegin(title=self.title, message=message, percentage=0)
+            )
+        self.server.log(f"{self.title}: started")
+
+    def report(self, message: str | None, percentage: int | None) -> None:
+        if self.enabled:
+            self.server.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage)
+            )
+
+    def report_threadsafe(self, done: int, total: int) -> None:
+        """A `(done, total)` callback for worker threads (the index's refresh)."""
+        pct = 100 if total <= 0 else min(100, int(100 * done / total))
+        with self._lock:
+            if pct == self._last_pct:
+                return
+            self._last_pct = pct
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.report, f"{done}/{total} files", pct)
+
+    def end(self, message: str) -> None:
+        if self.enabled:
+            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+        self.server.log(f"{self.title}: {message}")
+
+
+def _model_name(model: str | None) -> str:
+    from server.model.registry import load_registry
+
+    try:
+        return load_registry().get(model).name
+    except ModelError:
+        return model or "default model"
+
+
+async def load_model(server: InfillerServer, model: str | None) -> None:
+    """Load `model` on the model thread with a progress bar; completions say "model-loading" meanwhile."""
+    name = await asyncio.get_running_loop().run_in_executor(None, _model_name, model)
+    progress = WorkDone(server, f"infiller: loading {name}")
+    await progress.begin()
+    # Nothing may supersede the load job: completions need a completer, so they wait it out.
+    server.completer = None
+    server.runtime = None
+    server.model_error = None
+    future, _ = server.run_model(lambda _token: server.engine_factory(model), supersede=False)
+    try:
+        runtime = await future
+    except asyncio.CancelledError:
+        progress.end("cancelled")
+        raise
+    except ModelError as exc:
+        server.model_error = str(exc)
+        server.show(str(exc), types.MessageType.Error)
+        progress.end("failed")
+        return
+    except Exception as exc:
+        log.exception("loading %s failed", name)
+        server.model_error = f"could not load {name}: {exc}"
+        server.show(server.model_error, types.MessageType.Error)
+        progress.end("failed")
+        return
+    server.runtime = runtime
+    server.loaded_model = name
+    server.rebuild_completer()
+    progress.end(f"{name} ready")
+    for hook in server.on_model_loaded:
+        hook(server)
+
+
+async def build_index(server: InfillerServer, root: Path) -> None:
+    """Open the index at once (completions use whatever it holds), then refresh it with progress."""
+    loop = asyncio.get_running_loop()
+    progress = WorkDone(server, "infiller: indexing")
+    await progress.begin(str(root))
+
+    def adopt(index: object) -> None:
+        server.index = index  # type: ignore[assignment]
+        server.rebuild_completer()
+        for hook in server.on_index_opened:
+            hook(server)
+
+    def work() -> str:
+        from context.index import Index
+
+        index = Index.open(root)
+        loop.call_soon_threadsafe(adopt, index)
+        stats = index.refresh(progress.report_threadsafe)
+        index.start_watching()
+        return str(getattr(stats, "files", "")) or "done"
+
+    try:
+        summary = await loop.run_in_executor(None, work)
+    except Exception as exc:
+        log.exception("indexing %s failed", root)
+        server.show(f"indexing {root} failed: {exc}; completions use the current file only")
+        progress.end("failed")
+        return
+    server.index_ready = True
+    progress.end(f"indexed ({summary} files)" if summary.isdigit() else "indexed")

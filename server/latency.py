@@ -1,0 +1,196 @@
+"""The latency logic of inline completion, as pure code: what can be answered without the model.
+
+- Typing-through: a suggestion made at (prefix|suffix) is still valid after the user types
+  characters that match its start (or deletes a few on the same line); we answer with the rest.
+- In-flight reuse: a generation still running for (prefix|suffix) serves a request at
+  (prefix + typed|suffix) when its output so far agrees with `typed`.
+- Hot streak: once a line is shown, the next line's suggestion is prepared for the cursor the
+  user will have after accepting it and pressing Enter.
+- Adaptive debounce: during a fast typing burst wait a little longer than the user's
+  inter-key interval (the next key will probably supersede the request anyway); when typing
+  slowly, ask at once.
+
+The server (server/features/inline.py) wires these to the model worker; everything here is
+synchronous, allocation-light and tested without a server (tests/test_latency_logic.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+# Suggestions remembered per document for typing-through: the last few are enough, since a
+# new model answer usually replaces the old one and old prefixes stop matching after edits.
+CACHE_PER_DOCUMENT = 8
+# Documents with cached suggestions (least recently used dropped first).
+CACHE_DOCUMENTS = 32
+# Typing-through after backspace: deleting more than this many characters means the user is
+# rewriting, not correcting a typo; ask the model again.
+MAX_BACKSPACE_CHARS = 8
+# Inter-key gaps longer than this are pauses, not typing speed.
+TYPING_PAUSE_S = 1.5
+# Weight of the newest inter-key interval in the moving average.
+EWMA_ALPHA = 0.3
+# Wait this multiple of the average inter-key interval: long enough to catch the next key.
+DEBOUNCE_INTERVAL_FACTOR = 1.25
+# Indentation unit assumed when the file shows none to copy.
+DEFAULT_INDENT = "    "
+# Lines whose end opens a block (the editor indents the next line one level deeper).
+BLOCK_OPENER_ENDS = (":", "{", "(", "[")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A document split at the cursor: everything before it and everything after it."""
+
+    uri: str
+    prefix: str
+    suffix: str
+
+
+def continuation(made_at: Cursor, text: str, now: Cursor) -> str | None:
+    """What is left of suggestion `text` (made at `made_at`) for the buffer `now`; None if nothing.
+
+    Valid when the text after the cursor is unchanged and the text before it grew by characters
+    the suggestion starts with (typing-through), or lost a few characters on the same line
+    (backspace: they are offered again, followed by the suggestion).
+    """
+    if made_at.uri != now.uri or made_at.suffix != now.suffix or not text:
+        return None
+    if now.prefix.startswith(made_at.prefix):
+        typed = now.prefix[len(made_at.prefix) :]
+        if text.startswith(typed) and len(typed) < len(text):
+            return text[len(typed) :]
+        return None
+    if made_at.prefix.startswith(now.prefix):
+        deleted = made_at.prefix[len(now.prefix) :]
+        if len(deleted) <= MAX_BACKSPACE_CHARS and "\n" not in deleted and deleted.strip():
+            return deleted + text
+    return None
+
+
+def agrees(made_at: Cursor, partial: str, now: Cursor) -> bool:
+    """Could a generation at `made_at`, which has produced `partial` so far, serve `now`?"""
+    if made_at.uri != now.uri or made_at.suffix != now.suffix or not now.prefix.startswith(made_at.prefix):
+        return False
+    typed = now.prefix[len(made_at.prefix) :]
+    return partial.startswith(typed) or typed.startswith(partial)
+
+
+def _indent_of(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def indent_unit(text: str) -> str:
+    """The file's indentation step: a tab, or the smallest non-zero run of leading spaces."""
+    widths: list[int] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        if line.startswith("\t"):
+            return "\t"
+        width = len(line) - len(line.lstrip(" "))
+        if width:
+            widths.append(width)
+    return " " * min(widths) if widths else DEFAULT_INDENT
+
+
+def next_line_cursor(at: Cursor, text: str) -> Cursor | None:
+    """Where the cursor will be after accepting `text` and pressing Enter (the hot-streak target).
+
+    None when that is not predictable: text inserted mid-line, before other text on the line.
+    """
+    line_suffix = at.suffix.split("\n", 1)[0]
+    if line_suffix.strip() or not text.strip():
+        return None
+    accepted = at.prefix + text.rstrip(" \t")
+    if accepted.endswith("\n"):
+        accepted = accepted[:-1]
+    last_line = accepted.rsplit("\n", 1)[-1]
+    indent = _indent_of(last_line)
+    if last_line.rstrip().endswith(BLOCK_OPENER_ENDS):
+        indent += indent_unit(at.prefix[-4000:])
+    rest = at.suffix[len(line_suffix) :]
+    return Cursor(at.uri, accepted + "\n" + indent, rest)
+
+
+@dataclass
+class Suggestion:
+    """A suggestion and the buffer it was made for."""
+
+    at: Cursor
+    text: str
+    source: str  # "model" or "hot-streak"
+    stats_id: int = 0
+    created: float = field(default_factory=time.monotonic)
+
+
+class SuggestionCache:
+    """Recent suggestions per document, newest first, for typing-through and the hot streak."""
+
+    def __init__(self, per_document: int = CACHE_PER_DOCUMENT, documents: int = CACHE_DOCUMENTS) -> None:
+        self.per_document = per_document
+        self.documents = documents
+        self._by_uri: OrderedDict[str, deque[Suggestion]] = OrderedDict()
+
+    def put(self, suggestion: Suggestion) -> None:
+        uri = suggestion.at.uri
+        entries = self._by_uri.setdefault(uri, deque(maxlen=self.per_document))
+        self._by_uri.move_to_end(uri)
+        entries.appendleft(suggestion)
+        while len(self._by_uri) > self.documents:
+            self._by_uri.popitem(last=False)
+
+    def lookup(self, now: Cursor) -> tuple[Suggestion, str] | None:
+        """The newest cached suggestion still valid at `now`, and the text to show."""
+        for entry in self._by_uri.get(now.uri, ()):
+            rest = continuation(entry.at, entry.text, now)
+            if rest is not None:
+                return entry, rest
+        return None
+
+    def drop(self, uri: str) -> None:
+        self._by_uri.pop(uri, None)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_uri.values())
+
+
+class AdaptiveDebounce:
+    """Per-document debounce that follows the measured typing speed."""
+
+    def __init__(self, min_s: float, max_s: float, adaptive: bool = True) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self.adaptive = adaptive
+        self._last: dict[str, float] = {}
+        self._interval: dict[str, float] = {}
+
+    def observe(self, uri: str, at: float | None = None) -> None:
+        """Note a keystroke (a content change) in `uri`."""
+        at = time.monotonic() if at is None else at
+        last = self._last.get(uri)
+        self._last[uri] = at
+        if last is None:
+            return
+        gap = at - last
+        if gap <= 0 or gap > TYPING_PAUSE_S:
+            return
+        old = self._interval.get(uri)
+        self._interval[uri] = gap if old is None else EWMA_ALPHA * gap + (1 - EWMA_ALPHA) * old
+
+    def delay(self, uri: str) -> float:
+        """Seconds to wait before asking the model for `uri`."""
+        if not self.adaptive:
+            return self.min_s
+        interval = self._interval.get(uri)
+        if interval is None:
+            return self.min_s
+        wait = interval * DEBOUNCE_INTERVAL_FACTOR
+        # Slow typing: the next key will not come within max_s, so waiting only adds latency.
+        return self.min_s if wait > self.max_s else max(self.min_s, wait)
+
+    def forget(self, uri: str) -> None:
+        self._last.pop(uri, None)
+        self._interval.pop(uri, None)

@@ -1,0 +1,125 @@
+"""Open documents as the server sees them, with LSP positions converted exactly.
+
+LSP positions count UTF-16 code units on lines ended by `\\n` (a `\\r` before it belongs to
+the line ending); Python strings index code points. pygls's own store splits lines with
+`str.splitlines`, which also breaks on form feeds and U+2028 and so disagrees with editors on
+files containing them; this store is the authoritative text for completions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from context.syntax import LANGUAGE_IDS, language_for_path
+
+
+def utf16_len(text: str) -> int:
+    """UTF-16 code units of text (astral characters such as emoji count two)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def column_from_utf16(line: str, character: int) -> int:
+    """Code-point column of a UTF-16 offset into line; clamped to the line (without its `\\r`)."""
+    if line.endswith("\r"):
+        line = line[:-1]
+    units = 0
+    for index, ch in enumerate(line):
+        if units >= character:
+            return index
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(line)
+
+
+def utf16_from_column(line: str, column: int) -> int:
+    return utf16_len(line[:column])
+
+
+def offset_at(text: str, position: types.Position) -> int:
+    """Code-point offset into text of an LSP position; past-the-end lines clamp to the end."""
+    start = 0
+    for _ in range(position.line):
+        newline = text.find("\n", start)
+        if newline < 0:
+            return len(text)
+        start = newline + 1
+    end = text.find("\n", start)
+    line = text[start:] if end < 0 else text[start:end]
+    return start + column_from_utf16(line, position.character)
+
+
+def cursor_at(text: str, position: types.Position) -> tuple[int, int]:
+    """(line, code-point column) of an LSP position, both 0-based, as CompletionRequest wants."""
+    lines = text.split("\n")
+    if position.line >= len(lines):
+        return len(lines) - 1, len(lines[-1])
+    return position.line, column_from_utf16(lines[position.line], position.character)
+
+
+def position_of(text: str, offset: int) -> types.Position:
+    """The LSP position of a code-point offset."""
+    head = text[:offset]
+    line = head.count("\n")
+    line_start = head.rfind("\n") + 1
+    return types.Position(line=line, character=utf16_len(head[line_start:]))
+
+
+def apply_change(text: str, change: types.TextDocumentContentChangeEvent) -> str:
+    """The text after one didChange event (incremental with a range, or the full text)."""
+    if isinstance(change, types.TextDocumentContentChangePartial):
+        start = offset_at(text, change.range.start)
+        end = max(start, offset_at(text, change.range.end))
+        return text[:start] + change.text + text[end:]
+    return change.text
+
+
+@dataclass
+class Document:
+    uri: str
+    text: str
+    version: int | None
+    language_id: str
+    path: Path | None
+    # Line of the last edit: a change far from it is a cursor jump (prefill the new spot).
+    last_line: int | None = None
+
+    @property
+    def language(self) -> str | None:
+        """Our language name (tree-sitter grammar), from the path or the client's languageId."""
+        by_path = language_for_path(self.path) if self.path else None
+        return by_path or LANGUAGE_IDS.get(self.language_id)
+
+
+@dataclass
+class Documents:
+    """uri -> Document for every document the client opened."""
+
+    docs: dict[str, Document] = field(default_factory=dict)
+
+    def open(self, item: types.TextDocumentItem) -> Document:
+        path = to_fs_path(item.uri)
+        doc = Document(item.uri, item.text, item.version, item.language_id, Path(path) if path else None)
+        self.docs[item.uri] = doc
+        return doc
+
+    def change(self, params: types.DidChangeTextDocumentParams) -> tuple[Document, int | None] | None:
+        """Apply the changes; returns the document and the line of the last edit."""
+        doc = self.docs.get(params.text_document.uri)
+        if doc is None:
+            return None
+        line: int | None = None
+        for change in params.content_changes:
+            doc.text = apply_change(doc.text, change)
+            if isinstance(change, types.TextDocumentContentChangePartial):
+                line = change.range.start.line + change.text.count("\n")
+        doc.version = params.text_document.version
+        return doc, line
+
+    def close(self, uri: str) -> Document | None:
+        return self.docs.pop(uri, None)
+
+    def get(self, uri: str) -> Document | None:
+        return self.docs.get(uri)

@@ -1,0 +1,244 @@
+"""The infiller language server: state shared by the feature modules, lifecycle, and `build_server`.
+
+`InfillerServer` holds what every feature needs; feature modules (server/features/*.py) each
+expose `register(server)` and keep their handlers thin. Stable attributes for feature modules:
+
+- `server.settings`   -- `Settings` (server/settings.py), replaced on didChangeConfiguration.
+- `server.stats`      -- `Stats` (server/stats.py), local statistics.
+- `server.worker`     -- the `ModelWorker`: the only thread that touches the model. Submit jobs with
+                         `server.run_model(job, supersede=...)` and await the result; never call the
+                         model from the event loop.
+- `server.completer`  -- the `Completer` once the model is loaded (`server.completer_ready()`), else None.
+- `server.runtime`    -- its `Runtime` (tokenizer, template, chat-free generation), or None.
+- `server.index`      -- the workspace `Index` once opened (it may still be refreshing: `index_ready`
+                         says when the first refresh finished); None without a workspace root.
+- `server.root`       -- the workspace root `Path`, or None.
+- `server.documents`  -- open documents with exact UTF-16 position handling (server/lsp/documents.py).
+- `server.index_call(fn, *args)` -- run index work on the index thread; returns an awaitable.
+- `server.log(message)` / `server.show(message, type)` -- window/logMessage and window/showMessage.
+- `server.on_initialized` / `on_model_loaded` / `on_index_opened` -- lists of `hook(server)` callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import importlib
+import importlib.util
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from server import __version__
+from server.lsp.documents import Documents
+from server.model.runtime import CancelToken, Runtime
+from server.model.worker import ModelWorker
+from server.settings import Settings
+from server.stats import Stats
+from server.stats import load as load_stats
+
+if TYPE_CHECKING:
+    from context.index import Index
+    from server.completion import Completer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EngineFactory = Callable[[str | None], Runtime]
+"""Builds the model runtime for a registry model name (None: the default); runs on the model thread."""
+
+# Feature modules registered by build_server, in order; missing optional ones are skipped so
+# that features developed separately never block each other.
+FEATURE_MODULES = ("sync", "inline", "stats", "code_actions", "diagnostics")
+OPTIONAL_FEATURES = frozenset({"code_actions", "diagnostics"})
+
+
+def default_engine_factory(model: str | None) -> Runtime:
+    from server.model.loader import load_runtime
+
+    return load_runtime(model)
+
+
+class InfillerServer(LanguageServer):
+    """The language server and the state its features share (see the module docstring)."""
+
+    def __init__(self, engine_factory: EngineFactory | None = None) -> None:
+        super().__init__("infiller", __version__)
+        self.engine_factory: EngineFactory = engine_factory or default_engine_factory
+        self.settings = Settings()
+        self.stats: Stats = load_stats()
+        self.worker = ModelWorker()
+        self.runtime: Runtime | None = None
+        self.completer: Completer | None = None
+        self.model_error: str | None = None
+        self.loaded_model: str | None = None
+        self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
+        self.index: Index | None = None
+        self.index_ready = False
+        self.root: Path | None = None
+        self.documents = Documents()
+        self._index_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="infiller-index"
+        )
+        self._model_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self.pending_messages: list[str] = []  # settings problems found before the client is ready
+        # Hooks for feature modules, called on the event loop with the server.
+        self.on_initialized: list[Callable[[InfillerServer], None]] = []
+        self.on_model_loaded: list[Callable[[InfillerServer], None]] = []
+        self.on_index_opened: list[Callable[[InfillerServer], None]] = []
+
+    # --- state -----------------------------------------------------------------------------
+
+    def completer_ready(self) -> bool:
+        """True once a model is loaded and completions can run."""
+        return self.completer is not None
+
+    def rebuild_completer(self) -> None:
+        """(Re)create the Completer from the current runtime, index and settings (cheap)."""
+        if self.runtime is None:
+            self.completer = None
+            return
+        from server.completion import Completer
+
+        self.completer = Completer(
+            self.runtime,
+            root=self.root,
+            index=self.index,
+            settings=self.settings.completion_settings(),
+        )
+
+    # --- running work off the event loop --------------------------------------------------
+
+    def run_model(
+        self, job: Callable[[CancelToken], T], *, supersede: bool = True
+    ) -> tuple[asyncio.Future[T], CancelToken]:
+        """Queue a job on the model thread; await the returned future (never block on it)."""
+        future, token = self.worker.submit(job, supersede=supersede)
+        return asyncio.wrap_future(future), token
+
+    def index_call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run index work on the index thread (SQLite writes and tree-sitter parses stay off the loop)."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._index_pool, fn, *args)
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Run a background coroutine, keeping a reference and logging its failure."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    # --- messages --------------------------------------------------------------------------
+
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
+        log.info("%s", message)
+        with contextlib.suppress(Exception):  # no client attached (unit tests)
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
+        log.warning("%s", message)
+        with contextlib.suppress(Exception):
+            self.window_show_message(types.ShowMessageParams(type=kind, message=f"infiller: {message}"))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def set_root(self, params: types.InitializeParams) -> None:
+        uri = params.root_uri
+        if params.workspace_folders:
+            uri = params.workspace_folders[0].uri
+        if uri is None and params.root_path:
+            self.root = Path(params.root_path).resolve()
+            return
+        path = to_fs_path(uri) if uri else None
+        self.root = Path(path).resolve() if path else None
+
+    def apply_settings(self, settings: Settings, errors: list[str]) -> None:
+        """Adopt new settings: report problems, reload the model if it changed."""
+        for message in errors:
+            self.show(message)
+        old = self.settings
+        self.settings = settings
+        if settings.model != old.model and (self.runtime is not None or self.model_error is not None):
+            self.start_model()
+        else:
+            self.rebuild_completer()
+
+    def start_model(self) -> None:
+        from server.features.progress import load_model
+
+        if self._model_task is not None and not self._model_task.done():
+            self._model_task.cancel()
+        self._model_task = asyncio.ensure_future(load_model(self, self.settings.model or self.default_model))
+
+    def start_index(self) -> None:
+        from server.features.progress import build_index
+
+        if self.root is not None:
+            self.spawn(build_index(self, self.root))
+
+    def close(self) -> None:
+        """Shutdown: persist statistics, stop the watcher and the model thread."""
+        try:
+            self.stats.save()
+        except OSError as exc:
+            log.warning("could not save statistics: %s", exc)
+        self.worker.cancel_all("shutdown")
+        if self.index is not None:
+            index = self.index
+            self.index = None
+            self._index_pool.submit(index.close)
+        self._index_pool.shutdown(wait=False)
+
+
+def _register_lifecycle(server: InfillerServer) -> None:
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: InfillerServer, params: types.InitializeParams) -> None:
+        from server.settings import read_settings
+
+        ls.set_root(params)
+        settings, errors = read_settings(params.initialization_options)
+        ls.settings = settings
+        ls.pending_messages.extend(errors)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: InfillerServer, params: types.InitializedParams) -> None:
+        for message in ls.pending_messages:
+            ls.show(message)
+        ls.pending_messages.clear()
+        ls.start_model()
+        ls.start_index()
+        for hook in ls.on_initialized:
+            hook(ls)
+        ls.log(f"infiller {__version__}: root {ls.root}, settings {ls.settings}")
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: InfillerServer, params: None) -> None:
+        ls.close()
+
+
+def build_server(engine_factory: EngineFactory | None = None) -> InfillerServer:
+    """A server with every feature registered; `engine_factory` lets tests inject a fake model."""
+    server = InfillerServer(engine_factory)
+    _register_lifecycle(server)
+    for name in FEATURE_MODULES:
+        module_name = f"server.features.{name}"
+        if name in OPTIONAL_FEATURES and importlib.util.find_spec(module_name) is None:
+            log.info("feature %s not available", name)
+            continue
+        module = importlib.import_module(module_name)
+        module.register(server)
+    return server

@@ -1,0 +1,295 @@
+"""The server's settings: one typed schema, read from `initializationOptions` and
+`workspace/didChangeConfiguration` with camelCase keys.
+
+The schema (nested dataclasses whose fields carry a description and bounds in their metadata) is
+the single source for validation, `docs/lsp.md` and the editor clients' configuration. Reading
+never fails: a bad value yields a message for `window/showMessage` and the field's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from server.completion import CompletionSettings
+
+# The section name clients nest our settings under (`{"infiller": {...}}`).
+SECTION = "infiller"
+
+_DEFAULT_COMPLETION = CompletionSettings()
+
+
+def _meta(doc: str, *, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"doc": doc, "min": lo, "max": hi}
+
+
+@dataclass
+class ContextSettings:
+    """Prompt budgets, in model tokens: they bound how long a cold request takes."""
+
+    budget_tokens: int = field(
+        default=_DEFAULT_COMPLETION.context_tokens,
+        metadata=_meta("Tokens of cross-file context (0 disables retrieval).", lo=0, hi=4096),
+    )
+    prefix_tokens: int = field(
+        default=_DEFAULT_COMPLETION.prefix_tokens,
+        metadata=_meta("Tokens of the current file before the cursor.", lo=16, hi=8192),
+    )
+    suffix_tokens: int = field(
+        default=_DEFAULT_COMPLETION.suffix_tokens,
+        metadata=_meta("Tokens of the current file after the cursor.", lo=0, hi=2048),
+    )
+    sources: list[str] | None = field(
+        default=None,
+        metadata=_meta("Retrieval sources to use (null: all); e.g. imports, recent, similar."),
+    )
+
+
+@dataclass
+class DebounceSettings:
+    """How long to wait after a keystroke before asking the model."""
+
+    min_ms: int = field(default=25, metadata=_meta("Shortest wait (slow, deliberate typing).", lo=0, hi=2000))
+    max_ms: int = field(default=200, metadata=_meta("Longest wait (fast typing bursts).", lo=0, hi=5000))
+    adaptive: bool = field(
+        default=True, metadata=_meta("Scale the wait with the measured typing speed per document.")
+    )
+
+
+@dataclass
+class Settings:
+    """Everything a user can configure."""
+
+    enable: bool = field(default=True, metadata=_meta("Offer completions at all."))
+    model: str | None = field(
+        default=None, metadata=_meta("Registry model name (null: the registry default or $INFILLER_MODEL).")
+    )
+    max_tokens: int = field(
+        default=_DEFAULT_COMPLETION.max_tokens_block,
+        metadata=_meta("Most tokens generated for a multi-line completion.", lo=1, hi=1024),
+    )
+    max_line_tokens: int = field(
+        default=_DEFAULT_COMPLETION.max_tokens_line,
+        metadata=_meta("Most tokens generated for a single-line completion.", lo=1, hi=512),
+    )
+    context: ContextSettings = field(default_factory=ContextSettings, metadata=_meta("Prompt budgets."))
+    debounce: DebounceSettings = field(default_factory=DebounceSettings, metadata=_meta("Debounce."))
+    languages: list[str] | None = field(
+        default=None,
+        metadata=_meta("Language ids to complete (null: every supported language)."),
+    )
+    prefill: bool = field(
+        default=True,
+        metadata=_meta("Read the prompt into the model cache when a file opens or the cursor jumps."),
+    )
+    hot_streak: bool = field(
+        default=True, metadata=_meta("Prepare the next line's suggestion while the current one is shown.")
+    )
+
+    def completion_settings(self) -> CompletionSettings:
+        """The budgets the Completer works with."""
+        return CompletionSettings(
+            prefix_tokens=self.context.prefix_tokens,
+            suffix_tokens=self.context.suffix_tokens,
+            context_tokens=self.context.budget_tokens,
+            max_tokens_line=self.max_line_tokens,
+            max_tokens_block=self.max_tokens,
+            sources=tuple(self.context.sources) if self.context.sources is not None else None,
+        )
+
+    def language_enabled(self, language: str | None) -> bool:
+        if not self.enable or language is None:
+            return False
+        return self.languages is None or language in self.languages
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _strict_converter() -> cattrs.Converter:
+    """cattrs with strict scalars: the default would turn "yes" into True and 3.7 into 3."""
+    conv = cattrs.Converter()
+
+    def strict(kind: type, accept: tuple[type, ...]) -> None:
+        def hook(value: object, _: type) -> object:
+            if isinstance(value, bool) and kind is not bool:
+                raise TypeError(f"expected {kind.__name__}, got a boolean")
+            if isinstance(value, float) and kind is int:
+                if not value.is_integer():
+                    raise TypeError(f"expected an integer, got {value!r}")
+                return int(value)
+            if not isinstance(value, accept):
+                raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            return value
+
+        conv.register_structure_hook(kind, hook)
+
+    strict(bool, (bool,))
+    strict(int, (int, float))
+    strict(str, (str,))
+    for cls in (ContextSettings, DebounceSettings, Settings):  # nested first: the parent's hook uses theirs
+        conv.register_unstructure_hook(
+            cls,
+            make_dict_unstructure_fn(
+                cls, conv, **{f.name: override(rename=camel(f.name)) for f in dataclasses.fields(cls)}
+            ),
+        )
+    return conv
+
+
+CONVERTER = _strict_converter()
+
+
+def _is_dataclass_type(tp: object) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _is_list_type(tp: object) -> bool:
+    return any(typing.get_origin(a) is list for a in (tp, *typing.get_args(tp)))
+
+
+def _structure_into(cls: type, raw: Mapping[str, Any], path: str, errors: list[str]) -> Any:
+    """An instance of cls from raw; each bad field is reported and left at its default."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    known = set()
+    for f in dataclasses.fields(cls):
+        key = camel(f.name)
+        known.add(key)
+        if key not in raw:
+            continue
+        value = raw[key]
+        where = f"{path}{key}"
+        tp = hints[f.name]
+        if _is_dataclass_type(tp):
+            if not isinstance(value, Mapping):
+                errors.append(f"setting {where}: expected an object, got {value!r}; using the defaults")
+                continue
+            values[f.name] = _structure_into(tp, value, where + ".", errors)
+            continue
+        try:
+            if _is_list_type(tp) and not isinstance(value, list | type(None)):
+                raise TypeError(f"expected a list, got {value!r}")
+            converted = CONVERTER.structure(value, tp)
+        except Exception as exc:
+            errors.append(f"setting {where}: {_explain(exc)}; using the default {_default_text(f)}")
+            continue
+        problem = _check_bounds(converted, f.metadata)
+        if problem:
+            errors.append(f"setting {where}: {problem}; using the default {_default_text(f)}")
+            continue
+        values[f.name] = converted
+    for key in raw:
+        if key not in known:
+            errors.append(f"unknown setting {path}{key} (ignored)")
+    return cls(**values)
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        inner = exc.exceptions[0] if exc.exceptions else exc
+        return str(inner)
+    return str(exc)
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    return json.dumps(f.default if f.default is not dataclasses.MISSING else None)
+
+
+def _check_bounds(value: object, meta: Mapping[str, Any]) -> str | None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if lo is not None and value < lo:
+            return f"{value} is below the minimum {lo}"
+        if hi is not None and value > hi:
+            return f"{value} is above the maximum {hi}"
+    return None
+
+
+def _cross_checks(settings: Settings, errors: list[str]) -> Settings:
+    deb = settings.debounce
+    if deb.min_ms > deb.max_ms:
+        errors.append(f"setting debounce.minMs ({deb.min_ms}) exceeds debounce.maxMs ({deb.max_ms}); swapped")
+        deb.min_ms, deb.max_ms = deb.max_ms, deb.min_ms
+    if settings.context.sources is not None:
+        try:
+            from context.retrieve import DEFAULT_SOURCES as known_sources
+        except ImportError:  # retrieval not installed: nothing to check against
+            known_sources = None
+        if known_sources:
+            bad = [s for s in settings.context.sources if s not in known_sources]
+            if bad:
+                errors.append(
+                    f"setting context.sources: unknown source(s) {', '.join(bad)} "
+                    f"(known: {', '.join(known_sources)}); ignored them"
+                )
+                settings.context.sources = [s for s in settings.context.sources if s in known_sources]
+    return settings
+
+
+def section_of(raw: object) -> Mapping[str, Any] | None:
+    """Our settings inside a client payload: `{"infiller": {...}}` or the flat object itself."""
+    if not isinstance(raw, Mapping):
+        return None
+    inner = raw.get(SECTION)
+    if isinstance(inner, Mapping):
+        return inner
+    return raw
+
+
+def read_settings(raw: object, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Settings from a client payload, plus one message per problem. None or {} gives `base`."""
+    errors: list[str] = []
+    section = section_of(raw)
+    if raw is not None and section is None:
+        errors.append(f"settings must be an object, got {raw!r}; using the defaults")
+    if not section:
+        return (base or Settings()), errors
+    settings = _structure_into(Settings, section, "", errors)
+    return _cross_checks(settings, errors), errors
+
+
+def to_json(settings: Settings) -> dict[str, Any]:
+    """The camelCase form a client would send."""
+    data: dict[str, Any] = CONVERTER.unstructure(settings)
+    return data
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    key: str
+    type: str
+    default: str
+    doc: str
+
+
+def _type_name(tp: object) -> str:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " | ".join(_type_name(a) for a in typing.get_args(tp)).replace("NoneType", "null")
+    if typing.get_origin(tp) is list:
+        return f"list[{_type_name(typing.get_args(tp)[0])}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def describe(cls: type = Settings, path: str = "") -> Iterator[SettingDoc]:
+    """Every leaf setting with its camelCase key, type, default and description (for docs and clients)."""
+    hints = typing.get_type_hints(cls)
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        key = path + camel(f.name)
+        tp = hints[f.name]
+        if _is_dataclass_type(tp):
+            yield from describe(tp, key + ".")
+            continue
+        default = getattr(instance, f.name)
+        yield SettingDoc(key, _type_name(tp), json.dumps(default), f.metadata.get("doc", ""))
