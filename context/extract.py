@@ -38,12 +38,74 @@ IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Keywords and ubiquitous names carry no similarity signal.
 STOP_IDENTS = frozenset(
-    """
-    self cls def return if else elif for while in not and or is None True False import from as
-    class pass try except finally raise with yield lambda async await global nonlocal del assert
-    break continue const let var function new this null undefined true false func package type
-    struct fn pub mut impl use let match int char void static public private protected final
-    """.split()
+    [
+        "self",
+        "cls",
+        "def",
+        "return",
+        "if",
+        "else",
+        "elif",
+        "for",
+        "while",
+        "in",
+        "not",
+        "and",
+        "or",
+        "is",
+        "None",
+        "True",
+        "False",
+        "import",
+        "from",
+        "as",
+        "class",
+        "pass",
+        "try",
+        "except",
+        "finally",
+        "raise",
+        "with",
+        "yield",
+        "lambda",
+        "async",
+        "await",
+        "global",
+        "nonlocal",
+        "del",
+        "assert",
+        "break",
+        "continue",
+        "const",
+        "let",
+        "var",
+        "function",
+        "new",
+        "this",
+        "null",
+        "undefined",
+        "true",
+        "false",
+        "func",
+        "package",
+        "type",
+        "struct",
+        "fn",
+        "pub",
+        "mut",
+        "impl",
+        "use",
+        "let",
+        "match",
+        "int",
+        "char",
+        "void",
+        "static",
+        "public",
+        "private",
+        "protected",
+        "final",
+    ]
 )
 
 # When two patterns capture the same name node, the more specific kind wins.
@@ -157,7 +219,9 @@ def identifiers(text: str) -> set[str]:
 def _windows(source: bytes) -> list[tuple[int, int, str]]:
     lines = source.decode("utf-8", "replace").split("\n")
     # Identifiers per stride block, computed once: each window is the union of two blocks.
-    blocks = [identifiers("\n".join(lines[i : i + WINDOW_STRIDE])) for i in range(0, len(lines), WINDOW_STRIDE)]
+    blocks = [
+        identifiers("\n".join(lines[i : i + WINDOW_STRIDE])) for i in range(0, len(lines), WINDOW_STRIDE)
+    ]
     per_window = WINDOW_LINES // WINDOW_STRIDE
     out: list[tuple[int, int, str]] = []
     for b in range(max(len(blocks) - per_window + 1, 1)):
@@ -197,7 +261,9 @@ def _node_text(source: bytes, node: ts.Node) -> str:
     return source[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
-def _definition(language: str, source: bytes, kind: str, name_node: ts.Node, node: ts.Node) -> Definition | None:
+def _definition(
+    language: str, source: bytes, kind: str, name_node: ts.Node, node: ts.Node
+) -> Definition | None:
     name = _node_text(source, name_node)
     if not name:
         return None
@@ -218,7 +284,9 @@ def _definition(language: str, source: bytes, kind: str, name_node: ts.Node, nod
     whole = " " * outer.start_point.column + _node_text(source, outer)
     if kind == "constant":
         lines = whole.split("\n")
-        snippet = whole if len(lines) <= CONSTANT_MAX_LINES else "\n".join([*lines[:CONSTANT_MAX_LINES], "..."])
+        snippet = (
+            whole if len(lines) <= CONSTANT_MAX_LINES else "\n".join([*lines[:CONSTANT_MAX_LINES], "..."])
+        )
     elif n_lines <= SHORT_BODY_LINES or body is None:
         snippet = whole
     elif kind == "class" and language == "python":
@@ -262,7 +330,9 @@ def _owner_header(node: ts.Node, source: bytes) -> str:
         return ""
     body = parent.child_by_field_name("body")
     end = body.start_byte if body is not None else parent.end_byte
-    return " " * parent.start_point.column + source[parent.start_byte : end].decode("utf-8", "replace").rstrip()
+    return (
+        " " * parent.start_point.column + source[parent.start_byte : end].decode("utf-8", "replace").rstrip()
+    )
 
 
 def _doc(language: str, source: bytes, node: ts.Node, body: ts.Node | None) -> str:
@@ -310,7 +380,10 @@ def _class_summary(source: bytes, indent: str, signature: str, doc: str, body: t
             end = member_body.start_byte if member_body is not None else target.end_byte
             head = source[target.start_byte : end].decode("utf-8", "replace").rstrip()
             lines.append(inner + head + " ...")
-        elif target.type == "expression_statement" and target.named_child_count:
-            if target.named_children[0].type == "assignment":
-                lines.append(inner + _node_text(source, target).split("\n")[0])
+        elif (
+            target.type == "expression_statement"
+            and target.named_child_count
+            and target.named_children[0].type == "assignment"
+        ):
+            lines.append(inner + _node_text(source, target).split("\n")[0])
     return "\n".join(lines)

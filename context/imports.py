@@ -201,8 +201,14 @@ def find_symbol(graph: ModuleGraph, path: str, name: str, depth: int = 0) -> Tar
     return None
 
 
-def resolve_chain(graph: ModuleGraph, importer: str, bindings: Sequence[ImportBinding], chain: Sequence[str]) -> Target | None:
-    """Resolve a dotted use such as `mod.sub.func` or `Cls` through the importer's bindings."""
+def resolve_chain(
+    graph: ModuleGraph, importer: str, bindings: Sequence[ImportBinding], chain: Sequence[str]
+) -> tuple[Target, int] | None:
+    """Resolve a dotted use such as `mod.sub.func` or `Cls.method` through the importer's bindings.
+
+    Returns the target and how many parts of the chain it consumed: `Cls.method` resolves to the
+    class with 1 consumed, and the caller looks up `method` among the class's members.
+    """
     if not chain:
         return None
     target: Target | None = None
@@ -210,7 +216,8 @@ def resolve_chain(graph: ModuleGraph, importer: str, bindings: Sequence[ImportBi
     for binding in bindings:
         if binding.local != chain[0]:
             continue
-        if binding.name is None and binding.local != binding.module and binding.module.startswith(chain[0] + "."):
+        dotted = binding.name is None and binding.module.startswith(chain[0] + ".")
+        if dotted and binding.local != binding.module:
             # `import a.b.c` then `a.b.c.f`: jump straight to the longest imported module prefix.
             parts = binding.module.split(".")
             if list(chain[: len(parts)]) == parts:
@@ -229,7 +236,8 @@ def resolve_chain(graph: ModuleGraph, importer: str, bindings: Sequence[ImportBi
         if found is None:
             break
         target = found
-    return target
+        consumed += 1
+    return target, consumed
 
 
 def resolve_script_import(importer: str, source: str, exists: set[str]) -> str | None:
@@ -255,7 +263,9 @@ def resolve_script_import(importer: str, source: str, exists: set[str]) -> str |
 # jedi fallback
 
 
-def jedi_infer_definitions(root: Path, path: Path, text: str, line: int, column: int) -> list[tuple[Path, int]]:
+def jedi_infer_definitions(
+    root: Path, path: Path, text: str, line: int, column: int
+) -> list[tuple[Path, int]]:
     """Files and 0-based lines of what the expression at (line, column) evaluates to, via jedi.
 
     Used only when static resolution fails (e.g. `obj.` where obj comes from a call's return

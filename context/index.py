@@ -45,6 +45,8 @@ PARALLEL_MIN_FILES = 200
 PARALLEL_CHUNK_FILES = 16
 # More workers than this contend on the single SQLite writer rather than help.
 MAX_WORKERS = 4
+# Similar-window queries use only the rarest identifiers: common ones cost the most and discriminate least.
+WINDOW_QUERY_TERMS = 8
 # A hash short enough to store cheaply, long enough that collisions never happen in one workspace.
 HASH_BYTES = 16
 
@@ -498,14 +500,22 @@ class Index:
 
     def search_windows(self, idents: Iterable[str], limit: int, exclude: str | None = None) -> list[Window]:
         """Windows sharing identifiers with `idents`, best BM25 first (FTS5)."""
-        terms = sorted({t for t in idents if t.replace("_", "a").isalnum()})
+        terms = sorted({t.lower() for t in idents if t.replace("_", "a").isalnum()})
         if not terms:
             return []
-        query = " OR ".join(f'"{t}"' for t in terms)
         with self._lock:
+            frequencies = self._conn.execute(
+                f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(terms))})",
+                terms,
+            ).fetchall()
+            rarest = sorted(frequencies, key=lambda r: (r[1], r[0]))[:WINDOW_QUERY_TERMS]
+            if not rarest:
+                return []
+            query = " OR ".join(f'"{term}"' for term, _ in rarest)
             rows = self._conn.execute(
                 "SELECT f.path, w.start_line, w.end_line, windows_fts.idents, bm25(windows_fts) AS score "
-                "FROM windows_fts JOIN windows w ON w.id = windows_fts.rowid JOIN files f ON f.id = w.file_id "
+                "FROM windows_fts JOIN windows w ON w.id = windows_fts.rowid "
+                "JOIN files f ON f.id = w.file_id "
                 "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
                 (query, limit + (limit if exclude else 0)),
             ).fetchall()
@@ -553,15 +563,36 @@ class Index:
             cur = conn.execute(
                 "INSERT INTO files(path, lang, module, is_package, hash, mtime_ns, size, lines) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (rel, language_for_path(rel) or "", module, int(is_package), _hash(data), mtime, size, facts.lines),
+                (
+                    rel,
+                    language_for_path(rel) or "",
+                    module,
+                    int(is_package),
+                    _hash(data),
+                    mtime,
+                    size,
+                    facts.lines,
+                ),
             )
             file_id = int(cur.lastrowid or 0)
             self._file_ids[rel] = file_id
         conn.executemany(
-            "INSERT INTO symbols(file_id, name, kind, parent, top_level, start_line, end_line, signature, doc, snippet) "
+            "INSERT INTO symbols(file_id, name, kind, parent, top_level, start_line, end_line, "
+            "signature, doc, snippet) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (file_id, d.name, d.kind, d.parent, int(d.top_level), d.start_line, d.end_line, d.signature, d.doc, d.snippet)
+                (
+                    file_id,
+                    d.name,
+                    d.kind,
+                    d.parent,
+                    int(d.top_level),
+                    d.start_line,
+                    d.end_line,
+                    d.signature,
+                    d.doc,
+                    d.snippet,
+                )
                 for d in facts.definitions
             ],
         )
@@ -634,7 +665,10 @@ class Index:
         out: set[str] = set()
         directory = posixpath.dirname(rel)
         while directory:
-            if f"{directory}/__init__.py" in self._file_ids or (self.root / directory / "__init__.py").exists():
+            if (
+                f"{directory}/__init__.py" in self._file_ids
+                or (self.root / directory / "__init__.py").exists()
+            ):
                 out.add(directory)
             else:
                 break
@@ -683,9 +717,7 @@ class Index:
         with self._lock:
             files = self._conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
             symbols = self._conn.execute("SELECT COUNT(*) FROM symbols").fetchone()[0]
-        db_bytes = sum(
-            p.stat().st_size for p in (self.db_path, Path(f"{self.db_path}-wal")) if p.exists()
-        )
+        db_bytes = sum(p.stat().st_size for p in (self.db_path, Path(f"{self.db_path}-wal")) if p.exists())
         return RefreshStats(files, symbols, parsed, removed, elapsed, db_bytes)
 
 
@@ -726,7 +758,8 @@ def _extract_all(jobs: list[tuple[str, bytes]]) -> Iterator[FileFacts]:
 
 
 _SYMBOL_SELECT = (
-    "SELECT f.path, s.name, s.kind, s.parent, s.top_level, s.start_line, s.end_line, s.signature, s.doc, s.snippet "
+    "SELECT f.path, s.name, s.kind, s.parent, s.top_level, s.start_line, s.end_line, "
+    "s.signature, s.doc, s.snippet "
     "FROM symbols s JOIN files f ON f.id = s.file_id"
 )
 
@@ -759,9 +792,16 @@ def _connect(db_path: Path) -> sqlite3.Connection:
                 conn.execute("PRAGMA synchronous=NORMAL")
             with conn:
                 conn.executescript(SCHEMA)
-                conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
         else:
-            conn.execute("SELECT COUNT(*) FROM files").fetchone()  # touches the pages: corrupt files raise here
+            # Touches the pages: a corrupt file raises here rather than mid-retrieval.
+            conn.execute("SELECT COUNT(*) FROM files").fetchone()
+        # Document frequencies of window identifiers (per connection: fts5vocab tables live in temp).
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.windows_vocab USING fts5vocab(main, windows_fts, 'row')"
+        )
     except sqlite3.DatabaseError:
         conn.close()
         raise

@@ -126,7 +126,9 @@ def _walk(root: Path, options: WalkOptions) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = sorted(d for d in dirnames if not is_excluded(d, ignores) and not is_excluded(rel_dir + d, ignores))
+        dirnames[:] = sorted(
+            d for d in dirnames if not is_excluded(d, ignores) and not is_excluded(rel_dir + d, ignores)
+        )
         for name in filenames:
             rel = rel_dir + name
             if language_for_path(name) is not None and not is_excluded(rel, ignores):

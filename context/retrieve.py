@@ -1,0 +1,702 @@
+"""Cross-file context for a cursor: candidate chunks from several sources, fused, within a budget.
+
+Sources (each can be switched off for ablation):
+- definitions: what the names near the cursor resolve to through the current file's imports
+  (for `obj.attr`, the class of `obj` where it can be inferred), in compact form;
+- similar: sliding windows of other files ranked by BM25, re-ranked by identifier Jaccard;
+- recent: recently edited / viewed regions of other files;
+- repomap: PageRank-central definitions, a low-priority filler.
+Chunks are ordered for the model's prefix cache: chunks kept from the previous retrieval stay in
+their order, new ones go last (nearest the cursor); an unchanged retrieval returns the same list.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import keyword
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tree_sitter as ts
+
+from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
+from context.extract import identifiers
+from context.imports import ImportBinding, find_symbol, python_bindings, resolve_chain
+from context.index import Index, Symbol
+from context.repomap import RepoMap
+from context.syntax import get_language, language_for_path, parse
+
+log = logging.getLogger(__name__)
+
+SOURCES: tuple[str, ...] = ("definitions", "similar", "recent", "repomap")
+# Chosen by the cross-file ablation (bench/eval_crossfile.py, docs/context.md): similar windows and
+# the repo map measured no gain with the small models while costing tokens and latency.
+DEFAULT_SOURCES: tuple[str, ...] = ("definitions", "recent")
+# Keep it modest: the prompt is re-read on every cache miss and small models drown in context.
+DEFAULT_BUDGET = 384
+
+# Rank fusion: priority = weight / (RRF_K + rank). Definitions are what helps; the rest fills.
+SOURCE_WEIGHTS = {"definitions": 1.0, "recent": 0.5, "similar": 0.4, "repomap": 0.15}
+# Small k: the top items of a source dominate its tail (reciprocal rank fusion, Cormack et al. use 60
+# for long lists; ours are a handful of items).
+RRF_K = 2.0
+# A chunk chosen last time gets this multiplier: tiny score changes must not reshuffle the prompt.
+STICKY_BONUS = 1.25
+
+# Names near the cursor: lines looked at before and after it.
+NEAR_LINES_BEFORE = 40
+NEAR_LINES_AFTER = 8
+# A name's weight decays with distance from the cursor line: w = 1 / (1 + d / DISTANCE_SCALE).
+DISTANCE_SCALE = 6.0
+# Lines after the cursor count less: the user is writing what comes before them.
+AFTER_CURSOR_WEIGHT = 0.5
+# The dotted name being typed at the cursor says most about what is needed right now.
+CURSOR_CHAIN_BONUS = 4.0
+# Imported names not used near the cursor may still be about to be used (the cursor sits before a use).
+IMPORTED_UNUSED_WEIGHT = 0.08
+# Names resolved by global name lookup rather than through imports are guesses: weigh them down.
+GLOBAL_LOOKUP_WEIGHT = 0.3
+# A name defined in more files than this is too ambiguous for a global lookup.
+MAX_GLOBAL_DEFINITIONS = 3
+# At most this many definition candidates are resolved per request (latency bound).
+MAX_DEFINITION_CANDIDATES = 24
+# Members listed when the cursor is right after `module.` or `obj.` with nothing typed yet.
+MAX_MEMBERS_AT_DOT = 6
+
+# Similar windows: query = identifiers of the lines before the cursor.
+SIMILAR_QUERY_LINES = 12
+# BM25 candidates fetched, then re-ranked by Jaccard; windows kept.
+SIMILAR_FETCH = 24
+SIMILAR_KEEP = 4
+# Windows sharing fewer identifiers than this with the query are noise.
+SIMILAR_MIN_JACCARD = 0.08
+
+RECENT_KEEP = 4
+REPOMAP_KEEP = 3
+
+IDENT_CHAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+CURSOR_CHAIN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\.?)$")
+# `name = Cls(...)` / `name: Cls = ...` / `name: Optional[Cls]` (parameters included).
+ASSIGN_CALL_RE = re.compile(
+    r"^\s*([A-Za-z_]\w*)\s*(?::\s*[\w.\[\], ]+)?=\s*(?:await\s+)?([A-Za-z_][\w.]*)\s*\("
+)
+ANNOTATION_RE = re.compile(r"\b([A-Za-z_]\w*)\s*:\s*(?:Optional\[)?([A-Za-z_][\w.]*)")
+# Names a Python buffer binds itself: no cross-file lookup for those.
+LOCAL_BINDING_RE = re.compile(
+    r"(?:\b(?:def|class|as|for|global|nonlocal)\s+([A-Za-z_]\w*))|(?:^\s*([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=])",
+    re.MULTILINE,
+)
+CLASS_LINE_RE = re.compile(r"^(\s*)class\s+\w+\s*(?:\(([^)]*)\))?\s*:")
+
+PYTHON_IMPORT_QUERY = "(import_statement) @import (import_from_statement) @import"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of another file shown to the model before the current file."""
+
+    path: str  # posix, relative to the workspace root
+    text: str  # always ends with a newline
+    source: str  # one of SOURCES
+    score: float  # fused priority (higher = more important)
+    tokens: int  # count_tokens(text)
+    start_line: int  # 0-based, inclusive
+    end_line: int  # 0-based, inclusive
+
+
+@dataclass
+class RetrievalResult:
+    chunks: list[Chunk]
+    elapsed_ms: float
+    candidates: int  # considered before the budget
+    budget: int = 0
+    used_tokens: int = 0  # sum(tokens + per-chunk header overhead) <= budget
+    overhead_tokens: int = CHUNK_OVERHEAD_TOKENS  # minimum charged per chunk
+    reused: bool = False  # inputs unchanged: the previous list was returned as is
+    names: list[str] = field(default_factory=list)  # names near the cursor, best first
+    source_ms: dict[str, float] = field(default_factory=dict)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # candidates that did not fit
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "candidates": self.candidates,
+            "budget": self.budget,
+            "used_tokens": self.used_tokens,
+            "reused": self.reused,
+            "names": self.names,
+            "source_ms": {k: round(v, 3) for k, v in self.source_ms.items()},
+            "chunks": [
+                {
+                    "path": c.path,
+                    "source": c.source,
+                    "score": round(c.score, 5),
+                    "tokens": c.tokens,
+                    "lines": [c.start_line + 1, c.end_line + 1],
+                    "text": c.text,
+                }
+                for c in self.chunks
+            ],
+            "dropped": self.dropped,
+        }
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A source's candidate before fusion."""
+
+    path: str
+    text: str
+    score: float
+    start_line: int
+    end_line: int
+
+
+class Retriever:
+    """Retrieval for one index. Thread-safe: one retrieval at a time (they are milliseconds)."""
+
+    def __init__(
+        self, index: Index, sources: Collection[str] = DEFAULT_SOURCES, *, use_jedi: bool = False
+    ) -> None:
+        unknown = set(sources) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"unknown retrieval sources {sorted(unknown)}; known: {SOURCES}")
+        self.index = index
+        self.sources = tuple(s for s in SOURCES if s in sources)
+        self.use_jedi = use_jedi
+        self.repomap = RepoMap(index)
+        self._lock = threading.Lock()
+        self._last_key: tuple[Any, ...] | None = None
+        self._last: RetrievalResult | None = None
+        self._order: list[tuple[str, int, int]] = []
+        self._token_cache: dict[str, int] = {}
+        self._token_fn: Callable[[str], int] | None = None
+        self._imports_cache: tuple[str, list[ImportBinding]] | None = None
+
+    # -----------------------------------------------------------------------------------------
+
+    def retrieve(
+        self,
+        path: Path,
+        text: str,
+        line: int,
+        column: int,
+        budget: int,
+        count_tokens: Callable[[str], int],
+    ) -> RetrievalResult:
+        """Context chunks for a cursor (0-based line, code-point column) within `budget` tokens."""
+        start = time.perf_counter()
+        with self._lock:
+            rel = self.index.rel(path) or Path(path).name
+            language = language_for_path(rel)
+            lines = text.split("\n")
+            line = max(0, min(line, len(lines) - 1))
+            bindings = self._buffer_bindings(text, language)
+            near = _near_names(lines, line, column, bindings)
+            key = (
+                rel,
+                budget,
+                self.sources,
+                tuple(sorted(near.weights)),
+                near.cursor_chain,
+                tuple(bindings),
+                self.index.generation_excluding(rel),
+                self.index.recent.regions(exclude=rel)[:RECENT_KEEP] if "recent" in self.sources else (),
+                line if "similar" in self.sources else None,
+            )
+            if key == self._last_key and self._last is not None:
+                return _replace_timing(self._last, start, reused=True)
+            counter = self._counter(count_tokens)
+            per_source: dict[str, list[_Scored]] = {}
+            source_ms: dict[str, float] = {}
+            for source in self.sources:
+                t0 = time.perf_counter()
+                if source == "definitions":
+                    per_source[source] = self._definitions(rel, language, text, lines, line, bindings, near)
+                elif source == "similar":
+                    per_source[source] = self._similar(rel, lines, line, column)
+                elif source == "recent":
+                    per_source[source] = self._recent(rel)
+                elif source == "repomap":
+                    per_source[source] = self._repomap(rel, bindings)
+                source_ms[source] = (time.perf_counter() - t0) * 1000
+            candidates = self._fuse(per_source)
+            filled = fill(candidates, budget, counter)
+            chunks = self._order_chunks(filled)
+            chosen = {f.candidate.key for f in filled}
+            result = RetrievalResult(
+                chunks=chunks,
+                elapsed_ms=(time.perf_counter() - start) * 1000,
+                candidates=len(candidates),
+                budget=budget,
+                used_tokens=sum(f.tokens + f.overhead for f in filled),
+                names=near.ranked(),
+                source_ms=source_ms,
+                dropped=[
+                    {"path": c.path, "source": c.source, "lines": [c.start_line + 1, c.end_line + 1]}
+                    for c in candidates
+                    if c.key not in chosen
+                ],
+            )
+            self._last_key, self._last = key, result
+            return result
+
+    def reset(self) -> None:
+        """Forget the previous result (the next retrieval orders chunks from scratch)."""
+        with self._lock:
+            self._last_key, self._last, self._order = None, None, []
+
+    # -----------------------------------------------------------------------------------------
+    # Sources
+
+    def _definitions(
+        self,
+        rel: str,
+        language: str | None,
+        text: str,
+        lines: list[str],
+        line: int,
+        bindings: list[ImportBinding],
+        near: _Near,
+    ) -> list[_Scored]:
+        scores: dict[tuple[str, str, str | None], float] = defaultdict(float)
+        python = language == "python"
+        imported = {b.local for b in bindings if b.local}
+        types = _local_types(lines, line) if python else {}
+        local_names = _local_names(text) if python else set()
+        for chain, weight in near.top(MAX_DEFINITION_CANDIDATES):
+            parts = chain.split(".")
+            at_dot = near.cursor_chain.endswith(".") and chain == near.cursor_chain.rstrip(".")
+            if not python:
+                for part in parts:
+                    self._resolve_global(rel, part, weight / len(parts), scores, language)
+            elif parts[0] in imported:
+                self._resolve_python(rel, bindings, parts, weight, scores, at_dot)
+            elif parts[0] == "self":
+                if len(parts) > 1:
+                    self._resolve_self(rel, bindings, lines, line, parts[1], weight, scores)
+            elif len(parts) > 1 or at_dot:
+                inferred = types.get(parts[0])
+                if inferred and inferred.split(".")[0] in imported:
+                    attr = parts[1] if len(parts) > 1 else None
+                    self._resolve_python(rel, bindings, inferred.split("."), weight, scores, False, attr)
+                elif self.use_jedi and at_dot:
+                    self._resolve_jedi(rel, text, lines, line, parts, weight, scores)
+            elif parts[0] not in _BUILTINS and parts[0] not in local_names:
+                self._resolve_global(rel, parts[0], weight, scores, language)
+        if python:
+            for binding in bindings:
+                if binding.local and binding.local not in near.weights and binding.local != "*":
+                    self._resolve_python(
+                        rel, bindings, [binding.local], IMPORTED_UNUSED_WEIGHT, scores, False
+                    )
+        out: list[_Scored] = []
+        for (path, name, parent), score in scores.items():
+            if path == rel:
+                continue
+            for symbol in self._symbols(path, name, parent):
+                out.append(_Scored(path, symbol.snippet, score, symbol.start_line, symbol.end_line))
+        return _best_first(out)
+
+    def _resolve_python(
+        self,
+        rel: str,
+        bindings: list[ImportBinding],
+        parts: list[str],
+        weight: float,
+        scores: dict[tuple[str, str, str | None], float],
+        at_dot: bool,
+        attr: str | None = None,
+    ) -> None:
+        resolved = resolve_chain(self.index, rel, bindings, parts)
+        if resolved is None:
+            return
+        target, consumed = resolved
+        if target.symbol is None:
+            if at_dot:  # `module.` with nothing typed: its first public members
+                for symbol in self._module_members(target.path):
+                    scores[(target.path, symbol.name, None)] += weight / MAX_MEMBERS_AT_DOT
+            return
+        scores[(target.path, target.symbol, None)] += weight
+        # `Cls.method` or `obj.method` with obj of class Cls: the method itself, most specific.
+        member = attr if attr is not None else (parts[consumed] if consumed < len(parts) else None)
+        if member:
+            scores[(target.path, member, target.symbol)] += weight * 1.5
+
+    def _resolve_self(
+        self,
+        rel: str,
+        bindings: list[ImportBinding],
+        lines: list[str],
+        line: int,
+        attr: str,
+        weight: float,
+        scores: dict[tuple[str, str, str | None], float],
+    ) -> None:
+        """`self.attr` inside a class whose bases are imported: the base's member `attr`."""
+        for base in _enclosing_bases(lines, line):
+            resolved = resolve_chain(self.index, rel, bindings, base.split("."))
+            if resolved is not None and resolved[0].symbol is not None:
+                scores[(resolved[0].path, attr, resolved[0].symbol)] += weight
+
+    def _resolve_global(
+        self,
+        rel: str,
+        name: str,
+        weight: float,
+        scores: dict[tuple[str, str, str | None], float],
+        language: str | None,
+    ) -> None:
+        """Name lookup across the workspace, for languages (or names) import resolution cannot reach."""
+        if len(name) < 3:
+            return
+        definitions = [
+            d for d in self.index.definitions_named(name, MAX_GLOBAL_DEFINITIONS + 2) if d.path != rel
+        ]
+        if not definitions or len({d.path for d in definitions}) > MAX_GLOBAL_DEFINITIONS:
+            return
+        if language == "python":
+            # Bare Python names reach other files only through imports; a global hit on a method
+            # or a nested name is a coincidence of spelling.
+            definitions = [d for d in definitions if d.top_level]
+        imported = set(self.index.resolved_imports(rel)) if language != "python" else set()
+        for d in definitions:
+            factor = 1.0 if d.path in imported else GLOBAL_LOOKUP_WEIGHT
+            scores[(d.path, d.name, d.parent)] += weight * factor
+
+    def _resolve_jedi(
+        self,
+        rel: str,
+        text: str,
+        lines: list[str],
+        line: int,
+        parts: list[str],
+        weight: float,
+        scores: dict[tuple[str, str, str | None], float],
+    ) -> None:
+        from context.imports import jedi_infer_definitions
+
+        column = lines[line].rfind(parts[0])
+        if column < 0:
+            return
+        for path, def_line in jedi_infer_definitions(
+            self.index.root, self.index.root / rel, text, line, column + 1
+        ):
+            target_rel = self.index.rel(path)
+            if target_rel is None or target_rel == rel:
+                continue
+            for symbol in self.index.symbols(target_rel):
+                if symbol.kind == "class" and symbol.start_line <= def_line <= symbol.end_line:
+                    scores[(target_rel, symbol.name, None)] += weight
+
+    def _similar(self, rel: str, lines: list[str], line: int, column: int) -> list[_Scored]:
+        query_lines = [*lines[max(0, line - SIMILAR_QUERY_LINES) : line], lines[line][:column]]
+        query = identifiers("\n".join(query_lines))
+        if not query:
+            return []
+        out = []
+        for window in self.index.search_windows(query, SIMILAR_FETCH, exclude=rel):
+            idents = set(window.idents.split())
+            jaccard = len(query & idents) / len(query | idents)
+            if jaccard < SIMILAR_MIN_JACCARD:
+                continue
+            text = self._lines(window.path, window.start_line, window.end_line)
+            if text:
+                out.append(_Scored(window.path, text, jaccard, window.start_line, window.end_line))
+        return _best_first(out)[:SIMILAR_KEEP]
+
+    def _recent(self, rel: str) -> list[_Scored]:
+        out = []
+        for region in self.index.recent.regions(exclude=rel)[:RECENT_KEEP]:
+            text = self._lines(region.path, region.start_line, region.end_line)
+            if text:
+                end = region.start_line + text.count("\n") - 1
+                out.append(_Scored(region.path, text, region.score, region.start_line, end))
+        return out
+
+    def _repomap(self, rel: str, bindings: list[ImportBinding]) -> list[_Scored]:
+        focus = set()
+        for binding in bindings:
+            if binding.local and binding.local != "*":
+                resolved = resolve_chain(self.index, rel, bindings, [binding.local])
+                if resolved is not None:
+                    focus.add(resolved[0].path)
+        return [
+            _Scored(e.path, e.text, e.score, e.start_line, e.end_line)
+            for e in self.repomap.entries(exclude=rel, focus=focus)[:REPOMAP_KEEP]
+        ]
+
+    # -----------------------------------------------------------------------------------------
+    # Fusion and ordering
+
+    def _fuse(self, per_source: dict[str, list[_Scored]]) -> list[Candidate]:
+        previous = set(self._order)
+        fused: dict[tuple[str, int, int], Candidate] = {}
+        for source, items in per_source.items():
+            weight = SOURCE_WEIGHTS[source]
+            for rank, item in enumerate(items):
+                key = (item.path, item.start_line, item.end_line)
+                priority = weight / (RRF_K + rank)
+                if key in previous:
+                    priority *= STICKY_BONUS
+                old = fused.get(key)
+                if old is None or old.priority < priority:
+                    fused[key] = Candidate(
+                        key,
+                        item.path,
+                        item.text,
+                        source,
+                        item.score,
+                        priority,
+                        item.start_line,
+                        item.end_line,
+                    )
+        # Overlapping spans of one file: keep the higher-priority one (a method inside its class).
+        kept: list[Candidate] = []
+        spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for cand in sorted(fused.values(), key=lambda c: (-c.priority, c.key)):
+            if any(s <= cand.end_line and cand.start_line <= e for s, e in spans[cand.path]):
+                continue
+            spans[cand.path].append((cand.start_line, cand.end_line))
+            kept.append(cand)
+        return kept
+
+    def _order_chunks(self, filled: list[Filled]) -> list[Chunk]:
+        """Previous chunks keep their relative order; new ones follow, lowest priority first.
+
+        The model's prefix cache survives as long as the leading chunks are unchanged, and the
+        most important chunk ends up nearest the cursor.
+        """
+        by_key = {f.candidate.key: f for f in filled}
+        kept = [k for k in self._order if k in by_key]
+        new = sorted(
+            (f for f in filled if f.candidate.key not in set(kept)),
+            key=lambda f: (f.candidate.priority, f.candidate.path, f.candidate.start_line),
+        )
+        order = kept + [f.candidate.key for f in new]
+        self._order = order
+        return [
+            Chunk(
+                path=f.candidate.path,
+                text=f.text,
+                source=f.candidate.source,
+                score=f.candidate.priority,
+                tokens=f.tokens,
+                start_line=f.candidate.start_line,
+                end_line=f.candidate.start_line + f.text.count("\n") - 1
+                if f.truncated
+                else f.candidate.end_line,
+            )
+            for f in (by_key[k] for k in order)
+        ]
+
+    # -----------------------------------------------------------------------------------------
+    # Helpers
+
+    def _counter(self, count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+        """count_tokens memoised: chunk texts repeat across keystrokes."""
+        if count_tokens is not self._token_fn:
+            self._token_fn, self._token_cache = count_tokens, {}
+        cache = self._token_cache
+
+        def counted(text: str) -> int:
+            value = cache.get(text)
+            if value is None:
+                if len(cache) > 4096:
+                    cache.clear()
+                value = cache[text] = count_tokens(text)
+            return value
+
+        return counted
+
+    def _buffer_bindings(self, text: str, language: str | None) -> list[ImportBinding]:
+        """Import bindings of the buffer being edited (parsed here: it may be newer than the index)."""
+        if language != "python":
+            return []
+        region = _import_region(text)
+        digest = hashlib.blake2b(region.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        if self._imports_cache is not None and self._imports_cache[0] == digest:
+            return self._imports_cache[1]
+        tree = parse("python", region.encode("utf-8", "surrogatepass"))
+        query = _import_query()
+        out: list[ImportBinding] = []
+        for _, nodes in sorted(ts.QueryCursor(query).captures(tree.root_node).items()):
+            for node in sorted(nodes, key=lambda n: n.start_byte):
+                out.extend(python_bindings(node))
+        out.sort(key=lambda b: (b.line, b.local or ""))
+        self._imports_cache = (digest, out)
+        return out
+
+    def _symbols(self, path: str, name: str, parent: str | None) -> list[Symbol]:
+        symbols = self.index.symbols(path, name=name, parent=parent)
+        if parent is None:
+            symbols = [s for s in symbols if s.top_level] or symbols[:1]
+        return symbols[:1]
+
+    def _module_members(self, path: str) -> list[Symbol]:
+        members = [s for s in self.index.symbols(path) if s.top_level and not s.name.startswith("_")]
+        return members[:MAX_MEMBERS_AT_DOT]
+
+    def _lines(self, path: str, start: int, end: int) -> str:
+        text = self.index.read_text(path)
+        if text is None:
+            return ""
+        piece = "\n".join(text.split("\n")[start : end + 1]).rstrip()
+        return piece + "\n" if piece else ""
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Near:
+    weights: dict[str, float]
+    cursor_chain: str
+
+    def top(self, limit: int) -> list[tuple[str, float]]:
+        return sorted(self.weights.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+    def ranked(self) -> list[str]:
+        return [name for name, _ in self.top(MAX_DEFINITION_CANDIDATES)]
+
+
+def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[ImportBinding]) -> _Near:
+    """Dotted names around the cursor, weighted by closeness; import lines themselves excluded."""
+    import_lines = {b.line for b in bindings}
+    weights: dict[str, float] = defaultdict(float)
+    first = max(0, line - NEAR_LINES_BEFORE)
+    last = min(len(lines) - 1, line + NEAR_LINES_AFTER)
+    for number in range(first, last + 1):
+        if number in import_lines:
+            continue
+        text = lines[number]
+        if number == line:
+            text = text[:column] + " " + text[column:]
+        stripped = text.lstrip()
+        if stripped.startswith(("#", "//", "import ", "from ")):
+            continue
+        distance = abs(number - line)
+        weight = 1.0 / (1.0 + distance / DISTANCE_SCALE)
+        if number > line:
+            weight *= AFTER_CURSOR_WEIGHT
+        for match in IDENT_CHAIN_RE.finditer(_strip_strings(text)):
+            weights[match.group(0)] += weight
+    cursor = lines[line][:column] if line < len(lines) else ""
+    match = CURSOR_CHAIN_RE.search(cursor)
+    cursor_chain = match.group(1) if match else ""
+    if cursor_chain:
+        weights[cursor_chain.rstrip(".")] += CURSOR_CHAIN_BONUS
+    for word in _KEYWORDS:
+        weights.pop(word, None)
+    return _Near(dict(weights), cursor_chain)
+
+
+# Keywords (and soft ones) never name a definition worth fetching.
+_KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {"self", "cls"}
+_BUILTINS = frozenset(dir(builtins))
+_STRING_RE = re.compile(r"(\"[^\"\n]*\"|'[^'\n]*')")
+
+
+def _strip_strings(text: str) -> str:
+    return _STRING_RE.sub('""', text)
+
+
+def _import_region(text: str) -> str:
+    """The buffer with non-import lines blanked: a tiny parse, and a stable cache key while typing."""
+    out = []
+    depth, continued = 0, False
+    for raw in text.split("\n"):
+        if depth or continued or raw.lstrip().startswith(("import ", "from ")):
+            out.append(raw)
+            depth = max(0, depth + raw.count("(") - raw.count(")"))
+            continued = raw.rstrip().endswith("\\")
+        else:
+            out.append("")
+    return "\n".join(out)
+
+
+_QUERY_CACHE: dict[str, ts.Query] = {}
+
+
+def _import_query() -> ts.Query:
+    query = _QUERY_CACHE.get("python")
+    if query is None:
+        query = _QUERY_CACHE["python"] = ts.Query(get_language("python"), PYTHON_IMPORT_QUERY)
+    return query
+
+
+def _local_types(lines: list[str], line: int) -> dict[str, str]:
+    """Static guesses of locals' classes above the cursor: `x = Cls(...)`, `x: Cls`; nearest wins."""
+    out: dict[str, str] = {}
+    for number in range(max(0, line - NEAR_LINES_BEFORE * 3), line + 1):
+        text = lines[number]
+        if "=" in text:
+            match = ASSIGN_CALL_RE.search(text)
+            if match:
+                out[match.group(1)] = match.group(2)
+        if ":" in text:
+            for match in ANNOTATION_RE.finditer(text):
+                out[match.group(1)] = match.group(2)
+    return out
+
+
+def _local_names(text: str) -> set[str]:
+    return {a or b for a, b in LOCAL_BINDING_RE.findall(text)}
+
+
+def _enclosing_bases(lines: list[str], line: int) -> list[str]:
+    """Base classes of the class enclosing `line` (by indentation)."""
+    current = lines[line]
+    indent = len(current) - len(current.lstrip()) if current.strip() else 10_000
+    for number in range(line - 1, -1, -1):
+        text = lines[number]
+        if not text.strip():
+            continue
+        level = len(text) - len(text.lstrip())
+        if level < indent:
+            match = CLASS_LINE_RE.match(text)
+            if match:
+                bases = match.group(2) or ""
+                return [b.strip() for b in bases.split(",") if b.strip() and "=" not in b]
+            indent = level
+            if level == 0:
+                break
+    return []
+
+
+def _best_first(items: Iterable[_Scored]) -> list[_Scored]:
+    return sorted(items, key=lambda s: (-s.score, s.path, s.start_line))
+
+
+def _replace_timing(result: RetrievalResult, start: float, *, reused: bool) -> RetrievalResult:
+    return RetrievalResult(
+        chunks=result.chunks,
+        elapsed_ms=(time.perf_counter() - start) * 1000,
+        candidates=result.candidates,
+        budget=result.budget,
+        used_tokens=result.used_tokens,
+        overhead_tokens=result.overhead_tokens,
+        reused=reused,
+        names=result.names,
+        source_ms=result.source_ms,
+        dropped=result.dropped,
+    )
+
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_SOURCES",
+    "SOURCES",
+    "Chunk",
+    "RetrievalResult",
+    "Retriever",
+    "find_symbol",
+]
