@@ -105,10 +105,11 @@ class Settings:
             sources=tuple(self.context.sources) if self.context.sources is not None else None,
         )
 
-    def language_enabled(self, language: str | None) -> bool:
+    def language_enabled(self, language: str | None, language_id: str | None = None) -> bool:
+        """Complete in this document? `language` is our grammar name, `language_id` the client's id."""
         if not self.enable or language is None:
             return False
-        return self.languages is None or language in self.languages
+        return self.languages is None or language in self.languages or language_id in self.languages
 
 
 def camel(name: str) -> str:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from server.cli.common import fail
 
@@ -35,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.lsp.server import build_server
 
     if args.log_file:
+        Path(args.log_file).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(args.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)

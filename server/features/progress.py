@@ -7,11 +7,13 @@ those threads are marshalled onto the loop, throttled to whole-percent steps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lsprotocol import types
 
@@ -21,6 +23,35 @@ if TYPE_CHECKING:
     from server.lsp.server import InfillerServer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run_in_daemon_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
+    """Run fn on its own daemon thread: a long refresh never holds up the process's exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
 
 
 class WorkDone:
@@ -51,7 +82,7 @@ class WorkDone:
         self.server.log(f"{self.title}: started")
 
     def report(self, message: str | None, percentage: int | None) -> None:
-        if self.enabled:
+        if self.enabled and not self.server.closing:
             self.server.work_done_progress.report(
                 self.token, types.WorkDoneProgressReport(message=message, percentage=percentage)
             )
@@ -64,10 +95,11 @@ class WorkDone:
                 return
             self._last_pct = pct
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.report, f"{done}/{total} files", pct)
+            with contextlib.suppress(RuntimeError):  # the loop closed under a running refresh
+                self._loop.call_soon_threadsafe(self.report, f"{done}/{total} files", pct)
 
     def end(self, message: str) -> None:
-        if self.enabled:
+        if self.enabled and not self.server.closing:
             self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
         self.server.log(f"{self.title}: {message}")
 
@@ -131,13 +163,14 @@ async def build_index(server: InfillerServer, root: Path) -> None:
         from context.index import Index
 
         index = Index.open(root)
-        loop.call_soon_threadsafe(adopt, index)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(adopt, index)
         stats = index.refresh(progress.report_threadsafe)
         index.start_watching()
         return str(getattr(stats, "files", "")) or "done"
 
     try:
-        summary = await loop.run_in_executor(None, work)
+        summary = await run_in_daemon_thread(work, "infiller-indexer")
     except Exception as exc:
         log.exception("indexing %s failed", root)
         server.show(f"indexing {root} failed: {exc}; completions use the current file only")

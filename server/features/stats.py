@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.features.inline import ACCEPT_COMMAND
-
-if TYPE_CHECKING:
-    from server.lsp.server import InfillerServer
+from server.lsp.server import InfillerServer  # at run time: pygls resolves command annotations
 
 log = logging.getLogger(__name__)
 

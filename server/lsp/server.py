@@ -89,6 +89,7 @@ class InfillerServer(LanguageServer):
         )
         self._model_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self.closing = False  # set by shutdown: nothing more is sent to the client
         self.pending_messages: list[str] = []  # settings problems found before the client is ready
         # Hooks for feature modules, called on the event loop with the server.
         self.on_initialized: list[Callable[[InfillerServer], None]] = []
@@ -146,11 +147,15 @@ class InfillerServer(LanguageServer):
 
     def log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
         log.info("%s", message)
+        if self.closing:
+            return
         with contextlib.suppress(Exception):  # no client attached (unit tests)
             self.window_log_message(types.LogMessageParams(type=kind, message=message))
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Warning) -> None:
         log.warning("%s", message)
+        if self.closing:
+            return
         with contextlib.suppress(Exception):
             self.window_show_message(types.ShowMessageParams(type=kind, message=f"infiller: {message}"))
 
@@ -190,8 +195,15 @@ class InfillerServer(LanguageServer):
         if self.root is not None:
             self.spawn(build_index(self, self.root))
 
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors go to the log; to the client too unless it is gone (no error loop on a closed pipe)."""
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+        if not self.closing and not isinstance(error, ValueError | BrokenPipeError):
+            super().report_server_error(error, source)
+
     def close(self) -> None:
         """Shutdown: persist statistics, stop the watcher and the model thread."""
+        self.closing = True
         try:
             self.stats.save()
         except OSError as exc:
@@ -228,6 +240,10 @@ def _register_lifecycle(server: InfillerServer) -> None:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: InfillerServer, params: None) -> None:
         ls.close()
+
+    @server.feature(types.EXIT)
+    def exit_(ls: InfillerServer, params: None) -> None:
+        ls.closing = True  # an exit without shutdown: stop talking before the pipe closes
 
 
 def build_server(engine_factory: EngineFactory | None = None) -> InfillerServer:

@@ -1,0 +1,59 @@
+"""Scripted model runtimes for the LSP protocol tests (`infiller serve --fake-engine tests.lsp_fakes:NAME`).
+
+The script answers by the text right before the cursor, so a test sees at once whether the server
+put the cursor (UTF-16 positions, incremental edits) where the client meant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from server.model.fake import FakeEngine
+from server.model.registry import ModelError
+from server.model.runtime import Runtime
+from server.model.templates import QWEN
+
+# Text before the cursor -> what the fake model writes there (first matching ending wins).
+ANSWERS: tuple[tuple[str, str], ...] = (
+    ("total = a + b\n    ", "return total\n"),
+    ("total = a", " + b\n"),
+    ("return a", " + b\n"),
+    ("value = form", "at(label)\n"),
+    ("value = fo", "rmat(label)\n"),
+    ("x = foo", "_baz(2)\n"),
+    ("x = fo", "o_bar(1)\n"),
+    ("items.ap", "pend(item)\n"),
+)
+FALLBACK = "pass\n"
+# Seconds per generated token for the slow engine: long enough to type during a generation.
+SLOW_TOKEN_S = 0.08
+
+
+def script(prompt: str) -> str:
+    prefix = prompt.split(QWEN.prefix, 1)[-1].split(QWEN.suffix, 1)[0]
+    for ending, answer in ANSWERS:
+        if prefix.endswith(ending):
+            return answer
+    return FALLBACK
+
+
+class SlowFake(FakeEngine):
+    """Reads prompts instantly but generates one token per SLOW_TOKEN_S."""
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        if len(tokens) == 1:
+            time.sleep(SLOW_TOKEN_S)
+        super().eval(tokens)
+
+
+def fast(model: str | None) -> Runtime:
+    return Runtime(FakeEngine(script))
+
+
+def slow(model: str | None) -> Runtime:
+    return Runtime(SlowFake(script))
+
+
+def missing(model: str | None) -> Runtime:
+    raise ModelError(f"model {model or 'qwen2.5-coder-0.5b'} is not pulled yet: run `infiller models pull`")

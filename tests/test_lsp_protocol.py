@@ -1,0 +1,434 @@
+"""The server over real stdio with pygls's client, a scripted model behind it (tests/lsp_fakes.py).
+
+These check the protocol and the latency machinery as an editor sees them: capabilities, UTF-16
+positions, incremental sync, typing-through, the hot streak, following an in-flight generation,
+supersede and $/cancelRequest, the completion fallback, settings errors, progress and stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.lsp.client import LanguageClient
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "lsp"
+# A scenario that takes longer than this is hung, not slow.
+SCENARIO_TIMEOUT_S = 60
+
+
+def utf16_col(line: str) -> int:
+    """UTF-16 length computed independently of the server's code."""
+    return len(line.encode("utf-16-le")) // 2
+
+
+class Session:
+    """A started server, an initialized client, and what the server sent us."""
+
+    def __init__(self, root: Path, state: Path) -> None:
+        self.root = root
+        self.state = state
+        self.client = LanguageClient("infiller-tests", "0")
+        self.messages: list[types.ShowMessageParams] = []
+        self.progress: list[types.ProgressParams] = []
+        self.init_result: types.InitializeResult | None = None
+        self.versions: dict[str, int] = {}
+        client = self.client
+
+        @client.feature(types.WINDOW_SHOW_MESSAGE)
+        def show(ls: Any, params: types.ShowMessageParams) -> None:
+            self.messages.append(params)
+
+        @client.feature(types.WINDOW_LOG_MESSAGE)
+        def log(ls: Any, params: types.LogMessageParams) -> None:
+            pass
+
+        @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def create(ls: Any, params: types.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @client.feature(types.PROGRESS)
+        def progress(ls: Any, params: types.ProgressParams) -> None:
+            self.progress.append(params)
+
+        @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+        def register(ls: Any, params: types.RegistrationParams) -> None:
+            return None
+
+    async def start(
+        self, engine: str, options: dict[str, Any] | None = None, wait_model: bool = True
+    ) -> None:
+        env = {**os.environ, "INFILLER_STATE_DIR": str(self.state)}
+        await self.client.start_io(
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--fake-engine",
+            f"tests.lsp_fakes:{engine}",
+            "--log-file",
+            str(self.state / "server.log"),
+            env=env,
+            cwd=str(REPO),
+        )
+        caps = types.ClientCapabilities(
+            window=types.WindowClientCapabilities(work_done_progress=True),
+            text_document=types.TextDocumentClientCapabilities(
+                inline_completion=types.InlineCompletionClientCapabilities()
+            ),
+            workspace=types.WorkspaceClientCapabilities(
+                did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(
+                    dynamic_registration=True
+                )
+            ),
+        )
+        self.init_result = await self.client.initialize_async(
+            types.InitializeParams(
+                process_id=os.getpid(),
+                root_uri=self.root.as_uri(),
+                capabilities=caps,
+                initialization_options=options,
+            )
+        )
+        self.client.initialized(types.InitializedParams())
+        if wait_model:
+            await self.wait_for(lambda s: s["model"] is not None, "the model to load")
+
+    async def stats(self) -> dict[str, Any]:
+        result = await self.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="infiller.stats")
+        )
+        return dict(result._asdict()) if hasattr(result, "_asdict") else _plain(result)
+
+    async def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 20
+    ) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            stats = await self.stats()
+            if check(stats):
+                return stats
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}: {stats}")
+            await asyncio.sleep(0.05)
+
+    def open(self, path: Path, text: str | None = None) -> str:
+        uri = path.as_uri()
+        self.versions[uri] = 1
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=path.read_text() if text is None else text
+                )
+            )
+        )
+        return uri
+
+    def edit(self, uri: str, start: tuple[int, int], end: tuple[int, int], text: str) -> None:
+        """An incremental change; positions are (line, UTF-16 character)."""
+        self.versions[uri] += 1
+        rng = types.Range(start=types.Position(*start), end=types.Position(*end))
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+                content_changes=[types.TextDocumentContentChangePartial(range=rng, text=text)],
+            )
+        )
+
+    async def inline(
+        self, uri: str, line: int, character: int, *, invoked: bool = True
+    ) -> list[types.InlineCompletionItem]:
+        kind = (
+            types.InlineCompletionTriggerKind.Invoked
+            if invoked
+            else types.InlineCompletionTriggerKind.Automatic
+        )
+        result = await self.client.text_document_inline_completion_async(
+            self.inline_params(uri, line, character, kind)
+        )
+        if result is None:
+            return []
+        return list(result.items) if isinstance(result, types.InlineCompletionList) else list(result)
+
+    @staticmethod
+    def inline_params(uri: str, line: int, character: int, kind: types.InlineCompletionTriggerKind) -> Any:
+        return types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+            context=types.InlineCompletionContext(trigger_kind=kind),
+        )
+
+    async def stop(self) -> None:
+        try:
+            await asyncio.wait_for(self.client.shutdown_async(None), timeout=10)
+            self.client.exit(None)
+        finally:
+            await asyncio.wait_for(self.client.stop(), timeout=10)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def run(
+    tmp_path: Path,
+    engine: str,
+    scenario: Callable[[Session], Awaitable[None]],
+    *,
+    options: dict[str, Any] | None = None,
+    wait_model: bool = True,
+) -> Session:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    for name in ("emoji.py", "adder.py"):
+        shutil.copy(DATA / name, root / name)
+    session = Session(root, tmp_path / "state")
+
+    async def main() -> None:
+        await session.start(engine, options, wait_model)
+        try:
+            await scenario(session)
+        finally:
+            await session.stop()
+
+    asyncio.run(asyncio.wait_for(main(), SCENARIO_TIMEOUT_S))
+    return session
+
+
+def test_initialize_announces_inline_completion_and_incremental_sync(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        assert s.init_result is not None
+        caps = s.init_result.capabilities
+        assert isinstance(caps.inline_completion_provider, types.InlineCompletionOptions)
+        assert caps.completion_provider is not None
+        sync = caps.text_document_sync
+        assert isinstance(sync, types.TextDocumentSyncOptions)
+        assert sync.change == types.TextDocumentSyncKind.Incremental
+        assert caps.execute_command_provider is not None
+        assert {"infiller.stats", "infiller.accepted"} <= set(caps.execute_command_provider.commands)
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_inline_completion_at_a_utf16_position_after_emoji(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "emoji.py")
+        line = (s.root / "emoji.py").read_text().split("\n")[2]
+        assert utf16_col(line) != len(line)  # the case under test: astral characters before the cursor
+        items = await s.inline(uri, 2, utf16_col(line))
+        assert [i.insert_text for i in items] == ["rmat(label)"]
+        item = items[0]
+        assert item.range is not None and item.range.start == types.Position(2, utf16_col(line))
+        assert item.command is not None and item.command.command == "infiller.accepted"
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_incremental_edit_after_emoji_lands_where_the_client_meant(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "emoji.py")
+        line = (s.root / "emoji.py").read_text().split("\n")[2]
+        end = utf16_col(line)
+        s.edit(uri, (2, end), (2, end), "rm")  # value = fo -> value = form
+        items = await s.inline(uri, 2, end + 2)
+        assert [i.insert_text for i in items] == ["at(label)"]
+        # Replace "form" (a range measured in UTF-16 units) with "fo" again.
+        s.edit(uri, (2, end - 2), (2, end + 2), "fo")
+        items = await s.inline(uri, 2, end)
+        assert [i.insert_text for i in items] == ["rmat(label)"]
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_typing_through_a_suggestion_is_served_from_the_cache(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        col = len("    return a")
+        assert [i.insert_text for i in await s.inline(uri, 1, col)] == [" + b"]
+        s.edit(uri, (1, col), (1, col), " +")
+        assert [i.insert_text for i in await s.inline(uri, 1, col + 2, invoked=False)] == [" b"]
+        s.edit(uri, (1, col + 2), (1, col + 2), " ")
+        assert [i.insert_text for i in await s.inline(uri, 1, col + 3, invoked=False)] == ["b"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "cache": 2}
+        assert stats["typed_through"] == 1 and stats["cache_hit_rate"] == pytest.approx(2 / 3, abs=0.001)
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        col = len("    total = a")
+        items = await s.inline(uri, 5, col)
+        assert [i.insert_text for i in items] == [" + b"]
+        await asyncio.sleep(0.3)  # the next line is prepared in the background
+        # Accept, then Enter with auto-indent, as an editor would.
+        s.edit(uri, (5, col), (5, col), " + b\n    ")
+        items = await s.inline(uri, 6, 4, invoked=False)
+        assert [i.insert_text for i in items] == ["return total"]
+        stats = await s.stats()
+        assert stats["served_by"].get("hot-streak") == 1
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_a_request_typed_along_an_in_flight_generation_follows_it(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "emoji.py", "x = fo")
+        first = asyncio.ensure_future(s.inline(uri, 0, 6))
+        # Wait until the slow model has written a few tokens ("o_b..."), then type the "o".
+        await asyncio.sleep(0.45)
+        s.edit(uri, (0, 6), (0, 6), "o")
+        second = await s.inline(uri, 0, 7, invoked=False)
+        assert [i.insert_text for i in second] == ["_bar(1)"]  # the fresh answer would be "_baz(2)"
+        assert [i.insert_text for i in await first] == ["o_bar(1)"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "inflight": 1}
+
+    run(tmp_path, "slow", scenario)
+
+
+def test_a_newer_request_supersedes_a_running_generation(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        col = len("    return a")
+        first = asyncio.ensure_future(s.inline(uri, 1, col))
+        await asyncio.sleep(0.2)
+        s.edit(uri, (1, 0), (1, col), "    items.ap")  # diverges from the running generation
+        second = await s.inline(uri, 1, len("    items.ap"))
+        assert [i.insert_text for i in second] == ["pend(item)"]
+        assert await first == []
+        stats = await s.stats()
+        assert stats["cancelled"] >= 1 and stats["no_suggestion"].get("superseded", 0) >= 1
+
+    run(tmp_path, "slow", scenario)
+
+
+def test_cancel_request_ends_the_request_and_is_counted(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        params = Session.inline_params(uri, 1, len("    return a"), types.InlineCompletionTriggerKind.Invoked)
+        future = s.client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="req-1"
+        )
+        await asyncio.sleep(0.15)
+        s.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="req-1"))
+        with pytest.raises(JsonRpcRequestCancelled):
+            await future
+        await s.wait_for(lambda st: st["cancelled"] >= 1, "the cancellation to be counted")
+
+    run(tmp_path, "slow", scenario)
+
+
+def test_completion_fallback_is_one_preselected_item_first(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py", "items.ap")
+        result = await s.client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(0, 8),
+                context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked),
+            )
+        )
+        assert isinstance(result, types.CompletionList)
+        assert len(result.items) == 1
+        item = result.items[0]
+        assert item.preselect is True and item.sort_text is not None and item.sort_text < "0"
+        # It replaces the word before the cursor, so client-side filtering on "ap" keeps it.
+        assert isinstance(item.text_edit, types.TextEdit)
+        assert item.text_edit.new_text == "append(item)" and item.filter_text == "append(item)"
+        assert item.text_edit.range == types.Range(types.Position(0, 6), types.Position(0, 8))
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_bad_settings_are_reported_and_defaults_used(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        await s.wait_for(lambda st: True, "the server")
+        texts = [m.message for m in s.messages]
+        assert any("maxTokens" in t and "expected int" in t for t in texts), texts
+        assert any("debounce.minMs" in t and "below the minimum" in t for t in texts), texts
+        uri = s.open(s.root / "adder.py")
+        assert [i.insert_text for i in await s.inline(uri, 1, len("    return a"))] == [" + b"]
+        # Disabling through didChangeConfiguration takes effect at once.
+        s.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"infiller": {"enable": False}})
+        )
+        await asyncio.sleep(0.1)
+        assert await s.inline(uri, 1, len("    return a")) == []
+        stats = await s.stats()
+        assert stats["no_suggestion"].get("disabled") == 1
+
+    run(tmp_path, "fast", scenario, options={"infiller": {"maxTokens": "lots", "debounce": {"minMs": -1}}})
+
+
+def test_model_loading_and_indexing_report_progress(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        await s.wait_for(lambda st: st["index_ready"], "indexing to finish")
+        await asyncio.sleep(0.1)
+        values = [_plain(p.value) for p in s.progress]
+        begins = [v for v in values if v.get("kind") == "begin"]
+        ends = [v for v in values if v.get("kind") == "end"]
+        titles = " ".join(str(v.get("title")) for v in begins)
+        assert "loading" in titles and "indexing" in titles
+        assert len(ends) == 2
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_missing_model_is_reported_and_requests_say_why(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        for _ in range(100):
+            if any("not pulled" in m.message for m in s.messages):
+                break
+            await asyncio.sleep(0.05)
+        assert any(m.type == types.MessageType.Error and "not pulled" in m.message for m in s.messages)
+        uri = s.open(s.root / "adder.py")
+        assert await s.inline(uri, 1, 5) == []
+        stats = await s.stats()
+        assert stats["no_suggestion"] == {"model-unavailable": 1}
+
+    run(tmp_path, "missing", scenario, wait_model=False)
+
+
+def test_accept_command_and_stats_persist(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        items = await s.inline(uri, 1, len("    return a"))
+        command = items[0].command
+        assert command is not None
+        await s.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
+        )
+        stats = await s.stats()
+        assert stats["accepted"] == 1 and stats["shown"] == 1 and stats["acceptance_rate"] == 1.0
+
+    session = run(tmp_path, "fast", scenario)
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "server", "stats", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "INFILLER_STATE_DIR": str(session.state)},
+        check=True,
+    )
+    saved = json.loads(out.stdout)
+    assert saved["accepted"] == 1 and saved["served_by"] == {"model": 1}
