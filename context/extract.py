@@ -25,7 +25,13 @@ CONSTANT_MAX_LINES = 6
 # Docstrings/comments beyond this are cut: the first lines carry the contract.
 DOC_MAX_LINES = 6
 # A class summary lists members up to this many lines (Django's Model has 80+ methods).
-CLASS_SUMMARY_MAX_LINES = 40
+CLASS_SUMMARY_MAX_LINES = 24
+# A member's signature in a class summary is joined onto one line and cut at this length.
+MEMBER_MAX_CHARS = 120
+# Dunder methods that are part of a class's public contract (how to build and call it).
+PUBLIC_DUNDERS = frozenset({"__init__", "__call__", "__new__", "__enter__", "__iter__", "__getitem__"})
+# A class summary keeps only the head of the class docstring: members matter more.
+CLASS_DOC_MAX_LINES = 3
 # Signatures can span lines (long parameter lists) but not forever.
 SIGNATURE_MAX_LINES = 8
 # Similarity windows: RepoCoder-style fixed line windows with half overlap.
@@ -210,6 +216,11 @@ def extract(language: str, source: bytes, *, windows: bool = True) -> FileFacts:
     return facts
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
+
+
 def identifiers(text: str) -> set[str]:
     """Distinct meaningful identifiers of a text (the similarity vocabulary)."""
     # Dedupe first: the filter then runs over distinct names only (windows repeat names a lot).
@@ -367,7 +378,11 @@ def _class_summary(source: bytes, indent: str, signature: str, doc: str, body: t
     inner = " " * body.start_point.column
     lines = [indent + signature]
     if doc:
+        doc_lines = doc.split("\n")
+        if len(doc_lines) > CLASS_DOC_MAX_LINES:
+            doc = "\n".join(doc_lines[:CLASS_DOC_MAX_LINES]) + ' ..."""'
         lines.append(inner + doc)
+    seen: set[str] = set()
     for child in body.named_children:
         if len(lines) >= CLASS_SUMMARY_MAX_LINES:
             lines.append(inner + "...")
@@ -376,10 +391,14 @@ def _class_summary(source: bytes, indent: str, signature: str, doc: str, body: t
         if target is None:
             continue
         if target.type in ("function_definition", "class_definition"):
+            member = _node_text(source, target.child_by_field_name("name") or target)
+            if member in seen or (member.startswith("_") and member not in PUBLIC_DUNDERS):
+                continue  # private helpers and property setters add lines, not API
+            seen.add(member)
             member_body = target.child_by_field_name("body")
             end = member_body.start_byte if member_body is not None else target.end_byte
-            head = source[target.start_byte : end].decode("utf-8", "replace").rstrip()
-            lines.append(inner + head + " ...")
+            head = " ".join(source[target.start_byte : end].decode("utf-8", "replace").split())
+            lines.append(inner + shorten(head, MEMBER_MAX_CHARS) + " ...")
         elif (
             target.type == "expression_statement"
             and target.named_child_count

@@ -28,7 +28,7 @@ from typing import Any
 import tree_sitter as ts
 
 from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
-from context.extract import identifiers
+from context.extract import MEMBER_MAX_CHARS, identifiers, shorten
 from context.imports import ImportBinding, find_symbol, python_bindings, resolve_chain
 from context.index import Index, Symbol
 from context.repomap import RepoMap
@@ -68,6 +68,11 @@ GLOBAL_LOOKUP_WEIGHT = 0.3
 MAX_GLOBAL_DEFINITIONS = 3
 # At most this many definition candidates are resolved per request (latency bound).
 MAX_DEFINITION_CANDIDATES = 24
+# Definitions scoring below this (imported, not used near the cursor) are shown as one-line
+# signatures grouped per file: cheap enough to list many, which is what a cursor before a use needs.
+OUTLINE_BELOW = 0.15
+# Outline chunks have no single span: this sentinel line keeps them out of span de-duplication.
+OUTLINE_LINE = -1
 # Members listed when the cursor is right after `module.` or `obj.` with nothing typed yet.
 MAX_MEMBERS_AT_DOT = 6
 
@@ -299,12 +304,37 @@ class Retriever:
                         rel, bindings, [binding.local], IMPORTED_UNUSED_WEIGHT, scores, False
                     )
         out: list[_Scored] = []
+        outline: dict[str, list[tuple[Symbol, float]]] = defaultdict(list)
         for (path, name, parent), score in scores.items():
             if path == rel:
                 continue
             for symbol in self._symbols(path, name, parent):
-                out.append(_Scored(path, symbol.snippet, score, symbol.start_line, symbol.end_line))
+                if score >= OUTLINE_BELOW:
+                    out.append(_Scored(path, symbol.snippet, score, symbol.start_line, symbol.end_line))
+                else:
+                    outline[path].append((symbol, score))
+        taken = {(s.path, s.start_line) for s in out}
+        for path, entries in outline.items():
+            # Imported but not used near the cursor: one line each, grouped per file (one header).
+            entries = sorted(
+                (e for e in entries if (path, e[0].start_line) not in taken), key=lambda e: e[0].start_line
+            )
+            if entries:
+                text = "".join(self._outline_line(symbol) for symbol, _ in entries)
+                out.append(
+                    _Scored(path, text, sum(score for _, score in entries), OUTLINE_LINE, OUTLINE_LINE)
+                )
         return _best_first(out)
+
+    def _outline_line(self, symbol: Symbol) -> str:
+        """A symbol's signature on one line; classes add their constructor's signature."""
+        head = shorten(" ".join(symbol.signature.split()), MEMBER_MAX_CHARS)
+        if symbol.kind != "class":
+            return head + (" ...\n" if head.endswith(":") else "\n")
+        init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
+        if init:
+            return f"{head}\n    {shorten(' '.join(init[0].signature.split()), MEMBER_MAX_CHARS)} ...\n"
+        return head + " ...\n"
 
     def _resolve_python(
         self,
@@ -463,7 +493,9 @@ class Retriever:
         kept: list[Candidate] = []
         spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for cand in sorted(fused.values(), key=lambda c: (-c.priority, c.key)):
-            if any(s <= cand.end_line and cand.start_line <= e for s, e in spans[cand.path]):
+            if cand.start_line >= 0 and any(
+                s <= cand.end_line and cand.start_line <= e for s, e in spans[cand.path]
+            ):
                 continue
             spans[cand.path].append((cand.start_line, cand.end_line))
             kept.append(cand)

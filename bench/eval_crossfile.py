@@ -1,0 +1,429 @@
+"""Cross-file completion evaluation: does retrieved context make the model use the right names?
+
+Cases come from pinned pure-Python sdists fetched from the package index at run time (into
+bench/work/eval/, never committed): the cursor sits before a use of a name that the file imports
+from another module of the same package; the target is the rest of that line. Every
+configuration runs the same cases with the same model in one process, the KV cache reset per case.
+
+    .venv/bin/python -m bench.eval_crossfile                 # default: 48 cases, all configurations
+    .venv/bin/python -m bench.eval_crossfile --cases 200 --model qwen2.5-coder-1.5b
+
+Writes bench/results/eval_crossfile.json and .md. Built to be generalised by the evaluation
+harness: `build_cases` and `run_config` take any package list and any retrieval configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / "work" / "eval"
+RESULTS = REPO / "bench" / "results"
+
+# Pinned: the cases must not move under us between runs. Chosen for dense intra-package imports.
+PACKAGES: tuple[str, ...] = ("attrs==24.2.0", "click==8.1.7", "requests==2.32.3", "rich==13.9.4")
+
+# name -> retrieval sources (None = current file only, no index at all).
+CONFIGS: dict[str, tuple[str, ...] | None] = {
+    "file-only": None,
+    "jaccard-windows": ("similar",),
+    "full (default)": ("definitions", "recent"),
+    "definitions": ("definitions",),
+    "repomap": ("repomap",),
+    "all sources": ("definitions", "similar", "recent", "repomap"),
+    "all - similar": ("definitions", "recent", "repomap"),
+    "all - repomap": ("definitions", "similar", "recent"),
+}
+# Targets shorter than this are trivially guessable (`)`), longer ones are mostly unguessable.
+MIN_TARGET_CHARS = 4
+MAX_TARGET_CHARS = 100
+# At most this many cases per file: keeps the set spread over many modules.
+MAX_CASES_PER_FILE = 2
+SEED = 20241121
+
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+log = logging.getLogger("eval_crossfile")
+
+
+@dataclass(frozen=True)
+class Case:
+    package: str
+    root: str  # absolute path of the unpacked package source root
+    path: str  # relative to root
+    line: int  # 0-based
+    column: int
+    name: str  # the imported name used at the cursor
+    target: str  # the rest of the line
+    text: str  # the buffer: the file with the target removed
+
+
+@dataclass
+class Outcome:
+    config: str
+    case: int
+    prediction: str
+    exact: bool
+    edit_similarity: float
+    context_tokens: int
+    chunks: int
+    retrieval_ms: float
+    total_ms: float
+
+
+@dataclass
+class Summary:
+    config: str
+    cases: int
+    exact_match: float
+    edit_similarity: float
+    mean_context_tokens: float
+    retrieval_ms_p50: float
+    retrieval_ms_p95: float
+    total_ms_mean: float
+    per_package: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def fetch(spec: str) -> Path:
+    """Download and unpack one pinned sdist; returns the unpacked directory."""
+    sdists = WORK / "sdists"
+    sdists.mkdir(parents=True, exist_ok=True)
+    name, version = spec.split("==")
+    unpacked = WORK / "src" / f"{name}-{version}"
+    if unpacked.is_dir():
+        return unpacked
+    archives = list(sdists.glob(f"{name}-{version}.tar.gz"))
+    if not archives:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                spec,
+                "-d",
+                sdists,
+            ],
+            check=True,
+        )
+        archives = list(sdists.glob(f"{name}-{version}.tar.gz"))
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(WORK / "src", filter="data")
+    return unpacked
+
+
+def package_root(unpacked: Path) -> Path:
+    """The directory holding the importable package (src/ layout or flat)."""
+    return unpacked / "src" if (unpacked / "src").is_dir() else unpacked
+
+
+def build_cases(packages: Sequence[str], count: int, seed: int = SEED) -> list[Case]:
+    """Cursor-before-imported-name cases, spread evenly over packages, deterministic for a seed."""
+    from context.imports import find_symbol
+    from context.index import Index
+
+    per_package: list[list[Case]] = []
+    for spec in packages:
+        root = package_root(fetch(spec)).resolve()
+        with Index.open(root, WORK / "db" / f"{spec.replace('==', '-')}.sqlite") as index:
+            index.refresh()
+            cases: list[Case] = []
+            for rel in index.files():
+                if not rel.endswith(".py") or "test" in rel.split("/")[0] or "/tests/" in rel:
+                    continue
+                cases.extend(_file_cases(index, spec, root, rel, find_symbol))
+        random.Random(seed).shuffle(cases)
+        per_package.append(cases)
+    out: list[Case] = []
+    while len(out) < count and any(per_package):
+        for cases in per_package:
+            if cases and len(out) < count:
+                out.append(cases.pop())
+    return out
+
+
+def _file_cases(index: Any, spec: str, root: Path, rel: str, find_symbol: Any) -> list[Case]:
+    from context.imports import resolve_binding
+    from context.syntax import parse
+
+    text = (root / rel).read_text("utf-8")
+    tree = parse("python", text.encode("utf-8"))
+    lines = text.split("\n")
+    names: dict[str, str] = {}
+    import_lines: set[int] = set()
+    for binding in index.bindings(rel):
+        import_lines.add(binding.line)
+        if not binding.local or binding.local == "*":
+            continue
+        target = resolve_binding(index, rel, binding)
+        if target is not None and target.path != rel:
+            names[binding.local] = target.path
+    if not names:
+        return []
+    found: list[Case] = []
+    first_code = max(import_lines, default=0) + 1
+    for number in range(first_code, len(lines)):
+        line = lines[number]
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "import ", "from ", "def ", "class ", "@")):
+            continue
+        if '"""' in line or "'''" in line:
+            continue
+        for match in IDENT.finditer(line):
+            name = match.group(0)
+            if name not in names or (match.start() > 0 and line[match.start() - 1] == "."):
+                continue
+            if not _is_code_identifier(tree, number, line, match.start(), match.end()):
+                continue  # inside a string, comment or docstring: not a use of the import
+            target = line[match.start() :].rstrip()
+            if not (MIN_TARGET_CHARS <= len(target) <= MAX_TARGET_CHARS) or len(target) <= len(name) + 1:
+                continue
+            buffer = "\n".join([*lines[:number], line[: match.start()], *lines[number + 1 :]])
+            found.append(Case(spec, str(root), rel, number, match.start(), name, target, buffer))
+            break
+    random.Random(f"{SEED}{rel}").shuffle(found)
+    return found[:MAX_CASES_PER_FILE]
+
+
+def _is_code_identifier(tree: Any, row: int, line: str, start: int, end: int) -> bool:
+    # tree-sitter points are in bytes; the regex matched code points.
+    start_b = len(line[:start].encode("utf-8"))
+    end_b = len(line[:end].encode("utf-8"))
+    node = tree.root_node.descendant_for_point_range((row, start_b), (row, end_b))
+    if node is None or node.type != "identifier":
+        return False
+    parent = node.parent
+    while parent is not None:
+        if parent.type in ("string", "comment"):
+            return False
+        parent = parent.parent
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """1 - Levenshtein(a, b) / max(len): 1.0 is identical."""
+    if a == b:
+        return 1.0
+    if not a or not b:
+        return 0.0
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").split("\n")[0].rstrip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def run_config(
+    name: str,
+    sources: tuple[str, ...] | None,
+    cases: Sequence[Case],
+    runtime: Any,
+    budget: int,
+    indexes: dict[str, Any],
+    prefix_tokens: int = 384,
+    suffix_tokens: int = 64,
+) -> list[Outcome]:
+    from server.completion import Completer, CompletionRequest, CompletionSettings
+
+    outcomes = []
+    completers: dict[str, Any] = {}
+    for number, case in enumerate(cases):
+        completer = completers.get(case.package)
+        if completer is None:
+            settings = CompletionSettings(
+                context_tokens=budget if sources else 0,
+                prefix_tokens=prefix_tokens,
+                suffix_tokens=suffix_tokens,
+            )
+            index = indexes[case.package] if sources else None
+            completer = completers[case.package] = Completer(
+                runtime, root=Path(case.root), index=index, settings=settings, sources=sources
+            )
+        # Each case starts from a fresh retrieval history and KV cache: results do not depend on order.
+        retriever = getattr(completer, "_retriever", None)
+        if retriever is not None:
+            retriever.reset()
+        request = CompletionRequest(
+            path=Path(case.root) / case.path, text=case.text, line=case.line, column=case.column
+        )
+        result = completer.complete(request, reset_cache=True)
+        prediction = first_line(result.text)
+        outcomes.append(
+            Outcome(
+                config=name,
+                case=number,
+                prediction=prediction,
+                exact=prediction.strip() == case.target.strip(),
+                edit_similarity=edit_similarity(prediction.strip(), case.target.strip()),
+                context_tokens=int(result.tokens.get("context", 0)),
+                chunks=len(result.chunks),
+                retrieval_ms=float(result.timings.get("retrieval_ms", 0.0)),
+                total_ms=float(result.timings.get("total_ms", 0.0)),
+            )
+        )
+    return outcomes
+
+
+def summarize(name: str, outcomes: Sequence[Outcome], cases: Sequence[Case]) -> Summary:
+    n = len(outcomes) or 1
+    retrieval = sorted(o.retrieval_ms for o in outcomes) or [0.0]
+    per_package: dict[str, list[bool]] = {}
+    for o in outcomes:
+        per_package.setdefault(cases[o.case].package, []).append(o.exact)
+    return Summary(
+        config=name,
+        cases=len(outcomes),
+        exact_match=sum(o.exact for o in outcomes) / n,
+        edit_similarity=sum(o.edit_similarity for o in outcomes) / n,
+        mean_context_tokens=sum(o.context_tokens for o in outcomes) / n,
+        retrieval_ms_p50=retrieval[len(retrieval) // 2],
+        retrieval_ms_p95=retrieval[min(len(retrieval) - 1, int(len(retrieval) * 0.95))],
+        total_ms_mean=sum(o.total_ms for o in outcomes) / n,
+        per_package={k: sum(v) / len(v) for k, v in sorted(per_package.items())},
+    )
+
+
+def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Cross-file completion evaluation",
+        "",
+        f"Model `{meta['model']}`, {meta['cases']} cases from {', '.join(meta['packages'])}; "
+        f"context budget {meta['budget']} tokens, current-file window {meta['prefix_tokens']} prefix + "
+        f"{meta['suffix_tokens']} suffix tokens; KV cache reset per case; {meta['elapsed_s']:.0f} s total.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "| configuration | exact match | edit similarity | context tokens | retrieval p50 / p95 ms "
+        "| mean total ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.config} | {s.exact_match:.1%} | {s.edit_similarity:.3f} | {s.mean_context_tokens:.0f} | "
+            f"{s.retrieval_ms_p50:.1f} / {s.retrieval_ms_p95:.1f} | {s.total_ms_mean:.0f} |"
+        )
+    lines += [
+        "",
+        "Exact match per package:",
+        "",
+        "| configuration | " + " | ".join(meta["packages"]) + " |",
+        "|---|" + "---:|" * len(meta["packages"]),
+    ]
+    for s in summaries:
+        cells = [f"{s.per_package.get(p, 0.0):.0%}" for p in meta["packages"]]
+        lines.append(f"| {s.config} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=48)
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--budget", type=int, default=384, help="context tokens (the completion default)")
+    # Shorter than the editor's defaults: 2 CPU cores read ~100-200 prompt tokens/s, and every
+    # configuration sees the same current-file window, so the comparison is unaffected.
+    parser.add_argument("--prefix-tokens", type=int, default=384)
+    parser.add_argument("--suffix-tokens", type=int, default=64)
+    parser.add_argument("--configs", help=f"comma-separated subset of: {', '.join(CONFIGS)}")
+    parser.add_argument("--packages", help="comma-separated pinned specs (default: %(default)s)")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "eval_crossfile"), help="output path without extension"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sys.path.insert(0, str(REPO))
+    from context.index import Index
+    from server.model.loader import load_runtime
+
+    packages = tuple(args.packages.split(",")) if args.packages else PACKAGES
+    chosen = [c.strip() for c in args.configs.split(",")] if args.configs else list(CONFIGS)
+    start = time.perf_counter()
+    cases = build_cases(packages, args.cases)
+    print(f"{len(cases)} cases from {len(packages)} packages", file=sys.stderr)
+    indexes = {
+        spec: Index.open(
+            package_root(fetch(spec)).resolve(), WORK / "db" / f"{spec.replace('==', '-')}.sqlite"
+        )
+        for spec in packages
+    }
+    runtime = load_runtime(args.model)
+    summaries, all_outcomes = [], []
+    for name in chosen:
+        t0 = time.perf_counter()
+        outcomes = run_config(
+            name, CONFIGS[name], cases, runtime, args.budget, indexes, args.prefix_tokens, args.suffix_tokens
+        )
+        summary = summarize(name, outcomes, cases)
+        summaries.append(summary)
+        all_outcomes.extend(outcomes)
+        print(
+            f"{name:<18} exact {summary.exact_match:6.1%}  edit-sim {summary.edit_similarity:.3f}  "
+            f"ctx {summary.mean_context_tokens:5.0f} tok  ({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+        )
+    meta = {
+        "model": args.model,
+        "cases": len(cases),
+        "packages": list(packages),
+        "budget": args.budget,
+        "prefix_tokens": args.prefix_tokens,
+        "suffix_tokens": args.suffix_tokens,
+        "elapsed_s": time.perf_counter() - start,
+        "command": "python -m bench.eval_crossfile " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "summaries": [asdict(s) for s in summaries],
+                "cases": [{k: v for k, v in asdict(c).items() if k != "text"} for c in cases],
+                "outcomes": [asdict(o) for o in all_outcomes],
+            },
+            indent=1,
+        )
+    )
+    out.with_suffix(".md").write_text(markdown(summaries, meta))
+    print(markdown(summaries, meta))
+    for index in indexes.values():
+        index.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

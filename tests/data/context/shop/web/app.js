@@ -1,0 +1,5 @@
+import { formatPrice } from "./util";
+
+function render(amount) {
+  return formatPrice(amount);
+}

@@ -1,0 +1,164 @@
+"""Retrieval: targeted definitions through imports, budgets, ablation and cache-stable ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from context.budget import CHUNK_OVERHEAD_TOKENS, header_tokens
+from context.index import Index
+from context.retrieve import DEFAULT_SOURCES, SOURCES, Chunk, Retriever
+from tests.context_helpers import count_tokens, open_shop
+
+MAIN = "app/main.py"
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[tuple[Path, Index]]:
+    root, index = open_shop(tmp_path)
+    yield root, index
+    index.close()
+
+
+def buffer_with(root: Path, line: int, new_line: str) -> tuple[str, int, int]:
+    """app/main.py with one line replaced; the cursor at the end of that line."""
+    lines = (root / MAIN).read_text().split("\n")
+    lines[line] = new_line
+    return "\n".join(lines), line, len(new_line)
+
+
+def retrieve(
+    index: Index, root: Path, text: str, line: int, column: int, budget: int = 400, sources=DEFAULT_SOURCES
+) -> list[Chunk]:
+    return Retriever(index, sources).retrieve(root / MAIN, text, line, column, budget, count_tokens).chunks
+
+
+def texts(chunks: list[Chunk]) -> str:
+    return "\n".join(c.text for c in chunks)
+
+
+def test_obj_dot_shows_the_inferred_class_members(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 13, "        cart.")
+    chunks = retrieve(index, root, text, line, col)
+    assert any(c.path == "shop/models.py" and "class Cart" in c.text for c in chunks)
+    assert "def add(self, item: Item, quantity: int = 1) -> None" in texts(chunks)
+
+
+def test_self_attribute_resolves_through_an_imported_base_class(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 14, "        self.log_event")
+    chunks = retrieve(index, root, text, line, col)
+    (chunk,) = [c for c in chunks if c.path == "shop/base.py"]
+    assert "def log_event(self, event: str, **fields: object) -> None:" in chunk.text
+    assert chunk.text.startswith("class Service:")
+
+
+def test_cursor_before_a_use_of_an_imported_alias_shows_its_signature(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 16, "        return ")
+    chunks = retrieve(index, root, text, line, col)
+    assert "def apply_discount(amount: float, percent: float) -> float" in texts(chunks)
+    assert all(c.path != MAIN for c in chunks), "the current file is the FIM prefix/suffix, never a chunk"
+
+
+def test_buffer_imports_newer_than_the_index_are_used(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 15, "        slug = slugify(owner)")
+    text = text.replace('"""\n\n', '"""\n\nfrom shop.util.text import slugify\n', 1)
+    line += 1
+    chunks = retrieve(index, root, text, line, col)
+    assert any(c.path == "shop/util/text.py" and "def slugify(value: str) -> str:" in c.text for c in chunks)
+
+
+def test_code_point_columns_with_astral_characters(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 13, '        cart.add(m.Item("🍵 tea", 3.5)); cart.')
+    chunks = retrieve(index, root, text, line, col)
+    assert "class Cart" in texts(chunks)
+
+
+@pytest.mark.parametrize("budget", [0, 10, 25, 40, 60, 90, 150, 250, 400])
+@pytest.mark.parametrize("sources", [DEFAULT_SOURCES, SOURCES])
+def test_chunks_fit_the_budget_exactly(
+    shop: tuple[Path, Index], budget: int, sources: tuple[str, ...]
+) -> None:
+    root, index = shop
+    index.note_edit(root / "shop" / "pricing.py", 6)
+    text, line, col = buffer_with(root, 16, "        return disc(cart.")
+    result = Retriever(index, sources).retrieve(root / MAIN, text, line, col, budget, count_tokens)
+    assert sum(count_tokens(c.text) + header_tokens(c.path, count_tokens) for c in result.chunks) <= budget
+    assert sum(c.tokens for c in result.chunks) + CHUNK_OVERHEAD_TOKENS * len(result.chunks) <= budget
+    assert result.used_tokens <= budget
+    assert all(c.tokens == count_tokens(c.text) for c in result.chunks)
+    if budget >= 150:
+        assert result.chunks, "a reasonable budget must carry some context"
+
+
+def test_same_input_same_chunks_from_fresh_retrievers(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 16, "        return disc(cart.")
+    first = retrieve(index, root, text, line, col, sources=SOURCES)
+    second = retrieve(index, root, text, line, col, sources=SOURCES)
+    assert first == second and first
+
+
+def test_unchanged_inputs_return_the_previous_result(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    retriever = Retriever(index)
+    text, line, col = buffer_with(root, 13, "        cart.")
+    first = retriever.retrieve(root / MAIN, text, line, col, 400, count_tokens)
+    again = retriever.retrieve(root / MAIN, text, line, col, 400, count_tokens)
+    assert again.reused and again.chunks == first.chunks
+
+
+def test_typing_keeps_the_chunk_order_and_new_chunks_go_last(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    retriever = Retriever(index, ("definitions", "recent"))
+    text, line, col = buffer_with(root, 13, "        cart.a")
+    first = retriever.retrieve(root / MAIN, text, line, col, 1000, count_tokens).chunks
+    text, line, col = buffer_with(root, 13, "        cart.ad")
+    second = retriever.retrieve(root / MAIN, text, line, col, 1000, count_tokens).chunks
+    assert [c.path for c in second] == [c.path for c in first]
+    index.note_edit(root / "web" / "util.js", 2)  # a region no definition chunk overlaps
+    third = retriever.retrieve(root / MAIN, text, line, col, 1000, count_tokens).chunks
+    assert third[: len(second)] == second, "kept chunks stay first: the model's prefix cache survives"
+    assert len(third) == len(second) + 1
+    assert third[-1].source == "recent" and third[-1].path == "web/util.js"
+
+
+def test_sources_can_be_ablated(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text, line, col = buffer_with(root, 16, "        return disc(cart.total(), 10) + len(t.slugify(slug))")
+    similar = retrieve(index, root, text, line, col, sources=("similar",))
+    assert similar and {c.source for c in similar} == {"similar"}
+    assert retrieve(index, root, text, line, col, sources=("recent",)) == []  # nothing edited yet
+    repomap = retrieve(index, root, text, line, col, sources=("repomap",))
+    assert repomap and {c.source for c in repomap} == {"repomap"}
+    with pytest.raises(ValueError, match="unknown retrieval sources"):
+        Retriever(index, ("definitions", "telepathy"))
+
+
+def test_recent_regions_of_other_files_are_shown(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    index.note_view(root / "shop" / "models.py", 27)
+    index.note_edit(root / MAIN, 3)  # the current file: never a chunk
+    text, line, col = buffer_with(root, 16, "        return ")
+    chunks = retrieve(index, root, text, line, col, sources=("recent",))
+    assert [c.path for c in chunks] == ["shop/models.py"]
+    assert "def total" in chunks[0].text
+
+
+def test_javascript_uses_reach_definitions_in_imported_files(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    text = (root / "web" / "app.js").read_text()
+    lines = text.split("\n")
+    line = next(i for i, s in enumerate(lines) if "return formatPrice" in s)
+    chunks = (
+        Retriever(index)
+        .retrieve(root / "web" / "app.js", text, line, len(lines[line]), 300, count_tokens)
+        .chunks
+    )
+    assert any(c.path == "web/util.js" and "function formatPrice(amount)" in c.text for c in chunks)
