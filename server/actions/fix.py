@@ -1,0 +1,714 @@
+"""Fix this: propose repairs for a diagnostic or a selection, keep only the ones that verify.
+
+Candidates come from two generators: FIM re-infill of the faulty lines (the diagnostic message
+as a hint comment just before the hole, which the edit never keeps) and a chat rewrite of the
+enclosing function (with the message and the failing tests' output). Each candidate is checked:
+the whole file parses (tree-sitter without ERROR/MISSING nodes, and Python's compiler), it adds
+no undefined name, the diagnostic's cause is gone where that can be re-checked (syntax errors,
+undefined names), and the related tests (tests that mention the function) pass in the sandbox
+without regressions. When nothing verifies, one more round feeds the failure back (2 rounds in
+all: later rounds decay). Survivors are ranked: cause verified, more tests passing, smaller edit.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import logging
+import re
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.actions.sandbox import RunResult, Sandbox
+from server.actions.textedit import LineEdit, apply_line_edit, minimal_line_edit, split_lines
+from server.actions.verify import (
+    looks_like_syntax_error,
+    parses_cleanly,
+    python_syntax_error,
+    syntax_issues,
+    undefined_name_in,
+    undefined_names,
+)
+from server.model.chat import (
+    Generate,
+    Message,
+    ProgressFn,
+    closing_fence,
+    extract_code,
+    no_progress,
+    render_chat,
+)
+from server.model.runtime import CancelToken
+from server.model.templates import FimTemplate
+
+log = logging.getLogger(__name__)
+
+# Generate -> verify rounds; the second one sees why the first round's candidates failed.
+MAX_ROUNDS = 2
+# FIM window around the hole: enough to see the function and its neighbours, cheap to read.
+FIM_PREFIX_LINES = 80
+FIM_SUFFIX_LINES = 30
+# Tokens per line of the hole, plus slack for a line the fix adds, capped for latency.
+FIM_TOKENS_PER_LINE = 40
+FIM_EXTRA_TOKENS = 48
+FIM_MAX_TOKENS = 320
+# A re-infill may add at most this many lines beyond the hole (a fix is small).
+FIM_EXTRA_LINES = 3
+# A logic-error span up to this long is re-infilled whole; a longer one line by line.
+MAX_FIM_SPAN_LINES = 3
+# Suspicious lines re-infilled per round when the faulty line is unknown (one call each).
+LINE_REINFILLS_PER_ROUND = 4
+# Stop proposing once this many candidates verified their cause: each further one costs a
+# generation and a test run, and the first is usually the one taken.
+ENOUGH_VERIFIED = 2
+# A chat rewrite returns the whole function: room for ~60 lines.
+CHAT_MAX_TOKENS = 900
+# Enclosing functions longer than this are not rewritten whole (the model cannot echo them intact).
+MAX_REWRITE_LINES = 120
+# Lines around the problem used instead of a function when there is none (module-level code).
+FALLBACK_CONTEXT_LINES = 4
+# Related test files run per candidate (each run is a pytest process).
+MAX_RELATED_TEST_FILES = 3
+# Failure output shown to the model.
+MAX_FEEDBACK_CHARS = 1_200
+TEST_GLOBS = ("test_*.py", "*_test.py")
+
+_DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?(?:def|class)[ \t]+(?P<name>\w+)")
+
+
+class Kind(enum.Enum):
+    SYNTAX = "syntax"
+    UNDEFINED_NAME = "undefined-name"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A diagnostic or selection: 0-based lines, code-point columns, end inclusive of its line."""
+
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
+    message: str = ""
+    source: str | None = None
+
+
+@dataclass
+class FixRequest:
+    path: Path
+    text: str
+    language: str
+    problem: Problem
+    root: Path | None = None
+
+
+@dataclass
+class Candidate:
+    origin: str
+    text: str
+    edit: LineEdit
+    checks: list[str] = field(default_factory=list)
+    cause_verified: bool = False
+    tests_passed: int = 0
+
+    def sort_key(self) -> tuple[bool, int, int]:
+        return (not self.cause_verified, -self.tests_passed, self.edit.size)
+
+    @property
+    def title(self) -> str:
+        return ", ".join(self.checks)
+
+
+@dataclass
+class FixResult:
+    kind: Kind
+    verified: list[Candidate]
+    rejected: list[tuple[str, str]]
+    rounds: int
+    related_tests: list[str]
+    timings: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------
+# Understanding the problem
+
+
+def classify(problem: Problem, text: str, language: str) -> tuple[Kind, str | None]:
+    name = undefined_name_in(problem.message)
+    if name:
+        return Kind.UNDEFINED_NAME, name
+    if problem.message and looks_like_syntax_error(problem.message, problem.source):
+        return Kind.SYNTAX, None
+    if not parses_cleanly(language, text):
+        return Kind.SYNTAX, None
+    return Kind.OTHER, None
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines [start, end) of the enclosing definition (decorators included)."""
+
+    start: int
+    end: int
+    name: str | None
+    indent: str
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def enclosing_block(lines: list[str], line: int) -> Block | None:
+    """The innermost def/class around `line`, found by indentation so broken syntax still works."""
+    if not lines:
+        return None
+    line = min(line, len(lines) - 1)
+    probe = line
+    while probe > 0 and not lines[probe].strip():
+        probe -= 1
+    level = _indent(lines[probe]) + (1 if _DEF.match(lines[probe]) else 0)
+    for start in range(probe, -1, -1):
+        m = _DEF.match(lines[start])
+        if not m or len(m.group("indent")) >= level:
+            continue
+        if m.group(0).lstrip().startswith("class") and start != probe:
+            return None  # directly in a class body, not in a method: no function to rewrite
+        def_indent = len(m.group("indent"))
+        end = start + 1
+        for i in range(start + 1, len(lines)):
+            text = lines[i]
+            if not text.strip() or text.lstrip().startswith((")", "]", "}")):
+                continue
+            if _indent(text) <= def_indent:
+                break
+            end = i + 1
+        else:
+            end = len(lines)
+        first = start
+        while (
+            first > 0 and lines[first - 1].strip().startswith("@") and _indent(lines[first - 1]) == def_indent
+        ):
+            first -= 1
+        if end <= line and line != start:
+            continue  # the problem is after this block (e.g. a module-level statement below it)
+        return Block(first, end, m.group("name"), m.group("indent"))
+    return None
+
+
+def related_test_files(root: Path, path: Path, names: set[str]) -> list[str]:
+    """Workspace-relative test files that mention one of `names` (the function under repair)."""
+    if not names:
+        return []
+    found: list[str] = []
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names)) + r")\b")
+    skip = {".git", ".venv", "venv", "node_modules", "__pycache__", "build", "dist", ".tox"}
+    for glob in TEST_GLOBS:
+        for test in sorted(root.rglob(glob)):
+            if any(part in skip for part in test.relative_to(root).parts) or test.resolve() == path.resolve():
+                continue
+            try:
+                if pattern.search(test.read_text(encoding="utf-8", errors="replace")):
+                    rel = test.relative_to(root).as_posix()
+                    if rel not in found:
+                        found.append(rel)
+            except OSError:
+                continue
+            if len(found) >= MAX_RELATED_TEST_FILES:
+                return found
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate generators
+
+
+def _hint(problem: Problem) -> str | None:
+    message = " ".join(problem.message.split())
+    return f"FIXME: {message}" if message else None
+
+
+def _assertion_hint(failures: str) -> str | None:
+    """`FIXME: make this pass: assert f(x) == y` from the first failing assertion of a report."""
+    for line in failures.splitlines():
+        text = line.strip()
+        if text.startswith("assert "):
+            return f"FIXME: make this pass: {text}"
+    for line in failures.splitlines():
+        if line.startswith("E "):
+            return f"FIXME: {line[1:].strip()}"
+    return None
+
+
+_COMPARISON = re.compile(r"<=|>=|==|!=|<|>|\bnot\b|\bin\b|\bis\b")
+_ARITHMETIC = re.compile(r"[-+*/%]|\[-?\d+\]|\brange\(|\blen\(")
+_DOCSTRING_QUOTES = ('"""', "'''")
+
+
+def suspicious_lines(lines: list[str], block: Block) -> list[int]:
+    """Body lines of a function most likely to hold a logic bug, most suspicious first."""
+    scored: list[tuple[int, int]] = []
+    in_doc = False
+    for i in range(block.start, block.end):
+        text = lines[i].strip()
+        if text.startswith(_DOCSTRING_QUOTES):
+            if not (len(text) > 3 and text.endswith(text[:3])):
+                in_doc = not in_doc
+            continue
+        if in_doc or not text or text.startswith(("#", "@")) or _DEF.match(lines[i]):
+            continue
+        score = 3 * len(_COMPARISON.findall(text)) + len(_ARITHMETIC.findall(text))
+        score += 2 if text.startswith(("if ", "elif ", "while ", "for ")) else 0
+        score += 1 if text.startswith("return ") else 0
+        scored.append((-score, i))
+    return [i for _, i in sorted(scored)]
+
+
+def _fim_holes(
+    round_no: int,
+    kind: Kind,
+    lines: list[str],
+    block: Block | None,
+    first: int,
+    last: int,
+    problem: Problem,
+    failures: str,
+) -> list[tuple[str, tuple[int, int], str | None]]:
+    """(origin, hole, hint) of the FIM proposals of a round."""
+    message_hint = _hint(problem)
+    if kind is not Kind.OTHER:
+        if round_no > 1:
+            return []
+        holes: list[tuple[str, tuple[int, int], str | None]] = [
+            ("re-infill", (first, last + 1), message_hint)
+        ]
+        wide = (max(0, first - 1), min(len(lines), last + 2))
+        if block is not None:
+            wide = (max(wide[0], block.start + 1), min(wide[1], block.end))
+        if wide != (first, last + 1) and wide[0] < wide[1]:
+            holes.append(("re-infill (wider)", wide, None))
+        return holes
+    # A logic error: the message does not say where. A small span is re-infilled whole; in a
+    # function with failing tests, its most suspicious lines one by one, with the failing
+    # assertion as the hint, and the tests decide.
+    hint = _assertion_hint(failures) or message_hint
+    if last - first + 1 <= MAX_FIM_SPAN_LINES:
+        return [("re-infill", (first, last + 1), hint)] if round_no == 1 else []
+    if block is None or not failures:
+        return []
+    ranked = suspicious_lines(lines, block)
+    chosen = ranked[(round_no - 1) * LINE_REINFILLS_PER_ROUND : round_no * LINE_REINFILLS_PER_ROUND]
+    return [(f"re-infill line {i + 1}", (i, i + 1), hint) for i in chosen]
+
+
+def fim_candidate(
+    lines: list[str],
+    start: int,
+    end: int,
+    template: FimTemplate,
+    generate: Generate,
+    *,
+    hint: str | None,
+) -> str | None:
+    """Re-infill lines [start, end) with FIM; returns the new whole text, or None."""
+    hole = [ln for ln in lines[start:end] if ln.strip()]
+    indent = min((_indent(ln) for ln in hole), default=0)
+    pad = hole[0][: _indent(hole[0])] if hole else ""
+    prefix = "".join(lines[max(0, start - FIM_PREFIX_LINES) : start])
+    if hint:
+        prefix += f"{pad}{hint}\n"
+    suffix = "".join(lines[end : end + FIM_SUFFIX_LINES])
+    max_lines = max(1, end - start) + FIM_EXTRA_LINES
+    budget = min(FIM_MAX_TOKENS, FIM_TOKENS_PER_LINE * max(1, end - start) + FIM_EXTRA_TOKENS)
+
+    def enough(text: str) -> bool:
+        return _trim_middle(text, suffix, max_lines, hint, indent)[1]
+
+    middle = generate(template.render_fim(prefix, suffix), max_tokens=budget, stop_when=enough)
+    for stop in template.stop:
+        middle = middle.split(stop, 1)[0]
+    kept, _ = _trim_middle(middle, suffix, max_lines, hint, indent)
+    if kept is None:
+        return None
+    return "".join(lines[:start]) + kept + "".join(lines[end:])
+
+
+def _trim_middle(
+    middle: str, suffix: str, max_lines: int, hint: str | None, indent: int
+) -> tuple[str | None, bool]:
+    """The usable part of a FIM middle, and whether generation could have stopped already.
+
+    Small models run on past the hole: into a copy of the suffix, or out of the enclosing block
+    (a line indented less than the hole), or on and on; all of that is cut.
+    """
+    out: list[str] = []
+    anchor = next((ln.strip() for ln in suffix.splitlines() if ln.strip()), None)
+    complete = middle.split("\n")
+    finished = False
+    for i, ln in enumerate(complete):
+        is_last = i == len(complete) - 1
+        if is_last and ln.strip() and not middle.endswith("\n"):
+            out.append(ln)  # a final line without newline (the end token came right after it)
+            break
+        if ln.strip() and ((anchor is not None and ln.strip() == anchor) or _indent(ln) < indent):
+            finished = True  # into the suffix, or out of the block
+            break
+        if hint and ln.strip() == hint.strip():
+            continue  # never keep our own hint
+        if is_last:
+            break
+        out.append(ln)
+        if len(out) >= max_lines:
+            finished = True
+            break
+    while out and not out[-1].strip():
+        out.pop()
+    if not out:
+        return None, finished
+    return "\n".join(out) + "\n", finished
+
+
+CHAT_SYSTEM = (
+    "You are an expert {language} developer. You fix bugs with the smallest correct change and "
+    "answer with code only."
+)
+
+
+def chat_prompt(
+    request: FixRequest,
+    block_text: str,
+    name: str | None,
+    context: str,
+    failures: str,
+    previous: tuple[str, str] | None,
+) -> tuple[str, str]:
+    """(prompt text, assistant prefill) for a rewrite of the enclosing function."""
+    lang = request.language
+    fence = lang if lang != "tsx" else "tsx"
+    what = f"the function `{name}`" if name else "this code"
+    parts = []
+    if context:
+        parts.append(f"File `{request.path.name}` starts with:\n```{fence}\n{context.rstrip()}\n```")
+    parts.append(f"Here is {what}:\n```{fence}\n{block_text.rstrip()}\n```")
+    problem = request.problem
+    if problem.message:
+        parts.append(f"Problem reported at line {problem.start_line + 1}: {problem.message}")
+    if failures:
+        parts.append(f"Failing tests:\n```\n{failures.strip()}\n```")
+    if previous is not None:
+        parts.append(
+            f"This attempt was wrong:\n```{fence}\n{previous[0].rstrip()}\n```\nbecause: {previous[1]}"
+        )
+    parts.append(
+        f"Rewrite {what} with the problem fixed, changing as little as possible. "
+        f"Answer with the complete corrected code in one ```{fence} code block."
+    )
+    system = CHAT_SYSTEM.format(language=lang.capitalize())
+    prompt = render_chat([Message("system", system), Message("user", "\n\n".join(parts))])
+    prefill = f"```{fence}\n"
+    return prompt + prefill, prefill
+
+
+def splice_rewrite(
+    lines: list[str], block: Block, answer: str, name: str | None, language: str
+) -> str | None:
+    """Put the rewritten function from a chat answer in place of `block`; new imports go on top."""
+    code = extract_code(answer, language)
+    new_imports: list[str] = []
+    if language == "python":
+        try:
+            tree = ast.parse(textwrap.dedent(code))
+            code = textwrap.dedent(code)
+        except SyntaxError:
+            tree = None
+        if tree is not None:
+            code_lines = code.splitlines(keepends=True)
+            chosen = None
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (
+                    name is None or node.name == name
+                ):
+                    chosen = node
+                    break
+            if chosen is not None:
+                first = min([chosen.lineno, *(d.lineno for d in chosen.decorator_list)]) - 1
+                original = "".join(lines)
+                for node in tree.body:
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        stmt = ast.unparse(node)
+                        if stmt not in original:
+                            new_imports.append(stmt + "\n")
+                code = "".join(code_lines[first : chosen.end_lineno])
+    body = textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", block.indent)
+    if not body.strip():
+        return None
+    head = lines[: block.start]
+    if new_imports:
+        at = _import_insert_line(lines)
+        head = lines[:at] + new_imports + lines[at : block.start]
+    return "".join(head) + body + "".join(lines[block.end :])
+
+
+def _import_insert_line(lines: list[str]) -> int:
+    last = 0
+    for i, ln in enumerate(lines):
+        if ln.startswith(("import ", "from ")):
+            last = i + 1
+        elif ln.strip() and not ln.startswith(("#", '"""', "'''")) and last:
+            break
+    return last
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
+    cause_verified: bool = False
+    tests_passed: int = 0
+
+
+@dataclass
+class TestContext:
+    sandbox: Sandbox | None
+    rel_path: str
+    files: list[str]
+    baseline: RunResult | None
+
+    def run(self, text: str) -> RunResult | None:
+        if self.sandbox is None or not self.files:
+            return None
+        return self.sandbox.run_pytest({self.rel_path: text}, self.files)
+
+
+def _failures_text(run: RunResult | None) -> str:
+    if run is None:
+        return ""
+    if run.collection_error:
+        return "\n".join(run.collection_errors)[-MAX_FEEDBACK_CHARS:] or run.output[-MAX_FEEDBACK_CHARS:]
+    text = "\n\n".join(f"{o.name}: {o.message}" for o in run.failed())
+    return text[-MAX_FEEDBACK_CHARS:]
+
+
+def verify_candidate(
+    request: FixRequest,
+    kind: Kind,
+    name: str | None,
+    text: str,
+    tests: TestContext,
+) -> Verdict:
+    """Decide whether a candidate text is kept, and say what was checked."""
+    original = request.text
+    if text == original:
+        return Verdict(False, "no change")
+    lang = request.language
+    issues = syntax_issues(lang, text, limit=1)
+    if issues:
+        issue = issues[0]
+        return Verdict(False, f"does not parse: {issue.message} at line {issue.start.line + 1}")
+    checks = ["parses"]
+    cause = False
+    if lang == "python":
+        err = python_syntax_error(text)
+        if err:
+            return Verdict(False, f"does not compile: {err}")
+        before = {u.name for u in undefined_names(original)}
+        after = {u.name for u in undefined_names(text)}
+        introduced = sorted(after - before)
+        if introduced:
+            return Verdict(False, f"introduces undefined name(s): {', '.join(introduced)}")
+        if kind is Kind.UNDEFINED_NAME and name is not None:
+            if name in after:
+                return Verdict(False, f"'{name}' is still undefined")
+            checks.append(f"'{name}' resolved")
+            cause = True
+    if kind is Kind.SYNTAX:
+        checks[0] = "syntax error gone"
+        cause = True
+    passed = 0
+    run = tests.run(text)
+    if run is not None:
+        base = tests.baseline
+        if run.collection_error or run.timed_out:
+            return Verdict(False, "tests could not run: " + (_failures_text(run) or "timed out"))
+        base_pass = set(base.passed()) if base is not None and not base.collection_error else set()
+        now_pass = set(run.passed())
+        regressions = sorted(base_pass - now_pass)
+        if regressions:
+            return Verdict(False, f"breaks {', '.join(regressions)}: {_failures_text(run)}")
+        fixed = now_pass - base_pass
+        base_failed = base is not None and (bool(base.failed()) or base.collection_error)
+        if kind is Kind.OTHER and base_failed and not fixed:
+            return Verdict(False, f"tests still fail: {_failures_text(run)}")
+        passed = len(now_pass)
+        checks.append(f"{passed}/{len(run.outcomes)} related tests pass")
+        if kind is Kind.OTHER and fixed and not run.failed():
+            cause = True
+    return Verdict(True, "", checks, cause, passed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def fix(
+    request: FixRequest,
+    generate: Generate,
+    *,
+    fim_template: FimTemplate | None = None,
+    cancel: CancelToken | None = None,
+    progress: ProgressFn = no_progress,
+    sandbox_factory: Callable[[Path], Sandbox] = Sandbox,
+    max_rounds: int = MAX_ROUNDS,
+) -> FixResult:
+    """The whole Fix-this action, without LSP. Raises Cancelled when cancelled."""
+    cancel = cancel or CancelToken()
+    started = time.perf_counter()
+    timings = {"model_s": 0.0, "verify_s": 0.0}
+    kind, name = classify(request.problem, request.text, request.language)
+    lines = split_lines(request.text)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    problem = request.problem
+    first = min(problem.start_line, max(0, len(lines) - 1))
+    last = min(max(problem.end_line, first), max(0, len(lines) - 1))
+    if problem.end_line > problem.start_line and problem.end_column == 0:
+        last -= 1  # a selection ending at column 0 does not include that line
+    block = enclosing_block(lines, first) if request.language == "python" else None
+    comment = "#" if request.language == "python" else "//"
+
+    sandbox: Sandbox | None = None
+    test_files: list[str] = []
+    if request.root is not None and request.language == "python" and block is not None and block.name:
+        test_files = related_test_files(request.root, request.path, {block.name})
+    rel_path = ""
+    if test_files and request.root is not None:
+        progress("running the related tests", 5)
+        sandbox = sandbox_factory(request.root)
+        rel_path = request.path.resolve().relative_to(request.root.resolve()).as_posix()
+    try:
+        tests = TestContext(sandbox, rel_path, test_files, None)
+        t0 = time.perf_counter()
+        tests.baseline = tests.run(request.text)
+        timings["verify_s"] += time.perf_counter() - t0
+        failures = _failures_text(tests.baseline)
+
+        verified: dict[str, Candidate] = {}
+        rejected: list[tuple[str, str]] = []
+        previous: tuple[str, str] | None = None
+        rounds = 0
+        for round_no in range(1, max_rounds + 1):
+            rounds = round_no
+            proposals: list[tuple[str, Callable[[], str | None]]] = []
+            if fim_template is not None:
+                holes = _fim_holes(round_no, kind, lines, block, first, last, problem, failures)
+                for origin, (lo, hi), hint in holes:
+                    marked = f"{comment} {hint}" if hint else None
+                    proposals.append((origin, _bind_fim(lines, lo, hi, fim_template, generate, hint=marked)))
+            proposals.append(
+                ("rewrite", _bind_chat(request, lines, block, first, last, failures, previous, generate))
+            )
+            for i, (origin, make) in enumerate(proposals):
+                cancel.check()
+                pct = 10 + int(80 * ((round_no - 1) * len(proposals) + i) / (max_rounds * len(proposals)))
+                progress(f"round {round_no}: {origin}", pct)
+                t0 = time.perf_counter()
+                text = make()
+                timings["model_s"] += time.perf_counter() - t0
+                if text is None:
+                    rejected.append((origin, "no answer"))
+                    continue
+                if text in verified:
+                    continue
+                cancel.check()
+                t0 = time.perf_counter()
+                verdict = verify_candidate(request, kind, name, text, tests)
+                timings["verify_s"] += time.perf_counter() - t0
+                log.info("fix candidate %s: %s", origin, verdict.checks if verdict.ok else verdict.reason)
+                if not verdict.ok:
+                    rejected.append((origin, verdict.reason))
+                    if origin == "rewrite":
+                        changed = minimal_line_edit(request.text, text)
+                        shown = changed.new_text if changed is not None else "(the code, unchanged)"
+                        previous = (shown, verdict.reason)
+                    continue
+                edit = minimal_line_edit(request.text, text)
+                if edit is None:
+                    continue
+                verified[text] = Candidate(
+                    origin, text, edit, verdict.checks, verdict.cause_verified, verdict.tests_passed
+                )
+                if sum(c.cause_verified for c in verified.values()) >= ENOUGH_VERIFIED:
+                    break  # each further proposal costs a generation and a test run
+            if any(c.cause_verified for c in verified.values()):
+                break
+        ranked = sorted(verified.values(), key=Candidate.sort_key)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+    timings["total_s"] = time.perf_counter() - started
+    progress("done", 100)
+    return FixResult(kind, ranked, rejected, rounds, test_files, timings)
+
+
+def _bind_fim(
+    lines: list[str], start: int, end: int, template: FimTemplate, generate: Generate, *, hint: str | None
+) -> Callable[[], str | None]:
+    return lambda: fim_candidate(lines, start, end, template, generate, hint=hint)
+
+
+def _bind_chat(
+    request: FixRequest,
+    lines: list[str],
+    block: Block | None,
+    first: int,
+    last: int,
+    failures: str,
+    previous: tuple[str, str] | None,
+    generate: Generate,
+) -> Callable[[], str | None]:
+    def run() -> str | None:
+        if block is not None and block.end - block.start <= MAX_REWRITE_LINES:
+            target = block
+        else:
+            start = max(0, first - FALLBACK_CONTEXT_LINES)
+            end = min(len(lines), last + 1 + FALLBACK_CONTEXT_LINES)
+            indent = lines[first][: _indent(lines[first])] if first < len(lines) else ""
+            # Keep a common indentation so the re-indent in splice_rewrite is right.
+            while start < first and _indent(lines[start]) < len(indent) and lines[start].strip():
+                start += 1
+            target = Block(start, end, None, indent)
+        block_text = "".join(lines[target.start : target.end])
+        context = "".join(ln for ln in lines[: min(target.start, 30)] if ln.startswith(("import ", "from ")))
+        prompt, prefill = chat_prompt(request, block_text, target.name, context, failures, previous)
+        answer = prefill + generate(prompt, max_tokens=CHAT_MAX_TOKENS, stop_when=closing_fence)
+        return splice_rewrite(lines, target, answer, target.name, request.language)
+
+    return run
+
+
+__all__ = [
+    "Block",
+    "Candidate",
+    "FixRequest",
+    "FixResult",
+    "Kind",
+    "Problem",
+    "classify",
+    "enclosing_block",
+    "fix",
+    "related_test_files",
+    "verify_candidate",
+]
+
+
+def apply(text: str, candidate: Candidate) -> str:
+    """The document after applying a candidate's minimal edit (equals candidate.text)."""
+    return apply_line_edit(text, candidate.edit)

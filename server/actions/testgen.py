@@ -1,0 +1,787 @@
+"""Generate pytest tests for the function or class at the cursor, keeping only what passes.
+
+Pipeline (AgentCoder / self-debugging style; at most MAX_ROUNDS because later rounds decay):
+find the target (Python `ast`), gather what the model needs (the target, the module-level
+definitions it uses, the file's imports, the project's test style and fixtures), ask the chat
+model for tests, normalise its answer (fences, prose, wrong module imports, redefinitions of the
+code under test, missing imports), run every test in the sandbox, keep those that pass, and feed
+the failures back for another round. Tests still failing at the end are reported as possible
+bugs, with their failure message, as comments in the test file (never silently dropped).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from server.actions.sandbox import RunResult, Sandbox
+from server.actions.verify import undefined_names
+from server.model.chat import (
+    Generate,
+    Message,
+    ProgressFn,
+    closing_fence,
+    extract_code,
+    no_progress,
+    render_chat,
+)
+from server.model.runtime import CancelToken
+
+if TYPE_CHECKING:
+    from context.index import Index
+
+log = logging.getLogger(__name__)
+
+# Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
+MAX_ROUNDS = 3
+# Answer length for a first round (~6 small tests) and for a repair round (only failing ones).
+MAX_TOKENS_FIRST = 700
+MAX_TOKENS_REPAIR = 500
+# Characters of context around the target (≈4 chars/token: ~600 tokens keeps a cold 0.5B prompt
+# under ~5 s on two cores).
+MAX_USED_DEFINITIONS_CHARS = 2_400
+MAX_STYLE_CHARS = 1_200
+MAX_TARGET_CHARS = 4_000
+# Failure text per test shown to the model in a repair round and in the file's comments.
+MAX_FEEDBACK_CHARS = 600
+MAX_COMMENT_LINES = 6
+# Folders holding tests, by convention, in the order we prefer them.
+TEST_DIRS = ("tests", "test")
+
+SYSTEM_PROMPT = (
+    "You are an expert Python developer who writes small, correct pytest unit tests. "
+    "You read the code carefully and only assert values that the code really produces."
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The function, method or class to test (lines 0-based, end exclusive)."""
+
+    name: str
+    kind: str  # "function" | "class" | "method"
+    import_name: str  # the module-level name a test imports
+    source: str
+    start_line: int
+    end_line: int
+
+
+@dataclass(frozen=True)
+class ModuleLocation:
+    module: str  # dotted import name
+    import_root: Path  # the folder that must be on sys.path for `import module`
+
+
+@dataclass
+class GeneratedTest:
+    name: str
+    source: str
+    message: str = ""  # failure message of the last run, empty when passing
+
+
+@dataclass
+class Suite:
+    """A normalised test file: import/helper header plus independent test units."""
+
+    header: list[str] = field(default_factory=list)
+    tests: list[GeneratedTest] = field(default_factory=list)
+
+    def render(self, tests: Iterable[GeneratedTest] | None = None) -> str:
+        chosen = self.tests if tests is None else list(tests)
+        parts = ["\n".join(self.header).strip("\n")] if self.header else []
+        parts += [t.source.strip("\n") for t in chosen]
+        return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+@dataclass
+class TestGenRequest:
+    root: Path
+    path: Path
+    text: str
+    line: int
+    index: Index | None = None
+
+
+@dataclass
+class TestGenResult:
+    target: Target
+    module: ModuleLocation
+    test_path: Path
+    header: list[str]
+    passing: list[GeneratedTest]
+    failing: list[GeneratedTest]
+    rounds: int
+    timings: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{len(self.passing)} passing test(s) for `{self.target.name}`"
+        if self.failing:
+            text += f"; {len(self.failing)} failing test(s) kept as comments (possible bugs)"
+        return text + f" after {self.rounds} round(s)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the target and its context
+
+
+def find_target(text: str, line: int) -> Target | None:
+    """The innermost function (or method) containing the 0-based line, else the class there."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    lines = text.splitlines(keepends=True)
+    best: tuple[ast.AST, ast.ClassDef | None] | None = None
+
+    def visit(body: list[ast.stmt], owner: ast.ClassDef | None) -> None:
+        nonlocal best
+        for node in body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            end = node.end_lineno or node.lineno
+            if start <= line < end:
+                best = (node, owner)
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, node)
+                return
+
+    visit(tree.body, None)
+    if best is None:
+        return None
+    node, owner = best
+    assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+    end = node.end_lineno or node.lineno
+    source = "".join(lines[start:end])
+    if isinstance(node, ast.ClassDef):
+        return Target(node.name, "class", node.name, source, start, end)
+    if owner is not None:
+        if node.name.startswith("__") and node.name != "__init__":
+            # Dunder methods are exercised through the class: test the class as a whole.
+            cls_start = owner.lineno - 1
+            cls_src = "".join(lines[cls_start : owner.end_lineno or owner.lineno])
+            return Target(
+                owner.name, "class", owner.name, cls_src, cls_start, owner.end_lineno or owner.lineno
+            )
+        header = lines[owner.lineno - 1] if owner.lineno - 1 < len(lines) else f"class {owner.name}:\n"
+        return Target(f"{owner.name}.{node.name}", "method", owner.name, header + source, start, end)
+    return Target(node.name, "function", node.name, source, start, end)
+
+
+def module_location(root: Path, path: Path) -> ModuleLocation:
+    """Dotted module name of a file and the folder to import it from (packages climb upward)."""
+    path = path.resolve()
+    parts = [path.stem] if path.stem != "__init__" else []
+    folder = path.parent
+    root = root.resolve()
+    while (folder / "__init__.py").is_file() and folder != root:
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ModuleLocation(".".join(parts) or path.parent.name, folder)
+
+
+def test_path_for(root: Path, path: Path) -> Path:
+    """The conventional test file: tests/test_<module>.py (an existing `test/` folder wins if alone)."""
+    stem = path.stem if path.stem != "__init__" else path.parent.name
+    folder = root / TEST_DIRS[0]
+    if not folder.is_dir():
+        for name in TEST_DIRS[1:]:
+            if (root / name).is_dir():
+                folder = root / name
+                break
+    return folder / f"test_{stem}.py"
+
+
+def _top_level_definitions(tree: ast.Module, lines: list[str]) -> dict[str, str]:
+    defs: dict[str, str] = {}
+    for node in tree.body:
+        names: list[str] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        if not names:
+            continue
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+        src = "".join(lines[start : node.end_lineno or node.lineno])
+        for name in names:
+            defs[name] = src
+    return defs
+
+
+def _names_in(source: str) -> set[str]:
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return set(re.findall(r"[A-Za-z_]\w*", source))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+
+
+def module_names(text: str) -> set[str]:
+    """Every name a module defines or imports at top level (what a test may import from it)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    names = set(_top_level_definitions(tree, text.splitlines(keepends=True)))
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+@dataclass
+class PromptContext:
+    imports: str
+    used_definitions: str
+    style: str
+    fixtures: list[str]
+
+
+def _imports_of(tree: ast.Module, lines: list[str]) -> str:
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append("".join(lines[node.lineno - 1 : node.end_lineno or node.lineno]))
+    return "".join(out)
+
+
+def _fixtures(conftest: str) -> list[str]:
+    try:
+        tree = ast.parse(conftest)
+    except SyntaxError:
+        return []
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and any(
+            "fixture" in ast.unparse(d) for d in node.decorator_list
+        ):
+            out.append(node.name)
+    return out
+
+
+def gather_context(request: TestGenRequest, target: Target, test_path: Path) -> PromptContext:
+    """What the model sees besides the target: imports, used definitions, test style, fixtures."""
+    tree = ast.parse(request.text)
+    lines = request.text.splitlines(keepends=True)
+    defs = _top_level_definitions(tree, lines)
+    wanted = _names_in(target.source) - {target.import_name}
+    used: list[str] = []
+    budget = MAX_USED_DEFINITIONS_CHARS
+    for name in sorted(wanted):
+        src = defs.get(name)
+        if src and src not in used and len(src) <= budget:
+            used.append(src)
+            budget -= len(src)
+    if request.index is not None:
+        used += _index_definitions(request.index, request.text, wanted - set(defs), budget)
+    style = ""
+    candidates = [test_path, *sorted(test_path.parent.glob("test_*.py"))] if test_path.parent.is_dir() else []
+    for candidate in candidates:
+        if candidate.is_file():
+            style = candidate.read_text(encoding="utf-8", errors="replace")[:MAX_STYLE_CHARS]
+            break
+    fixtures: list[str] = []
+    for conftest in (request.root / "conftest.py", test_path.parent / "conftest.py"):
+        if conftest.is_file():
+            fixtures += _fixtures(conftest.read_text(encoding="utf-8", errors="replace"))
+    return PromptContext(_imports_of(tree, lines), "\n".join(used), style, sorted(set(fixtures)))
+
+
+def _index_definitions(index: Index, text: str, names: set[str], budget: int) -> list[str]:
+    """Signatures of imported workspace definitions the target uses (from the index)."""
+    out: list[str] = []
+    imported = {n for n in names if re.search(rf"\bimport\b[^\n]*\b{re.escape(n)}\b", text)}
+    for name in sorted(imported):
+        try:
+            symbols = index.definitions_named(name, limit=1)
+        except Exception as exc:  # the index is a helper here, never a reason to fail
+            log.debug("index lookup of %s failed: %s", name, exc)
+            continue
+        for sym in symbols:
+            snippet = f"# from {sym.path}\n{sym.snippet or sym.signature}\n"
+            if len(snippet) <= budget:
+                out.append(snippet)
+                budget -= len(snippet)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+
+
+def _code(target: Target, ctx: PromptContext) -> str:
+    return "\n".join(p for p in (ctx.imports, ctx.used_definitions, target.source[:MAX_TARGET_CHARS]) if p)
+
+
+def first_round_prompt(target: Target, module: ModuleLocation, ctx: PromptContext) -> tuple[str, str]:
+    """(user message, assistant prefill) for the first round."""
+    code = _code(target, ctx)
+    what = {"function": "function", "method": "method", "class": "class"}[target.kind]
+    parts = [f"Module `{module.module}`:\n```python\n{code.rstrip()}\n```"]
+    if ctx.style:
+        parts.append(f"Existing tests in this project look like this:\n```python\n{ctx.style.rstrip()}\n```")
+    if ctx.fixtures:
+        parts.append("Available pytest fixtures: " + ", ".join(ctx.fixtures) + ".")
+    parts.append(
+        f"Write pytest tests for the {what} `{target.name}`.\n"
+        f"- Import it with `from {module.module} import {target.import_name}`.\n"
+        "- Write 4 to 6 short test functions named test_..., each checking exact values with assert.\n"
+        "- Work out every expected value step by step from the code; cover normal and edge cases.\n"
+        f"- Do not copy or redefine `{target.import_name}`; no classes, no main block.\n"
+        "Answer with one ```python code block only."
+    )
+    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\ndef test_"
+    return "\n\n".join(parts), prefill
+
+
+def repair_prompt(
+    target: Target, module: ModuleLocation, ctx: PromptContext, failing: list[GeneratedTest]
+) -> tuple[str, str]:
+    """(user message, assistant prefill) asking to correct tests that failed when run."""
+    shown = []
+    for test in failing:
+        message = _clip(test.message, MAX_FEEDBACK_CHARS)
+        shown.append(f"```python\n{test.source.strip()}\n```\nFailed with:\n```\n{message}\n```")
+    user = (
+        f"Module `{module.module}`:\n```python\n{_code(target, ctx).rstrip()}\n```\n\n"
+        "These pytest tests were run against the code above and failed:\n\n"
+        + "\n\n".join(shown)
+        + "\n\nRewrite each failing test so that it passes: recompute the expected values from the "
+        "code, or fix the test's own mistakes. Keep the same test names. "
+        f"Import with `from {module.module} import {target.import_name}`. "
+        "Answer with one ```python code block only."
+    )
+    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\n"
+    return user, prefill
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit // 3] + "\n...\n" + text[-(2 * limit) // 3 :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalising the model's answer
+
+
+def _parse_leniently(code: str) -> ast.Module | None:
+    """Parse, dropping a truncated tail line by line (max_tokens can cut the last test)."""
+    lines = code.splitlines(keepends=True)
+    for cut in range(len(lines), 0, -1):
+        try:
+            return ast.parse("".join(lines[:cut]))
+        except SyntaxError:
+            continue
+    return None
+
+
+def _split_top_level(code: str) -> list[str]:
+    """Top-level chunks (imports, defs with decorators) when the whole answer does not parse."""
+    chunks: list[list[str]] = [[]]
+    for line in code.splitlines(keepends=True):
+        starts_unit = line[:1] not in (" ", "\t", "\n", "\r", "") and not line.startswith((")", "]", "}"))
+        if starts_unit and chunks[-1] and not chunks[-1][-1].startswith("@"):
+            chunks.append([])
+        chunks[-1].append(line)
+    return ["".join(c) for c in chunks if "".join(c).strip()]
+
+
+def _unit_name(node: ast.stmt) -> str | None:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+        return node.name
+    if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+        return node.name
+    return None
+
+
+def _rewrite_import(node: ast.ImportFrom, module: str, provided: set[str]) -> ast.ImportFrom:
+    """`from my_module import f` -> `from pkg.real import f` when the names come from our module."""
+    names = {a.name for a in node.names}
+    foreign = node.level == 0 and node.module != module and not _importable_elsewhere(node.module or "")
+    if foreign and names & provided:
+        return ast.ImportFrom(module=module, names=node.names, level=0)
+    return node
+
+
+def _importable_elsewhere(name: str) -> bool:
+    top = name.split(".")[0]
+    return top in sys.stdlib_module_names or top in ("pytest", "hypothesis")
+
+
+def _segment(node: ast.stmt, source: str) -> str:
+    """The node's own text (decorators included), so the model's formatting survives."""
+    lines = source.splitlines(keepends=True)
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+    return "".join(lines[first : node.end_lineno or node.lineno]).rstrip() + "\n"
+
+
+def _statements(code: str) -> list[tuple[ast.stmt, str]]:
+    """Top-level statements with the text they came from; salvages what parses of a broken answer."""
+    tree = _parse_leniently(code)
+    if tree is not None and any(_unit_name(n) for n in tree.body):
+        return [(n, code) for n in tree.body]
+    out: list[tuple[ast.stmt, str]] = []
+    for chunk in _split_top_level(code):
+        try:
+            out += [(n, chunk) for n in ast.parse(chunk).body]
+        except SyntaxError:
+            continue
+    return out
+
+
+def _rename(source: str, old: str, new: str) -> str:
+    return re.sub(rf"\b(def|class)\s+{re.escape(old)}\b", rf"\1 {new}", source, count=1)
+
+
+def normalize_tests(
+    answer: str,
+    module: ModuleLocation,
+    target: Target,
+    provided: set[str],
+) -> Suite:
+    """Turn a chat answer into a runnable Suite for `target` (see the module docstring)."""
+    suite = Suite()
+    seen: set[str] = set()
+    header: list[str] = []
+    wanted = {target.import_name, *target.name.split(".")}
+    for node, source in _statements(extract_code(answer)):
+        name = _unit_name(node)
+        text = _segment(node, source)
+        if name is not None:
+            if not (_names_in(text) & wanted):
+                continue  # a test that never touches the target cannot tell us anything
+            unique = name
+            n = 2
+            while unique in seen:
+                unique = f"{name}_{n}"
+                n += 1
+            seen.add(unique)
+            suite.tests.append(GeneratedTest(unique, _rename(text, name, unique) if unique != name else text))
+        elif isinstance(node, ast.ImportFrom):
+            fixed = _rewrite_import(node, module.module, provided)
+            header.append(text.rstrip() if fixed is node else ast.unparse(fixed))
+        elif isinstance(node, ast.Import):
+            header.append(text.rstrip())
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name in provided:
+                continue  # the model pasted the code under test: test the real one instead
+            header.append(text.rstrip())  # helpers and fixtures
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            header.append(text.rstrip())
+        # Anything else (main blocks, bare calls, prints) is dropped.
+    suite.header = _complete_imports(header, suite, module, provided)
+    return suite
+
+
+def _is_import(line: str) -> bool:
+    return line.startswith(("import ", "from "))
+
+
+def _import_bound(line: str) -> set[str]:
+    try:
+        node = ast.parse(line).body[0]
+    except (SyntaxError, IndexError):
+        return set()
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return set()
+
+
+def _complete_imports(
+    header: list[str], suite: Suite, module: ModuleLocation, provided: set[str]
+) -> list[str]:
+    """Add imports for names the tests use but nothing binds (pytest, the module's names, stdlib),
+    and drop imports nothing uses."""
+    imports = [h for h in header if _is_import(h)]
+    others = [h for h in header if h and not _is_import(h)]
+    for _ in range(2):  # a second pass settles names exposed by the first pass's additions
+        text = "\n".join([*imports, *others, *(t.source for t in suite.tests)])
+        missing = sorted({u.name for u in undefined_names(text)})
+        if not missing:
+            break
+        from_module = [m for m in missing if m in provided]
+        if from_module:
+            imports.append(f"from {module.module} import {', '.join(from_module)}")
+        for name in missing:
+            if name == "pytest" or name in sys.stdlib_module_names:
+                imports.append(f"import {name}")
+    used = set().union(*(_names_in(t) for t in (*others, *(t.source for t in suite.tests))))
+    imports = [i for i in imports if not _import_bound(i) or _import_bound(i) & used]
+    return _order_header(imports, others, module)
+
+
+def _order_header(imports: list[str], others: list[str], module: ModuleLocation) -> list[str]:
+    """isort's layout: stdlib and third-party imports, a blank line, the project's imports."""
+    unique = list(dict.fromkeys(imports))
+    first_party = module.module.split(".")[0]
+
+    def is_local(line: str) -> bool:
+        name = line.split()[1] if len(line.split()) > 1 else ""
+        return name.split(".")[0] == first_party
+
+    outside = sorted((i for i in unique if not is_local(i)), key=lambda i: (i.startswith("from "), i))
+    local = sorted((i for i in unique if is_local(i)), key=lambda i: (i.startswith("from "), i))
+    out = outside + ([""] if outside and local else []) + local
+    return out + ([""] if others and out else []) + others
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def outcome_of(test: GeneratedTest, run: RunResult) -> tuple[bool, str]:
+    """A unit passes when every case of it ran and passed (parametrised cases, class methods)."""
+    if run.collection_error:
+        return False, "\n".join(run.collection_errors) or run.output[-MAX_FEEDBACK_CHARS:]
+    cases = [
+        o
+        for key, o in run.outcomes.items()
+        if key.split("[", 1)[0] == test.name or key.startswith(f"{test.name}.")
+    ]
+    if run.timed_out and not cases:
+        return False, "timed out"
+    if not cases:
+        return False, "not collected by pytest (no test ran)"
+    failed = [o for o in cases if not o.passed]
+    return (not failed), "\n".join(o.message for o in failed)
+
+
+def run_suite(sandbox: Sandbox, rel_path: str, suite: Suite, tests: list[GeneratedTest]) -> RunResult:
+    return sandbox.run_pytest({rel_path: suite.render(tests)}, [rel_path])
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def generate_tests(
+    request: TestGenRequest,
+    generate: Generate,
+    *,
+    cancel: CancelToken | None = None,
+    progress: ProgressFn = no_progress,
+    sandbox_factory: Callable[[Path], Sandbox] = Sandbox,
+    max_rounds: int = MAX_ROUNDS,
+) -> TestGenResult:
+    """The whole Generate-tests action, without LSP. Raises Cancelled when cancelled."""
+    cancel = cancel or CancelToken()
+    timings: dict[str, float] = {"model_s": 0.0, "sandbox_s": 0.0}
+    started = time.perf_counter()
+    target = find_target(request.text, request.line)
+    if target is None:
+        raise ValueError("no function or class at the cursor (or the file does not parse)")
+    module = module_location(request.root, request.path)
+    test_path = test_path_for(request.root, request.path)
+    ctx = gather_context(request, target, test_path)
+    provided = module_names(request.text)
+    # The sandbox runs the generated file under a name of its own so existing tests stay apart.
+    rel_test = test_path.relative_to(request.root).with_name(f"{test_path.stem}_infiller_gen.py").as_posix()
+    progress("copying the workspace to a sandbox", 5)
+    passing: list[GeneratedTest] = []
+    failing: list[GeneratedTest] = []
+    header: list[str] = []
+    notes: list[str] = []
+    rounds = 0
+    root = request.root.resolve()
+    import_from = (
+        module.import_root.relative_to(root).as_posix() if module.import_root.is_relative_to(root) else "."
+    )
+    with sandbox_factory(request.root) as sandbox:
+        # The buffer may be unsaved: the sandbox must test what the user sees.
+        buffer_rel = request.path.resolve().relative_to(root).as_posix()
+        overlay_src = {buffer_rel: request.text}
+
+        def run(suite: Suite, tests: list[GeneratedTest] | None = None) -> RunResult:
+            files = {**overlay_src, rel_test: suite.render(tests)}
+            return sandbox.run_pytest(files, [rel_test], python_path=[import_from])
+
+        for round_no in range(1, max_rounds + 1):
+            cancel.check()
+            rounds = round_no
+            if round_no == 1:
+                user, prefill = first_round_prompt(target, module, ctx)
+                budget = MAX_TOKENS_FIRST
+            elif failing:
+                user, prefill = repair_prompt(target, module, ctx, failing)
+                budget = MAX_TOKENS_REPAIR
+            else:
+                break
+            progress(f"round {round_no}: asking the model for tests", 10 + 80 * (round_no - 1) // max_rounds)
+            t0 = time.perf_counter()
+            prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
+            answer = prefill + generate(prompt, max_tokens=budget, stop_when=closing_fence)
+            timings["model_s"] += time.perf_counter() - t0
+            suite = normalize_tests(answer, module, target, provided)
+            if not suite.tests:
+                notes.append(f"round {round_no}: the model's answer held no usable test")
+                log.info("round %d: no usable test in answer:\n%s", round_no, answer)
+                continue
+            if round_no > 1:
+                # Keep only answers to what failed, plus genuinely new tests.
+                suite.tests = [t for t in suite.tests if t.name not in {p.name for p in passing}]
+            cancel.check()
+            progress(
+                f"round {round_no}: running {len(suite.tests)} test(s)",
+                10 + 80 * (2 * round_no - 1) // (2 * max_rounds),
+            )
+            t0 = time.perf_counter()
+            result = run(suite)
+            if result.collection_error and suite.header:
+                # A bad helper or import in the header sinks every test: retry with imports only.
+                suite.header = _complete_imports([], suite, module, provided)
+                result = run(suite)
+            timings["sandbox_s"] += time.perf_counter() - t0
+            header = _merge_header(header, suite.header, module)
+            still_failing: dict[str, GeneratedTest] = {t.name: t for t in failing}
+            for test in suite.tests:
+                ok, message = outcome_of(test, result)
+                if ok:
+                    test.message = ""
+                    passing.append(test)
+                    still_failing.pop(test.name, None)
+                else:
+                    test.message = message
+                    still_failing[test.name] = test
+            failing = list(still_failing.values())
+            log.info("round %d: %d passing, %d failing", round_no, len(passing), len(failing))
+            if not failing:
+                break
+        if rounds > 1 and passing:
+            # Tests kept in different rounds now share one header: prove they pass together.
+            final = Suite(header, passing)
+            result = run(final)
+            for test in list(passing):
+                ok, message = outcome_of(test, result)
+                if not ok:
+                    test.message = message
+                    passing.remove(test)
+                    failing.append(test)
+    timings["total_s"] = time.perf_counter() - started
+    progress("done", 100)
+    return TestGenResult(target, module, test_path, header, passing, failing, rounds, timings, notes)
+
+
+def _merge_header(old: list[str], new: list[str], module: ModuleLocation) -> list[str]:
+    merged = [h for h in dict.fromkeys([*old, *new]) if h]
+    return _order_header(
+        [h for h in merged if _is_import(h)], [h for h in merged if not _is_import(h)], module
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The test file edit
+
+
+@dataclass(frozen=True)
+class TestFileEdit:
+    """Either create `path` with `text`, or insert into it: imports at a line, tests at the end."""
+
+    path: Path
+    create: bool
+    text: str  # the whole new file when creating, else the block appended at the end
+    import_line: int = 0  # 0-based line where missing imports go (existing files)
+    imports: str = ""
+
+
+def _commented(test: GeneratedTest) -> str:
+    message = _clip(test.message, MAX_FEEDBACK_CHARS).splitlines()[-MAX_COMMENT_LINES:]
+    head = [f"# infiller: possible bug: `{test.name}` fails against the current code:"]
+    head += [f"#   {m}".rstrip() for m in message]
+    body = [f"# {line}".rstrip() for line in test.source.strip("\n").splitlines()]
+    return "\n".join(head + body)
+
+
+def _block(result: TestGenResult) -> str:
+    parts = [t.source.strip("\n") for t in result.passing]
+    parts += [_commented(t) for t in result.failing]
+    return "\n\n\n".join(parts) + "\n"
+
+
+def test_file_edit(result: TestGenResult, existing: str | None) -> TestFileEdit:
+    """The edit delivering the result: a new file, or new imports + tests appended to the old one."""
+    imports = [h for h in result.header if _is_import(h) or not h]
+    while imports and not imports[-1]:
+        imports.pop()
+    helpers = [h for h in result.header if h and not _is_import(h)]
+    if existing is None:
+        doc = f'"""Tests for `{result.module.module}`, generated by infiller and verified by running them."""'
+        head = "\n".join(imports)
+        body = "\n\n\n".join(p for p in ["\n\n".join(helpers), _block(result).rstrip("\n")] if p)
+        return TestFileEdit(result.test_path, True, f"{doc}\n\n{head}\n\n\n{body}\n")
+    present = set(existing.splitlines())
+    missing = [i for i in imports if i and i not in present]
+    last_import = 0
+    try:
+        for node in ast.parse(existing).body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                last_import = node.end_lineno or node.lineno
+    except SyntaxError:
+        pass
+    existing_names = module_names(existing)
+    block_parts = [h for h in helpers if _defined_name(h) not in existing_names]
+    block = "\n\n\n".join([*block_parts, _block(result).rstrip("\n")])
+    sep = "" if existing.endswith("\n\n\n") else ("\n\n" if existing.endswith("\n") else "\n\n\n")
+    return TestFileEdit(
+        result.test_path,
+        False,
+        f"{sep}{block}\n",
+        import_line=last_import,
+        imports="".join(f"{i}\n" for i in missing),
+    )
+
+
+def _defined_name(source: str) -> str | None:
+    m = re.match(r"(?:@.*\n)*(?:async\s+)?(?:def|class)\s+(\w+)|(\w+)\s*[:=]", source)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+def rename_clashes(result: TestGenResult, existing: str | None) -> None:
+    """Rename generated tests whose names an existing test file already uses."""
+    if not existing:
+        return
+    taken = module_names(existing)
+    for test in (*result.passing, *result.failing):
+        if test.name in taken:
+            new = f"{test.name}_generated"
+            n = 2
+            while new in taken:
+                new = f"{test.name}_generated_{n}"
+                n += 1
+            test.source = re.sub(
+                rf"\b(def|class)\s+{re.escape(test.name)}\b", rf"\1 {new}", test.source, count=1
+            )
+            test.name = new
+            taken.add(new)
+
+
+__all__ = [
+    "GeneratedTest",
+    "ModuleLocation",
+    "Suite",
+    "Target",
+    "TestFileEdit",
+    "TestGenRequest",
+    "TestGenResult",
+    "find_target",
+    "generate_tests",
+    "module_location",
+    "normalize_tests",
+    "rename_clashes",
+    "test_file_edit",
+    "test_path_for",
+]
