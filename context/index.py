@@ -310,11 +310,14 @@ class Index:
             row = self._conn.execute("SELECT hash FROM files WHERE path=?", (rel,)).fetchone()
         if row is not None and row[0] == _hash(data):
             return False
-        fact = self._extract(rel, data)
+        # Buffers change per keystroke: similarity windows (the costliest rows, and not a default
+        # source) are refreshed when the buffer is saved or dropped, not on every change.
+        buffered = text is not None
+        fact = _extract_one((rel, data), windows=not buffered)
         is_new = rel not in self._file_ids
         with self._lock, self._conn:
             module, is_package = self._module_for(rel, None)
-            self._write_file(rel, data, mtime, size, fact, module, is_package)
+            self._write_file(rel, data, mtime, size, fact, module, is_package, keep_windows=buffered)
             if module is not None:
                 self._modules.setdefault(module, rel)
             self._module_of[rel] = (module, is_package)
@@ -548,12 +551,14 @@ class Index:
         facts: FileFacts,
         module: str | None,
         is_package: bool,
+        *,
+        keep_windows: bool = False,
     ) -> None:
         """Replace every row of one file (caller holds the lock and the transaction)."""
         conn = self._conn
         old = self._file_ids.get(rel)
         if old is not None:
-            self._delete_rows(old)
+            self._delete_rows(old, keep_windows=keep_windows)
             conn.execute(
                 "UPDATE files SET hash=?, mtime_ns=?, size=?, lines=?, module=?, is_package=? WHERE id=?",
                 (_hash(data), mtime, size, facts.lines, module, int(is_package), old),
@@ -624,11 +629,13 @@ class Index:
             self._window_id = (row[0] or 0) + 1
         return self._window_id
 
-    def _delete_rows(self, file_id: int) -> None:
+    def _delete_rows(self, file_id: int, *, keep_windows: bool = False) -> None:
         conn = self._conn
         conn.execute("DELETE FROM symbols WHERE file_id=?", (file_id,))
         conn.execute("DELETE FROM imports WHERE file_id=?", (file_id,))
         conn.execute("DELETE FROM refs WHERE file_id=?", (file_id,))
+        if keep_windows:
+            return
         conn.execute(
             "DELETE FROM windows_fts WHERE rowid IN (SELECT id FROM windows WHERE file_id=?)", (file_id,)
         )
@@ -721,13 +728,13 @@ class Index:
         return RefreshStats(files, symbols, parsed, removed, elapsed, db_bytes)
 
 
-def _extract_one(job: tuple[str, bytes]) -> FileFacts:
+def _extract_one(job: tuple[str, bytes], *, windows: bool = True) -> FileFacts:
     rel, data = job
     language = language_for_path(rel)
     if language is None:
         return FileFacts()
     try:
-        return extract(language, data)
+        return extract(language, data, windows=windows)
     except Exception:  # a grammar crash on one odd file must not stop the index
         log.exception("extracting %s failed", rel)
         return FileFacts()
