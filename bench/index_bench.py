@@ -175,14 +175,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # One edited file: an editor buffer change, and a save picked up from disk.
     rng = random.Random(SEED)
-    big = max((f for f in files if f.endswith(".py")), key=lambda f: (root / f).stat().st_size)
-    base = (root / big).read_text()
-    buffer_ms, disk_ms = [], []
-    for i in range(EDIT_REPEATS):
-        start = time.perf_counter()
-        index.set_buffer(root / big, base + f"\n\ndef edited_{i}():\n    return {i}\n")
-        buffer_ms.append((time.perf_counter() - start) * 1000)
-    index.drop_buffer(root / big)
+    by_size = sorted((f for f in files if f.endswith(".py")), key=lambda f: (root / f).stat().st_size)
+
+    def buffer_edits(rel: str) -> dict[str, Any]:
+        base = (root / rel).read_text()
+        timings = []
+        for i in range(EDIT_REPEATS):
+            start = time.perf_counter()
+            index.set_buffer(root / rel, base + f"\n\ndef edited_{i}():\n    return {i}\n")
+            timings.append((time.perf_counter() - start) * 1000)
+        index.drop_buffer(root / rel)
+        return {
+            "path": rel,
+            "lines": base.count("\n") + 1,
+            "p50_ms": round(percentile(timings, 0.5), 2),
+            "p95_ms": round(percentile(timings, 0.95), 2),
+        }
+
+    results["reindex_largest_file"] = buffer_edits(by_size[-1])
+    results["reindex_p90_file"] = buffer_edits(by_size[int(len(by_size) * 0.9)])
+    disk_ms = []
     medium = sorted(files, key=lambda f: (root / f).stat().st_size)[len(files) // 2]
     original = (root / medium).read_bytes()
     try:
@@ -194,22 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         (root / medium).write_bytes(original)
         index.reindex_file(medium)
-    results["reindex_largest_file"] = {
-        "path": big,
-        "lines": base.count("\n") + 1,
-        "p50_ms": round(percentile(buffer_ms, 0.5), 2),
-        "p95_ms": round(percentile(buffer_ms, 0.95), 2),
-    }
     results["reindex_median_file"] = {
         "path": medium,
         "lines": original.count(b"\n") + 1,
         "p50_ms": round(percentile(disk_ms, 0.5), 2),
         "p95_ms": round(percentile(disk_ms, 0.95), 2),
     }
-    print(
-        f"re-index: largest {results['reindex_largest_file']}, median {results['reindex_median_file']}",
-        file=sys.stderr,
-    )
+    for key in ("reindex_largest_file", "reindex_p90_file", "reindex_median_file"):
+        print(f"{key}: {results[key]}", file=sys.stderr)
 
     # Retrieval latency at random cursors in Python files (end of a non-blank line).
     count_tokens, tokenizer = token_counter(args.model or None)
@@ -259,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def markdown(r: dict[str, Any]) -> str:
     d, a = r["retrieval"]["default"], r["retrieval"]["all"]
-    big, med = r["reindex_largest_file"], r["reindex_median_file"]
+    big, p90, med = r["reindex_largest_file"], r["reindex_p90_file"], r["reindex_median_file"]
     rows = [
         ("files indexed", f"{r['files']} ({r['source_mb']} MB of source), {r['symbols']} symbols", ""),
         ("raw tree-sitter parse (floor, 1 thread)", f"{r['parse_only_s']:.2f} s", ""),
@@ -277,6 +281,11 @@ def markdown(r: dict[str, Any]) -> str:
         (
             "re-index one edited file (buffer)",
             f"p50 {big['p50_ms']:.1f} ms / p95 {big['p95_ms']:.1f} ms (largest file, {big['lines']} lines)",
+            "< 50 ms",
+        ),
+        (
+            "re-index one edited file (buffer)",
+            f"p50 {p90['p50_ms']:.1f} ms / p95 {p90['p95_ms']:.1f} ms (90th-percentile file, {p90['lines']} lines)",
             "< 50 ms",
         ),
         (
