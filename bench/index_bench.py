@@ -285,7 +285,8 @@ def markdown(r: dict[str, Any]) -> str:
         ),
         (
             "re-index one edited file (buffer)",
-            f"p50 {p90['p50_ms']:.1f} ms / p95 {p90['p95_ms']:.1f} ms (90th-percentile file, {p90['lines']} lines)",
+            f"p50 {p90['p50_ms']:.1f} ms / p95 {p90['p95_ms']:.1f} ms "
+            f"(90th-percentile file, {p90['lines']} lines)",
             "< 50 ms",
         ),
         (
