@@ -11,6 +11,7 @@ completion carries a reason.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 # A block completion longer than this is cut: beyond it, review cost outweighs typing saved.
 BLOCK_MAX_LINES = 24
 FENCE = "```"
+# A short pattern with a letter (rulers like "# =====" and zero lists are fine) looping five
+# times or more, over 30+ characters of one line, means the model is stuck, not writing code.
+REPEAT_PATTERN = re.compile(r"([^\n]{2,24}?)\1{4,}")
+REPEAT_MIN_CHARS = 30
+# The same non-blank line this many times in a row is a loop.
+REPEAT_LINES = 3
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
 # Node types inside which a completion must stay on its line (strings, comments).
@@ -44,6 +51,7 @@ class Reason(StrEnum):
     CODE_FENCE = "code-fence"
     BLANK_LINE = "blank-line"
     MAX_LINES = "max-lines"
+    REPETITION = "repetition"
     # Suppressions: nothing is shown.
     EMPTY = "empty"
     REPEATS_SUFFIX = "repeats-suffix"
@@ -68,6 +76,9 @@ class Plan:
     following: tuple[str, ...]
     # Module level: a blank line ends the completion (the model would go on with new definitions).
     top_level: bool = False
+    # The prompt left the cursor line's indentation out, so the model writes it on the first line
+    # (checked against min_indent like any other line, then stripped by finalize).
+    indent_in_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,14 @@ def _block_indent(prefix: str, suffix: str, language: str | None) -> int:
     return 0
 
 
+def _loops(line: str) -> bool:
+    """The line repeats a short pattern over and over (degenerate generation)."""
+    match = REPEAT_PATTERN.search(line)
+    return match is not None and len(match.group(0)) >= REPEAT_MIN_CHARS and any(
+        ch.isalpha() for ch in match.group(1)
+    )
+
+
 def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None]:
     """The block part of raw output and, when found, the reason it ends there."""
     lines = raw.split("\n")
@@ -168,10 +187,10 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
         stripped = line.strip()
         if stripped.startswith(FENCE) or (is_complete and FENCE in stripped):
             return "\n".join(kept), Reason.CODE_FENCE
-        if i > 0 and stripped:
+        if stripped and (i > 0 or plan.indent_in_output):
             if indent_width(line) < plan.min_indent:
                 return "\n".join(kept), Reason.DEDENT
-            if plan.top_level and blank_seen and not line[:1].isspace():
+            if i > 0 and plan.top_level and blank_seen and not line[:1].isspace():
                 return "\n".join(kept), Reason.BLANK_LINE
         if is_complete and i > 0 and plan.next_line and stripped == plan.next_line:
             return "\n".join(kept), Reason.REPEATS_NEXT_LINE
@@ -181,13 +200,24 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
         blank_seen = blank_seen or (i > 0 and not stripped and is_complete)
         if len(kept) >= BLOCK_MAX_LINES:
             return "\n".join(kept), Reason.MAX_LINES
+        repeated = stripped and len(kept) >= REPEAT_LINES - 1 and all(
+            k.strip() == stripped for k in kept[-(REPEAT_LINES - 1) :]
+        )
+        if _loops(line) or (is_complete and repeated):
+            # Keep only what came before the loop began.
+            while repeated and kept and kept[-1].strip() == stripped:
+                kept.pop()
+            return "\n".join(kept), Reason.REPETITION
         kept.append(line)
     return "\n".join(kept), None
 
 
 def _cut_line(raw: str) -> tuple[str, Reason | None]:
+    first = raw.split("\n", 1)[0]
+    if _loops(first):
+        return "", Reason.REPETITION
     if "\n" in raw:
-        return raw.split("\n", 1)[0], Reason.LINE_END
+        return first, Reason.LINE_END
     if FENCE in raw:
         return raw.split(FENCE, 1)[0], Reason.CODE_FENCE
     return raw, None
@@ -278,7 +308,7 @@ def finalize(raw: str, plan: Plan) -> Outcome:
     else:
         text, reason = _cut_block(raw, plan, final=True)
     text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip()
-    if plan.mode is Mode.BLOCK and plan.line_prefix.strip() == "" and plan.line_prefix:
+    if plan.indent_in_output:
         # The cursor already stands after the indentation: don't indent the first line twice.
         first, sep, after = text.partition("\n")
         text = first.lstrip(" \t") + sep + after

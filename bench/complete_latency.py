@@ -1,0 +1,132 @@
+"""Latency of `infiller complete` against the bare model on the same prompts, side by side in one run.
+
+For each model and each cursor (real files: the shipped example and CPython's stdlib, which
+this project did not write):
+- process-cold: a fresh `infiller complete` process (model load + cold prompt), a few runs;
+- kv-cold: in-process, KV cache reset before every call (what evaluations do);
+- warm: the same cursor again with the KV prefix reused (what typing in the editor gets);
+- bare: llama-cpp-python's own `create_completion` on the exact same prompt text, greedy, with
+  `max_tokens` equal to what infiller generated, cache reset first — the floor.
+The ratio infiller/bare on kv-cold calls is the overhead of our pipeline.
+
+    .venv/bin/python -m bench.complete_latency [--models qwen2.5-coder-0.5b qwen2.5-coder-1.5b] [--cases 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from server.completion import Completer, CompletionRequest
+from server.model.registry import load_registry, resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def cursors(count: int) -> list[tuple[Path, int, int]]:
+    """Mid-line and empty-line cursors in real files, deterministic."""
+    files = [
+        ROOT / "examples/invoice/invoice/report.py",
+        ROOT / "examples/invoice/invoice/tax.py",
+        Path(sysconfig.get_paths()["stdlib"]) / "json/decoder.py",
+        Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py",
+        Path(sysconfig.get_paths()["stdlib"]) / "shlex.py",
+    ]
+    out: list[tuple[Path, int, int]] = []
+    for path in files:
+        lines = path.read_text().split("\n")
+        picks = [i for i, ln in enumerate(lines) if " = " in ln and not ln.lstrip().startswith("#")]
+        step = max(1, len(picks) // 6)
+        for i in picks[::step][:6]:
+            out.append((path, i, lines[i].index(" = ") + 3))
+    return out[:count]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def bench_model(name: str, count: int, process_runs: int) -> dict[str, object]:
+    import llama_cpp
+
+    spec = load_registry().get(name)
+    completer = Completer.load(name)
+    bare = llama_cpp.Llama(model_path=str(resolve(spec)), n_ctx=4096, verbose=False)
+    rows = []
+    for path, line, col in cursors(count):
+        text = path.read_text()
+        req = CompletionRequest(path=path, text=text, line=line, column=col)
+        cold = completer.complete(req, reset_cache=True)
+        warm = completer.complete(req)
+        prompt = cold.prompt.text if cold.prompt else ""
+        bare.reset()
+        start = time.perf_counter()
+        bare.create_completion(prompt, max_tokens=max(1, cold.tokens["generated"]), temperature=0.0)
+        bare_ms = (time.perf_counter() - start) * 1000
+        rows.append({
+            "file": path.name, "line": line + 1, "col": col + 1,
+            "prompt_tokens": cold.tokens["prompt"], "generated": cold.tokens["generated"],
+            "kv_cold_ms": cold.timings["total_ms"], "warm_ms": warm.timings["total_ms"], "bare_ms": round(bare_ms, 1),
+            "completion": cold.text, "reason": cold.reason,
+        })
+    process_ms = []
+    path, line, col = cursors(1)[0]
+    for _ in range(process_runs):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "server", "complete", "--no-context", "--model", name, f"{path}:{line + 1}:{col + 1}"],
+            check=True, capture_output=True,
+        )
+        process_ms.append((time.perf_counter() - start) * 1000)
+    col_ms = {k: [float(r[k]) for r in rows] for k in ("kv_cold_ms", "warm_ms", "bare_ms")}  # type: ignore[arg-type]
+    ratios = [r["kv_cold_ms"] / r["bare_ms"] for r in rows]  # type: ignore[operator]
+    return {
+        "model": name,
+        "cases": len(rows),
+        "p50_ms": {k: round(statistics.median(v), 1) for k, v in col_ms.items()},
+        "p95_ms": {k: round(pct(v, 95), 1) for k, v in col_ms.items()},
+        "process_cold_p50_ms": round(statistics.median(process_ms), 1) if process_ms else None,
+        "infiller_over_bare_p50": round(statistics.median(ratios), 3),
+        "warm_over_kv_cold_p50": round(statistics.median(
+            [r["warm_ms"] / r["kv_cold_ms"] for r in rows]), 3),  # type: ignore[operator]
+        "mean_prompt_tokens": round(statistics.mean([float(r["prompt_tokens"]) for r in rows]), 1),  # type: ignore[arg-type]
+        "rows": rows,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--process-runs", type=int, default=5)
+    args = parser.parse_args()
+    results = [bench_model(m, args.cases, args.process_runs) for m in args.models]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "complete_latency.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "| model | cases | prompt tok (mean) | process-cold p50 | kv-cold p50 / p95 | warm p50 / p95 | bare p50 | infiller/bare | warm/cold |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        p50, p95 = r["p50_ms"], r["p95_ms"]
+        lines.append(
+            f"| {r['model']} | {r['cases']} | {r['mean_prompt_tokens']} | {r['process_cold_p50_ms']} ms | "
+            f"{p50['kv_cold_ms']} / {p95['kv_cold_ms']} ms | {p50['warm_ms']} / {p95['warm_ms']} ms | "  # type: ignore[index]
+            f"{p50['bare_ms']} ms | {r['infiller_over_bare_p50']} | {r['warm_over_kv_cold_p50']} |"  # type: ignore[index]
+        )
+    table = "\n".join(lines)
+    (RESULTS / "complete_latency.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`infiller complete` with the real 0.5B model on real code: what a user gets in the terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_MODEL
+
+pytestmark = pytest.mark.model
+
+DATA = Path(__file__).parent / "data" / "complete"
+
+
+def write_with_cursor(tmp_path: Path, source: str) -> str:
+    """Write source (one █ marks the cursor) to a file; return FILE:LINE:COL (1-based)."""
+    before = source[: source.index("█")]
+    path = tmp_path / "snippet.py"
+    path.write_text(source.replace("█", ""))
+    line = before.count("\n") + 1
+    col = len(before.rsplit("\n", 1)[-1]) + 1
+    return f"{path}:{line}:{col}"
+
+
+def complete(location: str, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "complete", "--model", TEST_MODEL, "--json", location, *extra],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_mid_line_cursor_returns_one_sensible_line(tmp_path: Path) -> None:
+    source = (DATA / "stats.py").read_text().replace("+ fibonacci(n - 2)", "+ █")
+    result = complete(write_with_cursor(tmp_path, source), "--no-context")
+    assert result["mode"] == "line"
+    assert result["completion"] is not None and "\n" not in result["completion"]
+    assert result["completion"].replace(" ", "") == "fibonacci(n-2)"
+    latency = result["latency_ms"]
+    assert latency["prompt_ms"] > 0 and latency["generation_ms"] > 0 and latency["total_ms"] > 0
+    assert result["tokens"]["prompt"] > 0 and result["tokens"]["generated"] > 0
+    assert result["model"] == TEST_MODEL
+
+
+def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path: Path) -> None:
+    source = (
+        "def count_words(text: str) -> dict[str, int]:\n"
+        '    """Count how often each whitespace-separated word occurs in text."""\n'
+        "    █\n"
+        "\n\n"
+        "def main() -> None:\n"
+        '    print(count_words("a b a"))\n'
+    )
+    result = complete(write_with_cursor(tmp_path, source), "--no-context")
+    text = result["completion"]
+    assert result["mode"] == "block"
+    assert text is not None
+    lines = text.split("\n")
+    assert len(lines) >= 2, text
+    # Every later line stays inside the function body: nothing at module level leaks in.
+    assert all(ln.startswith("    ") for ln in lines[1:] if ln.strip()), text
+    assert "return" in text and "def main" not in text
+    compiled = source.replace("█", text)
+    compile(compiled, "snippet.py", "exec")  # the completed file is valid Python
+
+
+def test_bad_location_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.py"
+    path.write_text("x = 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "complete", f"{path}:9:1"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1 and "line 9 is past the end" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "complete", f"{path}:x:1"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "expected FILE:LINE:COL" in proc.stderr
