@@ -63,7 +63,7 @@ MAX_FIM_SPAN_LINES = 3
 LINE_REINFILLS_PER_ROUND = 4
 # Stop proposing once this many candidates verified their cause: each further one costs a
 # generation and a test run, and the first is usually the one taken.
-ENOUGH_VERIFIED = 2
+ENOUGH_VERIFIED = 1
 # A chat rewrite returns the whole function: room for ~60 lines.
 CHAT_MAX_TOKENS = 900
 # Enclosing functions longer than this are not rewritten whole (the model cannot echo them intact).

@@ -29,13 +29,13 @@ from pygls.uris import from_fs_path
 
 from server.actions.fix import Candidate, FixRequest, FixResult, Problem, fix
 from server.actions.testgen import (
-    TestFileEdit,
-    TestGenRequest,
-    TestGenResult,
+    NewTestsEdit,
+    GenerateTestsRequest,
+    GenerateTestsResult,
     find_target,
     generate_tests,
     rename_clashes,
-    test_file_edit,
+    new_tests_edit,
 )
 from server.lsp.documents import column_from_utf16, utf16_len
 from server.model.chat import worker_generator
@@ -251,7 +251,7 @@ def fix_workspace_edit(
 
 
 def tests_workspace_edit(
-    edit: TestFileEdit,
+    edit: NewTestsEdit,
     existing: str | None,
     version: int | None,
     *,
@@ -403,15 +403,15 @@ async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str
     assert doc.path is not None
     path, text, line = doc.path, doc.text, args.line
     root = _root_for(server, path)
-    request = TestGenRequest(root, path, text, line, index=server.index)
+    request = GenerateTestsRequest(root, path, text, line, index=server.index)
     target = find_target(text, line)
     name = target.name if target else "the function"
 
-    def work(cancel: CancelToken, progress: Callable[[str, int], None]) -> TestGenResult:
+    def work(cancel: CancelToken, progress: Callable[[str, int], None]) -> GenerateTestsResult:
         generate = worker_generator(server.worker, runtime, cancel)
         return generate_tests(request, generate, cancel=cancel, progress=progress)
 
-    result: TestGenResult = await _run_cancellable(
+    result: GenerateTestsResult = await _run_cancellable(
         server, f"infiller: generating tests for {name}", f"tests:{args.uri}", work
     )
     summary = result.summary()
@@ -438,7 +438,7 @@ async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str
         existing = result.test_path.read_text(encoding="utf-8") if result.test_path.is_file() else None
         version = None
     rename_clashes(result, existing)
-    file_edit = test_file_edit(result, existing)
+    file_edit = new_tests_edit(result, existing)
     doc_changes, can_create = _supports_document_changes(server)
     if file_edit.create and not can_create:
         # A client that cannot create files: write it ourselves (it is new, nothing is lost).

@@ -141,6 +141,7 @@ class _Either(CancelToken):
         self._b.check()
 
 
+_DOUBLED_FENCE = re.compile(r"```[\w+-]*[ \t]*\n[ \t]*(```[\w+-]*[ \t]*\n)")
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -151,6 +152,8 @@ def extract_code(text: str, language: str = "python") -> str:
     max_tokens), or answer with bare code; all three come back as code.
     """
     aliases = {language, language[:2], "", "py" if language == "python" else language}
+    # A model that repeats the prefilled opening fence would otherwise yield an empty block.
+    text = _DOUBLED_FENCE.sub(r"\1", text)
     blocks = [m.group(2) for m in _FENCE.finditer(text) if m.group(1).lower() in aliases]
     if not blocks:
         blocks = [m.group(2) for m in _FENCE.finditer(text)]

@@ -1,0 +1,210 @@
+"""Generate tests: target finding, answer normalisation, and the whole pipeline with a scripted
+model and real pytest runs in the sandbox."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from server.actions.testgen import (
+    GenerateTestsRequest,
+    ModuleLocation,
+    conventional_test_path,
+    find_target,
+    generate_tests,
+    module_location,
+    module_names,
+    new_tests_edit,
+    normalize_tests,
+    rename_clashes,
+)
+from server.model.chat import runtime_generator
+from server.model.fake import FakeEngine
+from server.model.runtime import Cancelled, CancelToken, Runtime
+
+DATA = Path(__file__).parent / "data" / "actions"
+
+FIRST_ANSWER = """slugify_basic():
+    assert slugify("Hello, World!") == "hello-world"
+
+
+def test_slugify_separator():
+    assert slugify("a b", sep="_") == "a_b"
+
+
+def test_slugify_accents():
+    assert slugify("Crème Brûlée") == "creme-brulee!"
+
+
+def test_slugify_rejects_none():
+    with pytest.raises(TypeError):
+        slugify(None)
+```
+These tests cover the basic behaviour."""
+
+REPAIR_ANSWER = """def test_slugify_accents():
+    assert slugify("Crème Brûlée") == "creme-brulee"
+```"""
+
+STUBBORN_REPAIR = """def test_slugify_accents():
+    assert slugify("Crème Brûlée") == "creme_brulee"
+```"""
+
+
+@pytest.fixture
+def textkit(tmp_path: Path) -> Path:
+    root = tmp_path / "textkit"
+    shutil.copytree(DATA / "textkit", root)
+    return root
+
+
+def _request(root: Path, name: str = "slugify") -> GenerateTestsRequest:
+    path = root / "textkit" / "slug.py"
+    text = path.read_text()
+    line = next(i for i, ln in enumerate(text.splitlines()) if ln.startswith(f"def {name}("))
+    return GenerateTestsRequest(root, path, text, line + 2)
+
+
+def _runtime(repair: str, prompts: list[str]) -> Runtime:
+    def script(prompt: str) -> str:
+        if prompt.endswith(("def test_", "import slugify\n\n\n")):  # whole prompts, not chunks
+            prompts.append(prompt)
+        return repair if "were run against the code above and failed" in prompt else FIRST_ANSWER
+
+    return Runtime(FakeEngine(script))
+
+
+def test_find_target_function_method_and_dunder() -> None:
+    text = (
+        "import os\n\n"
+        "def top(x):\n    return x\n\n"
+        "class Stack:\n"
+        "    def __init__(self):\n        self.items = []\n\n"
+        "    def push(self, x):\n        self.items.append(x)\n\n"
+        "    def __len__(self):\n        return len(self.items)\n"
+    )
+    top = find_target(text, 3)
+    assert top is not None and (top.name, top.kind, top.import_name) == ("top", "function", "top")
+    push = find_target(text, 10)
+    assert push is not None and (push.name, push.kind, push.import_name) == ("Stack.push", "method", "Stack")
+    assert push.source.startswith("class Stack:\n")
+    dunder = find_target(text, 13)
+    assert dunder is not None and (dunder.name, dunder.kind) == ("Stack", "class")
+    assert find_target(text, 0) is None
+    assert find_target("def broken(:\n", 0) is None
+
+
+def test_module_location_and_conventional_test_path(textkit: Path, tmp_path: Path) -> None:
+    loc = module_location(textkit, textkit / "textkit" / "slug.py")
+    assert loc == ModuleLocation("textkit.slug", textkit.resolve())
+    assert (
+        conventional_test_path(textkit, textkit / "textkit" / "slug.py") == textkit / "tests" / "test_slug.py"
+    )
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "tool.py").write_text("def f():\n    pass\n")
+    assert module_location(flat, flat / "tool.py").module == "tool"
+    assert conventional_test_path(flat, flat / "tool.py") == flat / "tests" / "test_tool.py"
+
+
+def test_normalize_fixes_what_small_models_get_wrong() -> None:
+    target = find_target("def slugify(title, sep='-'):\n    return title\n", 0)
+    assert target is not None
+    answer = (
+        "Here you go:\n```python\n"
+        "from slug_module import slugify\n\n"
+        "def slugify(title, sep='-'):\n    return 'pasted copy'\n\n"
+        "def test_a():\n    assert slugify('A') == 'a'\n\n"
+        "def test_a():\n    with pytest.raises(TypeError):\n        slugify(1)\n\n"
+        "def test_unrelated():\n    assert 1 + 1 == 2\n\n"
+        "if __name__ == '__main__':\n    test_a()\n\n"
+        "def test_cut():\n    assert slugify('x\n"
+    )
+    suite = normalize_tests(answer, ModuleLocation("textkit.slug", Path(".")), target, {"slugify"})
+    assert [t.name for t in suite.tests] == ["test_a", "test_a_2"]
+    assert "def test_a_2():" in suite.tests[1].source
+    assert suite.header == ["import pytest", "", "from textkit.slug import slugify"]
+    rendered = suite.render()
+    assert "pasted copy" not in rendered and "__main__" not in rendered
+    compile(rendered, "suite", "exec")
+
+
+def test_pipeline_keeps_passing_tests_and_repairs_a_wrong_expectation(textkit: Path) -> None:
+    prompts: list[str] = []
+    reports: list[tuple[str, int]] = []
+    result = generate_tests(
+        _request(textkit),
+        runtime_generator(_runtime(REPAIR_ANSWER, prompts)),
+        progress=lambda m, p: reports.append((m, p)),
+    )
+    assert sorted(t.name for t in result.passing) == [
+        "test_slugify_accents",
+        "test_slugify_basic",
+        "test_slugify_rejects_none",
+        "test_slugify_separator",
+    ]
+    assert result.failing == [] and result.rounds == 2
+    # Round 1 showed the code, its helpers and the project's test style; round 2 the failure.
+    assert "_NON_WORD = re.compile" in prompts[0] and "from textkit.stats import" in prompts[0]
+    assert len(prompts) == 2 and "assert 'creme-brulee' == 'creme-brulee!'" in prompts[1]
+    percentages = [p for _, p in reports]
+    assert percentages == sorted(percentages) and percentages[-1] == 100
+
+    edit = new_tests_edit(result, None)
+    assert edit.create and edit.path == textkit / "tests" / "test_slug.py"
+    edit.path.write_text(edit.text)
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(edit.path)],
+        cwd=textkit,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout
+
+
+def test_tests_failing_after_every_round_are_reported_as_possible_bugs(textkit: Path) -> None:
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(STUBBORN_REPAIR, [])))
+    assert [t.name for t in result.failing] == ["test_slugify_accents"]
+    assert "creme_brulee" in result.failing[0].message
+    assert result.rounds == 3
+    text = new_tests_edit(result, None).text
+    assert "# infiller: possible bug: `test_slugify_accents` fails against the current code:" in text
+    assert "# def test_slugify_accents():" in text
+    compile(text, "generated", "exec")
+
+
+def test_appending_to_an_existing_test_file_renames_clashes(textkit: Path) -> None:
+    existing = (
+        "from textkit.slug import slugify\n\n\ndef test_slugify_basic():\n    assert slugify('') == ''\n"
+    )
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(REPAIR_ANSWER, [])))
+    rename_clashes(result, existing)
+    edit = new_tests_edit(result, existing)
+    assert not edit.create
+    assert edit.imports == "import pytest\n" and edit.import_line == 1
+    lines = existing.splitlines(keepends=True)
+    merged = (
+        "".join(lines[: edit.import_line]) + edit.imports + "".join(lines[edit.import_line :]) + edit.text
+    )
+    assert "def test_slugify_basic_generated():" in merged
+    assert sorted(n for n in module_names(merged) if n.startswith("test_")) == [
+        "test_slugify_accents",
+        "test_slugify_basic",
+        "test_slugify_basic_generated",
+        "test_slugify_rejects_none",
+        "test_slugify_separator",
+    ]
+    compile(merged, "merged", "exec")
+
+
+def test_cancelled_before_the_model_runs(textkit: Path) -> None:
+    token = CancelToken()
+    token.cancel("user")
+    with pytest.raises(Cancelled):
+        generate_tests(_request(textkit), runtime_generator(_runtime(REPAIR_ANSWER, [])), cancel=token)
