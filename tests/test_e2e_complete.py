@@ -19,7 +19,10 @@ DATA = Path(__file__).parent / "data" / "complete"
 def write_with_cursor(tmp_path: Path, source: str) -> str:
     """Write source (one █ marks the cursor) to a file; return FILE:LINE:COL (1-based)."""
     before = source[: source.index("█")]
-    path = tmp_path / "snippet.py"
+    project = tmp_path / "mathutils"  # a project folder: its name is the prompt's repository name
+    project.mkdir(exist_ok=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "mathutils"\n')
+    path = project / "snippet.py"
     path.write_text(source.replace("█", ""))
     line = before.count("\n") + 1
     col = len(before.rsplit("\n", 1)[-1]) + 1
@@ -49,12 +52,12 @@ def test_mid_line_cursor_returns_one_sensible_line(tmp_path: Path) -> None:
 
 def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path: Path) -> None:
     source = (
-        "def count_words(text: str) -> dict[str, int]:\n"
-        '    """Count how often each whitespace-separated word occurs in text."""\n'
+        "def factorial(n: int) -> int:\n"
+        '    """n! computed iteratively."""\n'
+        "    result = 1\n"
         "    █\n"
         "\n\n"
-        "def main() -> None:\n"
-        '    print(count_words("a b a"))\n'
+        "print(factorial(5))\n"
     )
     result = complete(write_with_cursor(tmp_path, source), "--no-context")
     text = result["completion"]
@@ -62,11 +65,27 @@ def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path:
     assert text is not None
     lines = text.split("\n")
     assert len(lines) >= 2, text
-    # Every later line stays inside the function body: nothing at module level leaks in.
+    # Every later line stays inside the function body: the module-level print is not repeated.
     assert all(ln.startswith("    ") for ln in lines[1:] if ln.strip()), text
-    assert "return" in text and "def main" not in text
-    compiled = source.replace("█", text)
-    compile(compiled, "snippet.py", "exec")  # the completed file is valid Python
+    assert "print(factorial" not in text
+    namespace: dict[str, object] = {}
+    exec(compile(source.replace("█", text).replace("print(factorial(5))", ""), "snippet.py", "exec"), namespace)
+    assert namespace["factorial"](5) == 120  # type: ignore[operator]
+
+
+def test_nested_block_ends_at_its_own_end(tmp_path: Path) -> None:
+    source = (
+        "def mean(values: list[float]) -> float:\n"
+        '    """Arithmetic mean; raises ValueError on an empty list."""\n'
+        "    if not values:\n"
+        "        █\n"
+        "    return sum(values) / len(values)\n"
+    )
+    result = complete(write_with_cursor(tmp_path, source), "--no-context")
+    assert result["mode"] == "block"
+    assert result["completion"] is not None
+    assert result["completion"].startswith("raise ValueError(")
+    assert "\n" not in result["completion"]  # the `return` after the if-block is not repeated
 
 
 def test_bad_location_is_a_clear_error(tmp_path: Path) -> None:
