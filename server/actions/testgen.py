@@ -770,18 +770,18 @@ def rename_clashes(result: GenerateTestsResult, existing: str | None) -> None:
 
 
 __all__ = [
-    "GeneratedTest",
-    "ModuleLocation",
-    "Suite",
-    "Target",
-    "NewTestsEdit",
     "GenerateTestsRequest",
     "GenerateTestsResult",
+    "GeneratedTest",
+    "ModuleLocation",
+    "NewTestsEdit",
+    "Suite",
+    "Target",
+    "conventional_test_path",
     "find_target",
     "generate_tests",
     "module_location",
+    "new_tests_edit",
     "normalize_tests",
     "rename_clashes",
-    "new_tests_edit",
-    "conventional_test_path",
 ]

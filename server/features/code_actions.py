@@ -29,22 +29,24 @@ from pygls.uris import from_fs_path
 
 from server.actions.fix import Candidate, FixRequest, FixResult, Problem, fix
 from server.actions.testgen import (
-    NewTestsEdit,
     GenerateTestsRequest,
     GenerateTestsResult,
+    NewTestsEdit,
     find_target,
     generate_tests,
-    rename_clashes,
     new_tests_edit,
+    rename_clashes,
 )
 from server.lsp.documents import column_from_utf16, utf16_len
+
+# Imported at run time: pygls resolves the command handlers' annotations to inject the server.
+from server.lsp.server import InfillerServer
 from server.model.chat import worker_generator
 from server.model.runtime import Cancelled, CancelToken
 from server.workspace import find_root
 
 if TYPE_CHECKING:
     from server.lsp.documents import Document
-    from server.lsp.server import InfillerServer
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ COMMAND_FIX = "infiller.fix"
 TITLE_PREFIX = "infiller: "
 # Kinds we offer; "refactor" rather than "source" so VS Code lists test generation in the
 # lightbulb menu and not only under "Source Action...".
-KIND_GENERATE_TESTS = types.CodeActionKind.Refactor + ".generateTests"
-KIND_FIX = types.CodeActionKind.QuickFix
+KIND_GENERATE_TESTS = types.CodeActionKind.Refactor.value + ".generateTests"
+KIND_FIX = types.CodeActionKind.QuickFix.value
 # Languages the actions support (tests are pytest; fixes need a Python sandbox to run tests,
 # but syntax fixes work for every tree-sitter language).
 TEST_LANGUAGES = frozenset({"python"})
@@ -142,6 +144,10 @@ def _overlaps(a: types.Range, b: types.Range) -> bool:
     ) <= (a.end.line, a.end.character)
 
 
+def _same_lines(a: types.Range, b: types.Range) -> bool:
+    return a.start.line <= b.end.line and b.start.line <= a.end.line
+
+
 def code_actions_for(
     doc_text: str,
     language: str | None,
@@ -152,15 +158,21 @@ def code_actions_for(
     offered: Offered | None = None,
 ) -> list[types.CodeAction]:
     """The actions for a codeAction request (pure: no model, no I/O)."""
-    only = [str(k) for k in context.only] if context.only else None
+    only = (
+        [k.value if isinstance(k, types.CodeActionKind) else str(k) for k in context.only]
+        if context.only
+        else None
+    )
     actions: list[types.CodeAction] = []
     if offered is not None and offered.version == version and _overlaps(offered.range, params_range):
         for i, (title, edit) in enumerate(offered.edits):
             actions.append(types.CodeAction(title=title, kind=KIND_FIX, edit=edit, is_preferred=i == 0))
     if language is None:
-        return [a for a in actions if _wanted(str(a.kind), only)]
+        return [a for a in actions if _wanted(KIND_FIX, only)]
     if _wanted(KIND_FIX, only) and not actions:
-        diagnostics = [d for d in context.diagnostics if _overlaps(d.range, params_range)]
+        # Clients already send the diagnostics at the cursor (Neovim: of its whole line); keep
+        # those on the requested lines.
+        diagnostics = [d for d in context.diagnostics if _same_lines(d.range, params_range)]
         for d in diagnostics:
             args = FixArgs(uri, d.range, version, d)
             title = f"{TITLE_PREFIX}Fix this ({_short(d.message)})"

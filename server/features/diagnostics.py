@@ -180,7 +180,7 @@ def _chain_after(server: InfillerServer, method: str, after: Callable[[Any], Non
     """
     features = server.protocol.fm.features
     original = features.get(method)
-    if original is None or asyncio.iscoroutinefunction(original) or getattr(original, "func", None):
+    if original is None or asyncio.iscoroutinefunction(getattr(original, "func", original)):
         return False
 
     def chained(params: Any) -> Any:
