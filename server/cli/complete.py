@@ -66,7 +66,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
         print(f"(no suggestion: {result.reason})", file=sys.stderr)
         return 0
     else:
-        print(result.text)
+        print(result.text, flush=True)
         print(
             f"-- {result.model}, {result.mode}, {result.timings['total_ms']:.0f} ms "
             f"({result.tokens['prompt']} prompt tokens, {result.tokens['generated']} generated)",
