@@ -71,19 +71,37 @@ def bench_model(name: str, count: int, process_runs: int) -> dict[str, object]:
         start = time.perf_counter()
         bare.create_completion(prompt, max_tokens=max(1, cold.tokens["generated"]), temperature=0.0)
         bare_ms = (time.perf_counter() - start) * 1000
-        rows.append({
-            "file": path.name, "line": line + 1, "col": col + 1,
-            "prompt_tokens": cold.tokens["prompt"], "generated": cold.tokens["generated"],
-            "kv_cold_ms": cold.timings["total_ms"], "warm_ms": warm.timings["total_ms"], "bare_ms": round(bare_ms, 1),
-            "completion": cold.text, "reason": cold.reason,
-        })
+        rows.append(
+            {
+                "file": path.name,
+                "line": line + 1,
+                "col": col + 1,
+                "prompt_tokens": cold.tokens["prompt"],
+                "generated": cold.tokens["generated"],
+                "kv_cold_ms": cold.timings["total_ms"],
+                "warm_ms": warm.timings["total_ms"],
+                "bare_ms": round(bare_ms, 1),
+                "completion": cold.text,
+                "reason": cold.reason,
+            }
+        )
     process_ms = []
     path, line, col = cursors(1)[0]
     for _ in range(process_runs):
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "server", "complete", "--no-context", "--model", name, f"{path}:{line + 1}:{col + 1}"],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "complete",
+                "--no-context",
+                "--model",
+                name,
+                f"{path}:{line + 1}:{col + 1}",
+            ],
+            check=True,
+            capture_output=True,
         )
         process_ms.append((time.perf_counter() - start) * 1000)
     col_ms = {k: [float(r[k]) for r in rows] for k in ("kv_cold_ms", "warm_ms", "bare_ms")}  # type: ignore[arg-type]
@@ -95,8 +113,7 @@ def bench_model(name: str, count: int, process_runs: int) -> dict[str, object]:
         "p95_ms": {k: round(pct(v, 95), 1) for k, v in col_ms.items()},
         "process_cold_p50_ms": round(statistics.median(process_ms), 1) if process_ms else None,
         "infiller_over_bare_p50": round(statistics.median(ratios), 3),
-        "warm_over_kv_cold_p50": round(statistics.median(
-            [r["warm_ms"] / r["kv_cold_ms"] for r in rows]), 3),  # type: ignore[operator]
+        "warm_over_kv_cold_p50": round(statistics.median([r["warm_ms"] / r["kv_cold_ms"] for r in rows]), 3),  # type: ignore[operator]
         "mean_prompt_tokens": round(statistics.mean([float(r["prompt_tokens"]) for r in rows]), 1),  # type: ignore[arg-type]
         "rows": rows,
     }
@@ -112,7 +129,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "complete_latency.json").write_text(json.dumps(results, indent=2))
     lines = [
-        "| model | cases | prompt tok (mean) | process-cold p50 | kv-cold p50 / p95 | warm p50 / p95 | bare p50 | infiller/bare | warm/cold |",
+        "| model | cases | prompt tok (mean) | process-cold p50 | kv-cold p50 / p95 | warm p50 / p95 "
+        "| bare p50 | infiller/bare | warm/cold |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

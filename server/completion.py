@@ -92,8 +92,13 @@ class CompletionResult:
             "latency_ms": self.timings,
             "tokens": self.tokens,
             "context": [
-                {"path": c.path, "source": c.source, "score": round(c.score, 4), "tokens": c.tokens,
-                 "lines": [c.start_line + 1, c.end_line + 1]}
+                {
+                    "path": c.path,
+                    "source": c.source,
+                    "score": round(c.score, 4),
+                    "tokens": c.tokens,
+                    "lines": [c.start_line + 1, c.end_line + 1],
+                }
                 for c in self.chunks
             ],
         }

@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     slow = os.environ.get("INFILLER_SLOW") == "1"
     for item in items:
         if "model" in item.keywords and not have_model:
-            item.add_marker(pytest.mark.skip(reason=f"{TEST_MODEL} not pulled: run `infiller models pull {TEST_MODEL}`"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"{TEST_MODEL} not pulled: run `infiller models pull {TEST_MODEL}`")
+            )
         if "slow" in item.keywords and not slow:
             item.add_marker(pytest.mark.skip(reason="opt-in: set INFILLER_SLOW=1"))

@@ -32,7 +32,9 @@ def write_with_cursor(tmp_path: Path, source: str) -> str:
 def complete(location: str, *extra: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "server", "complete", "--model", TEST_MODEL, "--json", location, *extra],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -69,7 +71,9 @@ def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path:
     assert all(ln.startswith("    ") for ln in lines[1:] if ln.strip()), text
     assert "print(factorial" not in text
     namespace: dict[str, object] = {}
-    exec(compile(source.replace("█", text).replace("print(factorial(5))", ""), "snippet.py", "exec"), namespace)
+    exec(
+        compile(source.replace("█", text).replace("print(factorial(5))", ""), "snippet.py", "exec"), namespace
+    )
     assert namespace["factorial"](5) == 120  # type: ignore[operator]
 
 
@@ -92,10 +96,16 @@ def test_bad_location_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "a.py"
     path.write_text("x = 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "complete", f"{path}:9:1"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "server", "complete", f"{path}:9:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1 and "line 9 is past the end" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "complete", f"{path}:x:1"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "server", "complete", f"{path}:x:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "expected FILE:LINE:COL" in proc.stderr

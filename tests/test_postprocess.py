@@ -206,7 +206,7 @@ CASES = [
     ),
     (
         "unicode text survives",
-        'greeting = █\n',
+        "greeting = █\n",
         '"héllo wörld 👋"\n',
         '"héllo wörld 👋"',
         Reason.LINE_END,
@@ -223,7 +223,9 @@ def test_finalize(name: str, source: str, raw: str, shown: str | None, reason: s
 
 
 @pytest.mark.parametrize(("name", "source", "raw", "shown", "reason"), CASES, ids=[c[0] for c in CASES])
-def test_streaming_agrees_with_whole_output(name: str, source: str, raw: str, shown: str | None, reason: str) -> None:
+def test_streaming_agrees_with_whole_output(
+    name: str, source: str, raw: str, shown: str | None, reason: str
+) -> None:
     """Feeding token-sized pieces stops early but shows exactly what the whole output would."""
     language = "javascript" if name.startswith("js") else "python"
     plan = plan_for(source, language)
@@ -255,13 +257,30 @@ def test_streaming_stops_before_the_overrun() -> None:
 # The completer leaves a whitespace-only cursor line's indentation out of the prompt; the model
 # writes it, and the first line is then held to the block's indentation like every other line.
 INDENTED_CASES = [
-    ("model writes the indentation, it is stripped once", "def f(x):\n    █\n", "    return x\n\nf(1)\n", "return x"),
-    ("first line at module level inside a body is dropped", "def f(x):\n    █\n", 'if __name__ == "__main__":\n    f(1)\n', None),
-    ("nested first line keeps its extra indentation", "def f(x):\n    if x:\n        █\n", "        return 1\n    return 2\n", "return 1"),
+    (
+        "model writes the indentation, it is stripped once",
+        "def f(x):\n    █\n",
+        "    return x\n\nf(1)\n",
+        "return x",
+    ),
+    (
+        "first line at module level inside a body is dropped",
+        "def f(x):\n    █\n",
+        'if __name__ == "__main__":\n    f(1)\n',
+        None,
+    ),
+    (
+        "nested first line keeps its extra indentation",
+        "def f(x):\n    if x:\n        █\n",
+        "        return 1\n    return 2\n",
+        "return 1",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "source", "raw", "shown"), INDENTED_CASES, ids=[c[0] for c in INDENTED_CASES])
+@pytest.mark.parametrize(
+    ("name", "source", "raw", "shown"), INDENTED_CASES, ids=[c[0] for c in INDENTED_CASES]
+)
 def test_indentation_written_by_the_model(name: str, source: str, raw: str, shown: str | None) -> None:
     from dataclasses import replace
 

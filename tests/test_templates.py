@@ -64,7 +64,11 @@ def test_gguf_metadata_overrides_the_family_template() -> None:
         "tokenizer.ggml.fim_pad_token_id": "151662",
     }
     template, stops = from_metadata("starcoder", metadata, vocab.__getitem__)
-    assert (template.prefix, template.suffix, template.middle) == ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    assert (template.prefix, template.suffix, template.middle) == (
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+    )
     assert stops == {151645, 151662}
 
 

@@ -51,8 +51,9 @@ class PhaseBar:
             self.close()
             self.phase = phase
             unit = "part" if phase == "download" else "B"
-            self.bar = tqdm(total=total, desc=phase, unit=unit, unit_scale=unit == "B", file=sys.stderr,
-                            leave=True)
+            self.bar = tqdm(
+                total=total, desc=phase, unit=unit, unit_scale=unit == "B", file=sys.stderr, leave=True
+            )
         assert self.bar is not None
         self.bar.update(done - self.bar.n)
 

@@ -39,7 +39,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if loc.line >= len(lines):
         return fail(f"{loc.path} has {len(lines)} lines; line {loc.line + 1} is past the end")
     if loc.column > len(lines[loc.line]):
-        return fail(f"line {loc.line + 1} has {len(lines[loc.line])} characters; column {loc.column + 1} is past its end")
+        return fail(
+            f"line {loc.line + 1} has {len(lines[loc.line])} characters; "
+            f"column {loc.column + 1} is past its end"
+        )
     root = Path(args.root).resolve() if args.root else find_root(loc.path)
     start = time.perf_counter()
     index = None if args.no_context else open_index(root)
@@ -57,8 +60,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
     result = runs[-1]
     if args.json:
         payload = result.as_json()
-        payload["latency_ms"] = {**payload["latency_ms"], "index_ms": round(index_ms, 1),
-                                 "model_load_ms": round(load_ms, 1)}
+        payload["latency_ms"] = {
+            **payload["latency_ms"],
+            "index_ms": round(index_ms, 1),
+            "model_load_ms": round(load_ms, 1),
+        }
         if len(runs) > 1:
             payload["runs_total_ms"] = [r.timings["total_ms"] for r in runs]
         print(json.dumps(payload, indent=2))

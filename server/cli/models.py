@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from server.cli.common import PhaseBar, fail
 from server.model import registry
@@ -35,19 +36,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         reg = registry.load_registry()
     except ModelError as exc:
         return fail(str(exc))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for spec in reg.models.values():
         path = registry.cached_path(spec)
-        rows.append({
-            "name": spec.name,
-            "default": spec.name == reg.default,
-            "family": spec.family,
-            "size": spec.size,
-            "pulled": path.is_file(),
-            "verified": registry.is_verified(spec),
-            "path": str(path),
-            "description": spec.description,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "default": spec.name == reg.default,
+                "family": spec.family,
+                "size": spec.size,
+                "pulled": path.is_file(),
+                "verified": registry.is_verified(spec),
+                "path": str(path),
+                "description": spec.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -116,11 +116,15 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
 
     if line_prefix.strip() or line_suffix.strip():
         stripped = line_prefix.rstrip()
-        if not line_suffix.strip() and stripped.endswith(openers) and not _in_line_only_node(
-            prefix, suffix, language
+        if (
+            not line_suffix.strip()
+            and stripped.endswith(openers)
+            and not _in_line_only_node(prefix, suffix, language)
         ):
             # `def f(x):|` -> the body comes on the next lines.
-            return Plan(Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following)
+            return Plan(
+                Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
+            )
         return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
 
     if _in_line_only_node(prefix, suffix, language):
@@ -171,8 +175,10 @@ def _block_indent(prefix: str, suffix: str, language: str | None) -> int:
 def _loops(line: str) -> bool:
     """The line repeats a short pattern over and over (degenerate generation)."""
     match = REPEAT_PATTERN.search(line)
-    return match is not None and len(match.group(0)) >= REPEAT_MIN_CHARS and any(
-        ch.isalpha() for ch in match.group(1)
+    return (
+        match is not None
+        and len(match.group(0)) >= REPEAT_MIN_CHARS
+        and any(ch.isalpha() for ch in match.group(1))
     )
 
 
@@ -200,8 +206,10 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
         blank_seen = blank_seen or (i > 0 and not stripped and is_complete)
         if len(kept) >= BLOCK_MAX_LINES:
             return "\n".join(kept), Reason.MAX_LINES
-        repeated = stripped and len(kept) >= REPEAT_LINES - 1 and all(
-            k.strip() == stripped for k in kept[-(REPEAT_LINES - 1) :]
+        repeated = (
+            stripped
+            and len(kept) >= REPEAT_LINES - 1
+            and all(k.strip() == stripped for k in kept[-(REPEAT_LINES - 1) :])
         )
         if _loops(line) or (is_complete and repeated):
             # Keep only what came before the loop began.
@@ -317,9 +325,13 @@ def finalize(raw: str, plan: Plan) -> Outcome:
     if plan.mode is Mode.BLOCK and _repeats_suffix(text, plan):
         return Outcome(None, Reason.REPEATS_SUFFIX)
     last_start = text.rfind("\n") + 1
-    fixed, suppress = _fix_line_end(text[last_start:], plan) if plan.mode is Mode.LINE else (
-        text[last_start:],
-        None,
+    fixed, suppress = (
+        _fix_line_end(text[last_start:], plan)
+        if plan.mode is Mode.LINE
+        else (
+            text[last_start:],
+            None,
+        )
     )
     if suppress is not None or fixed is None:
         return Outcome(None, suppress or Reason.EMPTY)

@@ -279,9 +279,7 @@ def pull(spec: ModelSpec, progress: ProgressFn | None = None, *, force: bool = F
     raise ModelError(f"could not pull model {spec.name}: {detail}")
 
 
-def _copy_stream(
-    streams: list, target: Path, total: int, progress: ProgressFn | None
-) -> None:
+def _copy_stream(streams: list, target: Path, total: int, progress: ProgressFn | None) -> None:
     """Concatenate binary streams into target atomically (temp file + rename)."""
     tmp = target.with_name(target.name + ".partial")
     done = 0
@@ -346,7 +344,7 @@ def assemble_parts(
 
 def _pull_huggingface(spec: ModelSpec, target: Path, progress: ProgressFn | None) -> None:
     url = f"https://huggingface.co/{spec.hf_repo}/resolve/main/{spec.hf_file}"
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - fixed https host
+    with urllib.request.urlopen(url, timeout=30) as response:
         _copy_stream([response], target, spec.size, progress)
 
 

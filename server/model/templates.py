@@ -141,14 +141,22 @@ def from_metadata(
     template fills what it lacks.
     """
     base = template_for(family)
-    overrides: dict[str, str] = {}
+    fim = {}
     for field, key in GGUF_FIM_KEYS.items():
         value = metadata.get(key)
         if value is not None and value.lstrip("-").isdigit() and int(value) >= 0:
-            overrides[field] = token_text(int(value))
+            fim[field] = token_text(int(value))
     stop_ids = {
         int(v) for k in GGUF_STOP_KEYS if (v := metadata.get(k)) is not None and v.lstrip("-").isdigit()
     }
-    template = replace(base, **overrides) if overrides else base
+    template = (
+        replace(
+            base,
+            prefix=fim.get("prefix", base.prefix),
+            suffix=fim.get("suffix", base.suffix),
+            middle=fim.get("middle", base.middle),
+        )
+        if fim
+        else base
+    )
     return template, frozenset(i for i in stop_ids if i >= 0)
-

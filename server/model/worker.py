@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from server.model.runtime import CancelToken, Cancelled
+from server.model.runtime import Cancelled, CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -64,4 +64,4 @@ class ModelWorker:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["Cancelled", "CancelToken", "ModelWorker"]
+__all__ = ["CancelToken", "Cancelled", "ModelWorker"]
