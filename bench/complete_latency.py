@@ -4,7 +4,9 @@ For each model and each cursor (real files: the shipped example and CPython's st
 this project did not write):
 - process-cold: a fresh `infiller complete` process (model load + cold prompt), a few runs;
 - kv-cold: in-process, KV cache reset before every call (what evaluations do);
-- warm: the same cursor again with the KV prefix reused (what typing in the editor gets);
+- warm: the same cursor again with the KV prefix reused;
+- typed: one more character typed at the cursor (the next keystroke), KV prefix reused — what
+  the prompt layout (context, prefix, then a short suffix) is for;
 - bare: llama-cpp-python's own `create_completion` on the exact same prompt text, greedy, with
   `max_tokens` equal to what infiller generated, cache reset first — the floor.
 The ratio infiller/bare on kv-cold calls is the overhead of our pipeline.
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from server.completion import Completer, CompletionRequest
@@ -54,68 +57,91 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+@dataclass
+class Row:
+    file: str
+    line: int
+    col: int
+    prompt_tokens: int
+    generated: int
+    kv_cold_ms: float
+    warm_ms: float
+    typed_ms: float
+    bare_ms: float
+    typed_reused_tokens: int
+    typed_prompt_tokens: int
+    completion: str | None
+    reason: str
+    exact: bool
+
+
+TIMED = ("kv_cold_ms", "warm_ms", "typed_ms", "bare_ms")
+
+
 def bench_model(name: str, count: int, process_runs: int) -> dict[str, object]:
     import llama_cpp
 
     spec = load_registry().get(name)
     completer = Completer.load(name)
     bare = llama_cpp.Llama(model_path=str(resolve(spec)), n_ctx=4096, verbose=False)
-    rows = []
+    rows: list[Row] = []
     for path, line, col in cursors(count):
-        text = path.read_text()
-        req = CompletionRequest(path=path, text=text, line=line, column=col)
+        lines = path.read_text().split("\n")
+        answer = lines[line][col:]
+        # The user is typing this line: the rest of it is not there yet.
+        lines[line] = lines[line][:col]
+        req = CompletionRequest(path=path, text="\n".join(lines), line=line, column=col)
         cold = completer.complete(req, reset_cache=True)
         warm = completer.complete(req)
+        lines[line] += answer[:1]
+        typed = completer.complete(
+            CompletionRequest(path=path, text="\n".join(lines), line=line, column=col + 1)
+        )
         prompt = cold.prompt.text if cold.prompt else ""
         bare.reset()
         start = time.perf_counter()
         bare.create_completion(prompt, max_tokens=max(1, cold.tokens["generated"]), temperature=0.0)
         bare_ms = (time.perf_counter() - start) * 1000
         rows.append(
-            {
-                "file": path.name,
-                "line": line + 1,
-                "col": col + 1,
-                "prompt_tokens": cold.tokens["prompt"],
-                "generated": cold.tokens["generated"],
-                "kv_cold_ms": cold.timings["total_ms"],
-                "warm_ms": warm.timings["total_ms"],
-                "bare_ms": round(bare_ms, 1),
-                "completion": cold.text,
-                "reason": cold.reason,
-            }
+            Row(
+                file=path.name,
+                line=line + 1,
+                col=col + 1,
+                prompt_tokens=cold.tokens["prompt"],
+                generated=cold.tokens["generated"],
+                kv_cold_ms=cold.timings["total_ms"],
+                warm_ms=warm.timings["total_ms"],
+                typed_ms=typed.timings["total_ms"],
+                bare_ms=round(bare_ms, 1),
+                typed_reused_tokens=typed.tokens["reused"],
+                typed_prompt_tokens=typed.tokens["prompt"],
+                completion=cold.text,
+                reason=cold.reason,
+                exact=(cold.text or "").strip() == answer.strip(),
+            )
         )
     process_ms = []
     path, line, col = cursors(1)[0]
     for _ in range(process_runs):
         start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "complete",
-                "--no-context",
-                "--model",
-                name,
-                f"{path}:{line + 1}:{col + 1}",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        cmd = [sys.executable, "-m", "server", "complete", "--no-context", "--model", name]
+        subprocess.run([*cmd, f"{path}:{line + 1}:{col + 1}"], check=True, capture_output=True)
         process_ms.append((time.perf_counter() - start) * 1000)
-    col_ms = {k: [float(r[k]) for r in rows] for k in ("kv_cold_ms", "warm_ms", "bare_ms")}  # type: ignore[arg-type]
-    ratios = [r["kv_cold_ms"] / r["bare_ms"] for r in rows]  # type: ignore[operator]
+    timed = {k: [float(getattr(r, k)) for r in rows] for k in TIMED}
     return {
         "model": name,
         "cases": len(rows),
-        "p50_ms": {k: round(statistics.median(v), 1) for k, v in col_ms.items()},
-        "p95_ms": {k: round(pct(v, 95), 1) for k, v in col_ms.items()},
+        "p50_ms": {k: round(statistics.median(v), 1) for k, v in timed.items()},
+        "p95_ms": {k: round(pct(v, 95), 1) for k, v in timed.items()},
         "process_cold_p50_ms": round(statistics.median(process_ms), 1) if process_ms else None,
-        "infiller_over_bare_p50": round(statistics.median(ratios), 3),
-        "warm_over_kv_cold_p50": round(statistics.median([r["warm_ms"] / r["kv_cold_ms"] for r in rows]), 3),  # type: ignore[operator]
-        "mean_prompt_tokens": round(statistics.mean([float(r["prompt_tokens"]) for r in rows]), 1),  # type: ignore[arg-type]
-        "rows": rows,
+        "infiller_over_bare_p50": round(statistics.median([r.kv_cold_ms / r.bare_ms for r in rows]), 3),
+        "typed_over_kv_cold_p50": round(statistics.median([r.typed_ms / r.kv_cold_ms for r in rows]), 3),
+        "typed_reused_share": round(
+            sum(r.typed_reused_tokens for r in rows) / max(1, sum(r.typed_prompt_tokens for r in rows)), 3
+        ),
+        "exact_match": round(sum(r.exact for r in rows) / max(1, len(rows)), 3),
+        "mean_prompt_tokens": round(statistics.mean([float(r.prompt_tokens) for r in rows]), 1),
+        "rows": [asdict(r) for r in rows],
     }
 
 
@@ -129,16 +155,18 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "complete_latency.json").write_text(json.dumps(results, indent=2))
     lines = [
-        "| model | cases | prompt tok (mean) | process-cold p50 | kv-cold p50 / p95 | warm p50 / p95 "
-        "| bare p50 | infiller/bare | warm/cold |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | cases | prompt tokens | process-cold p50 | KV-cold p50 / p95 | next keystroke p50 / p95 "
+        "| same cursor again p50 | bare llama-cpp p50 | infiller / bare | keystroke / cold | KV reused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         p50, p95 = r["p50_ms"], r["p95_ms"]
+        assert isinstance(p50, dict) and isinstance(p95, dict)
         lines.append(
-            f"| {r['model']} | {r['cases']} | {r['mean_prompt_tokens']} | {r['process_cold_p50_ms']} ms | "
-            f"{p50['kv_cold_ms']} / {p95['kv_cold_ms']} ms | {p50['warm_ms']} / {p95['warm_ms']} ms | "  # type: ignore[index]
-            f"{p50['bare_ms']} ms | {r['infiller_over_bare_p50']} | {r['warm_over_kv_cold_p50']} |"  # type: ignore[index]
+            f"| {r['model']} | {r['cases']} | {r['mean_prompt_tokens']} | {r['process_cold_p50_ms']} ms "
+            f"| {p50['kv_cold_ms']} / {p95['kv_cold_ms']} ms | {p50['typed_ms']} / {p95['typed_ms']} ms "
+            f"| {p50['warm_ms']} ms | {p50['bare_ms']} ms | {r['infiller_over_bare_p50']} "
+            f"| {r['typed_over_kv_cold_p50']} | {r['typed_reused_share']:.0%} |"
         )
     table = "\n".join(lines)
     (RESULTS / "complete_latency.md").write_text(table + "\n")
