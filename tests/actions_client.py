@@ -127,7 +127,7 @@ class Editor:
                     self.change(uri, new)
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    async def start(self, *serve_args: str) -> None:
+    async def start(self, *serve_args: str, options: dict[str, Any] | None = None) -> None:
         env = {**os.environ, "INFILLER_STATE_DIR": str(self.state)}
         await self.client.start_io(
             sys.executable, "-m", "server", "serve", *serve_args,
@@ -151,7 +151,12 @@ class Editor:
             ),
         )
         await self.client.initialize_async(
-            types.InitializeParams(process_id=os.getpid(), root_uri=self.root.as_uri(), capabilities=caps)
+            types.InitializeParams(
+                process_id=os.getpid(),
+                root_uri=self.root.as_uri(),
+                capabilities=caps,
+                initialization_options=options,
+            )
         )
         self.client.initialized(types.InitializedParams())
 

@@ -44,12 +44,11 @@ def test_slugify_rejects_none():
 ```
 These tests cover the basic behaviour."""
 
-REPAIR_ANSWER = """def test_slugify_accents():
-    assert slugify("Crème Brûlée") == "creme-brulee"
+# Repairs are asked one test at a time, the test's `def` line prefilled: the model writes the body.
+REPAIR_ANSWER = """    assert slugify("Crème Brûlée") == "creme-brulee"
 ```"""
 
-STUBBORN_REPAIR = """def test_slugify_accents():
-    assert slugify("Crème Brûlée") == "creme_brulee"
+STUBBORN_REPAIR = """    assert slugify("Crème Brûlée") == "creme_brulee"
 ```"""
 
 
@@ -69,9 +68,9 @@ def _request(root: Path, name: str = "slugify") -> GenerateTestsRequest:
 
 def _runtime(repair: str, prompts: list[str]) -> Runtime:
     def script(prompt: str) -> str:
-        if prompt.endswith(("def test_", "import slugify\n\n\n")):  # whole prompts, not chunks
+        if prompt.endswith(("def test_", "():\n")):  # whole prompts, not the fake's chunks
             prompts.append(prompt)
-        return repair if "were run against the code above and failed" in prompt else FIRST_ANSWER
+        return repair if "was run against the code above and failed" in prompt else FIRST_ANSWER
 
     return Runtime(FakeEngine(script))
 
@@ -149,6 +148,9 @@ def test_pipeline_keeps_passing_tests_and_repairs_a_wrong_expectation(textkit: P
     # Round 1 showed the code, its helpers and the project's test style; round 2 the failure.
     assert "_NON_WORD = re.compile" in prompts[0] and "from textkit.stats import" in prompts[0]
     assert len(prompts) == 2 and "assert 'creme-brulee' == 'creme-brulee!'" in prompts[1]
+    assert prompts[1].endswith(
+        "```python\nfrom textkit.slug import slugify\n\n\ndef test_slugify_accents():\n"
+    )
     percentages = [p for _, p in reports]
     assert percentages == sorted(percentages) and percentages[-1] == 100
 

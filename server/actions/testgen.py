@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
-# Answer length for a first round (~6 small tests) and for a repair round (only failing ones).
+# Answer length for a first round (~6 small tests) and for one repaired test.
 MAX_TOKENS_FIRST = 700
-MAX_TOKENS_REPAIR = 500
+MAX_TOKENS_REPAIR = 160
+# Failing tests repaired per round (one generation each).
+MAX_REPAIRS_PER_ROUND = 4
 # Characters of context around the target (≈4 chars/token: ~600 tokens keeps a cold 0.5B prompt
 # under ~5 s on two cores).
 MAX_USED_DEFINITIONS_CHARS = 2_400
@@ -290,11 +292,16 @@ def gather_context(request: GenerateTestsRequest, target: Target, test_path: Pat
     if request.index is not None:
         used += _index_definitions(request.index, request.text, wanted - set(defs), budget)
     style = ""
-    candidates = [test_path, *sorted(test_path.parent.glob("test_*.py"))] if test_path.parent.is_dir() else []
-    for candidate in candidates:
-        if candidate.is_file():
-            style = candidate.read_text(encoding="utf-8", errors="replace")[:MAX_STYLE_CHARS]
-            break
+    if test_path.is_file():
+        style = test_path.read_text(encoding="utf-8", errors="replace")[:MAX_STYLE_CHARS]
+    elif test_path.parent.is_dir():
+        # Another module's tests: only their imports. A small model shown their asserts copies
+        # them (inputs and all) into tests of the wrong function.
+        for other in sorted(test_path.parent.glob("test_*.py"))[:1]:
+            text = other.read_text(encoding="utf-8", errors="replace")
+            style = "".join(
+                ln for ln in text.splitlines(keepends=True) if ln.startswith(("import ", "from "))
+            )
     fixtures: list[str] = []
     for conftest in (request.root / "conftest.py", test_path.parent / "conftest.py"):
         if conftest.is_file():
@@ -349,25 +356,40 @@ def first_round_prompt(target: Target, module: ModuleLocation, ctx: PromptContex
     return "\n\n".join(parts), prefill
 
 
+def _signature(test: GeneratedTest) -> str:
+    """Decorators and the `def` line of a test: the start of its repaired version."""
+    out = []
+    for line in test.source.splitlines(keepends=True):
+        out.append(line)
+        if line.lstrip().startswith(("def ", "async def ", "class ")):
+            break
+    return "".join(out)
+
+
 def repair_prompt(
-    target: Target, module: ModuleLocation, ctx: PromptContext, failing: list[GeneratedTest]
+    target: Target, module: ModuleLocation, ctx: PromptContext, test: GeneratedTest
 ) -> tuple[str, str]:
-    """(user message, assistant prefill) asking to correct tests that failed when run."""
-    shown = []
-    for test in failing:
-        message = _clip(test.message, MAX_FEEDBACK_CHARS)
-        shown.append(f"```python\n{test.source.strip()}\n```\nFailed with:\n```\n{message}\n```")
+    """(user message, assistant prefill) asking to correct one test that failed when run.
+
+    One test per request: a small model asked to rewrite several rewrites none well, and the
+    prefilled signature keeps it to exactly the test in question.
+    """
+    message = _clip(test.message, MAX_FEEDBACK_CHARS)
     user = (
         f"Module `{module.module}`:\n```python\n{_code(target, ctx).rstrip()}\n```\n\n"
-        "These pytest tests were run against the code above and failed:\n\n"
-        + "\n\n".join(shown)
-        + "\n\nRewrite each failing test so that it passes: recompute the expected values from the "
-        "code, or fix the test's own mistakes. Keep the same test names. "
-        f"Import with `from {module.module} import {target.import_name}`. "
-        "Answer with one ```python code block only."
+        "This pytest test was run against the code above and failed:\n"
+        f"```python\n{test.source.strip()}\n```\nFailed with:\n```\n{message}\n```\n\n"
+        "Rewrite the test so that it passes: recompute the expected values from the code, or fix "
+        "the test's own mistake. Answer with the corrected test in one ```python code block."
     )
-    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\n"
+    prefill = f"```python\nfrom {module.module} import {target.import_name}\n\n\n{_signature(test)}"
     return user, prefill
+
+
+def _end_of_test(text: str) -> bool:
+    """StopWhen for a repaired test: a closing fence or a new top-level statement ends it."""
+    complete = text.split("\n")[:-1]
+    return any(ln.startswith("```") or (ln.strip() and not ln[:1].isspace()) for ln in complete)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -613,18 +635,23 @@ def generate_tests(
         for round_no in range(1, max_rounds + 1):
             cancel.check()
             rounds = round_no
-            if round_no == 1:
-                user, prefill = first_round_prompt(target, module, ctx)
-                budget = MAX_TOKENS_FIRST
-            elif failing:
-                user, prefill = repair_prompt(target, module, ctx, failing)
-                budget = MAX_TOKENS_REPAIR
-            else:
+            if round_no > 1 and not failing:
                 break
             progress(f"round {round_no}: asking the model for tests", 10 + 80 * (round_no - 1) // max_rounds)
             t0 = time.perf_counter()
-            prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
-            answer = prefill + generate(prompt, max_tokens=budget, stop_when=closing_fence)
+            if round_no == 1:
+                user, prefill = first_round_prompt(target, module, ctx)
+                prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
+                answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_FIRST, stop_when=closing_fence)
+            else:
+                answers = []
+                for test in failing[:MAX_REPAIRS_PER_ROUND]:
+                    cancel.check()
+                    user, prefill = repair_prompt(target, module, ctx, test)
+                    prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
+                    body = generate(prompt, max_tokens=MAX_TOKENS_REPAIR, stop_when=_end_of_test)
+                    answers.append(prefill + body.split("```", 1)[0])
+                answer = "\n\n".join(a.split("```python\n", 1)[-1] for a in answers)
             timings["model_s"] += time.perf_counter() - t0
             suite = normalize_tests(answer, module, target, provided)
             if not suite.tests:
