@@ -198,13 +198,13 @@ def code_actions_for(
         target = find_target(doc_text, params_range.start.line)
         if target is not None:
             title = f"{TITLE_PREFIX}Generate tests for `{target.name}`"
-            args = TestArgs(uri, params_range.start.line, version)
+            test_args = TestArgs(uri, params_range.start.line, version)
             actions.append(
                 types.CodeAction(
                     title=title,
                     kind=KIND_GENERATE_TESTS,
                     command=types.Command(
-                        title=title, command=COMMAND_GENERATE_TESTS, arguments=[args.to_json()]
+                        title=title, command=COMMAND_GENERATE_TESTS, arguments=[test_args.to_json()]
                     ),
                 )
             )
