@@ -34,6 +34,8 @@ PUBLIC_DUNDERS = frozenset({"__init__", "__call__", "__new__", "__enter__", "__i
 CLASS_DOC_MAX_LINES = 3
 # Signatures can span lines (long parameter lists) but not forever.
 SIGNATURE_MAX_LINES = 8
+# A file whose parse takes longer than this hits a grammar pathology: indexed without facts.
+PARSE_TIMEOUT_S = 2.0
 # Similarity windows: RepoCoder-style fixed line windows with half overlap.
 WINDOW_LINES = 20
 WINDOW_STRIDE = 10
@@ -181,7 +183,7 @@ def tags_query(language: str) -> ts.Query:
 
 def extract(language: str, source: bytes, *, windows: bool = True) -> FileFacts:
     """Parse `source` and collect everything the index stores about it."""
-    tree = parse(language, source)
+    tree = parse(language, source, timeout_s=PARSE_TIMEOUT_S)
     facts = FileFacts(lines=source.count(b"\n") + 1)
     chosen: dict[int, tuple[str, ts.Node, ts.Node]] = {}
     for _, captures in ts.QueryCursor(tags_query(language)).matches(tree.root_node):

@@ -26,7 +26,7 @@ from typing import Any
 from context.extract import FileFacts, extract
 from context.imports import ImportBinding, python_module_name, resolve_script_import
 from context.recent import RecentRegions
-from context.syntax import language_for_path
+from context.syntax import ParseTimeout, language_for_path
 from context.walk import WalkOptions, is_binary_or_huge, is_candidate, workspace_files
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ SCHEMA_VERSION = 6
 BATCH_FILES = 256
 # Import bindings of recently asked files kept in memory (retrieval asks the same few files per keystroke).
 BINDINGS_CACHE_SIZE = 512
+# Buffers up to this size (~2,000 lines) re-index synchronously in a few milliseconds.
+SYNC_BUFFER_CHARS = 80_000
+# Larger buffers re-index once typing pauses this long.
+BUFFER_DEBOUNCE_S = 0.2
 # Watchdog events arrive in bursts (save = write + rename + chmod): coalesce them.
 WATCH_DEBOUNCE_S = 0.25
 # Below this many changed files, spawning worker processes costs more than it saves.
@@ -159,6 +163,8 @@ class Index:
         self._pending: set[str] = set()
         self._pending_timer: threading.Timer | None = None
         self._window_id: int | None = None
+        self._pending_buffers: set[str] = set()
+        self._buffer_timer: threading.Timer | None = None
         self._load_maps()
 
     # -----------------------------------------------------------------------------------------
@@ -327,13 +333,35 @@ class Index:
         return True
 
     def set_buffer(self, path: Path | str, text: str) -> None:
-        """An unsaved editor buffer overrides the disk content of `path` (re-indexed now)."""
+        """An unsaved editor buffer overrides the disk content of `path`.
+
+        Re-indexed now when small (milliseconds); a large buffer is re-indexed once typing pauses
+        for BUFFER_DEBOUNCE_S, so a keystroke in a 9,000-line file never blocks the caller.
+        """
         rel = self.rel(path)
         if rel is None or language_for_path(rel) is None:
             return
         with self._lock:
             self._buffers[rel] = text
-        self.reindex_file(rel)
+        if len(text) <= SYNC_BUFFER_CHARS:
+            self.reindex_file(rel)
+            return
+        with self._lock:
+            self._pending_buffers.add(rel)
+            if self._buffer_timer is not None:
+                self._buffer_timer.cancel()
+            self._buffer_timer = threading.Timer(BUFFER_DEBOUNCE_S, self.flush_buffers)
+            self._buffer_timer.daemon = True
+            self._buffer_timer.start()
+
+    def flush_buffers(self) -> None:
+        """Re-index large buffers whose re-index was deferred (called by the debounce timer)."""
+        with self._lock:
+            pending, self._pending_buffers = sorted(self._pending_buffers), set()
+            self._buffer_timer = None
+        for rel in pending:
+            if rel in self._buffers:
+                self.reindex_file(rel)
 
     def drop_buffer(self, path: Path | str) -> None:
         """Back to disk content (the editor closed the buffer)."""
@@ -342,6 +370,7 @@ class Index:
             return
         with self._lock:
             had = self._buffers.pop(rel, None) is not None
+            self._pending_buffers.discard(rel)
         if had:
             self.reindex_file(rel)
 
@@ -386,9 +415,10 @@ class Index:
         if observer is not None:
             observer.stop()
             observer.join(timeout=2)
-        timer, self._pending_timer = self._pending_timer, None
-        if timer is not None:
-            timer.cancel()
+        for timer in (self._pending_timer, self._buffer_timer):
+            if timer is not None:
+                timer.cancel()
+        self._pending_timer = self._buffer_timer = None
 
     def _queue(self, raw: str) -> None:
         rel = self.rel(raw)
@@ -735,6 +765,9 @@ def _extract_one(job: tuple[str, bytes], *, windows: bool = True) -> FileFacts:
         return FileFacts()
     try:
         return extract(language, data, windows=windows)
+    except ParseTimeout as exc:
+        log.warning("indexing %s without definitions: %s", rel, exc)
+        return FileFacts()
     except Exception:  # a grammar crash on one odd file must not stop the index
         log.exception("extracting %s failed", rel)
         return FileFacts()

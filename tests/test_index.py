@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from context.extract import extract
-from context.index import SCHEMA_VERSION, Index
+from context.index import SCHEMA_VERSION, SYNC_BUFFER_CHARS, Index
 from context.walk import WalkOptions
 from tests.context_helpers import copy_shop, open_shop
 
@@ -74,6 +74,29 @@ def test_buffer_overrides_disk_until_dropped(shop: tuple[Path, Index]) -> None:
     assert "refund" in names(index, "shop/pricing.py")
     index.drop_buffer(path)
     assert "refund" not in names(index, "shop/pricing.py")
+
+
+def test_large_buffer_is_indexed_once_typing_pauses(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    path = root / "shop" / "pricing.py"
+    filler = "\n".join(f"PADDING_{i} = {i}" for i in range(SYNC_BUFFER_CHARS // 10))
+    index.set_buffer(path, path.read_text() + filler + "\ndef late(): pass\n")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "late" not in names(index, "shop/pricing.py"):
+        time.sleep(0.02)
+    assert "late" in names(index, "shop/pricing.py")
+
+
+def test_pathological_parse_is_abandoned_not_hung(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    # tree-sitter-python is quadratic on long runs of indented comments: minutes at this size.
+    comments = "\n".join(f"    # note {i}" for i in range(12_000))
+    (root / "shop" / "notes.py").write_text(f"def notes():\n{comments}\n    pass\n")
+    start = time.monotonic()
+    index.refresh()
+    assert time.monotonic() - start < 30
+    assert "shop/notes.py" in index.files()
+    assert "Cart" in names(index, "shop/models.py")
 
 
 def test_new_file_in_buffer_gets_a_module_name(shop: tuple[Path, Index]) -> None:
