@@ -12,6 +12,9 @@ from dataclasses import dataclass
 # Every chunk is rendered as `<|file_sep|>path\n` + text: the separator and newline cost at least
 # this many tokens, and the path's own tokens are counted on top (see `header_tokens`).
 CHUNK_OVERHEAD_TOKENS = 2
+# No chunk may take more than this share of the budget (it is cut at a line boundary instead):
+# one huge class summary must not crowd out every other definition.
+MAX_CHUNK_SHARE = 0.5
 # A truncated chunk smaller than this tells the model nothing (a signature alone is ~15 tokens).
 MIN_TRUNCATED_TOKENS = 24
 
@@ -52,24 +55,28 @@ def fill(
     count_tokens: TokenCounter,
     *,
     truncate: bool = True,
+    max_share: float = MAX_CHUNK_SHARE,
 ) -> list[Filled]:
-    """Greedy by priority: take each candidate that fits; cut the first that does not when worth it.
+    """Greedy by priority: take each candidate that fits; cut one that does not when worth it.
 
-    Guarantees sum(tokens + overhead) <= budget, each overhead >= CHUNK_OVERHEAD_TOKENS.
+    Guarantees sum(tokens + overhead) <= budget, each overhead >= CHUNK_OVERHEAD_TOKENS, and (with
+    truncation on) no chunk above `max_share` of the budget.
     """
     remaining = budget
+    cap = int(budget * max_share) if truncate else budget
     out: list[Filled] = []
     for cand in sorted(candidates, key=lambda c: (-c.priority, c.key)):
         overhead = header_tokens(cand.path, count_tokens)
         if overhead >= remaining:
             continue
         tokens = count_tokens(cand.text)
-        if tokens + overhead <= remaining:
+        if tokens + overhead <= min(remaining, cap):
             out.append(Filled(cand, cand.text, tokens, overhead, False))
             remaining -= tokens + overhead
             continue
-        if truncate and remaining - overhead >= MIN_TRUNCATED_TOKENS:
-            cut = truncate_lines(cand.text, remaining - overhead, count_tokens)
+        limit = min(remaining, cap) - overhead
+        if truncate and limit >= MIN_TRUNCATED_TOKENS:
+            cut = truncate_lines(cand.text, limit, count_tokens)
             if cut is not None:
                 text, tokens = cut
                 out.append(Filled(cand, text, tokens, overhead, True))

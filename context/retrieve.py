@@ -71,6 +71,9 @@ MAX_DEFINITION_CANDIDATES = 24
 # Definitions scoring below this (imported, not used near the cursor) are shown as one-line
 # signatures grouped per file: cheap enough to list many, which is what a cursor before a use needs.
 OUTLINE_BELOW = 0.15
+# Only the best few names get their full compact form; the rest join the one-line outline. Breadth
+# beats depth here: a cursor before a use needs the right name more than one class's every member.
+MAX_FULL_SNIPPETS = 3
 # Outline chunks have no single span: this sentinel line keeps them out of span de-duplication.
 OUTLINE_LINE = -1
 # Members listed when the cursor is right after `module.` or `obj.` with nothing typed yet.
@@ -311,11 +314,12 @@ class Retriever:
                     )
         out: list[_Scored] = []
         outline: dict[str, list[tuple[Symbol, float]]] = defaultdict(list)
-        for (path, name, parent), score in scores.items():
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1], kv[0][2] or ""))
+        for (path, name, parent), score in ranked:
             if path == rel:
                 continue
             for symbol in self._symbols(path, name, parent):
-                if score >= OUTLINE_BELOW:
+                if score >= OUTLINE_BELOW and len(out) < MAX_FULL_SNIPPETS:
                     out.append(_Scored(path, symbol.snippet, score, symbol.start_line, symbol.end_line))
                 else:
                     outline[path].append((symbol, score))

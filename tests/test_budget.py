@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from context.budget import CHUNK_OVERHEAD_TOKENS, MIN_TRUNCATED_TOKENS, Candidate, fill, header_tokens
+from context.budget import (
+    CHUNK_OVERHEAD_TOKENS,
+    MAX_CHUNK_SHARE,
+    MIN_TRUNCATED_TOKENS,
+    Candidate,
+    fill,
+    header_tokens,
+)
 from tests.context_helpers import count_tokens
 
 
@@ -44,13 +51,13 @@ def test_greedy_skips_a_big_chunk_to_fit_smaller_ones() -> None:
 def test_highest_priority_first() -> None:
     a, b = cand("a.py", 10, 0.2), cand("b.py", 10, 0.8)
     budget = 10 + header_tokens("b.py", count_tokens) + 3
-    assert [f.candidate.path for f in fill([a, b], budget, count_tokens)] == ["b.py"]
+    assert [f.candidate.path for f in fill([a, b], budget, count_tokens, max_share=1.0)] == ["b.py"]
 
 
 def test_truncation_keeps_whole_lines_and_fills_the_remaining_budget() -> None:
     long = cand("long.py", 200, 1.0, lines=20)  # 20 lines of 10 tokens
     budget = 75
-    (filled,) = fill([long], budget, count_tokens)
+    (filled,) = fill([long], budget, count_tokens, max_share=1.0)
     assert filled.truncated
     assert filled.text.endswith("\n") and filled.text in long.text
     assert filled.tokens + filled.overhead <= budget
@@ -61,3 +68,13 @@ def test_truncation_keeps_whole_lines_and_fills_the_remaining_budget() -> None:
 def test_no_truncated_scraps() -> None:
     long = cand("long.py", 200, 1.0, lines=2)  # two lines of 100 tokens: any cut is too coarse
     assert fill([long], header_tokens("long.py", count_tokens) + MIN_TRUNCATED_TOKENS + 5, count_tokens) == []
+
+
+def test_no_chunk_takes_more_than_its_share_of_the_budget() -> None:
+    huge = cand("huge.py", 300, 1.0, lines=30)  # a class summary far larger than the budget
+    small = [cand(f"s{i}.py", 10, 0.5 - i / 100) for i in range(5)]
+    budget = 200
+    filled = fill([huge, *small], budget, count_tokens)
+    assert filled[0].candidate.path == "huge.py" and filled[0].truncated
+    assert filled[0].tokens + filled[0].overhead <= budget * MAX_CHUNK_SHARE
+    assert len(filled) > 3, "the rest of the budget goes to other definitions"
