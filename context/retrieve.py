@@ -330,21 +330,36 @@ class Retriever:
                 (e for e in entries if (path, e[0].start_line) not in taken), key=lambda e: e[0].start_line
             )
             if entries:
-                text = "".join(self._outline_line(symbol) for symbol, _ in entries)
+                text = self._outline([symbol for symbol, _ in entries])
                 out.append(
                     _Scored(path, text, sum(score for _, score in entries), OUTLINE_LINE, OUTLINE_LINE)
                 )
         return _best_first(out)
 
-    def _outline_line(self, symbol: Symbol) -> str:
-        """A symbol's signature on one line; classes add their constructor's signature."""
-        head = shorten(" ".join(symbol.signature.split()), MEMBER_MAX_CHARS)
-        if symbol.kind != "class":
-            return head + (" ...\n" if head.endswith(":") else "\n")
-        init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
-        if init:
-            return f"{head}\n    {shorten(' '.join(init[0].signature.split()), MEMBER_MAX_CHARS)} ...\n"
-        return head + " ...\n"
+    def _outline(self, symbols: list[Symbol]) -> str:
+        """One line per symbol, methods indented under their class, classes with their constructor."""
+        lines: list[str] = []
+        owner: str | None = None
+        methods_of = {s.parent for s in symbols if s.kind == "method"}
+        for symbol in symbols:
+            head = shorten(" ".join(symbol.signature.split()), MEMBER_MAX_CHARS)
+            if symbol.kind == "method" and symbol.parent:
+                if owner != symbol.parent:
+                    lines.append(f"class {symbol.parent}:")
+                    owner = symbol.parent
+                lines.append(f"    {head} ...")
+            elif symbol.kind == "class":
+                lines.append(head)
+                owner = symbol.name
+                init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
+                if init:
+                    lines.append(f"    {shorten(' '.join(init[0].signature.split()), MEMBER_MAX_CHARS)} ...")
+                elif symbol.name not in methods_of:
+                    lines.append("    ...")
+            else:
+                owner = None
+                lines.append(head + (" ..." if head.endswith(":") else ""))
+        return "\n".join(lines) + "\n"
 
     def _resolve_python(
         self,

@@ -118,8 +118,7 @@ def _print_human(result: Any, prompt_text: str | None, prompt_tokens: int | None
     print(f"{'#':>2}  {'source':<11} {'score':>7} {'tokens':>6}  location", file=out)
     for number, chunk in enumerate(result.chunks, 1):
         print(
-            f"{number:>2}  {chunk.source:<11} {chunk.score:>7.4f} {chunk.tokens:>6}  "
-            f"{chunk.path}:{chunk.start_line + 1}-{chunk.end_line + 1}",
+            f"{number:>2}  {chunk.source:<11} {chunk.score:>7.4f} {chunk.tokens:>6}  {_where(chunk)}",
             file=out,
         )
     if result.dropped:
@@ -132,5 +131,12 @@ def _print_human(result: Any, prompt_text: str | None, prompt_tokens: int | None
     else:
         print("\n----- chunks -----", file=out)
         for chunk in result.chunks:
-            print(f"# {chunk.path}:{chunk.start_line + 1} [{chunk.source}]", file=out)
+            print(f"# {_where(chunk)} [{chunk.source}]", file=out)
             print(chunk.text, end="", file=out)
+
+
+def _where(chunk: Any) -> str:
+    """path:first-last, or `path (outline)` for one-line signature lists that have no single span."""
+    if chunk.start_line < 0:
+        return f"{chunk.path} (outline)"
+    return f"{chunk.path}:{chunk.start_line + 1}-{chunk.end_line + 1}"
