@@ -49,7 +49,9 @@ class ContextSettings:
     )
     sources: list[str] | None = field(
         default=None,
-        metadata=_meta("Retrieval sources to use (null: all); e.g. imports, recent, similar."),
+        metadata=_meta(
+            "Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap."
+        ),
     )
 
 
@@ -224,7 +226,7 @@ def _cross_checks(settings: Settings, errors: list[str]) -> Settings:
         deb.min_ms, deb.max_ms = deb.max_ms, deb.min_ms
     if settings.context.sources is not None:
         try:
-            from context.retrieve import DEFAULT_SOURCES as known_sources
+            from context.retrieve import SOURCES as known_sources
         except ImportError:  # retrieval not installed: nothing to check against
             known_sources = None
         if known_sources:
@@ -276,7 +278,7 @@ class SettingDoc:
 
 def _type_name(tp: object) -> str:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        return " | ".join(_type_name(a) for a in typing.get_args(tp)).replace("NoneType", "null")
+        return " or ".join(_type_name(a) for a in typing.get_args(tp)).replace("NoneType", "null")
     if typing.get_origin(tp) is list:
         return f"list[{_type_name(typing.get_args(tp)[0])}]"
     return getattr(tp, "__name__", str(tp))

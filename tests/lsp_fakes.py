@@ -17,6 +17,7 @@ from server.model.templates import QWEN
 # Text before the cursor -> what the fake model writes there (first matching ending wins).
 ANSWERS: tuple[tuple[str, str], ...] = (
     ("total = a + b\n    ", "return total\n"),
+    ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),
     ("return a", " + b\n"),
     ("value = form", "at(label)\n"),

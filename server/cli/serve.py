@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from server.cli.common import fail
 
@@ -35,12 +37,21 @@ def _parse_tcp(spec: str) -> tuple[str, int]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.lsp.server import build_server
 
+    root = logging.getLogger()
     if args.log_file:
+        # The file gets INFO; stderr keeps its level (a client that never reads stderr must not
+        # fill the pipe and stall the server).
+        for existing in root.handlers:
+            existing.setLevel(root.level)
         Path(args.log_file).parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(args.log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+        handler.setLevel(logging.INFO)
+        root.addHandler(handler)
+        root.setLevel(min(root.level, logging.INFO))
+    if root.level > logging.DEBUG:
+        # pygls logs every message at INFO: only useful when debugging the protocol (-vv).
+        logging.getLogger("pygls").setLevel(logging.WARNING)
     factory = None
     if args.fake_engine:
         module_name, _, attr = args.fake_engine.partition(":")
@@ -54,6 +65,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return fail(str(exc))
         server.start_tcp(host, port)
     else:
-        # stdout is the JSON-RPC channel from here on: nothing else may write to it.
-        server.start_io(sys.stdin.buffer, sys.stdout.buffer)
+        rpc_in, rpc_out = private_stdio()
+        server.start_io(rpc_in, rpc_out)
     return 0
+
+
+def private_stdio() -> tuple[BinaryIO, BinaryIO]:
+    """JSON-RPC on private duplicates of fds 0 and 1; fd 1 then points at stderr, fd 0 at /dev/null.
+
+    llama-cpp-python silences model loading by pointing fd 1 at /dev/null for a moment: a response
+    written meanwhile would vanish and the client would wait forever. Native libraries that print,
+    and child processes (test runs of code actions) that inherit fd 0 or read it, would likewise
+    corrupt or steal the protocol stream.
+    """
+    sys.stdout.flush()
+    rpc_in = os.fdopen(os.dup(0), "rb")
+    rpc_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    return rpc_in, rpc_out

@@ -123,6 +123,15 @@ class Suggester:
             stats.record_cancelled("cancelled")  # $/cancelRequest from the client
             raise
         answer.latency_ms = (time.perf_counter() - start) * 1000
+        log.info(
+            "inline %s:%d:%d -> %s %s (%.0f ms)",
+            uri.rsplit("/", 1)[-1],
+            position.line,
+            position.character,
+            answer.source if answer.text else "none",
+            answer.reason,
+            answer.latency_ms,
+        )
         if answer.text:
             answer.stats_id = stats.record_shown(uri, answer.text, answer.source, answer.latency_ms)
             if answer.entry is not None:

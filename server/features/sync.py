@@ -22,6 +22,7 @@ from server.settings import read_settings
 
 if TYPE_CHECKING:
     from server.features.inline import Suggester
+    from server.lsp.documents import Document
     from server.lsp.server import InfillerServer
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,14 @@ def apply_configuration(server: InfillerServer, raw: object) -> None:
         suggester.apply_settings()
 
 
+def _notify_changed(server: InfillerServer, doc: Document) -> None:
+    for hook in server.on_document_changed:
+        try:
+            hook(server, doc)
+        except Exception:
+            log.exception("document hook failed")
+
+
 def register(server: InfillerServer) -> None:
     feeder = BufferFeeder(server)
     server.on_index_opened.append(lambda ls: feeder.resend_all())
@@ -149,6 +158,7 @@ def register(server: InfillerServer) -> None:
             lines = doc.text.split("\n")
             last = min(len(lines) - 1, JUMP_LINES)
             suggester.prefill(doc, last, len(lines[last]))
+        _notify_changed(ls, doc)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: InfillerServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -157,6 +167,7 @@ def register(server: InfillerServer) -> None:
             log.warning("didChange for a document never opened: %s", params.text_document.uri)
             return
         doc, line = changed
+        _notify_changed(ls, doc)
         suggester = _suggester(ls)
         if suggester is not None:
             suggester.debounce.observe(doc.uri)
@@ -175,6 +186,11 @@ def register(server: InfillerServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: InfillerServer, params: types.DidCloseTextDocumentParams) -> None:
         doc = ls.documents.close(params.text_document.uri)
+        for hook in ls.on_document_closed:
+            try:
+                hook(ls, params.text_document.uri)
+            except Exception:
+                log.exception("document hook failed")
         suggester = _suggester(ls)
         if suggester is not None:
             suggester.forget(params.text_document.uri)
@@ -190,6 +206,8 @@ def register(server: InfillerServer) -> None:
                 log.warning("saved text differs from the synced buffer of %s; adopting it", doc.uri)
                 doc.text = params.text
             feeder.changed(doc.path, doc.text, now=True)
+        if doc is not None:
+            _notify_changed(ls, doc)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def did_change_watched(ls: InfillerServer, params: types.DidChangeWatchedFilesParams) -> None:

@@ -17,6 +17,8 @@ expose `register(server)` and keep their handlers thin. Stable attributes for fe
 - `server.index_call(fn, *args)` -- run index work on the index thread; returns an awaitable.
 - `server.log(message)` / `server.show(message, type)` -- window/logMessage and window/showMessage.
 - `server.on_initialized` / `on_model_loaded` / `on_index_opened` -- lists of `hook(server)` callbacks.
+- `server.on_document_changed` (`hook(server, document)`, after didOpen/didChange/didSave) and
+  `server.on_document_closed` (`hook(server, uri)`) -- for features that follow buffers (diagnostics).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from server import __version__
-from server.lsp.documents import Documents
+from server.lsp.documents import Document, Documents
 from server.model.runtime import CancelToken, Runtime
 from server.model.worker import ModelWorker
 from server.settings import Settings
@@ -95,6 +97,9 @@ class InfillerServer(LanguageServer):
         self.on_initialized: list[Callable[[InfillerServer], None]] = []
         self.on_model_loaded: list[Callable[[InfillerServer], None]] = []
         self.on_index_opened: list[Callable[[InfillerServer], None]] = []
+        # After didOpen/didChange/didSave (the document as now synced) and after didClose (its uri).
+        self.on_document_changed: list[Callable[[InfillerServer, Document], None]] = []
+        self.on_document_closed: list[Callable[[InfillerServer, str], None]] = []
 
     # --- state -----------------------------------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""The latency logic without a server: typing-through, in-flight agreement, hot streak, debounce,
+and the model worker's supersede (the mechanism behind cancelling stale work)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from server.latency import (
+    MAX_BACKSPACE_CHARS,
+    AdaptiveDebounce,
+    Cursor,
+    Suggestion,
+    SuggestionCache,
+    agrees,
+    continuation,
+    indent_unit,
+    next_line_cursor,
+)
+from server.model.runtime import Cancelled, CancelToken
+from server.model.worker import ModelWorker
+
+URI = "file:///demo.py"
+
+
+def at(prefix: str, suffix: str = "\n") -> Cursor:
+    return Cursor(URI, prefix, suffix)
+
+
+# --- typing-through -----------------------------------------------------------------------
+
+
+def test_typing_the_suggestion_serves_the_rest() -> None:
+    made = at("def f(x):\n    return x")
+    assert continuation(made, " * 2 + 1", at("def f(x):\n    return x *")) == " 2 + 1"
+    assert continuation(made, " * 2 + 1", at("def f(x):\n    return x * 2 +")) == " 1"
+
+
+def test_typing_something_else_or_all_of_it_serves_nothing() -> None:
+    made = at("y = ")
+    assert continuation(made, "compute()", at("y = x")) is None
+    assert continuation(made, "compute()", at("y = compute()")) is None  # fully typed: nothing left
+
+
+def test_a_changed_suffix_invalidates() -> None:
+    made = at("y = ", "\nz = 1\n")
+    assert continuation(made, "compute()", at("y = comp", "\nz = 2\n")) is None
+    assert continuation(made, "compute()", Cursor("file:///other.py", "y = comp", "\nz = 1\n")) is None
+
+
+def test_backspace_on_the_same_line_offers_the_deleted_text_again() -> None:
+    made = at("items.app")
+    assert continuation(made, "end(x)", at("items.ap")) == "pend(x)"
+    assert continuation(made, "end(x)", at("items.")) == "append(x)"
+    # Across a line break, or more than a typo's worth: ask the model again.
+    assert continuation(at("a\nb"), "c", at("a")) is None
+    long = "x" * (MAX_BACKSPACE_CHARS + 2)
+    assert continuation(at("y = " + long), "z", at("y = ")) is None
+
+
+def test_cache_prefers_the_newest_valid_suggestion() -> None:
+    cache = SuggestionCache(per_document=2)
+    cache.put(Suggestion(at("a = "), "one()", "model"))
+    cache.put(Suggestion(at("a = "), "other()", "model"))
+    hit = cache.lookup(at("a = o"))
+    assert hit is not None and hit[1] == "ther()"
+    hit = cache.lookup(at("a = on"))
+    assert hit is not None and hit[1] == "e()"
+    cache.put(Suggestion(at("b = "), "two", "model"))  # evicts the oldest of this document
+    assert cache.lookup(at("a = on")) is None
+    cache.drop(URI)
+    assert len(cache) == 0
+
+
+def test_cache_forgets_least_recent_documents() -> None:
+    cache = SuggestionCache(documents=2)
+    for n in range(3):
+        cache.put(Suggestion(Cursor(f"file:///{n}.py", "x = ", ""), "1", "model"))
+    assert cache.lookup(Cursor("file:///0.py", "x = ", "")) is None
+    assert cache.lookup(Cursor("file:///2.py", "x = ", "")) is not None
+
+
+# --- following an in-flight generation -----------------------------------------------------
+
+
+def test_in_flight_agreement() -> None:
+    made = at("x = fo")
+    assert agrees(made, "o_b", at("x = foo"))  # typed "o", the model wrote "o_b" so far
+    assert agrees(made, "o", at("x = foo_ba"))  # typed past the output so far: may still agree
+    assert not agrees(made, "o_b", at("x = fox"))
+    assert not agrees(made, "o_b", at("x = f"))  # backspace: a different request
+
+
+# --- hot streak ----------------------------------------------------------------------------
+
+
+def test_next_line_cursor_keeps_the_indentation() -> None:
+    made = at("def f(a, b):\n    total = a", "\n\nprint(1)\n")
+    target = next_line_cursor(made, " + b")
+    assert target == Cursor(URI, "def f(a, b):\n    total = a + b\n    ", "\n\nprint(1)\n")
+
+
+def test_next_line_cursor_indents_after_a_block_opener() -> None:
+    made = at("class A:\n  def f(self)", "\n")
+    target = next_line_cursor(made, ":")
+    assert target is not None and target.prefix.endswith("  def f(self):\n    ")
+    tabbed = at("if x {\n\ty := 1\n\tif y", "\n}\n")
+    target = next_line_cursor(tabbed, " {")
+    assert target is not None and target.prefix.endswith("\tif y {\n\t\t")
+
+
+def test_next_line_cursor_is_unknown_mid_line() -> None:
+    assert next_line_cursor(at("f(a", ")\n"), ", b") is None
+
+
+def test_indent_unit() -> None:
+    assert indent_unit("a\n  b\n    c\n") == "  "
+    assert indent_unit("a\n\tb\n") == "\t"
+    assert indent_unit("flat\n") == "    "
+
+
+def test_hot_streak_entry_serves_the_line_after_enter() -> None:
+    cache = SuggestionCache()
+    made = at("def f(a, b):\n    total = a")
+    target = next_line_cursor(made, " + b")
+    assert target is not None
+    cache.put(Suggestion(target, "return total", "hot-streak"))
+    hit = cache.lookup(at("def f(a, b):\n    total = a + b\n    "))
+    assert hit is not None and hit[1] == "return total" and hit[0].source == "hot-streak"
+    hit = cache.lookup(at("def f(a, b):\n    total = a + b\n    ret"))
+    assert hit is not None and hit[1] == "urn total"
+
+
+# --- adaptive debounce ---------------------------------------------------------------------
+
+
+def test_debounce_follows_typing_speed() -> None:
+    deb = AdaptiveDebounce(min_s=0.02, max_s=0.2)
+    assert deb.delay(URI) == 0.02  # no history yet
+    for n in range(10):
+        deb.observe(URI, n * 0.1)  # a fast burst: 100 ms between keys
+    assert deb.delay(URI) == pytest.approx(0.125, abs=0.01)  # wait a little longer than a key
+    slow = "file:///slow.py"
+    for n in range(10):
+        deb.observe(slow, n * 0.4)  # 400 ms between keys: the next key will not come in time
+    assert deb.delay(slow) == 0.02
+    deb.observe(slow, 100.0)  # a pause is not typing speed
+    assert deb.delay(slow) == 0.02
+    deb.forget(URI)
+    assert deb.delay(URI) == 0.02
+
+
+def test_fixed_debounce() -> None:
+    deb = AdaptiveDebounce(min_s=0.05, max_s=0.2, adaptive=False)
+    for n in range(5):
+        deb.observe(URI, n * 0.1)
+    assert deb.delay(URI) == 0.05
+
+
+# --- supersede -----------------------------------------------------------------------------
+
+
+def test_a_newer_job_supersedes_the_running_one_and_drops_queued_ones() -> None:
+    worker = ModelWorker()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def long_job(token: CancelToken) -> str:
+        started.set()
+        for _ in range(200):
+            token.check()  # what Runtime does between prompt chunks and tokens
+            time.sleep(0.01)
+        return "finished"
+
+    def quick(name: str):  # type: ignore[no-untyped-def]
+        def job(token: CancelToken) -> str:
+            ran.append(name)
+            return name
+
+        return job
+
+    first, _ = worker.submit(long_job)
+    assert started.wait(5)
+    queued, _ = worker.submit(quick("queued"), supersede=False)  # low priority (prefill, hot streak)
+    newest, _ = worker.submit(quick("newest"))
+    assert newest.result(5) == "newest"
+    with pytest.raises(Cancelled):
+        first.result(5)
+    with pytest.raises(Cancelled):
+        queued.result(5)
+    assert ran == ["newest"]  # the superseded queued job never touched the model
+    assert worker.cancelled == 2
+    worker.shutdown()
