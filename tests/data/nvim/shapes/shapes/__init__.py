@@ -1,0 +1,1 @@
+"""Plane shapes and text reports about them."""
