@@ -358,7 +358,7 @@ def test_typing_during_a_generation_cancels_it_and_never_shows_a_stale_suggestio
 def test_settings_forwarded_at_start_and_on_change(workdir: Path) -> None:
     ed = Editor(workdir, fake_setup("fast", workdir, maxTokens=5000), "greetings.py")
     try:
-        state = ed.wait(lambda s: s["messages"], "the server to report the bad initial setting")
+        ed.wait(lambda s: s["messages"], "the server to report the bad initial setting")
         time.sleep(1.0)
         messages = ed.state()["messages"]
         assert len(messages) == 1 and "maxTokens" in messages[0], messages  # reported once, not twice
@@ -368,6 +368,9 @@ def test_settings_forwarded_at_start_and_on_change(workdir: Path) -> None:
             lambda s: any("debounce.minMs" in m for m in s["messages"][1:]),
             "the server to report the changed setting",
         )
+        ed.keys(":InfillerStats<CR>")
+        state = ed.wait(lambda s: s["floats"], ":InfillerStats to open a window")
+        assert any(line.startswith("requests: ") for line in state["floats"][0]), state["floats"]
     finally:
         ed.close()
 

@@ -73,6 +73,17 @@ local function drawn(buf)
   return { row = row, col = col, text = table.concat(lines, "\n"), marks = #marks, pos = d.virt_text_pos }
 end
 
+--- The text of every floating window (e.g. :InfillerStats).
+local function floats()
+  local out = {}
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_config(win).relative ~= "" then
+      table.insert(out, vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(win), 0, -1, false))
+    end
+  end
+  return out
+end
+
 function T.state()
   local buf = vim.api.nvim_get_current_buf()
   local pos = vim.api.nvim_win_get_cursor(0)
@@ -90,6 +101,7 @@ function T.state()
     max_pending = T.max_pending,
     cancels = T.cancels,
     stats = T.stats,
+    floats = floats(),
   })
 end
 

@@ -1,0 +1,148 @@
+// infiller for VS Code: a thin client. It starts `infiller serve`, forwards the `infiller` settings
+// and adds a statistics command; completions (LSP 3.18 inline completion, which
+// vscode-languageclient >= 10 registers by default), code actions, progress and cancellation all
+// come from the language client and the server. No retrieval or caching here.
+import * as fs from "fs";
+import * as path from "path";
+import * as vscode from "vscode";
+import {
+  DidChangeConfigurationNotification,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+} from "vscode-languageclient/node";
+
+const SECTION = "infiller";
+// Keys under `infiller` that only this extension reads (see clients/gen_schema.py, VSCODE_ONLY).
+const CLIENT_ONLY_KEYS = ["server", "trace"];
+
+let client: LanguageClient | undefined;
+
+/** The `infiller` section as the server reads it: VS Code nests `infiller.a.b` keys for us. */
+function serverSettings(): Record<string, unknown> {
+  const config = vscode.workspace.getConfiguration(SECTION);
+  const settings: Record<string, unknown> = JSON.parse(JSON.stringify(config));
+  for (const key of CLIENT_ONLY_KEYS) {
+    delete settings[key];
+  }
+  return settings;
+}
+
+function executable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function onPath(name: string): string | undefined {
+  const exts = process.platform === "win32" ? [".exe", ".cmd", ""] : [""];
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      if (dir && executable(candidate)) {
+        return candidate;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** `infiller.server.path`, else `infiller` on PATH, else the first workspace folder's .venv. */
+function serverPath(): string | undefined {
+  const configured = vscode.workspace.getConfiguration(SECTION).get<string>("server.path", "");
+  if (configured) {
+    return configured;
+  }
+  const found = onPath("infiller");
+  if (found) {
+    return found;
+  }
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    const bin = process.platform === "win32" ? ["Scripts", "infiller.exe"] : ["bin", "infiller"];
+    const candidate = path.join(folder.uri.fsPath, ".venv", ...bin);
+    if (executable(candidate)) {
+      return candidate;
+    }
+  }
+  return undefined;
+}
+
+function languages(context: vscode.ExtensionContext): string[] {
+  // package.json's activationEvents are generated from the server's languages.
+  const events: string[] = context.extension.packageJSON.activationEvents ?? [];
+  return events.filter((e) => e.startsWith("onLanguage:")).map((e) => e.slice("onLanguage:".length));
+}
+
+async function start(context: vscode.ExtensionContext): Promise<void> {
+  const command = serverPath();
+  if (!command) {
+    void vscode.window.showErrorMessage(
+      "infiller: no `infiller` executable on PATH or in the workspace .venv; set infiller.server.path.",
+    );
+    return;
+  }
+  const serverOptions: ServerOptions = { command, args: ["serve"] };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: languages(context).flatMap((language) => [
+      { scheme: "file", language },
+      { scheme: "untitled", language },
+    ]),
+    initializationOptions: { [SECTION]: serverSettings() },
+    middleware: {
+      workspace: {
+        // The server asks with workspace/configuration when told that settings changed.
+        configuration: (params) =>
+          params.items.map((item) => (item.section === SECTION ? serverSettings() : null)),
+      },
+    },
+  };
+  client = new LanguageClient(SECTION, "infiller", serverOptions, clientOptions);
+  await client.start();
+}
+
+async function showStats(): Promise<void> {
+  if (!client) {
+    void vscode.window.showWarningMessage("infiller is not running.");
+    return;
+  }
+  const stats = await client.sendRequest("workspace/executeCommand", {
+    command: "infiller.stats",
+    arguments: [],
+  });
+  const doc = await vscode.workspace.openTextDocument({
+    language: "json",
+    content: JSON.stringify(stats, null, 2),
+  });
+  await vscode.window.showTextDocument(doc, { preview: true });
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  context.subscriptions.push(
+    vscode.commands.registerCommand("infiller.showStats", showStats),
+    vscode.commands.registerCommand("infiller.restart", async () => {
+      await client?.stop();
+      client = undefined;
+      await start(context);
+    }),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (!event.affectsConfiguration(SECTION)) {
+        return;
+      }
+      if (event.affectsConfiguration(`${SECTION}.server`)) {
+        await vscode.commands.executeCommand("infiller.restart");
+      } else if (client) {
+        await client.sendNotification(DidChangeConfigurationNotification.type, {
+          settings: { [SECTION]: serverSettings() },
+        });
+      }
+    }),
+  );
+  await start(context);
+}
+
+export async function deactivate(): Promise<void> {
+  await client?.stop();
+}
