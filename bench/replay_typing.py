@@ -190,7 +190,21 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=version, text=text)
         )
     )
-    await asyncio.sleep(args.settle)  # what a user does after opening a file: look at it
+    # The user puts the cursor where they will type and looks for a moment: the editor asks once
+    # (cold prompt), and typing starts when the answer is in or `settle` seconds have passed.
+    first_sent = time.perf_counter()
+    first = client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position_of(text, cursor),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(first), args.settle)
+        first_ms: float | None = (time.perf_counter() - first_sent) * 1000
+    except TimeoutError:
+        first_ms = None
 
     rng = random.Random(SEED)
     result = Replay()
@@ -294,7 +308,10 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
-    return summarize(args, result, server_stats, load_s, time.perf_counter() - t0, len(target))
+    summary = summarize(args, result, server_stats, load_s, time.perf_counter() - t0, len(target))
+    summary["first_request_ms"] = None if first_ms is None else round(first_ms, 1)
+    summary["load_average"] = os.getloadavg()
+    return summary
 
 
 def _plain(value: Any) -> Any:
@@ -386,6 +403,12 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             f"{r['accepted_chars']} of {r['accepted_chars'] + r['typed_chars']} |"
         )
     lines += ["", f"Machine: {runs[0]['machine']['cpus']} CPUs, {runs[0]['machine']['platform']}.", ""]
+    for r in runs:
+        load = ", ".join(f"{x:.1f}" for x in r["load_average"])
+        lines.append(
+            f"- {r['model']}: first (cold) request {r['first_request_ms']} ms; load average {load} "
+            "(other processes share the CPUs)"
+        )
     for r in runs:
         lines.append(
             f"- {r['model']}: no-suggestion reasons {r['server']['no_suggestion']}; "

@@ -44,6 +44,10 @@ ACCEPT_COMMAND = "infiller.accepted"
 # A cancelled request whose generation nobody else awaits keeps running this long, in case the
 # next keystroke's request wants to follow it; then it is cancelled.
 ORPHAN_GRACE_S = 0.35
+# While a generation is still reading its prompt there is no output to compare with what was typed:
+# follow it anyway for this many characters. Starting over on every keystroke re-reads the suffix
+# each time and, during a burst, never finishes; past this the answer would rarely still fit.
+FOLLOW_BLIND_CHARS = 6
 # Sort text that puts the fallback item first among a client's other completion items.
 FIRST_SORT_TEXT = "\u0000"
 # An identifier fragment right before the cursor (replaced by the fallback completion item).
@@ -121,6 +125,13 @@ class Suggester:
             answer = await self._suggest(uri, position, explicit)
         except asyncio.CancelledError:
             stats.record_cancelled("cancelled")  # $/cancelRequest from the client
+            log.info(
+                "inline %s:%d:%d cancelled by the client after %.0f ms",
+                uri.rsplit("/", 1)[-1],
+                position.line,
+                position.character,
+                (time.perf_counter() - start) * 1000,
+            )
             raise
         answer.latency_ms = (time.perf_counter() - start) * 1000
         log.info(
@@ -185,13 +196,24 @@ class Suggester:
         return await self._generate(completer, doc, now)
 
     async def _follow(self, now: Cursor) -> Answer | None:
-        """Serve `now` from the running generation when it agrees with what was typed since."""
+        """Serve `now` from the running generation unless its output already contradicts what was typed."""
         flight = self.inflight
         if flight is None or (flight.future.done() and flight.future.cancelled()):
             return None
-        typed = now.prefix[len(flight.at.prefix) :] if now.prefix.startswith(flight.at.prefix) else None
-        if typed is None or not (typed == "" or (flight.partial and agrees(flight.at, flight.partial, now))):
+        if (
+            flight.at.uri != now.uri
+            or flight.at.suffix != now.suffix
+            or not now.prefix.startswith(flight.at.prefix)
+        ):
             return None
+        typed = now.prefix[len(flight.at.prefix) :]
+        if flight.partial:
+            if not agrees(flight.at, flight.partial, now):
+                return None
+        elif len(typed) > FOLLOW_BLIND_CHARS or "\n" in typed:
+            # No output yet and the prompt is stale: start over (the KV cache keeps what was read).
+            return None
+        log.info("following the generation at %d (+%d typed)", len(flight.at.prefix), len(typed))
         result = await self._await(flight)
         if result is None or not result.text:
             return None
@@ -229,6 +251,7 @@ class Suggester:
         def job(token: CancelToken) -> CompletionResult:
             return completer.complete(request, token, on_partial=on_partial)
 
+        log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], request.line)
         future, token = self.server.run_model(job, supersede=True)
         flight = InFlight(now, future, token)
         self.inflight = flight
@@ -239,6 +262,7 @@ class Suggester:
                 self.inflight = None
         if result is None:
             return Answer(None, "superseded")
+        log.info("model: %s; %s", result.tokens, result.timings)
         if not result.text:
             return Answer(None, result.reason or "empty")
         entry = Suggestion(now, result.text, "model")
