@@ -108,8 +108,13 @@ class Editor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_listening()
-        self.wait(lambda s: s["attached"], "the plugin to start infiller serve", FAKE_TIMEOUT_S)
+        try:
+            self._wait_listening()
+            self.wait(lambda s: s["attached"], "the plugin to start infiller serve", FAKE_TIMEOUT_S)
+        except BaseException:
+            self.proc.kill()  # no fixture teardown runs for an editor that never started
+            self.proc.wait()
+            raise
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + FAKE_TIMEOUT_S
@@ -249,8 +254,10 @@ def fake_setup(engine: str, workdir: Path, **settings: Any) -> dict[str, Any]:
 @pytest.fixture
 def editor(workdir: Path) -> Iterator[Editor]:
     ed = Editor(workdir, fake_setup("slow", workdir), "greetings.py")
-    yield ed
-    ed.close()
+    try:
+        yield ed
+    finally:
+        ed.close()
 
 
 def open_greeting(ed: Editor, typed: str) -> None:
@@ -385,11 +392,15 @@ def model_editor() -> Iterator[Editor]:
     """One Neovim and one server with the real model for the module (loading it takes a while)."""
     path = Path(tempfile.mkdtemp(prefix="infiller-nvim-"))
     # The plugin's default command (`infiller serve` from PATH); the model comes from the settings.
-    ed = Editor(path, {"settings": {"model": TEST_MODEL}}, "report.py")
-    ed.stats(lambda s: True, "stats")  # the server answers
-    yield ed
-    ed.close()
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        ed = Editor(path, {"settings": {"model": TEST_MODEL}}, "report.py")
+        try:
+            ed.stats(lambda s: True, "stats")  # the server answers
+            yield ed
+        finally:
+            ed.close()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def retype_line(ed: Editor, old: str, text: str) -> None:
