@@ -36,13 +36,13 @@ test-slow: setup
 	INFILLER_SLOW=1 $(BIN)/python -m pytest -q -ra
 
 check: setup
-	$(BIN)/ruff check server context tests bench
-	$(BIN)/ruff format --check server context tests bench
+	$(BIN)/ruff check server context tests bench clients
+	$(BIN)/ruff format --check server context tests bench clients
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format server context tests bench
-	$(BIN)/ruff check --fix server context tests bench
+	$(BIN)/ruff format server context tests bench clients
+	$(BIN)/ruff check --fix server context tests bench clients
 
 clean:
 	rm -rf $(VENV) build *.egg-info
