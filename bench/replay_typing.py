@@ -140,6 +140,14 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
     def create(ls: Any, params: Any) -> None:
         return None
 
+    for method in (
+        types.PROGRESS,
+        types.WINDOW_LOG_MESSAGE,
+        types.WINDOW_SHOW_MESSAGE,
+        types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS,
+    ):
+        client.feature(method)(_ignore)
+
     env = {**os.environ, "INFILLER_STATE_DIR": str(state)}
     await client.start_io(
         sys.executable,
@@ -314,6 +322,10 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _ignore(ls: Any, params: Any) -> None:
+    """Notifications an editor would display; the replay has no use for them."""
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "_asdict"):
         return {k: _plain(v) for k, v in value._asdict().items()}
@@ -424,7 +436,10 @@ def main() -> int:
     )
     parser.add_argument("--chars", type=int, default=TYPED_CHARS, help="characters to type")
     parser.add_argument(
-        "--settle", type=float, default=3.0, help="seconds between opening the file and typing"
+        "--settle",
+        type=float,
+        default=60.0,
+        help="longest wait for the first (cold) suggestion before typing starts",
     )
     parser.add_argument("--keep-records", action="store_true", help="store every keystroke in the JSON")
     parser.add_argument("--out", default=str(RESULTS / "replay_typing"), help="output path without extension")

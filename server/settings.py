@@ -144,7 +144,9 @@ def _strict_converter() -> cattrs.Converter:
         conv.register_unstructure_hook(
             cls,
             make_dict_unstructure_fn(
-                cls, conv, **{f.name: override(rename=camel(f.name)) for f in dataclasses.fields(cls)}
+                cls,
+                conv,
+                **{f.name: override(rename=camel(f.name)) for f in dataclasses.fields(cls)},  # type: ignore[arg-type]
             ),
         )
     return conv
@@ -225,6 +227,7 @@ def _cross_checks(settings: Settings, errors: list[str]) -> Settings:
         errors.append(f"setting debounce.minMs ({deb.min_ms}) exceeds debounce.maxMs ({deb.max_ms}); swapped")
         deb.min_ms, deb.max_ms = deb.max_ms, deb.min_ms
     if settings.context.sources is not None:
+        known_sources: tuple[str, ...] | None
         try:
             from context.retrieve import SOURCES as known_sources
         except ImportError:  # retrieval not installed: nothing to check against

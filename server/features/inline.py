@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
@@ -103,7 +103,7 @@ class Suggester:
         self.apply_settings()
         self._latest: dict[str, int] = {}
         self.inflight: InFlight | None = None
-        self.background: asyncio.Future[object] | None = None
+        self.background: asyncio.Future[CompletionResult | None] | None = None
 
     def apply_settings(self) -> None:
         deb = self.server.settings.debounce
@@ -236,9 +236,7 @@ class Suggester:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.future.done():
                 loop = asyncio.get_running_loop()
-                flight.orphan_timer = loop.call_later(
-                    ORPHAN_GRACE_S, lambda: flight.waiters == 0 and flight.token.cancel("orphaned")
-                )
+                flight.orphan_timer = loop.call_later(ORPHAN_GRACE_S, _cancel_orphan, flight)
 
     async def _generate(self, completer: Completer, doc: Document, now: Cursor) -> Answer:
         request = request_for(doc, now)
@@ -248,7 +246,7 @@ class Suggester:
             if flight is not None:
                 flight.partial = raw  # a str assignment: safe to read from the loop
 
-        def job(token: CancelToken) -> CompletionResult:
+        def job(token: CancelToken) -> CompletionResult | None:
             return completer.complete(request, token, on_partial=on_partial)
 
         log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], request.line)
@@ -284,7 +282,7 @@ class Suggester:
         """Queue low-priority model work for `at`; any completion request supersedes it."""
         completer = self.server.completer
         if completer is None:
-            return
+            return None
         request = request_for(doc, at)
         flight: InFlight | None = None
 
@@ -352,7 +350,13 @@ class Suggester:
         self._latest.pop(uri, None)
 
 
-def _ignore_cancelled(f: asyncio.Future[object]) -> None:
+def _cancel_orphan(flight: InFlight) -> None:
+    """Nobody followed a cancelled request's generation in time: stop it."""
+    if flight.waiters == 0:
+        flight.token.cancel("orphaned")
+
+
+def _ignore_cancelled(f: asyncio.Future[Any]) -> None:
     if not f.cancelled():
         exc = f.exception()
         if exc is not None and not isinstance(exc, Cancelled):

@@ -37,8 +37,12 @@ async def _save_periodically(server: InfillerServer) -> None:
             log.warning("could not save statistics: %s", exc)
 
 
+def _start_saving(server: InfillerServer) -> None:
+    server.spawn(_save_periodically(server))
+
+
 def register(server: InfillerServer) -> None:
-    server.on_initialized.append(lambda ls: ls.spawn(_save_periodically(ls)) and None)
+    server.on_initialized.append(_start_saving)
 
     @server.command(STATS_COMMAND)
     def stats_command(ls: InfillerServer, *args: Any) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
@@ -76,7 +77,7 @@ class BufferFeeder:
                 self.changed(doc.path, doc.text, now=True)
 
 
-def _log_failure(f: asyncio.Future[object]) -> None:
+def _log_failure(f: asyncio.Future[Any]) -> None:
     if not f.cancelled() and f.exception() is not None:
         log.warning("index update failed: %r", f.exception())
 
@@ -140,10 +141,14 @@ def _notify_changed(server: InfillerServer, doc: Document) -> None:
             log.exception("document hook failed")
 
 
+def _spawn(server: InfillerServer, coro: Coroutine[Any, Any, None]) -> None:
+    server.spawn(coro)
+
+
 def register(server: InfillerServer) -> None:
     feeder = BufferFeeder(server)
     server.on_index_opened.append(lambda ls: feeder.resend_all())
-    server.on_initialized.append(lambda ls: ls.spawn(register_watchers(ls)) and None)
+    server.on_initialized.append(lambda ls: _spawn(ls, register_watchers(ls)))
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: InfillerServer, params: types.DidOpenTextDocumentParams) -> None:
