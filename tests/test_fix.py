@@ -141,28 +141,64 @@ def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
     assert "no change" in reasons  # the rewrite that echoed the function
 
 
-def test_undefined_name_fixed_and_a_candidate_adding_one_rejected(tmp_path: Path) -> None:
+def test_a_typo_is_fixed_without_the_model(tmp_path: Path) -> None:
     root = _copy(tmp_path, "fixname")
     path = root / "prices.py"
     text = path.read_text()
     line = _line_of(text, "subtotl")
+    calls: list[str] = []
 
     def fim(prefix: str, suffix: str) -> str:
-        if prefix.endswith("# FIXME: undefined name 'subtotl'\n"):
+        calls.append(prefix)
+        return "    return round(subtotal * 100, 2)\n"  # resolves the name, changes the meaning
+
+    problem = Problem(line, 17, line, 24, "Undefined name `subtotl`", "Ruff")
+    result = fix(
+        FixRequest(path, text, "python", problem, root),
+        runtime_generator(_fake(fim, lambda p: "```")),
+        fim_template=QWEN,
+    )
+    [best] = result.verified
+    assert best.origin == "rename to `subtotal`" and best.checks == ["parses", "'subtotl' resolved"]
+    assert best.edit.new_text == "    return round(subtotal * (1 + TAX_RATE), 2)\n"
+    assert calls == []  # the exact candidate verified first: no generation at all
+
+
+def test_undefined_name_fixed_by_the_model_and_a_candidate_adding_one_rejected(tmp_path: Path) -> None:
+    root = _copy(tmp_path, "fixname")
+    path = root / "prices.py"
+    # No defined name resembles `amount`: only the model can say what was meant.
+    text = path.read_text().replace("subtotl", "amount")
+    line = _line_of(text, "amount")
+
+    def fim(prefix: str, suffix: str) -> str:
+        if prefix.endswith("# FIXME: undefined name 'amount'\n"):
             return "    return round(totl * (1 + TAX_RATE), 2)\n"  # still wrong: a new undefined name
         return "    subtotal = sum(prices) * (1 - discount)\n    return round(subtotal * (1 + TAX_RATE), 2)\n"
 
-    chat = "def total(prices, discount=0.0):\n    return round(subtotl, 2)\n```"
+    chat = "def total(prices, discount=0.0):\n    return round(amount, 2)\n```"
     runtime = _fake(fim, lambda prompt: chat)
-    problem = Problem(line, 17, line, 24, "undefined name 'subtotl'", "pyflakes")
+    problem = Problem(line, 17, line, 23, "undefined name 'amount'", "pyflakes")
     result = fix(
         FixRequest(path, text, "python", problem, root), runtime_generator(runtime), fim_template=QWEN
     )
     assert result.kind is Kind.UNDEFINED_NAME
     [best] = result.verified
-    assert best.origin == "re-infill (wider)" and best.checks == ["parses", "'subtotl' resolved"]
+    assert best.origin == "re-infill (wider)" and best.checks == ["parses", "'amount' resolved"]
     assert result.rejected == [("re-infill", "introduces undefined name(s): totl")]
     assert result.rounds == 1  # a verified candidate ends the search
+
+
+def test_a_missing_stdlib_import_is_added() -> None:
+    text = '"""Doc."""\n\nimport os\n\n\ndef root(x):\n    return math.sqrt(x) + len(os.sep)\n'
+    problem = Problem(6, 11, 6, 15, "F821 undefined name 'math'", "flake8")
+    result = fix(FixRequest(Path("m.py"), text, "python", problem, None), runtime_generator(_fake(str, str)))
+    [best] = result.verified
+    assert best.origin == "import math"
+    assert (
+        best.text
+        == '"""Doc."""\n\nimport os\nimport math\n\n\ndef root(x):\n    return math.sqrt(x) + len(os.sep)\n'
+    )
 
 
 def test_classify_diagnostics_from_other_tools() -> None:

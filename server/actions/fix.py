@@ -13,9 +13,12 @@ all: later rounds decay). Survivors are ranked: cause verified, more tests passi
 from __future__ import annotations
 
 import ast
+import difflib
 import enum
 import logging
 import re
+import symtable
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -114,9 +117,17 @@ class Candidate:
     checks: list[str] = field(default_factory=list)
     cause_verified: bool = False
     tests_passed: int = 0
+    original: str = ""
 
-    def sort_key(self) -> tuple[bool, int, int]:
-        return (not self.cause_verified, -self.tests_passed, self.edit.size)
+    def sort_key(self) -> tuple[bool, int, int, float]:
+        return (not self.cause_verified, -self.tests_passed, self.edit.size, self.changed_chars)
+
+    @property
+    def changed_chars(self) -> float:
+        """How much of the touched text changed: a typo fix beats a rewritten line."""
+        old = "".join(split_lines(self.original)[self.edit.start : self.edit.end])
+        matcher = difflib.SequenceMatcher(None, old, self.edit.new_text, autojunk=False)
+        return (1 - matcher.ratio()) * max(len(old), len(self.edit.new_text))
 
     @property
     def title(self) -> str:
@@ -229,6 +240,46 @@ def related_test_files(root: Path, path: Path, names: set[str]) -> list[str]:
 def _hint(problem: Problem) -> str | None:
     message = " ".join(problem.message.split())
     return f"FIXME: {message}" if message else None
+
+
+# A defined name this similar to an undefined one is taken for what the author meant.
+TYPO_CUTOFF = 0.75
+TYPO_CANDIDATES = 2
+
+
+def _bound_names(text: str) -> set[str]:
+    try:
+        top = symtable.symtable(text, "<buffer>", "exec")
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    stack = [top]
+    while stack:
+        table = stack.pop()
+        stack.extend(table.get_children())
+        names.update(
+            s.get_name()
+            for s in table.get_symbols()
+            if s.is_assigned() or s.is_imported() or s.is_parameter() or s.is_namespace()
+        )
+    return names
+
+
+def name_candidates(text: str, name: str, first: int, last: int) -> list[tuple[str, str]]:
+    """(origin, new text) fixes of an undefined name that need no model: the closest defined name
+    on the diagnostic's lines (a typo), or an import of the standard-library module so named."""
+    out: list[tuple[str, str]] = []
+    lines = split_lines(text)
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+    for match in difflib.get_close_matches(
+        name, sorted(_bound_names(text) - {name}), TYPO_CANDIDATES, TYPO_CUTOFF
+    ):
+        new = [pattern.sub(match, ln) if first <= i <= last else ln for i, ln in enumerate(lines)]
+        out.append((f"rename to `{match}`", "".join(new)))
+    if name in sys.stdlib_module_names:
+        at = _import_insert_line(lines)
+        out.append((f"import {name}", "".join([*lines[:at], f"import {name}\n", *lines[at:]])))
+    return out
 
 
 def _assertion_hint(failures: str) -> str | None:
@@ -607,6 +658,10 @@ def fix(
         for round_no in range(1, max_rounds + 1):
             rounds = round_no
             proposals: list[tuple[str, Callable[[], str | None]]] = []
+            if round_no == 1 and kind is Kind.UNDEFINED_NAME and name and request.language == "python":
+                # Cheap and exact first: a typo of a defined name, a missing stdlib import.
+                for origin, candidate in name_candidates(request.text, name, first, last):
+                    proposals.append((origin, _const(candidate)))
             if fim_template is not None:
                 holes = _fim_holes(round_no, kind, lines, block, first, last, problem, failures)
                 for origin, (lo, hi), hint in holes:
@@ -643,7 +698,13 @@ def fix(
                 if edit is None:
                     continue
                 verified[text] = Candidate(
-                    origin, text, edit, verdict.checks, verdict.cause_verified, verdict.tests_passed
+                    origin,
+                    text,
+                    edit,
+                    verdict.checks,
+                    verdict.cause_verified,
+                    verdict.tests_passed,
+                    request.text,
                 )
                 if sum(c.cause_verified for c in verified.values()) >= ENOUGH_VERIFIED:
                     break  # each further proposal costs a generation and a test run
@@ -656,6 +717,10 @@ def fix(
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
     return FixResult(kind, ranked, rejected, rounds, test_files, timings)
+
+
+def _const(text: str) -> Callable[[], str | None]:
+    return lambda: text
 
 
 def _bind_fim(
