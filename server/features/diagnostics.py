@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
@@ -172,52 +171,11 @@ class SyntaxPublisher:
             )
 
 
-def _chain_after(server: InfillerServer, method: str, after: Callable[[Any], None]) -> bool:
-    """Run `after(params)` after the handler another feature registered for a notification.
-
-    A stop-gap while server/features/sync.py offers no document hooks: pygls allows one handler
-    per method, so we wrap the registered (synchronous) one instead of registering our own.
-    """
-    features = server.protocol.fm.features
-    original = features.get(method)
-    if original is None or asyncio.iscoroutinefunction(getattr(original, "func", original)):
-        return False
-
-    def chained(params: Any) -> Any:
-        result = original(params)
-        try:
-            after(params)
-        except Exception:
-            log.exception("syntax diagnostics hook failed")
-        return result
-
-    features[method] = chained
-    return True
-
-
 def register(server: InfillerServer) -> None:
     publisher = SyntaxPublisher(server)
     server.syntax_publisher = publisher  # type: ignore[attr-defined]
-    changed = getattr(server, "on_document_changed", None)
-    closed = getattr(server, "on_document_closed", None)
-    if isinstance(changed, list) and isinstance(closed, list):
-        changed.append(lambda ls, doc: publisher.schedule(doc.uri))
-        closed.append(lambda ls, uri: publisher.clear(uri))
-        return
-    hooked = [
-        _chain_after(
-            server, types.TEXT_DOCUMENT_DID_OPEN, lambda p: publisher.schedule(p.text_document.uri, now=True)
-        ),
-        _chain_after(
-            server, types.TEXT_DOCUMENT_DID_CHANGE, lambda p: publisher.schedule(p.text_document.uri)
-        ),
-        _chain_after(
-            server, types.TEXT_DOCUMENT_DID_SAVE, lambda p: publisher.schedule(p.text_document.uri, now=True)
-        ),
-        _chain_after(server, types.TEXT_DOCUMENT_DID_CLOSE, lambda p: publisher.clear(p.text_document.uri)),
-    ]
-    if not all(hooked):
-        log.warning("syntax diagnostics: document sync handlers not found; diagnostics are off")
+    server.on_document_changed.append(lambda ls, doc: publisher.schedule(doc.uri))
+    server.on_document_closed.append(lambda ls, uri: publisher.clear(uri))
 
 
 __all__ = [
