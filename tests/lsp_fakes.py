@@ -29,6 +29,8 @@ ANSWERS: tuple[tuple[str, str], ...] = (
 FALLBACK = "pass\n"
 # Seconds per generated token for the slow engine: long enough to type during a generation.
 SLOW_TOKEN_S = 0.08
+# Seconds per prompt chunk for the slow reader: long enough to type while the prompt is read.
+SLOW_PROMPT_S = 0.6
 
 
 def script(prompt: str) -> str:
@@ -48,12 +50,25 @@ class SlowFake(FakeEngine):
         super().eval(tokens)
 
 
+class SlowReader(FakeEngine):
+    """Takes SLOW_PROMPT_S to read any prompt chunk, then generates instantly."""
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        if len(tokens) > 1:
+            time.sleep(SLOW_PROMPT_S)
+        super().eval(tokens)
+
+
 def fast(model: str | None) -> Runtime:
     return Runtime(FakeEngine(script))
 
 
 def slow(model: str | None) -> Runtime:
     return Runtime(SlowFake(script))
+
+
+def slow_reader(model: str | None) -> Runtime:
+    return Runtime(SlowReader(script))
 
 
 def missing(model: str | None) -> Runtime:

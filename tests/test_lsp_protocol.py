@@ -303,6 +303,21 @@ def test_a_request_typed_along_an_in_flight_generation_follows_it(tmp_path: Path
     run(tmp_path, "slow", scenario)
 
 
+def test_a_request_typed_while_the_prompt_is_read_follows_it_blind(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "emoji.py", "x = fo")
+        first = asyncio.ensure_future(s.inline(uri, 0, 6))
+        await asyncio.sleep(0.2)  # the model is still reading the prompt: no output to compare yet
+        s.edit(uri, (0, 6), (0, 6), "o")
+        second = await s.inline(uri, 0, 7, invoked=False)
+        assert [i.insert_text for i in second] == ["_bar(1)"]  # restarting would have given "_baz(2)"
+        assert [i.insert_text for i in await first] == ["o_bar(1)"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "inflight": 1}
+
+    run(tmp_path, "slow_reader", scenario)
+
+
 def test_a_newer_request_supersedes_a_running_generation(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         uri = s.open(s.root / "adder.py")
