@@ -210,3 +210,11 @@ def test_cancelled_before_the_model_runs(textkit: Path) -> None:
     token.cancel("user")
     with pytest.raises(Cancelled):
         generate_tests(_request(textkit), runtime_generator(_runtime(REPAIR_ANSWER, [])), cancel=token)
+
+
+def test_a_model_that_keeps_writing_tests_is_cut_at_six(textkit: Path) -> None:
+    many = "".join(f'def test_s{i}():\n    assert slugify("A{i}") == "a{i}"\n\n\n' for i in range(2, 12))
+    runtime = Runtime(FakeEngine(lambda prompt: 's1():\n    assert slugify("A1") == "a1"\n\n\n' + many))
+    result = generate_tests(_request(textkit), runtime_generator(runtime))
+    assert [t.name for t in result.passing] == [f"test_s{i}" for i in range(1, 7)]
+    assert result.failing == []

@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
 # Answer length for a first round (~6 small tests) and for one repaired test.
-MAX_TOKENS_FIRST = 700
+MAX_TOKENS_FIRST = 600
+# A first round asks for 4-6 tests; a model that keeps going is cut at the start of one more
+# (the extra, unfinished test is dropped), saving tokens that would be thrown away.
+MAX_TESTS_FIRST = 6
 MAX_TOKENS_REPAIR = 160
 # Failing tests repaired per round (one generation each).
 MAX_REPAIRS_PER_ROUND = 4
@@ -386,6 +389,15 @@ def repair_prompt(
     return user, prefill
 
 
+def _enough_tests(text: str) -> bool:
+    """StopWhen for a first round (the prefill opened the first test): a closing fence, or the
+    start of one test more than asked for."""
+    if closing_fence(text):
+        return True
+    starts = sum(1 for ln in text.split("\n")[:-1] if ln.startswith(("def test", "async def test")))
+    return starts >= MAX_TESTS_FIRST
+
+
 def _end_of_test(text: str) -> bool:
     """StopWhen for a repaired test: a closing fence or a new top-level statement ends it."""
     complete = text.split("\n")[:-1]
@@ -642,7 +654,7 @@ def generate_tests(
             if round_no == 1:
                 user, prefill = first_round_prompt(target, module, ctx)
                 prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
-                answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_FIRST, stop_when=closing_fence)
+                answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests)
             else:
                 answers = []
                 for test in failing[:MAX_REPAIRS_PER_ROUND]:
