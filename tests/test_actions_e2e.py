@@ -89,7 +89,7 @@ def test_generate_tests_for_a_real_function_creates_passing_tests(tmp_path: Path
         # Every test left uncommented passes; failing ones are comments marked as possible bugs.
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"{len(result['passing'])} passed" in proc.stdout
-        assert text.count("# infiller: possible bug") == len(result["failing"])
+        assert text.count("# infiller: possible bug") == min(3, len(result["failing"]))
         assert _pytest(ed.root, "tests").returncode == 0  # the project's own tests still pass
 
     _scenario(tmp_path, "textkit", body)

@@ -58,6 +58,9 @@ MAX_TARGET_CHARS = 4_000
 # Failure text per test shown to the model in a repair round and in the file's comments.
 MAX_FEEDBACK_CHARS = 600
 MAX_COMMENT_LINES = 6
+# Failing tests kept as comments in the file; a small model's failures are often one mistake
+# repeated, and a wall of commented-out tests buries the passing ones.
+MAX_REPORTED_FAILURES = 3
 # Folders holding tests, by convention, in the order we prefer them.
 TEST_DIRS = ("tests", "test")
 
@@ -747,7 +750,10 @@ def _commented(test: GeneratedTest) -> str:
 
 def _block(result: GenerateTestsResult) -> str:
     parts = [t.source.strip("\n") for t in result.passing]
-    parts += [_commented(t) for t in result.failing]
+    parts += [_commented(t) for t in result.failing[:MAX_REPORTED_FAILURES]]
+    if len(result.failing) > MAX_REPORTED_FAILURES:
+        more = len(result.failing) - MAX_REPORTED_FAILURES
+        parts.append(f"# infiller: {more} more failing test(s) not shown (see the action's message)")
     return "\n\n\n".join(parts) + "\n"
 
 
