@@ -218,3 +218,10 @@ def test_a_model_that_keeps_writing_tests_is_cut_at_six(textkit: Path) -> None:
     result = generate_tests(_request(textkit), runtime_generator(runtime))
     assert [t.name for t in result.passing] == [f"test_s{i}" for i in range(1, 7)]
     assert result.failing == []
+
+
+def test_a_repair_that_repeats_the_failing_test_ends_the_rounds(textkit: Path) -> None:
+    echo = '    assert slugify("Crème Brûlée") == "creme-brulee!"\n```'
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(echo, [])))
+    assert [t.name for t in result.failing] == ["test_slugify_accents"]
+    assert result.rounds == 2 and result.notes == ["round 2: the model repeated the failing tests"]

@@ -392,6 +392,10 @@ def repair_prompt(
     return user, prefill
 
 
+def _squash(source: str) -> str:
+    return "".join(source.split()).replace("'", '"')
+
+
 def _enough_tests(text: str) -> bool:
     """StopWhen for a first round (the prefill opened the first test): a closing fence, or the
     start of one test more than asked for."""
@@ -674,8 +678,17 @@ def generate_tests(
                 log.info("round %d: no usable test in answer:\n%s", round_no, answer)
                 continue
             if round_no > 1:
-                # Keep only answers to what failed, plus genuinely new tests.
-                suite.tests = [t for t in suite.tests if t.name not in {p.name for p in passing}]
+                # Keep only answers to what failed, plus genuinely new tests; a repair that
+                # repeats the failing test verbatim carries no new information.
+                tried = {_squash(t.source) for t in failing}
+                suite.tests = [
+                    t
+                    for t in suite.tests
+                    if t.name not in {p.name for p in passing} and _squash(t.source) not in tried
+                ]
+                if not suite.tests:
+                    notes.append(f"round {round_no}: the model repeated the failing tests")
+                    break
             cancel.check()
             progress(
                 f"round {round_no}: running {len(suite.tests)} test(s)",
