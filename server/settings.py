@@ -82,6 +82,10 @@ class Settings:
         default=_DEFAULT_COMPLETION.max_tokens_line,
         metadata=_meta("Most tokens generated for a single-line completion.", lo=1, hi=512),
     )
+    threads: int = field(
+        default=0,
+        metadata=_meta("CPU threads for the model (0: one fewer than the CPUs, at least 1).", lo=0, hi=256),
+    )
     context: ContextSettings = field(default_factory=ContextSettings, metadata=_meta("Prompt budgets."))
     debounce: DebounceSettings = field(default_factory=DebounceSettings, metadata=_meta("Debounce."))
     languages: list[str] | None = field(

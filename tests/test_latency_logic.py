@@ -193,3 +193,12 @@ def test_a_newer_job_supersedes_the_running_one_and_drops_queued_ones() -> None:
     assert ran == ["newest"]  # the superseded queued job never touched the model
     assert worker.cancelled == 2
     worker.shutdown()
+
+
+def test_model_threads_leave_one_cpu_free() -> None:
+    from server.lsp.server import model_threads
+
+    assert model_threads(0, cpus=2) == 1
+    assert model_threads(0, cpus=1) == 1
+    assert model_threads(0, cpus=8) == 7
+    assert model_threads(3, cpus=8) == 3
