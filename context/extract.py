@@ -181,8 +181,12 @@ def tags_query(language: str) -> ts.Query:
     return ts.Query(get_language(language), source)
 
 
-def extract(language: str, source: bytes, *, windows: bool = True) -> FileFacts:
-    """Parse `source` and collect everything the index stores about it."""
+def extract(language: str, source: bytes, *, windows: bool = True, references: bool = True) -> FileFacts:
+    """Parse `source` and collect everything the index stores about it.
+
+    `windows` and `references` feed only the similar-code source and the repo map; editor buffers
+    skip them (they are refreshed when the buffer is saved) to keep a keystroke's re-index cheap.
+    """
     tree = parse(language, source, timeout_s=PARSE_TIMEOUT_S)
     facts = FileFacts(lines=source.count(b"\n") + 1)
     chosen: dict[int, tuple[str, ts.Node, ts.Node]] = {}
@@ -196,7 +200,7 @@ def extract(language: str, source: bytes, *, windows: bool = True) -> FileFacts:
                     previous = chosen.get(node.start_byte)
                     if previous is None or KIND_PRECEDENCE[kind] < KIND_PRECEDENCE[previous[0]]:
                         chosen[node.start_byte] = (kind, node, def_node)
-            elif capture.startswith("name.reference."):
+            elif references and capture.startswith("name.reference."):
                 for node in nodes:
                     if node.text:
                         facts.references[node.text.decode("utf-8", "replace")] += 1

@@ -51,6 +51,8 @@ PARALLEL_CHUNK_FILES = 16
 MAX_WORKERS = 4
 # Similar-window queries use only the rarest identifiers: common ones cost the most and discriminate least.
 WINDOW_QUERY_TERMS = 8
+# Prefix of the stored hash of a file indexed from an editor buffer (without windows/references).
+BUFFER_HASH_MARK = "buffer:"
 # A hash short enough to store cheaply, long enough that collisions never happen in one workspace.
 HASH_BYTES = 16
 
@@ -282,7 +284,7 @@ class Index:
             with self._lock, self._conn:
                 for (rel, data, mtime, size), fact in zip(batch, facts, strict=True):
                     module, is_package = self._module_for(rel, package_dirs)
-                    self._write_file(rel, data, mtime, size, fact, module, is_package)
+                    self._write_file(rel, _hash(data), mtime, size, fact, module, is_package)
             if progress is not None:
                 progress(unchanged + batch_start + len(batch), total)
         parsed = len(work)
@@ -312,18 +314,20 @@ class Index:
             if is_binary_or_huge(data, self.options) or not is_candidate(rel, self.options):
                 return self._forget(rel)
             mtime, size = stat.st_mtime_ns, stat.st_size
+        # Buffers change per keystroke: similarity windows and reference counts (costly, and used
+        # only by non-default sources) are refreshed when the buffer is saved or dropped. A
+        # buffer's hash carries a marker so that the disk version of the same text re-indexes fully.
+        buffered = text is not None
+        digest = BUFFER_HASH_MARK + _hash(data) if buffered else _hash(data)
         with self._lock:
             row = self._conn.execute("SELECT hash FROM files WHERE path=?", (rel,)).fetchone()
-        if row is not None and row[0] == _hash(data):
+        if row is not None and row[0] == digest:
             return False
-        # Buffers change per keystroke: similarity windows (the costliest rows, and not a default
-        # source) are refreshed when the buffer is saved or dropped, not on every change.
-        buffered = text is not None
-        fact = _extract_one((rel, data), windows=not buffered)
+        fact = _extract_one((rel, data), derived=not buffered)
         is_new = rel not in self._file_ids
         with self._lock, self._conn:
             module, is_package = self._module_for(rel, None)
-            self._write_file(rel, data, mtime, size, fact, module, is_package, keep_windows=buffered)
+            self._write_file(rel, digest, mtime, size, fact, module, is_package, keep_derived=buffered)
             if module is not None:
                 self._modules.setdefault(module, rel)
             self._module_of[rel] = (module, is_package)
@@ -575,23 +579,23 @@ class Index:
     def _write_file(
         self,
         rel: str,
-        data: bytes,
+        digest: str,
         mtime: int,
         size: int,
         facts: FileFacts,
         module: str | None,
         is_package: bool,
         *,
-        keep_windows: bool = False,
+        keep_derived: bool = False,
     ) -> None:
         """Replace every row of one file (caller holds the lock and the transaction)."""
         conn = self._conn
         old = self._file_ids.get(rel)
         if old is not None:
-            self._delete_rows(old, keep_windows=keep_windows)
+            self._delete_rows(old, keep_derived=keep_derived)
             conn.execute(
                 "UPDATE files SET hash=?, mtime_ns=?, size=?, lines=?, module=?, is_package=? WHERE id=?",
-                (_hash(data), mtime, size, facts.lines, module, int(is_package), old),
+                (digest, mtime, size, facts.lines, module, int(is_package), old),
             )
             file_id = old
         else:
@@ -603,7 +607,7 @@ class Index:
                     language_for_path(rel) or "",
                     module,
                     int(is_package),
-                    _hash(data),
+                    digest,
                     mtime,
                     size,
                     facts.lines,
@@ -659,13 +663,13 @@ class Index:
             self._window_id = (row[0] or 0) + 1
         return self._window_id
 
-    def _delete_rows(self, file_id: int, *, keep_windows: bool = False) -> None:
+    def _delete_rows(self, file_id: int, *, keep_derived: bool = False) -> None:
         conn = self._conn
         conn.execute("DELETE FROM symbols WHERE file_id=?", (file_id,))
         conn.execute("DELETE FROM imports WHERE file_id=?", (file_id,))
-        conn.execute("DELETE FROM refs WHERE file_id=?", (file_id,))
-        if keep_windows:
+        if keep_derived:
             return
+        conn.execute("DELETE FROM refs WHERE file_id=?", (file_id,))
         conn.execute(
             "DELETE FROM windows_fts WHERE rowid IN (SELECT id FROM windows WHERE file_id=?)", (file_id,)
         )
@@ -758,13 +762,13 @@ class Index:
         return RefreshStats(files, symbols, parsed, removed, elapsed, db_bytes)
 
 
-def _extract_one(job: tuple[str, bytes], *, windows: bool = True) -> FileFacts:
+def _extract_one(job: tuple[str, bytes], *, derived: bool = True) -> FileFacts:
     rel, data = job
     language = language_for_path(rel)
     if language is None:
         return FileFacts()
     try:
-        return extract(language, data, windows=windows)
+        return extract(language, data, windows=derived, references=derived)
     except ParseTimeout as exc:
         log.warning("indexing %s without definitions: %s", rel, exc)
         return FileFacts()

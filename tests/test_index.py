@@ -76,6 +76,18 @@ def test_buffer_overrides_disk_until_dropped(shop: tuple[Path, Index]) -> None:
     assert "refund" not in names(index, "shop/pricing.py")
 
 
+def test_saving_a_buffer_refreshes_similarity_windows(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    path = root / "shop" / "pricing.py"
+    text = path.read_text() + "\n\ndef zebra_quux(amount):\n    return zebra_total(amount) + quux_fee\n"
+    index.set_buffer(path, text)  # keystrokes: definitions now, windows at save
+    assert "zebra_quux" in names(index, "shop/pricing.py")
+    path.write_text(text)  # the editor saves, then closes the buffer
+    index.drop_buffer(path)
+    windows = index.search_windows({"zebra_quux", "quux_fee"}, limit=3)
+    assert windows and windows[0].path == "shop/pricing.py"
+
+
 def test_large_buffer_is_indexed_once_typing_pauses(shop: tuple[Path, Index]) -> None:
     root, index = shop
     path = root / "shop" / "pricing.py"
