@@ -171,7 +171,7 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
                     inline_completion=types.InlineCompletionClientCapabilities()
                 ),
             ),
-            initialization_options={"infiller": {"model": args.model}},
+            initialization_options={"infiller": {**json.loads(args.settings), "model": args.model}},
         )
     )
     client.initialized(types.InitializedParams())
@@ -359,6 +359,7 @@ def summarize(
         outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
     return {
         "model": args.model,
+        "settings": json.loads(args.settings),
         "file": f"{SDIST} {MODULE}, {chars} characters from `{START_AT}`",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "model_load_and_index_s": round(load_s, 1),
@@ -394,6 +395,10 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
+def _settings_text(run: dict[str, Any]) -> str:
+    return json.dumps(run["settings"]) if run.get("settings") else ""
+
+
 def markdown(runs: list[dict[str, Any]]) -> str:
     lines = [
         "# Replay typing: keystroke to shown suggestion",
@@ -408,7 +413,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         k, s = r["keystroke_to_suggestion_ms"], r["server"]
         lines.append(
-            f"| {r['model']} | {r['file']} | {r['keystrokes']} | {k['p50']} | {k['p95']} | "
+            f"| {r['model']} {_settings_text(r)} | {r['file']} | {r['keystrokes']} | "
+            f"{k['p50']} | {k['p95']} | "
             f"{100 * (r['keystrokes_with_suggestion'] or 0):.0f}% | "
             f"{100 * (s['cache_hit_rate'] or 0):.0f}% | "
             f"{100 * (s['cancel_rate'] or 0):.0f}% | {s['served_by']} | "
@@ -434,6 +440,8 @@ def main() -> int:
     parser.add_argument(
         "--model", action="append", help="registry model (repeatable); default qwen2.5-coder-0.5b"
     )
+    parser.add_argument("--append", action="store_true", help="add to the runs already in the output")
+    parser.add_argument("--settings", default="{}", help="extra server settings (JSON, camelCase)")
     parser.add_argument("--chars", type=int, default=TYPED_CHARS, help="characters to type")
     parser.add_argument(
         "--settle",
@@ -458,6 +466,8 @@ def main() -> int:
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out.with_suffix(".json").is_file():
+        runs = json.loads(out.with_suffix(".json").read_text()) + runs
     out.with_suffix(".json").write_text(json.dumps(runs, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(runs))
     print(markdown(runs))

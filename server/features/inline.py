@@ -251,6 +251,7 @@ class Suggester:
 
         log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], request.line)
         future, token = self.server.run_model(job, supersede=True)
+        future.add_done_callback(_ignore_cancelled)  # a superseded or orphaned job ends in Cancelled
         flight = InFlight(now, future, token)
         self.inflight = flight
         try:
