@@ -161,6 +161,8 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
         env=env,
         cwd=str(REPO),
     )
+    # pygls's client pipes the server's stderr and never reads it: drain it so the server cannot block.
+    stderr_task = asyncio.ensure_future(_drain(client, state / "server.stderr"))
     await client.initialize_async(
         types.InitializeParams(
             process_id=os.getpid(),
@@ -316,10 +318,20 @@ async def replay(args: argparse.Namespace) -> dict[str, Any]:
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
+    stderr_task.cancel()
     summary = summarize(args, result, server_stats, load_s, time.perf_counter() - t0, len(target))
     summary["first_request_ms"] = None if first_ms is None else round(first_ms, 1)
     summary["load_average"] = os.getloadavg()
     return summary
+
+
+async def _drain(client: LanguageClient, path: Path) -> None:
+    process = client._server
+    if process is None or process.stderr is None:
+        return
+    with path.open("wb") as out:
+        while chunk := await process.stderr.read(65536):
+            out.write(chunk)
 
 
 def _ignore(ls: Any, params: Any) -> None:

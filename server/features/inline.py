@@ -45,9 +45,11 @@ ACCEPT_COMMAND = "infiller.accepted"
 # next keystroke's request wants to follow it; then it is cancelled.
 ORPHAN_GRACE_S = 0.35
 # While a generation is still reading its prompt there is no output to compare with what was typed:
-# follow it anyway for this many characters. Starting over on every keystroke re-reads the suffix
-# each time and, during a burst, never finishes; past this the answer would rarely still fit.
-FOLLOW_BLIND_CHARS = 6
+# follow it anyway for this many characters of the same line. Starting over on every few keystrokes
+# re-reads the suffix each time and, during a burst, never finishes (replay on 2 busy cores: a warm
+# generation takes 1-3 s, i.e. 8-20 keystrokes); a finished answer still serves the typed text
+# when the model predicted it (typing-through).
+FOLLOW_BLIND_CHARS = 24
 # Sort text that puts the fallback item first among a client's other completion items.
 FIRST_SORT_TEXT = "\u0000"
 # An identifier fragment right before the cursor (replaced by the fallback completion item).
