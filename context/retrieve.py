@@ -62,6 +62,14 @@ AFTER_CURSOR_WEIGHT = 0.5
 CURSOR_CHAIN_BONUS = 4.0
 # Imported names not used near the cursor may still be about to be used (the cursor sits before a use).
 IMPORTED_UNUSED_WEIGHT = 0.08
+# Uses elsewhere in the file counted for an imported name (beyond this it is simply "common").
+MAX_COUNTED_USES = 5
+# After `raise ` / `except `, imported exception classes are the likely next name.
+RAISE_CUE_RE = re.compile(r"\b(?:raise|except)\s+(?:\(?\s*)?[\w.]*$")
+EXCEPTION_NAME_RE = re.compile(r"(?:Error|Exception|Warning|Exit|Abort)$")
+RAISE_CUE_BOOST = 4.0
+# Entries per outline chunk: more are seldom read by a small model and cost tokens.
+OUTLINE_MAX_ENTRIES = 12
 # Names resolved by global name lookup rather than through imports are guesses: weigh them down.
 GLOBAL_LOOKUP_WEIGHT = 0.3
 # A name defined in more files than this is too ambiguous for a global lookup.
@@ -306,12 +314,23 @@ class Retriever:
                     self._resolve_jedi(rel, text, lines, line, parts, weight, scores)
             elif parts[0] not in _BUILTINS and parts[0] not in local_names:
                 self._resolve_global(rel, parts[0], weight, scores, language)
+        near_keys = set(scores)
+        unused: dict[tuple[str, str, str | None], float] = defaultdict(float)
         if python:
+            raising = RAISE_CUE_RE.search(near.line_prefix) is not None
             for binding in bindings:
-                if binding.local and binding.local not in near.weights and binding.local != "*":
-                    self._resolve_python(
-                        rel, bindings, [binding.local], IMPORTED_UNUSED_WEIGHT, scores, False
-                    )
+                local = binding.local
+                if local and local not in near.weights and local != "*":
+                    # A name used often elsewhere in the file is likely to be used here too.
+                    uses = min(text.count(local) - 1, MAX_COUNTED_USES)
+                    weight = IMPORTED_UNUSED_WEIGHT * (1 + uses)
+                    if raising and EXCEPTION_NAME_RE.search(local):
+                        weight *= RAISE_CUE_BOOST
+                    self._resolve_python(rel, bindings, [local], weight, unused, False)
+            for key, score in unused.items():
+                scores.setdefault(key, 0.0)
+                scores[key] += score
+        unused_keys = set(unused) - near_keys
         out: list[_Scored] = []
         outline: dict[str, list[tuple[Symbol, float]]] = defaultdict(list)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1], kv[0][2] or ""))
@@ -319,16 +338,24 @@ class Retriever:
             if path == rel:
                 continue
             for symbol in self._symbols(path, name, parent):
-                if score >= OUTLINE_BELOW and len(out) < MAX_FULL_SNIPPETS:
+                # Names only imported (not used near the cursor) are listed, never expanded.
+                if (
+                    (path, name, parent) not in unused_keys
+                    and score >= OUTLINE_BELOW
+                    and len(out) < MAX_FULL_SNIPPETS
+                ):
                     out.append(_Scored(path, symbol.snippet, score, symbol.start_line, symbol.end_line))
                 else:
                     outline[path].append((symbol, score))
         taken = {(s.path, s.start_line) for s in out}
         for path, entries in outline.items():
             # Imported but not used near the cursor: one line each, grouped per file (one header).
-            entries = sorted(
-                (e for e in entries if (path, e[0].start_line) not in taken), key=lambda e: e[0].start_line
-            )
+            # Best first, then source order among the kept: a truncated outline loses the least likely.
+            best = sorted(
+                (e for e in entries if (path, e[0].start_line) not in taken),
+                key=lambda e: (-e[1], e[0].start_line),
+            )[:OUTLINE_MAX_ENTRIES]
+            entries = sorted(best, key=lambda e: (-e[1], e[0].start_line))
             if entries:
                 text = self._outline([symbol for symbol, _ in entries])
                 out.append(
@@ -655,6 +682,7 @@ class Retriever:
 class _Near:
     weights: dict[str, float]
     cursor_chain: str
+    line_prefix: str  # the cursor line up to the cursor
 
     def top(self, limit: int) -> list[tuple[str, float]]:
         return sorted(self.weights.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
@@ -691,7 +719,7 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
         weights[cursor_chain.rstrip(".")] += CURSOR_CHAIN_BONUS
     for word in _KEYWORDS:
         weights.pop(word, None)
-    return _Near(dict(weights), cursor_chain)
+    return _Near(dict(weights), cursor_chain, cursor)
 
 
 # Keywords (and soft ones) never name a definition worth fetching.
