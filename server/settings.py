@@ -19,6 +19,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
+from context.retrieve import SOURCES
 from server.completion import CompletionSettings
 
 # The section name clients nest our settings under (`{"infiller": {...}}`).
@@ -27,8 +28,10 @@ SECTION = "infiller"
 _DEFAULT_COMPLETION = CompletionSettings()
 
 
-def _meta(doc: str, *, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
-    return {"doc": doc, "min": lo, "max": hi}
+def _meta(
+    doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return {"doc": doc, "min": lo, "max": hi, "choices": choices}
 
 
 @dataclass
@@ -50,7 +53,8 @@ class ContextSettings:
     sources: list[str] | None = field(
         default=None,
         metadata=_meta(
-            "Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap."
+            "Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.",
+            choices=SOURCES,
         ),
     )
 
@@ -231,19 +235,13 @@ def _cross_checks(settings: Settings, errors: list[str]) -> Settings:
         errors.append(f"setting debounce.minMs ({deb.min_ms}) exceeds debounce.maxMs ({deb.max_ms}); swapped")
         deb.min_ms, deb.max_ms = deb.max_ms, deb.min_ms
     if settings.context.sources is not None:
-        known_sources: tuple[str, ...] | None
-        try:
-            from context.retrieve import SOURCES as known_sources
-        except ImportError:  # retrieval not installed: nothing to check against
-            known_sources = None
-        if known_sources:
-            bad = [s for s in settings.context.sources if s not in known_sources]
-            if bad:
-                errors.append(
-                    f"setting context.sources: unknown source(s) {', '.join(bad)} "
-                    f"(known: {', '.join(known_sources)}); ignored them"
-                )
-                settings.context.sources = [s for s in settings.context.sources if s in known_sources]
+        bad = [s for s in settings.context.sources if s not in SOURCES]
+        if bad:
+            errors.append(
+                f"setting context.sources: unknown source(s) {', '.join(bad)} "
+                f"(known: {', '.join(SOURCES)}); ignored them"
+            )
+            settings.context.sources = [s for s in settings.context.sources if s in SOURCES]
     return settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.settings import Settings, describe, read_settings, to_json
+from server.settings import ContextSettings, Settings, describe, read_settings, to_json
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "lsp.md"
 
@@ -55,7 +55,10 @@ def test_each_bad_value_gets_a_message_and_its_default_while_good_ones_apply() -
         }
     )
     assert settings.enable is True and settings.max_tokens == 128 and settings.max_line_tokens == 48
-    assert settings.context.suffix_tokens == 128 and settings.context.prefix_tokens == 300
+    assert (
+        settings.context.suffix_tokens == ContextSettings().suffix_tokens
+        and settings.context.prefix_tokens == 300
+    )
     assert settings.debounce == Settings().debounce and settings.languages is None
     assert settings.model == "qwen2.5-coder-0.5b"
     text = "\n".join(errors)

@@ -11,6 +11,8 @@ return {
     maxTokens = 128,
     -- Most tokens generated for a single-line completion. [1..512]
     maxLineTokens = 48,
+    -- CPU threads for the model (0: one fewer than the CPUs, at least 1). [0..256]
+    threads = 0,
     -- Prompt budgets.
     context = {
       -- Tokens of cross-file context (0 disables retrieval). [0..4096]
@@ -18,7 +20,7 @@ return {
       -- Tokens of the current file before the cursor. [16..8192]
       prefixTokens = 768,
       -- Tokens of the current file after the cursor. [0..2048]
-      suffixTokens = 128,
+      suffixTokens = 48,
       -- Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.
       sources = vim.NIL,
     },
