@@ -207,7 +207,9 @@ class InfillerServer(LanguageServer):
         old = self.settings
         self.settings = settings
         reload = settings.model != old.model or settings.threads != old.threads
-        if reload and (self.runtime is not None or self.model_error is not None):
+        # A load already started (finished, failed or still running) must restart with the new
+        # model: otherwise a change sent while the first load runs would be lost.
+        if reload and self._model_task is not None:
             self.start_model()
         else:
             self.rebuild_completer()
