@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -78,12 +79,15 @@ class Row:
 TIMED = ("kv_cold_ms", "warm_ms", "typed_ms", "bare_ms")
 
 
-def bench_model(name: str, count: int, process_runs: int) -> dict[str, object]:
+def bench_model(name: str, count: int, process_runs: int, threads: int) -> dict[str, object]:
     import llama_cpp
 
     spec = load_registry().get(name)
-    completer = Completer.load(name)
-    bare = llama_cpp.Llama(model_path=str(resolve(spec)), n_ctx=4096, verbose=False)
+    completer = Completer.load(name, threads=threads)
+    # The same context size and thread count on both sides (llama-cpp's own default is half the CPUs).
+    bare = llama_cpp.Llama(
+        model_path=str(resolve(spec)), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
     rows: list[Row] = []
     for path, line, col in cursors(count):
         lines = path.read_text().split("\n")
@@ -150,10 +154,21 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--process-runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="model threads, both sides")
     args = parser.parse_args()
-    results = [bench_model(m, args.cases, args.process_runs) for m in args.models]
+    results = []
+    for model in args.models:
+        results.append(bench_model(model, args.cases, args.process_runs, args.threads))
+        write(results, args.threads)
+    return 0
+
+
+def write(results: list[dict[str, object]], threads: int) -> None:
+    """Results so far (written after each model, so a long run leaves what it measured)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "complete_latency.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "complete_latency.json").write_text(
+        json.dumps({"threads": threads, "models": results}, indent=2)
+    )
     lines = [
         "| model | cases | prompt tokens | process-cold p50 | KV-cold p50 / p95 | next keystroke p50 / p95 "
         "| same cursor again p50 | bare llama-cpp p50 | infiller / bare | keystroke / cold | KV reused |",
@@ -168,10 +183,12 @@ def main() -> int:
             f"| {p50['warm_ms']} ms | {p50['bare_ms']} ms | {r['infiller_over_bare_p50']} "
             f"| {r['typed_over_kv_cold_p50']} | {r['typed_reused_share']:.0%} |"
         )
-    table = "\n".join(lines)
-    (RESULTS / "complete_latency.md").write_text(table + "\n")
-    print(table)
-    return 0
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    table = (
+        "\n".join(lines) + f"\n\n{threads} model thread(s) on both sides; load average at the end: {load}.\n"
+    )
+    (RESULTS / "complete_latency.md").write_text(table)
+    print(table, flush=True)
 
 
 if __name__ == "__main__":

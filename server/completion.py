@@ -156,11 +156,13 @@ class Completer:
         settings: CompletionSettings | None = None,
         index: Index | None = None,
         sources: Collection[str] | None = None,
+        threads: int | None = None,
     ) -> Completer:
-        """Load a registry model (it must be pulled) and wrap it."""
+        """Load a registry model (it must be pulled) and wrap it (threads: None = every CPU)."""
         from server.model.loader import load_runtime
 
-        return cls(load_runtime(model), root=root, index=index, settings=settings, sources=sources)
+        runtime = load_runtime(model, n_threads=threads)
+        return cls(runtime, root=root, index=index, settings=settings, sources=sources)
 
     @property
     def model_name(self) -> str:

@@ -265,6 +265,8 @@ class LlamaEngine:
         return int(logits.argmax())
 
 
-def load_engine(spec: ModelSpec, path: Path, *, n_ctx: int = DEFAULT_N_CTX) -> LlamaEngine:
+def load_engine(
+    spec: ModelSpec, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None
+) -> LlamaEngine:
     template_for(spec.family)  # fail early with a clear message on an unknown family
-    return LlamaEngine(path, spec.family, n_ctx=min(n_ctx, spec.context_length))
+    return LlamaEngine(path, spec.family, n_ctx=min(n_ctx, spec.context_length), n_threads=n_threads)
