@@ -19,14 +19,14 @@ import json
 import logging
 import random
 import re
-import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.sdist import fetch_sdist
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "eval"
@@ -102,34 +102,7 @@ class Summary:
 
 def fetch(spec: str) -> Path:
     """Download and unpack one pinned sdist; returns the unpacked directory."""
-    sdists = WORK / "sdists"
-    sdists.mkdir(parents=True, exist_ok=True)
-    name, version = spec.split("==")
-    unpacked = WORK / "src" / f"{name}-{version}"
-    if unpacked.is_dir():
-        return unpacked
-    archives = list(sdists.glob(f"{name}-{version}.tar.gz"))
-    if not archives:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                spec,
-                "-d",
-                sdists,
-            ],
-            check=True,
-        )
-        archives = list(sdists.glob(f"{name}-{version}.tar.gz"))
-    with tarfile.open(archives[0]) as tar:
-        tar.extractall(WORK / "src", filter="data")
-    return unpacked
+    return fetch_sdist(spec, WORK / "src")
 
 
 def package_root(unpacked: Path) -> Path:

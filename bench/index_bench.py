@@ -18,11 +18,12 @@ import random
 import resource
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.sdist import fetch_sdist
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work"
@@ -37,32 +38,7 @@ SEED = 7
 
 
 def fetch(spec: str) -> Path:
-    name, version = spec.split("==")
-    target = WORK / f"{name}-{version}"
-    if target.is_dir():
-        return target
-    WORK.mkdir(parents=True, exist_ok=True)
-    archive = WORK / f"{name}-{version}.tar.gz"
-    if not archive.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                spec,
-                "-d",
-                WORK,
-            ],
-            check=True,
-        )
-    with tarfile.open(archive) as tar:
-        tar.extractall(WORK, filter="data")
-    return target
+    return fetch_sdist(spec, WORK)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

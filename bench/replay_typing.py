@@ -11,7 +11,7 @@ Reports keystroke-to-shown-suggestion p50/p95, how many keystrokes got a suggest
 rate and the cancellation rate (from the server's own statistics) into
 bench/results/replay_typing.{json,md}.
 
-    .venv/bin/python bench/replay_typing.py --model qwen2.5-coder-0.5b
+    .venv/bin/python -m bench.replay_typing --model qwen2.5-coder-0.5b
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,13 +34,14 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from bench.sdist import fetch_sdist
+
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work"
 RESULTS = REPO / "bench" / "results"
 
 # The replayed file: a pinned sdist, so the numbers are reproducible.
 SDIST = "requests==2.32.3"
-SDIST_DIR = "requests-2.32.3"
 MODULE = "src/requests/utils.py"
 START_AT = "def address_in_network"
 TYPED_CHARS = 1200
@@ -81,29 +80,7 @@ class Replay:
 
 def fetch_source(work: Path) -> tuple[Path, Path]:
     """The workspace root (the unpacked sdist) and the module to type into."""
-    work.mkdir(parents=True, exist_ok=True)
-    root = work / SDIST_DIR
-    if not (root / MODULE).is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    SDIST,
-                    "-d",
-                    tmp,
-                    "-q",
-                ],
-                check=True,
-            )
-            archive = next(Path(tmp).glob("*.tar.gz"))
-            with tarfile.open(archive) as tar:
-                tar.extractall(work, filter="data")
+    root = fetch_sdist(SDIST, work)
     return root, root / MODULE
 
 
@@ -415,7 +392,7 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     lines = [
         "# Replay typing: keystroke to shown suggestion",
         "",
-        "`.venv/bin/python bench/replay_typing.py --model MODEL`"
+        "`.venv/bin/python -m bench.replay_typing --model MODEL`"
         " (the module docstring describes the typing model).",
         "",
         "| model | file | keystrokes | p50 ms | p95 ms | with suggestion | cache hit rate | cancel rate"
