@@ -202,14 +202,14 @@ def extract(language: str, source: bytes, *, windows: bool = True, references: b
                         chosen[node.start_byte] = (kind, node, def_node)
             elif references and capture.startswith("name.reference."):
                 for node in nodes:
-                    if node.text:
-                        facts.references[node.text.decode("utf-8", "replace")] += 1
+                    # Slices of `source`: node.text would go through the parse's read callback.
+                    facts.references[source[node.start_byte : node.end_byte].decode("utf-8", "replace")] += 1
             elif capture == "import.statement" and language == "python":
                 for node in nodes:
-                    facts.imports.extend(python_bindings(node))
+                    facts.imports.extend(python_bindings(node, source))
             elif capture == "import.source":
                 for node in nodes:
-                    raw = (node.text or b"").decode("utf-8", "replace").strip("\"'<>")
+                    raw = _node_text(source, node).strip("\"'<>")
                     facts.imports.append(ImportBinding(None, raw, None, 0, node.start_point.row))
     for _, (kind, name_node, def_node) in sorted(chosen.items()):
         if _is_local(def_node):
@@ -262,8 +262,8 @@ def _is_local(node: ts.Node) -> bool:
 def _owner(node: ts.Node, source: bytes) -> str | None:
     if node.type == "method_declaration":  # Go: the receiver names the owner
         receiver = node.child_by_field_name("receiver")
-        if receiver is not None and receiver.text:
-            names = IDENT_RE.findall(receiver.text.decode("utf-8", "replace"))
+        if receiver is not None:
+            names = IDENT_RE.findall(_node_text(source, receiver))
             return names[-1] if names else None
     parent = node.parent
     while parent is not None:

@@ -66,8 +66,16 @@ class ModuleGraph(Protocol):
 # Extraction (tree-sitter nodes -> bindings)
 
 
-def python_bindings(node: ts.Node) -> list[ImportBinding]:
-    """Bindings of one `import_statement` / `import_from_statement` node."""
+def python_bindings(node: ts.Node, source: bytes | None = None) -> list[ImportBinding]:
+    """Bindings of one `import_statement` / `import_from_statement` node.
+
+    Pass the parsed `source` when the tree came from a read callback (`parse(..., timeout_s=...)`):
+    such trees fetch `node.text` through the callback, which is slow.
+    """
+
+    def _text(node: ts.Node | None) -> str:
+        return _node_text(node, source)
+
     line = node.start_point.row
     out: list[ImportBinding] = []
     if node.type == "import_statement":
@@ -104,10 +112,12 @@ def python_bindings(node: ts.Node) -> list[ImportBinding]:
     return out
 
 
-def _text(node: ts.Node | None) -> str:
-    if node is None or node.text is None:
+def _node_text(node: ts.Node | None, source: bytes | None) -> str:
+    if node is None:
         return ""
-    return node.text.decode("utf-8", "replace")
+    if source is not None:
+        return source[node.start_byte : node.end_byte].decode("utf-8", "replace")
+    return (node.text or b"").decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------------------------
