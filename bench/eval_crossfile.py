@@ -81,6 +81,7 @@ class Outcome:
     chunks: int
     retrieval_ms: float
     total_ms: float
+    definition_shown: bool = False  # the context holds the definition of the name at the cursor
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Summary:
     cases: int
     exact_match: float
     edit_similarity: float
+    definition_shown: float
     mean_context_tokens: float
     retrieval_ms_p50: float
     retrieval_ms_p95: float
@@ -212,6 +214,12 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - previous[-1] / max(len(a), len(b))
 
 
+def shows_definition(name: str, texts: Sequence[str]) -> bool:
+    """Whether retrieved text defines `name` (def/class line or a module-level assignment)."""
+    pattern = re.compile(rf"(?:^|\s)(?:def|class)\s+{re.escape(name)}\b|^{re.escape(name)}\s*[:=]", re.M)
+    return any(pattern.search(text) for text in texts)
+
+
 def first_line(text: str | None) -> str:
     return (text or "").split("\n")[0].rstrip()
 
@@ -266,6 +274,7 @@ def run_config(
                 chunks=len(result.chunks),
                 retrieval_ms=float(result.timings.get("retrieval_ms", 0.0)),
                 total_ms=float(result.timings.get("total_ms", 0.0)),
+                definition_shown=shows_definition(case.name, [c.text for c in result.chunks]),
             )
         )
     return outcomes
@@ -282,6 +291,7 @@ def summarize(name: str, outcomes: Sequence[Outcome], cases: Sequence[Case]) -> 
         cases=len(outcomes),
         exact_match=sum(o.exact for o in outcomes) / n,
         edit_similarity=sum(o.edit_similarity for o in outcomes) / n,
+        definition_shown=sum(o.definition_shown for o in outcomes) / n,
         mean_context_tokens=sum(o.context_tokens for o in outcomes) / n,
         retrieval_ms_p50=retrieval[len(retrieval) // 2],
         retrieval_ms_p95=retrieval[min(len(retrieval) - 1, int(len(retrieval) * 0.95))],
@@ -300,13 +310,14 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        "| configuration | exact match | edit similarity | context tokens | retrieval p50 / p95 ms "
-        "| mean total ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| configuration | exact match | edit similarity | definition in context | context tokens "
+        "| retrieval p50 / p95 ms | mean total ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         lines.append(
-            f"| {s.config} | {s.exact_match:.1%} | {s.edit_similarity:.3f} | {s.mean_context_tokens:.0f} | "
+            f"| {s.config} | {s.exact_match:.1%} | {s.edit_similarity:.3f} | {s.definition_shown:.0%} | "
+            f"{s.mean_context_tokens:.0f} | "
             f"{s.retrieval_ms_p50:.1f} / {s.retrieval_ms_p95:.1f} | {s.total_ms_mean:.0f} |"
         )
     lines += [
