@@ -163,3 +163,19 @@ def test_javascript_uses_reach_definitions_in_imported_files(shop: tuple[Path, I
         .chunks
     )
     assert any(c.path == "web/util.js" and "function formatPrice(amount)" in c.text for c in chunks)
+
+
+def test_jedi_infers_what_static_resolution_cannot(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    factory = 'from .models import Cart\n\n\ndef carts():\n    return [Cart("ann"), Cart("bob")]\n'
+    (root / "shop" / "factory.py").write_text(factory)
+    index.refresh()
+    text = "from shop.factory import carts\n\n\ndef run():\n    for basket in carts():\n        basket."
+    line, column = 5, len("        basket.")
+    path = root / "app" / "flow.py"
+    static = Retriever(index, ("definitions",)).retrieve(path, text, line, column, 300, count_tokens)
+    assert "class Cart" not in texts(static.chunks)  # a loop variable: no assignment to read
+    inferred = Retriever(index, ("definitions",), use_jedi=True).retrieve(
+        path, text, line, column, 300, count_tokens
+    )
+    assert any(c.path == "shop/models.py" and c.text.startswith("class Cart:") for c in inferred.chunks)
