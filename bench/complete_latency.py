@@ -29,6 +29,7 @@ from pathlib import Path
 
 from server.completion import Completer, CompletionRequest
 from server.model.registry import load_registry, resolve
+from server.model.runtime import model_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -154,7 +155,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--process-runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="model threads, both sides")
+    parser.add_argument("--threads", type=int, default=model_threads(), help="model threads, both sides")
     args = parser.parse_args()
     results = []
     for model in args.models:

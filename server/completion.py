@@ -158,7 +158,7 @@ class Completer:
         sources: Collection[str] | None = None,
         threads: int | None = None,
     ) -> Completer:
-        """Load a registry model (it must be pulled) and wrap it (threads: None = every CPU)."""
+        """Load a registry model (it must be pulled) and wrap it (threads: None = one fewer than the CPUs)."""
         from server.model.loader import load_runtime
 
         runtime = load_runtime(model, n_threads=threads)

@@ -196,7 +196,7 @@ def test_a_newer_job_supersedes_the_running_one_and_drops_queued_ones() -> None:
 
 
 def test_model_threads_leave_one_cpu_free() -> None:
-    from server.lsp.server import model_threads
+    from server.model.runtime import model_threads
 
     assert model_threads(0, cpus=2) == 1
     assert model_threads(0, cpus=1) == 1

@@ -29,7 +29,6 @@ import contextlib
 import importlib
 import importlib.util
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,7 +39,7 @@ from pygls.uris import to_fs_path
 
 from server import __version__
 from server.lsp.documents import Document, Documents
-from server.model.runtime import CancelToken, Runtime
+from server.model.runtime import CancelToken, Runtime, model_threads
 from server.model.worker import ModelWorker
 from server.settings import Settings
 from server.stats import Stats
@@ -63,31 +62,11 @@ FEATURE_MODULES = ("sync", "inline", "stats", "code_actions", "diagnostics")
 OPTIONAL_FEATURES = frozenset({"code_actions", "diagnostics"})
 
 
-def model_threads(setting: int, cpus: int | None = None) -> int:
-    """Threads for llama.cpp: the setting, or (0) one fewer than the CPUs, at least one.
-
-    llama.cpp's threads wait for each other at every layer; when another process (the editor, a
-    browser, a build) takes a core, one thread per core stalls the whole batch. Measured on 2 busy
-    cores with the 0.5B: a cold 844-token prompt took 54 s with 2 threads and 17 s with 1.
-    """
-    if setting > 0:
-        return setting
-    return max(1, (cpus if cpus is not None else os.cpu_count() or 1) - 1)
-
-
 def default_engine_factory(model: str | None, threads: int = 0) -> Runtime:
-    """The registry model (it must be pulled) on llama.cpp."""
-    from server.model.registry import load_registry, resolve
-    from server.model.runtime import DEFAULT_N_CTX, LlamaEngine
-    from server.model.templates import template_for
+    """The registry model (it must be pulled) on llama.cpp; threads 0: the runtime's default."""
+    from server.model.loader import load_runtime
 
-    spec = load_registry().get(model)
-    path = resolve(spec)
-    template_for(spec.family)  # an unknown family fails with a clear message before loading
-    engine = LlamaEngine(
-        path, spec.family, n_ctx=min(DEFAULT_N_CTX, spec.context_length), n_threads=model_threads(threads)
-    )
-    return Runtime(engine, spec)
+    return load_runtime(model, n_threads=model_threads(threads))
 
 
 class InfillerServer(LanguageServer):
