@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON with latency, tokens and reason")
     p.add_argument("--no-context", action="store_true", help="current file only: no cross-file retrieval")
     p.add_argument("--repeat", type=int, default=1, help="run N times in one process (warm latency)")
+    p.add_argument(
+        "--reset-cache", action="store_true", help="empty the KV cache before each run (cold, reproducible)"
+    )
     p.set_defaults(func=cmd_complete)
 
 
@@ -56,7 +59,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     request = CompletionRequest(path=loc.path.resolve(), text=text, line=loc.line, column=loc.column)
     runs = []
     for _ in range(max(1, args.repeat)):
-        runs.append(completer.complete(request))
+        runs.append(completer.complete(request, reset_cache=args.reset_cache))
     result = runs[-1]
     if args.json:
         payload = result.as_json()
