@@ -333,6 +333,51 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def results_meta(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    packages: Sequence[str],
+    cases: Sequence[Case],
+    start: float,
+) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "cases": len(cases),
+        "packages": list(packages),
+        "budget": args.budget,
+        "prefix_tokens": args.prefix_tokens,
+        "suffix_tokens": args.suffix_tokens,
+        "elapsed_s": time.perf_counter() - start,
+        "command": "python -m bench.eval_crossfile " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+
+
+def write_results(
+    out: Path,
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    packages: Sequence[str],
+    cases: Sequence[Case],
+    summaries: Sequence[Summary],
+    outcomes: Sequence[Outcome],
+    start: float,
+) -> None:
+    meta = results_meta(args, argv, packages, cases, start)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "summaries": [asdict(s) for s in summaries],
+                "cases": [{k: v for k, v in asdict(c).items() if k != "text"} for c in cases],
+                "outcomes": [asdict(o) for o in outcomes],
+            },
+            indent=1,
+        )
+    )
+    out.with_suffix(".md").write_text(markdown(summaries, meta))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=48)
@@ -379,31 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ctx {summary.mean_context_tokens:5.0f} tok  ({time.perf_counter() - t0:.0f} s)",
             file=sys.stderr,
         )
-    meta = {
-        "model": args.model,
-        "cases": len(cases),
-        "packages": list(packages),
-        "budget": args.budget,
-        "prefix_tokens": args.prefix_tokens,
-        "suffix_tokens": args.suffix_tokens,
-        "elapsed_s": time.perf_counter() - start,
-        "command": "python -m bench.eval_crossfile " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "summaries": [asdict(s) for s in summaries],
-                "cases": [{k: v for k, v in asdict(c).items() if k != "text"} for c in cases],
-                "outcomes": [asdict(o) for o in all_outcomes],
-            },
-            indent=1,
-        )
-    )
-    out.with_suffix(".md").write_text(markdown(summaries, meta))
-    print(markdown(summaries, meta))
+        # Written after every configuration: a long run cut short still leaves its results.
+        write_results(Path(args.out), args, argv, packages, cases, summaries, all_outcomes, start)
+    print(markdown(summaries, results_meta(args, argv, packages, cases, start)))
     for index in indexes.values():
         index.close()
     return 0

@@ -227,6 +227,57 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 4].rstrip() + " ..."
 
 
+_OPEN_SPACE_RE = re.compile(r"([(\[{])\s+")
+_CLOSE_SPACE_RE = re.compile(r",?\s+([)\]}])")
+
+
+def _without_comment(line: str) -> str:
+    """`line` without a trailing `# comment` (a `#` inside a string literal is kept)."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote and line[i - 1] != "\\":
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
+def one_line(signature: str, limit: int = MEMBER_MAX_CHARS) -> str:
+    """A signature joined onto one line, cut at a parameter boundary when longer than `limit`.
+
+    `def f(\n    self,\n    a: int,\n) -> X:` becomes `def f(self, a: int) -> X:`; a long one
+    becomes `def f(self, a: int, ...) -> X:`: never a name cut in half, the return type kept.
+    """
+    flat = " ".join(" ".join(_without_comment(line) for line in signature.split("\n")).split())
+    text = _CLOSE_SPACE_RE.sub(r"\1", _OPEN_SPACE_RE.sub(r"\1", flat))
+    if len(text) <= limit:
+        return text
+    open_at = text.find("(")
+    if open_at < 0:
+        return shorten(text, limit)
+    depth, commas, close = 0, [], -1
+    for i in range(open_at, len(text)):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                close = i
+                break
+        elif ch == "," and depth == 1:
+            commas.append(i)
+    if close < 0:
+        return shorten(text, limit)
+    tail = shorten(text[close + 1 :], max(limit // 3, 8))
+    fitting = [c for c in commas if c + len(", ...)") + len(tail) <= limit]
+    head = text[: fitting[-1]] + ", ...)" if fitting else text[: open_at + 1] + "...)"
+    return head + tail
+
+
 def identifiers(text: str) -> set[str]:
     """Distinct meaningful identifiers of a text (the similarity vocabulary)."""
     # Dedupe first: the filter then runs over distinct names only (windows repeat names a lot).
@@ -291,11 +342,13 @@ def _definition(
     body = node.child_by_field_name("body")
     if body is not None and body.start_byte > node.start_byte:
         signature = source[node.start_byte : body.start_byte].decode("utf-8", "replace").rstrip()
+        # A body opening with comments (`#: the verb`) would otherwise end the signature.
+        sig_lines = signature.split("\n")
+        while len(sig_lines) > 1 and sig_lines[-1].lstrip().startswith(("#", "//")):
+            sig_lines.pop()
+        signature = "\n".join(sig_lines).rstrip()
     else:
         signature = _node_text(source, node)
-    sig_lines = signature.split("\n")
-    if len(sig_lines) > SIGNATURE_MAX_LINES:
-        signature = "\n".join(sig_lines[:SIGNATURE_MAX_LINES]) + " ..."
     doc = _doc(language, source, node, body)
     n_lines = outer.end_point.row - outer.start_point.row + 1
     whole = " " * outer.start_point.column + _node_text(source, outer)
@@ -309,7 +362,10 @@ def _definition(
     elif kind == "class" and language == "python":
         snippet = _class_summary(source, indent, signature, doc, body)
     else:
-        snippet = _compact(language, indent, signature, doc, body)
+        sig_lines = signature.split("\n")
+        if len(sig_lines) > SIGNATURE_MAX_LINES:  # the record keeps it whole: one_line() cuts it
+            sig_lines = [*sig_lines[:SIGNATURE_MAX_LINES], indent + "    ..."]
+        snippet = _compact(language, indent, "\n".join(sig_lines), doc, body)
     if parent is not None and language == "python":
         header = _owner_header(node, source)
         if header:
@@ -403,8 +459,8 @@ def _class_summary(source: bytes, indent: str, signature: str, doc: str, body: t
             seen.add(member)
             member_body = target.child_by_field_name("body")
             end = member_body.start_byte if member_body is not None else target.end_byte
-            head = " ".join(source[target.start_byte : end].decode("utf-8", "replace").split())
-            lines.append(inner + shorten(head, MEMBER_MAX_CHARS) + " ...")
+            head = one_line(source[target.start_byte : end].decode("utf-8", "replace"))
+            lines.append(inner + head + " ...")
         elif (
             target.type == "expression_statement"
             and target.named_child_count

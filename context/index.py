@@ -32,7 +32,7 @@ from context.walk import WalkOptions, is_binary_or_huge, is_candidate, workspace
 log = logging.getLogger(__name__)
 
 # Bump when the tables or the extracted facts change: old databases are rebuilt from scratch.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Files written per transaction during a refresh: bounds the WAL size and the progress granularity.
 BATCH_FILES = 256
 # Import bindings of recently asked files kept in memory (retrieval asks the same few files per keystroke).

@@ -28,7 +28,7 @@ from typing import Any
 import tree_sitter as ts
 
 from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
-from context.extract import MEMBER_MAX_CHARS, identifiers, shorten
+from context.extract import identifiers, one_line
 from context.imports import ImportBinding, Target, find_symbol, python_bindings, resolve_chain
 from context.index import Index, Symbol
 from context.repomap import RepoMap
@@ -294,8 +294,20 @@ class Retriever:
         imported = {b.local for b in bindings if b.local}
         types = _local_types(lines, line) if python else {}
         local_names = self._local_names(rel, lines, line) if python else set()
-        for chain, weight in near.top(MAX_DEFINITION_CANDIDATES):
+
+        def may_live_elsewhere(chain: str) -> bool:
+            head = chain.split(".")[0]
+            if "." in chain or head in imported or chain == near.cursor_chain.rstrip("."):
+                return True  # the cursor's own chain: a local's type may still be inferred
+            return head not in _BUILTINS and head not in local_names
+
+        # Locals and builtins never resolve to another file: they must not crowd the imported
+        # names out of the candidates looked up.
+        chains = [kv for kv in near.top(len(near.weights)) if may_live_elsewhere(kv[0])]
+        looked_up: set[str] = set()
+        for chain, weight in chains[:MAX_DEFINITION_CANDIDATES]:
             parts = chain.split(".")
+            looked_up.add(parts[0])
             at_dot = near.cursor_chain.endswith(".") and chain == near.cursor_chain.rstrip(".")
             if not python:
                 for part in parts:
@@ -320,7 +332,7 @@ class Retriever:
             raising = RAISE_CUE_RE.search(near.line_prefix) is not None
             for binding in bindings:
                 local = binding.local
-                if local and local not in near.weights and local != "*":
+                if local and local not in looked_up and local != "*":
                     # A name used often elsewhere in the file is likely to be used here too.
                     uses = min(text.count(local) - 1, MAX_COUNTED_USES)
                     weight = IMPORTED_UNUSED_WEIGHT * (1 + uses)
@@ -358,8 +370,10 @@ class Retriever:
             entries = sorted(best, key=lambda e: (-e[1], e[0].start_line))
             if entries:
                 text = self._outline([symbol for symbol, _ in entries])
+                # Its best entry, not the sum: a long list of maybe-used names must not outrank
+                # the one name the cursor's neighbourhood actually uses.
                 out.append(
-                    _Scored(path, text, sum(score for _, score in entries), OUTLINE_LINE, OUTLINE_LINE)
+                    _Scored(path, text, max(score for _, score in entries), OUTLINE_LINE, OUTLINE_LINE)
                 )
         return _best_first(out)
 
@@ -369,7 +383,7 @@ class Retriever:
         owner: str | None = None
         methods_of = {s.parent for s in symbols if s.kind == "method"}
         for symbol in symbols:
-            head = shorten(" ".join(symbol.signature.split()), MEMBER_MAX_CHARS)
+            head = one_line(symbol.signature)
             if symbol.kind == "method" and symbol.parent:
                 if owner != symbol.parent:
                     lines.append(f"class {symbol.parent}:")
@@ -380,9 +394,9 @@ class Retriever:
                 owner = symbol.name
                 init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
                 if init:
-                    lines.append(f"    {shorten(' '.join(init[0].signature.split()), MEMBER_MAX_CHARS)} ...")
+                    lines.append(f"    {one_line(init[0].signature)} ...")
                 elif symbol.name not in methods_of:
-                    lines.append("    ...")
+                    lines[-1] += " ..."  # nothing to list under it: one line, not two
             else:
                 owner = None
                 lines.append(head + (" ..." if head.endswith(":") else ""))
@@ -697,8 +711,9 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
     weights: dict[str, float] = defaultdict(float)
     first = max(0, line - NEAR_LINES_BEFORE)
     last = min(len(lines) - 1, line + NEAR_LINES_AFTER)
+    prose = _docstring_lines(lines, first, last)
     for number in range(first, last + 1):
-        if number in import_lines:
+        if number in import_lines or number in prose:
             continue
         text = lines[number]
         if number == line:
@@ -720,6 +735,24 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
     for word in _KEYWORDS:
         weights.pop(word, None)
     return _Near(dict(weights), cursor_chain, cursor)
+
+
+def _docstring_lines(lines: list[str], first: int, last: int) -> set[int]:
+    """Lines in `first..last` inside or opening a triple-quoted string: prose, not names to fetch.
+
+    Counts triple quotes from the top of the buffer (fast: one C-level count); mixed quote
+    styles are rare enough not to track separately.
+    """
+    before = "\n".join(lines[:first])
+    inside = (before.count('"""') + before.count("'''")) % 2 == 1
+    out: set[int] = set()
+    for number in range(first, last + 1):
+        quotes = lines[number].count('"""') + lines[number].count("'''")
+        if inside or quotes:
+            out.add(number)
+        if quotes % 2:
+            inside = not inside
+    return out
 
 
 # Keywords (and soft ones) never name a definition worth fetching.

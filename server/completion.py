@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -231,11 +231,6 @@ class Completer:
             [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
         )
         prefix_w = self._window_prefix(self._clean(prefix))
-        if plan.mode is Mode.BLOCK and plan.line_prefix and not plan.line_prefix.strip():
-            # A prompt ending in bare indentation derails small models (that token rarely ends
-            # a context in training): let the model write the indentation; finalize() strips it.
-            prefix_w = prefix_w[: len(prefix_w) - len(plan.line_prefix)]
-            plan = replace(plan, indent_in_output=True)
         suffix_w = self._window_suffix(self._clean(suffix))
         text = context_text + template.render_fim(prefix_w, suffix_w)
         tokens = self.runtime.tokenize(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from context.extract import extract
+from context.extract import MEMBER_MAX_CHARS, extract
 from context.index import SCHEMA_VERSION, SYNC_BUFFER_CHARS, Index
 from context.walk import WalkOptions
 from tests.context_helpers import copy_shop, open_shop
@@ -228,3 +228,17 @@ def test_long_python_function_is_shown_as_signature_and_docstring() -> None:
     source = f'def long(a, b):\n    """Explain long."""\n{body}\n    return a\n'
     (definition,) = extract("python", source.encode()).definitions
     assert definition.snippet == 'def long(a, b):\n    """Explain long."""\n    ...\n'
+
+
+def test_class_summary_lists_members_on_one_line_cut_between_parameters() -> None:
+    params = ",\n".join(f"        option_{i}: int = {i}" for i in range(12))
+    methods = "\n".join(f"    def m{i}(self):\n        return {i}\n" for i in range(8))
+    init = f"    def __init__(\n        self,\n{params},\n    ) -> None:\n        pass\n"
+    source = f'class Big:\n    """Many options."""\n\n{init}\n{methods}'
+    (cls,) = [d for d in extract("python", source.encode()).definitions if d.name == "Big"]
+    init = next(line for line in cls.snippet.split("\n") if "__init__" in line)
+    # Joined onto one line without the formatter's padding, cut after a whole parameter, the
+    # return annotation kept: never a name cut in half.
+    assert init.startswith("    def __init__(self, option_0: int = 0, option_1: int = 1,")
+    assert init.endswith(", ...) -> None: ...")
+    assert "( " not in init and len(init) <= 4 + MEMBER_MAX_CHARS + 4

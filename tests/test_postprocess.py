@@ -252,37 +252,3 @@ def test_streaming_stops_before_the_overrun() -> None:
             break
     assert fed == 3
     assert filt.stop_reason is Reason.LINE_END
-
-
-# The completer leaves a whitespace-only cursor line's indentation out of the prompt; the model
-# writes it, and the first line is then held to the block's indentation like every other line.
-INDENTED_CASES = [
-    (
-        "model writes the indentation, it is stripped once",
-        "def f(x):\n    █\n",
-        "    return x\n\nf(1)\n",
-        "return x",
-    ),
-    (
-        "first line at module level inside a body is dropped",
-        "def f(x):\n    █\n",
-        'if __name__ == "__main__":\n    f(1)\n',
-        None,
-    ),
-    (
-        "nested first line keeps its extra indentation",
-        "def f(x):\n    if x:\n        █\n",
-        "        return 1\n    return 2\n",
-        "return 1",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("name", "source", "raw", "shown"), INDENTED_CASES, ids=[c[0] for c in INDENTED_CASES]
-)
-def test_indentation_written_by_the_model(name: str, source: str, raw: str, shown: str | None) -> None:
-    from dataclasses import replace
-
-    plan = replace(plan_for(source), indent_in_output=True)
-    assert finalize(raw, plan).text == shown

@@ -179,3 +179,18 @@ def test_jedi_infers_what_static_resolution_cannot(shop: tuple[Path, Index]) -> 
         path, text, line, column, 300, count_tokens
     )
     assert any(c.path == "shop/models.py" and c.text.startswith("class Cart:") for c in inferred.chunks)
+
+
+def test_an_imported_name_used_above_is_not_crowded_out_by_locals(shop: tuple[Path, Index]) -> None:
+    """Many local variables near the cursor must not push the imported names out of the lookup."""
+    root, index = shop
+    locals_ = "\n".join(f"    v{i} = v{i - 1} + {i}" for i in range(1, 30))
+    text = (
+        (root / MAIN).read_text()
+        + "\n\ndef settle(price):\n    first = disc(price, 5)\n    v0 = first\n"
+        + locals_
+        + "\n    # the price after the discount\n    return "
+    )
+    lines = text.split("\n")
+    chunks = retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
+    assert "def apply_discount(amount: float, percent: float) -> float" in texts(chunks)

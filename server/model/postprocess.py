@@ -76,9 +76,6 @@ class Plan:
     following: tuple[str, ...]
     # Module level: a blank line ends the completion (the model would go on with new definitions).
     top_level: bool = False
-    # The prompt left the cursor line's indentation out, so the model writes it on the first line
-    # (checked against min_indent like any other line, then stripped by finalize).
-    indent_in_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +190,7 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
         stripped = line.strip()
         if stripped.startswith(FENCE) or (is_complete and FENCE in stripped):
             return "\n".join(kept), Reason.CODE_FENCE
-        if stripped and (i > 0 or plan.indent_in_output):
+        if stripped and i > 0:
             if indent_width(line) < plan.min_indent:
                 return "\n".join(kept), Reason.DEDENT
             if i > 0 and plan.top_level and blank_seen and not line[:1].isspace():
@@ -316,10 +313,6 @@ def finalize(raw: str, plan: Plan) -> Outcome:
     else:
         text, reason = _cut_block(raw, plan, final=True)
     text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip()
-    if plan.indent_in_output:
-        # The cursor already stands after the indentation: don't indent the first line twice.
-        first, sep, after = text.partition("\n")
-        text = first.lstrip(" \t") + sep + after
     if not text.strip():
         return Outcome(None, Reason.EMPTY)
     if plan.mode is Mode.BLOCK and _repeats_suffix(text, plan):
