@@ -387,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # configuration sees the same current-file window, so the comparison is unaffected.
     parser.add_argument("--prefix-tokens", type=int, default=384)
     parser.add_argument("--suffix-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="model threads (default: CPUs - 1)")
     parser.add_argument("--configs", help=f"comma-separated subset of: {', '.join(CONFIGS)}")
     parser.add_argument("--packages", help="comma-separated pinned specs (default: %(default)s)")
     parser.add_argument(
@@ -409,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for spec in packages
     }
-    runtime = load_runtime(args.model)
+    runtime = load_runtime(args.model, n_threads=args.threads)
     summaries, all_outcomes = [], []
     for name in chosen:
         t0 = time.perf_counter()

@@ -174,11 +174,24 @@ class FileFacts:
 
 
 @cache
-def tags_query(language: str) -> ts.Query:
-    """The compiled tags query of a language (TSX shares TypeScript's)."""
+def tags_query(language: str, references: bool = True) -> ts.Query:
+    """The compiled tags query of a language (TSX shares TypeScript's).
+
+    Without `references`, the reference patterns are left out: calls are the most numerous
+    matches, and an editor buffer's re-index does not use them.
+    """
     name = "typescript" if language == "tsx" else language
     source = resources.files("context.queries").joinpath(f"{name}-tags.scm").read_text("utf-8")
-    return ts.Query(get_language(language), source)
+    query = ts.Query(get_language(language), source)
+    if references:
+        return query
+    raw = source.encode("utf-8")
+    patterns = [
+        raw[query.start_byte_for_pattern(i) : query.end_byte_for_pattern(i)]
+        for i in range(query.pattern_count)
+    ]
+    kept = b"\n".join(p for p in patterns if b"@name.reference." not in p)
+    return ts.Query(get_language(language), kept.decode("utf-8"))
 
 
 def extract(language: str, source: bytes, *, windows: bool = True, references: bool = True) -> FileFacts:
@@ -189,37 +202,60 @@ def extract(language: str, source: bytes, *, windows: bool = True, references: b
     """
     tree = parse(language, source, timeout_s=PARSE_TIMEOUT_S)
     facts = FileFacts(lines=source.count(b"\n") + 1)
+    collect(language, source, tree.root_node, facts, references=references)
+    if windows:
+        facts.windows = _windows(source)
+    return facts
+
+
+def collect(
+    language: str,
+    source: bytes,
+    node: ts.Node,
+    facts: FileFacts,
+    *,
+    references: bool,
+    byte_range: tuple[int, int] | None = None,
+) -> None:
+    """Add the definitions, imports (and references) found under `node` to `facts`.
+
+    With `byte_range`, only what lies within those bytes of the source.
+    """
     chosen: dict[int, tuple[str, ts.Node, ts.Node]] = {}
-    for _, captures in ts.QueryCursor(tags_query(language)).matches(tree.root_node):
-        for capture, nodes in captures.items():
+    cursor = ts.QueryCursor(tags_query(language, references))
+    low, high = byte_range if byte_range is not None else (0, len(source))
+    if byte_range is not None:
+        cursor.set_byte_range(low, high)
+    for _, captures in cursor.matches(node):
+        for capture, all_nodes in captures.items():
+            # A pattern anchored at the root (module-level constants) intersects every range:
+            # keep only the captures inside it.
+            nodes = [n for n in all_nodes if low <= n.start_byte < high]
             if capture.startswith("name.definition."):
                 kind = capture.rsplit(".", 1)[1]
                 outer = captures.get("definition." + kind)
-                for node in nodes:
-                    def_node = outer[0] if outer else node.parent or node
-                    previous = chosen.get(node.start_byte)
+                for name_node in nodes:
+                    def_node = outer[0] if outer else name_node.parent or name_node
+                    previous = chosen.get(name_node.start_byte)
                     if previous is None or KIND_PRECEDENCE[kind] < KIND_PRECEDENCE[previous[0]]:
-                        chosen[node.start_byte] = (kind, node, def_node)
+                        chosen[name_node.start_byte] = (kind, name_node, def_node)
             elif references and capture.startswith("name.reference."):
-                for node in nodes:
+                for ref in nodes:
                     # Slices of `source`: node.text would go through the parse's read callback.
-                    facts.references[source[node.start_byte : node.end_byte].decode("utf-8", "replace")] += 1
+                    facts.references[source[ref.start_byte : ref.end_byte].decode("utf-8", "replace")] += 1
             elif capture == "import.statement" and language == "python":
-                for node in nodes:
-                    facts.imports.extend(python_bindings(node, source))
+                for statement in nodes:
+                    facts.imports.extend(python_bindings(statement, source))
             elif capture == "import.source":
-                for node in nodes:
-                    raw = _node_text(source, node).strip("\"'<>")
-                    facts.imports.append(ImportBinding(None, raw, None, 0, node.start_point.row))
+                for source_node in nodes:
+                    raw = _node_text(source, source_node).strip("\"'<>")
+                    facts.imports.append(ImportBinding(None, raw, None, 0, source_node.start_point.row))
     for _, (kind, name_node, def_node) in sorted(chosen.items()):
         if _is_local(def_node):
             continue
         definition = _definition(language, source, kind, name_node, def_node)
         if definition is not None:
             facts.definitions.append(definition)
-    if windows:
-        facts.windows = _windows(source)
-    return facts
 
 
 def shorten(text: str, limit: int) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from context.extract import FileFacts, extract
 from context.imports import ImportBinding, python_module_name, resolve_script_import
+from context.incremental import BufferFacts
 from context.recent import RecentRegions
 from context.syntax import ParseTimeout, language_for_path
 from context.walk import WalkOptions, is_binary_or_huge, is_candidate, workspace_files
@@ -155,6 +156,8 @@ class Index:
         self._conn = conn
         self._lock = threading.RLock()
         self._buffers: dict[str, str] = {}
+        # Parse trees of open buffers: a keystroke re-extracts only the statement it touched.
+        self._buffer_facts: dict[str, BufferFacts] = {}
         self._file_ids: dict[str, int] = {}
         self._modules: dict[str, str] = {}  # dotted module -> path
         self._module_of: dict[str, tuple[str | None, bool]] = {}
@@ -323,7 +326,7 @@ class Index:
             row = self._conn.execute("SELECT hash FROM files WHERE path=?", (rel,)).fetchone()
         if row is not None and row[0] == digest:
             return False
-        fact = _extract_one((rel, data), derived=not buffered)
+        fact = self._extract_buffer(rel, data) if buffered else _extract_one((rel, data))
         is_new = rel not in self._file_ids
         with self._lock, self._conn:
             module, is_package = self._module_for(rel, None)
@@ -335,6 +338,22 @@ class Index:
             self._update_modules(list(self._file_ids), None)
         self._bump(rel)
         return True
+
+    def _extract_buffer(self, rel: str, data: bytes) -> FileFacts:
+        language = language_for_path(rel)
+        if language is None:
+            return FileFacts()
+        with self._lock:
+            facts = self._buffer_facts.get(rel)
+            if facts is None:
+                facts = self._buffer_facts[rel] = BufferFacts(language)
+        try:
+            return facts.update(data)
+        except ParseTimeout as exc:
+            log.warning("indexing buffer %s without definitions: %s", rel, exc)
+        except Exception:  # a grammar crash on one odd buffer must not break the editor
+            log.exception("extracting buffer %s failed", rel)
+        return FileFacts()
 
     def set_buffer(self, path: Path | str, text: str) -> None:
         """An unsaved editor buffer overrides the disk content of `path`.
@@ -374,6 +393,7 @@ class Index:
             return
         with self._lock:
             had = self._buffers.pop(rel, None) is not None
+            self._buffer_facts.pop(rel, None)
             self._pending_buffers.discard(rel)
         if had:
             self.reindex_file(rel)
@@ -762,13 +782,13 @@ class Index:
         return RefreshStats(files, symbols, parsed, removed, elapsed, db_bytes)
 
 
-def _extract_one(job: tuple[str, bytes], *, derived: bool = True) -> FileFacts:
+def _extract_one(job: tuple[str, bytes]) -> FileFacts:
     rel, data = job
     language = language_for_path(rel)
     if language is None:
         return FileFacts()
     try:
-        return extract(language, data, windows=derived, references=derived)
+        return extract(language, data)
     except ParseTimeout as exc:
         log.warning("indexing %s without definitions: %s", rel, exc)
         return FileFacts()
