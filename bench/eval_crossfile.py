@@ -364,7 +364,7 @@ def write_results(
 ) -> None:
     meta = results_meta(args, argv, packages, cases, start)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
+    out.parent.joinpath(out.name + ".json").write_text(
         json.dumps(
             {
                 "meta": meta,
@@ -375,7 +375,7 @@ def write_results(
             indent=1,
         )
     )
-    out.with_suffix(".md").write_text(markdown(summaries, meta))
+    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
