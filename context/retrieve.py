@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +84,8 @@ OUTLINE_BELOW = 0.15
 MAX_FULL_SNIPPETS = 3
 # Outline chunks have no single span: this sentinel line keeps them out of span de-duplication.
 OUTLINE_LINE = -1
+# Members of an imported module listed because the file uses them elsewhere (`setters.NO_OP`).
+MAX_MODULE_MEMBERS_USED = 6
 # Members listed when the cursor is right after `module.` or `obj.` with nothing typed yet.
 MAX_MEMBERS_AT_DOT = 6
 
@@ -339,6 +341,7 @@ class Retriever:
                     if raising and EXCEPTION_NAME_RE.search(local):
                         weight *= RAISE_CUE_BOOST
                     self._resolve_python(rel, bindings, [local], weight, unused, False)
+                    self._module_members_used(rel, bindings, local, text, unused)
             for key, score in unused.items():
                 scores.setdefault(key, 0.0)
                 scores[key] += score
@@ -426,6 +429,27 @@ class Retriever:
         member = attr if attr is not None else (parts[consumed] if consumed < len(parts) else None)
         if member:
             scores[(target.path, member, target.symbol)] += weight * 1.5
+
+    def _module_members_used(
+        self,
+        rel: str,
+        bindings: list[ImportBinding],
+        local: str,
+        text: str,
+        scores: dict[tuple[str, str, str | None], float],
+    ) -> None:
+        """An imported module (`from . import setters`): the members this file uses from it.
+
+        `setters.NO_OP` used a hundred lines up is the best guess for what follows `setters.`
+        here, and those uses are often outside the prefix window.
+        """
+        resolved = self._resolve(rel, bindings, [local])
+        if resolved is None or resolved[0].symbol is not None:
+            return
+        uses = Counter(re.findall(rf"(?<![\w.]){re.escape(local)}\.([A-Za-z_]\w*)", text))
+        for member, count in uses.most_common(MAX_MODULE_MEMBERS_USED):
+            weight = IMPORTED_UNUSED_WEIGHT * (1 + min(count, MAX_COUNTED_USES))
+            scores[(resolved[0].path, member, None)] += weight
 
     def _resolve_self(
         self,

@@ -194,3 +194,18 @@ def test_an_imported_name_used_above_is_not_crowded_out_by_locals(shop: tuple[Pa
     lines = text.split("\n")
     chunks = retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
     assert "def apply_discount(amount: float, percent: float) -> float" in texts(chunks)
+
+
+def test_members_the_file_uses_from_an_imported_module_are_listed(shop: tuple[Path, Index]) -> None:
+    """`t.slugify(...)` far above the cursor: before the next `t.`, slugify's signature is shown."""
+    root, index = shop
+    filler = "\n".join(f"    step_{i} = {i}" for i in range(60))
+    text = (
+        (root / MAIN).read_text()
+        + "\n\ndef label(name):\n    first = t.slugify(name)\n"
+        + filler
+        + "\n    return "
+    )
+    lines = text.split("\n")
+    chunks = retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
+    assert any(c.path == "shop/util/text.py" and "def slugify(" in c.text for c in chunks)
