@@ -99,12 +99,19 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
       },
     },
   };
-  client = new LanguageClient(SECTION, "infiller", serverOptions, clientOptions);
-  await client.start();
+  const starting = new LanguageClient(SECTION, "infiller", serverOptions, clientOptions);
+  try {
+    await starting.start();
+  } catch {
+    // The language client has already shown why (with "Go to output"). Keeping the failed client
+    // would make Show Statistics fail with "Client is not running" instead of saying so.
+    return;
+  }
+  client = starting;
 }
 
 async function showStats(): Promise<void> {
-  if (!client) {
+  if (!client?.isRunning()) {
     void vscode.window.showWarningMessage("infiller is not running.");
     return;
   }
