@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 TEST_MODEL := qwen2.5-coder-0.5b
 
-.PHONY: setup demo test test-slow test-vscode check format bench clean
+.PHONY: setup demo test test-slow test-vscode vscode-deps check format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,18 +31,20 @@ test: setup
 	$(BIN)/python -m pytest -q -ra
 
 # Opt-in minutes-long tests (code-server browser test, long fuzzing): see README.
-test-slow: setup
+test-slow: setup vscode-deps
 	$(INFILLER) models pull $(TEST_MODEL) --quiet
 	INFILLER_SLOW=1 $(BIN)/python -m pytest -q -ra
 
 # The VS Code extension in a real code-server and headless Chromium (Playwright), with the real
 # model: installs Playwright (the `e2e` extra), Debian's chromium and ripgrep (as root) and
 # code-server (npm, into ~/.cache/infiller/e2e), then runs tests/test_vscode_e2e.py. Minutes.
-test-vscode: setup
-	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --progress-bar off -e '.[e2e]'
-	sh clients/vscode/e2e/provision.sh
+test-vscode: setup vscode-deps
 	$(INFILLER) models pull $(TEST_MODEL) --quiet
 	INFILLER_SLOW=1 $(BIN)/python -m pytest -q -ra -s tests/test_vscode_e2e.py
+
+vscode-deps: setup
+	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --progress-bar off -e '.[e2e]'
+	sh clients/vscode/e2e/provision.sh
 
 check: setup
 	$(BIN)/ruff check server context tests bench clients
