@@ -181,18 +181,19 @@ def test_jedi_infers_what_static_resolution_cannot(shop: tuple[Path, Index]) -> 
     assert any(c.path == "shop/models.py" and c.text.startswith("class Cart:") for c in inferred.chunks)
 
 
+def retrieve_at_end(index: Index, root: Path, function: str) -> list[Chunk]:
+    """Retrieval with `function` appended to app/main.py and the cursor at the end of the buffer."""
+    text = (root / MAIN).read_text() + "\n\n" + function
+    lines = text.split("\n")
+    return retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
+
+
 def test_an_imported_name_used_above_is_not_crowded_out_by_locals(shop: tuple[Path, Index]) -> None:
     """Many local variables near the cursor must not push the imported names out of the lookup."""
     root, index = shop
     locals_ = "\n".join(f"    v{i} = v{i - 1} + {i}" for i in range(1, 30))
-    text = (
-        (root / MAIN).read_text()
-        + "\n\ndef settle(price):\n    first = disc(price, 5)\n    v0 = first\n"
-        + locals_
-        + "\n    # the price after the discount\n    return "
-    )
-    lines = text.split("\n")
-    chunks = retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
+    head = "def settle(price):\n    first = disc(price, 5)\n    v0 = first\n"
+    chunks = retrieve_at_end(index, root, f"{head}{locals_}\n    # after discount\n    return ")
     assert "def apply_discount(amount: float, percent: float) -> float" in texts(chunks)
 
 
@@ -200,12 +201,7 @@ def test_members_the_file_uses_from_an_imported_module_are_listed(shop: tuple[Pa
     """`t.slugify(...)` far above the cursor: before the next `t.`, slugify's signature is shown."""
     root, index = shop
     filler = "\n".join(f"    step_{i} = {i}" for i in range(60))
-    text = (
-        (root / MAIN).read_text()
-        + "\n\ndef label(name):\n    first = t.slugify(name)\n"
-        + filler
-        + "\n    return "
+    chunks = retrieve_at_end(
+        index, root, f"def label(name):\n    first = t.slugify(name)\n{filler}\n    return "
     )
-    lines = text.split("\n")
-    chunks = retrieve(index, root, text, len(lines) - 1, len(lines[-1]))
     assert any(c.path == "shop/util/text.py" and "def slugify(" in c.text for c in chunks)
