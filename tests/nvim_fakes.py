@@ -17,8 +17,8 @@ from server.model.templates import QWEN
 ANSWERS: tuple[tuple[str, str], ...] = (
     ("greeting = gr", "eet(name)\n"),
     ("greeting = fa", "rewell(name)\n"),
-    # A block: the prompt ends at the line break (the model writes the indentation).
-    ("def farewell(name: str) -> str:\n", '    message = f"Bye, {name}!"\n    return message\n'),
+    # A block: the prompt ends at the cursor, after the new line's indentation.
+    ("def farewell(name: str) -> str:\n    ", 'message = f"Bye, {name}!"\n    return message\n'),
 )
 # Seconds per generated token for the slow engine: a generation outlasts a few keystrokes.
 SLOW_TOKEN_S = 0.15
