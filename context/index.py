@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -347,13 +348,7 @@ class Index:
             facts = self._buffer_facts.get(rel)
             if facts is None:
                 facts = self._buffer_facts[rel] = BufferFacts(language)
-        try:
-            return facts.update(data)
-        except ParseTimeout as exc:
-            log.warning("indexing buffer %s without definitions: %s", rel, exc)
-        except Exception:  # a grammar crash on one odd buffer must not break the editor
-            log.exception("extracting buffer %s failed", rel)
-        return FileFacts()
+        return _guarded(rel, facts.update, data)
 
     def set_buffer(self, path: Path | str, text: str) -> None:
         """An unsaved editor buffer overrides the disk content of `path`.
@@ -787,14 +782,18 @@ def _extract_one(job: tuple[str, bytes]) -> FileFacts:
     language = language_for_path(rel)
     if language is None:
         return FileFacts()
+    return _guarded(rel, partial(extract, language), data)
+
+
+def _guarded(rel: str, run: Callable[[bytes], FileFacts], data: bytes) -> FileFacts:
+    """`run(data)`, or no facts when the parse times out or the grammar fails on this one file."""
     try:
-        return extract(language, data)
+        return run(data)
     except ParseTimeout as exc:
         log.warning("indexing %s without definitions: %s", rel, exc)
-        return FileFacts()
-    except Exception:  # a grammar crash on one odd file must not stop the index
+    except Exception:  # a grammar crash on one odd file must not stop the index (or the editor)
         log.exception("extracting %s failed", rel)
-        return FileFacts()
+    return FileFacts()
 
 
 def _extract_all(jobs: list[tuple[str, bytes]]) -> Iterator[FileFacts]:

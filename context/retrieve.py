@@ -343,7 +343,6 @@ class Retriever:
                     self._resolve_python(rel, bindings, [local], weight, unused, False)
                     self._module_members_used(rel, bindings, local, text, unused)
             for key, score in unused.items():
-                scores.setdefault(key, 0.0)
                 scores[key] += score
         unused_keys = set(unused) - near_keys
         out: list[_Scored] = []
@@ -365,12 +364,11 @@ class Retriever:
         taken = {(s.path, s.start_line) for s in out}
         for path, entries in outline.items():
             # Imported but not used near the cursor: one line each, grouped per file (one header).
-            # Best first, then source order among the kept: a truncated outline loses the least likely.
-            best = sorted(
+            # Best first (source order among equals): a truncated outline loses the least likely.
+            entries = sorted(
                 (e for e in entries if (path, e[0].start_line) not in taken),
                 key=lambda e: (-e[1], e[0].start_line),
             )[:OUTLINE_MAX_ENTRIES]
-            entries = sorted(best, key=lambda e: (-e[1], e[0].start_line))
             if entries:
                 text = self._outline([symbol for symbol, _ in entries])
                 # Its best entry, not the sum: a long list of maybe-used names must not outrank

@@ -39,7 +39,7 @@ from pygls.uris import to_fs_path
 
 from server import __version__
 from server.lsp.documents import Document, Documents
-from server.model.runtime import CancelToken, Runtime, model_threads
+from server.model.runtime import CancelToken, Runtime
 from server.model.worker import ModelWorker
 from server.settings import Settings
 from server.stats import Stats
@@ -66,7 +66,7 @@ def default_engine_factory(model: str | None, threads: int = 0) -> Runtime:
     """The registry model (it must be pulled) on llama.cpp; threads 0: the runtime's default."""
     from server.model.loader import load_runtime
 
-    return load_runtime(model, n_threads=model_threads(threads))
+    return load_runtime(model, n_threads=threads or None)
 
 
 class InfillerServer(LanguageServer):

@@ -193,7 +193,7 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
         if stripped and i > 0:
             if indent_width(line) < plan.min_indent:
                 return "\n".join(kept), Reason.DEDENT
-            if i > 0 and plan.top_level and blank_seen and not line[:1].isspace():
+            if plan.top_level and blank_seen and not line[:1].isspace():
                 return "\n".join(kept), Reason.BLANK_LINE
         if is_complete and i > 0 and plan.next_line and stripped == plan.next_line:
             return "\n".join(kept), Reason.REPEATS_NEXT_LINE
