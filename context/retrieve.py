@@ -22,6 +22,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,23 @@ CURSOR_CHAIN_BONUS = 4.0
 IMPORTED_UNUSED_WEIGHT = 0.08
 # Uses elsewhere in the file counted for an imported name (beyond this it is simply "common").
 MAX_COUNTED_USES = 5
+# An import with no use anywhere in the buffer is pending: code is imported to be used, so its first
+# use is likely the code being written (the import was just added, or the use was just deleted).
+# Weighed like a name used on the line above the cursor; it is still listed as one cheap line.
+PENDING_IMPORT_WEIGHT = 1.0
+# A pending module import (`from . import sessions`): each of its first public members gets this
+# share of the weight (the module says where to look, not which member).
+PENDING_MEMBER_SHARE = 0.5
 # After `raise ` / `except `, imported exception classes are the likely next name.
 RAISE_CUE_RE = re.compile(r"\b(?:raise|except)\s+(?:\(?\s*)?[\w.]*$")
 EXCEPTION_NAME_RE = re.compile(r"(?:Error|Exception|Warning|Exit|Abort)$")
 RAISE_CUE_BOOST = 4.0
 # Entries per outline chunk: more are seldom read by a small model and cost tokens.
 OUTLINE_MAX_ENTRIES = 12
+# A class without `__init__` (enum, NamedTuple, dataclass, attrs) is built from its class-level
+# fields: the outline lists up to this many of them, as they appear in the compact form.
+OUTLINE_MAX_FIELDS = 6
+FIELD_LINE_RE = re.compile(r"^(\s+)[A-Za-z_]\w*\s*(?::[^=]|:$|=)")
 # Names resolved by global name lookup rather than through imports are guesses: weigh them down.
 GLOBAL_LOOKUP_WEIGHT = 0.3
 # A name defined in more files than this is too ambiguous for a global lookup.
@@ -332,16 +344,20 @@ class Retriever:
         unused: dict[tuple[str, str, str | None], float] = defaultdict(float)
         if python:
             raising = RAISE_CUE_RE.search(near.line_prefix) is not None
+            pending = _pending_imports(rel, text, bindings)
             for binding in bindings:
                 local = binding.local
                 if local and local not in looked_up and local != "*":
-                    # A name used often elsewhere in the file is likely to be used here too.
-                    uses = min(text.count(local) - 1, MAX_COUNTED_USES)
-                    weight = IMPORTED_UNUSED_WEIGHT * (1 + uses)
+                    if local in pending:
+                        weight = PENDING_IMPORT_WEIGHT
+                    else:
+                        # A name used often elsewhere in the file is likely to be used here too.
+                        uses = min(text.count(local) - 1, MAX_COUNTED_USES)
+                        weight = IMPORTED_UNUSED_WEIGHT * (1 + uses)
                     if raising and EXCEPTION_NAME_RE.search(local):
                         weight *= RAISE_CUE_BOOST
                     self._resolve_python(rel, bindings, [local], weight, unused, False)
-                    self._module_members_used(rel, bindings, local, text, unused)
+                    self._module_members_used(rel, bindings, local, text, unused, local in pending)
             for key, score in unused.items():
                 scores[key] += score
         unused_keys = set(unused) - near_keys
@@ -394,8 +410,11 @@ class Retriever:
                 lines.append(head)
                 owner = symbol.name
                 init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
+                fields = [] if init else _class_fields(symbol.snippet)
                 if init:
                     lines.append(f"    {one_line(init[0].signature)} ...")
+                elif fields:
+                    lines.extend(f"    {one_line(field.strip())}" for field in fields)
                 elif symbol.name not in methods_of:
                     lines[-1] += " ..."  # nothing to list under it: one line, not two
             else:
@@ -435,14 +454,20 @@ class Retriever:
         local: str,
         text: str,
         scores: dict[tuple[str, str, str | None], float],
+        pending: bool = False,
     ) -> None:
         """An imported module (`from . import setters`): the members this file uses from it.
 
         `setters.NO_OP` used a hundred lines up is the best guess for what follows `setters.`
-        here, and those uses are often outside the prefix window.
+        here, and those uses are often outside the prefix window. A module not used yet at all
+        lists its first public members instead.
         """
         resolved = self._resolve(rel, bindings, [local])
         if resolved is None or resolved[0].symbol is not None:
+            return
+        if pending:
+            for symbol in self._module_members(resolved[0].path):
+                scores[(resolved[0].path, symbol.name, None)] += PENDING_IMPORT_WEIGHT * PENDING_MEMBER_SHARE
             return
         uses = Counter(re.findall(rf"(?<![\w.]){re.escape(local)}\.([A-Za-z_]\w*)", text))
         for member, count in uses.most_common(MAX_MODULE_MEMBERS_USED):
@@ -757,6 +782,47 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
     for word in _KEYWORDS:
         weights.pop(word, None)
     return _Near(dict(weights), cursor_chain, cursor)
+
+
+def _class_fields(snippet: str) -> list[str]:
+    """The class-level field lines of a class's compact form (`RED = 1`, `name: str = ""`)."""
+    body = [text for text in snippet.split("\n")[1:] if text.strip()]
+    if not body:
+        return []
+    indent = body[0][: len(body[0]) - len(body[0].lstrip())]  # the class body's, not a method's
+    fields: list[str] = []
+    for text in body:
+        found = FIELD_LINE_RE.match(text)
+        if found is not None and found.group(1) == indent:
+            fields.append(text)
+            if len(fields) == OUTLINE_MAX_FIELDS:
+                break
+    return fields
+
+
+def _pending_imports(rel: str, text: str, bindings: Sequence[ImportBinding]) -> set[str]:
+    """Names bound by an import of the buffer and not used anywhere else in it.
+
+    A package's `__init__.py` imports to re-export, not to use: nothing there is pending. A
+    substring count (C speed) settles names that occur once; the others are matched as whole
+    names, stopping at the second match (the import itself is the first), which for a used name
+    comes early.
+    """
+    if rel.rsplit("/", 1)[-1] == "__init__.py":
+        return set()
+    pending = set()
+    for binding in bindings:
+        local = binding.local
+        if not local or local == "*":
+            continue
+        occurrences = text.count(local)
+        if occurrences > 1:
+            # `Table` inside `TableRow` or `self.Table` is not a use of the imported `Table`.
+            whole = re.compile(rf"(?<![\w.]){re.escape(local)}(?!\w)")
+            occurrences = sum(1 for _ in islice(whole.finditer(text), 2))
+        if occurrences <= 1:
+            pending.add(local)
+    return pending
 
 
 def _docstring_lines(lines: list[str], first: int, last: int) -> set[int]:

@@ -205,3 +205,52 @@ def test_members_the_file_uses_from_an_imported_module_are_listed(shop: tuple[Pa
         index, root, f"def label(name):\n    first = t.slugify(name)\n{filler}\n    return "
     )
     assert any(c.path == "shop/util/text.py" and "def slugify(" in c.text for c in chunks)
+
+
+def test_a_pending_import_outranks_names_used_above_under_a_tight_budget(shop: tuple[Path, Index]) -> None:
+    """`disc` is imported and no longer used anywhere: it is what the cursor is about to use."""
+    root, index = shop
+    text, line, col = buffer_with(root, 16, "        return ")
+    budget = 150  # ranked by its few other uses, it was left out here (Cart, Item and slugify fit)
+    chunks = retrieve(index, root, text, line, col, budget=budget)
+    assert sum(c.tokens + header_tokens(c.path, count_tokens) for c in chunks) <= budget
+    assert "def apply_discount(amount: float, percent: float) -> float" in texts(chunks)
+
+
+def test_a_pending_module_import_lists_the_module_members(shop: tuple[Path, Index]) -> None:
+    root, index = shop
+    lines = (root / MAIN).read_text().split("\n")
+    del lines[15]  # the line using `shop.util.text.slugify`: only the unused `t` can reach text.py
+    lines[15] = "        return "
+    chunks = retrieve(index, root, "\n".join(lines), 15, len(lines[15]))
+    assert any(c.path == "shop/util/text.py" and "def slugify(value: str) -> str" in c.text for c in chunks)
+
+
+def test_pending_imports_are_the_imported_names_used_nowhere_else() -> None:
+    from context.imports import ImportBinding
+    from context.retrieve import _pending_imports
+
+    text = (
+        "from shop import Table, Cart, Item\n"
+        "import shop.util as util\n"
+        "rows = [TableRow(), self.Table, Cart()]\n"
+        "# Item is mentioned in a comment, which counts as a use\n"
+    )
+    bindings = [ImportBinding(local, "shop", local, 0, 0) for local in ("Table", "Cart", "Item")]
+    bindings.append(ImportBinding("util", "shop.util", None, 0, 1))
+    assert _pending_imports("shop/view.py", text, bindings) == {"Table", "util"}
+    assert _pending_imports("shop/__init__.py", text, bindings) == set(), "re-exports are not pending"
+
+
+def test_class_fields_stand_in_for_a_missing_constructor() -> None:
+    from context.retrieve import _class_fields
+
+    enum_like = 'class Source(enum.Enum):\n    """Where a value came from. ..."""\n    CLI = 1\n    ENV = 2\n'
+    assert _class_fields(enum_like) == ["    CLI = 1", "    ENV = 2"]
+    record = (
+        "class Point(NamedTuple):\n    x: float\n    y: float = 0.0\n"
+        "    def norm(self) -> float:\n        n = 1\n"
+    )
+    assert _class_fields(record) == ["    x: float", "    y: float = 0.0"]
+    methods_only = "class Tool:\n    def run(self) -> None:\n        done = True\n"
+    assert _class_fields(methods_only) == [], "a method's locals are not fields"
