@@ -22,7 +22,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -803,26 +802,36 @@ def _class_fields(snippet: str) -> list[str]:
 def _pending_imports(rel: str, text: str, bindings: Sequence[ImportBinding]) -> set[str]:
     """Names bound by an import of the buffer and not used anywhere else in it.
 
-    A package's `__init__.py` imports to re-export, not to use: nothing there is pending. A
-    substring count (C speed) settles names that occur once; the others are matched as whole
-    names, stopping at the second match (the import itself is the first), which for a used name
-    comes early.
+    A package's `__init__.py` imports to re-export, not to use: nothing there is pending.
     """
     if rel.rsplit("/", 1)[-1] == "__init__.py":
         return set()
-    pending = set()
-    for binding in bindings:
-        local = binding.local
-        if not local or local == "*":
-            continue
-        occurrences = text.count(local)
-        if occurrences > 1:
-            # `Table` inside `TableRow` or `self.Table` is not a use of the imported `Table`.
-            whole = re.compile(rf"(?<![\w.]){re.escape(local)}(?!\w)")
-            occurrences = sum(1 for _ in islice(whole.finditer(text), 2))
-        if occurrences <= 1:
-            pending.add(local)
-    return pending
+    return {
+        b.local
+        for b in bindings
+        if b.local and b.local != "*" and _whole_name_count(text, b.local, limit=2) <= 1
+    }
+
+
+def _whole_name_count(text: str, name: str, limit: int) -> int:
+    """Occurrences of `name` as a whole name, not an attribute (`x.name`), counted up to `limit`.
+
+    str.find (memchr speed) rather than a regex: a lookbehind pattern has no literal prefix to
+    search for and steps through every position, which cost 50 ms per request on a 100 KB file.
+    """
+    count, start = 0, 0
+    while count < limit:
+        at = text.find(name, start)
+        if at < 0:
+            break
+        end = at + len(name)
+        before = text[at - 1] if at else " "
+        after = text[end] if end < len(text) else " "
+        # `Table` inside `TableRow` or `self.Table` is not a use of the imported `Table`.
+        if not (before.isalnum() or before in "_.") and not (after.isalnum() or after == "_"):
+            count += 1
+        start = end
+    return count
 
 
 def _docstring_lines(lines: list[str], first: int, last: int) -> set[int]:
