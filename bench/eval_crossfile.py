@@ -304,7 +304,7 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
     lines = [
         "# Cross-file completion evaluation",
         "",
-        f"Model `{meta['model']}`, {meta['cases']} cases from {', '.join(meta['packages'])}; "
+        f"Model `{meta['model']}`, {meta['cases']} cases{_part(meta)} from {', '.join(meta['packages'])}; "
         f"context budget {meta['budget']} tokens, current-file window {meta['prefix_tokens']} prefix + "
         f"{meta['suffix_tokens']} suffix tokens; KV cache reset per case; {meta['elapsed_s']:.0f} s total.",
         "",
@@ -331,6 +331,11 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
         cells = [f"{s.per_package.get(p, 0.0):.0%}" for p in meta["packages"]]
         lines.append(f"| {s.config} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _part(meta: dict[str, Any]) -> str:
+    skipped = int(meta.get("skipped", 0))
+    return f" (numbers {skipped + 1}-{skipped + meta['cases']} of the case list)" if skipped else ""
 
 
 def results_meta(
@@ -379,6 +384,50 @@ def write_results(
     out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta))
 
 
+def combine(parts: Sequence[Path], out: Path) -> list[Summary]:
+    """One result from runs over consecutive parts of the case list (`--skip`), same configurations.
+
+    Cases are deterministic and every case starts from a reset KV cache, so a sample run in parts
+    scores exactly as one run would; the parts must come from the same commit and settings.
+    """
+    metas, cases, outcomes = [], [], []
+    for path in parts:
+        data = json.loads(path.with_name(path.name + ".json").read_text())
+        offset = len(cases)
+        if int(data["meta"].get("skipped", 0)) != offset:
+            raise SystemExit(
+                f"{path}: starts at case {data['meta'].get('skipped', 0) + 1}, expected {offset + 1}"
+            )
+        metas.append(data["meta"])
+        cases.extend(Case(text="", **c) for c in data["cases"])
+        outcomes.extend(Outcome(**{**o, "case": o["case"] + offset}) for o in data["outcomes"])
+    settings = {k: {m[k] for m in metas} for k in ("model", "budget", "prefix_tokens", "suffix_tokens")}
+    if any(len(values) > 1 for values in settings.values()):
+        raise SystemExit(f"the parts were run with different settings: {settings}")
+    names = list(dict.fromkeys(o.config for o in outcomes))
+    summaries = [summarize(n, [o for o in outcomes if o.config == n], cases) for n in names]
+    meta = {
+        **metas[0],
+        "cases": len(cases),
+        "skipped": 0,
+        "elapsed_s": sum(m["elapsed_s"] for m in metas),
+        "command": " + ".join(m["command"] for m in metas),
+    }
+    out.parent.joinpath(out.name + ".json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "summaries": [asdict(s) for s in summaries],
+                "cases": [{k: v for k, v in asdict(c).items() if k != "text"} for c in cases],
+                "outcomes": [asdict(o) for o in outcomes],
+            },
+            indent=1,
+        )
+    )
+    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta))
+    return summaries
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=48)
@@ -400,8 +449,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=str(RESULTS / "eval_crossfile"), help="output path without extension"
     )
+    parser.add_argument(
+        "--combine",
+        help="comma-separated result paths (without extension) of runs over consecutive parts: "
+        "write their combined result to --out and exit",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.combine:
+        out = Path(args.out)
+        combine([Path(p) for p in args.combine.split(",")], out)
+        print(out.parent.joinpath(out.name + ".md").read_text(), end="")
+        return 0
     sys.path.insert(0, str(REPO))
     from context.index import Index
     from server.model.loader import load_runtime
