@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import re
 import sys
@@ -46,6 +47,8 @@ CONFIGS: dict[str, tuple[str, ...] | None] = {
     "all - similar": ("definitions", "recent", "repomap"),
     "all - repomap": ("definitions", "similar", "recent"),
 }
+# The retriever's default configuration: the one the others are paired with in the report.
+DEFAULT_CONFIG = "full (default)"
 # Targets shorter than this are trivially guessable (`)`), longer ones are mostly unguessable.
 MIN_TARGET_CHARS = 4
 MAX_TARGET_CHARS = 100
@@ -300,7 +303,25 @@ def summarize(name: str, outcomes: Sequence[Outcome], cases: Sequence[Case]) -> 
     )
 
 
-def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
+def paired(outcomes: Sequence[Outcome], a: str, b: str) -> tuple[int, int, float]:
+    """Cases only `a` gets exactly right, cases only `b` does, and the two-sided sign-test p-value.
+
+    Both configurations see the same cases, so the cases where they differ are what separates
+    them; with few such cases a difference in the percentages is not evidence of anything.
+    """
+    hits: dict[str, dict[int, bool]] = {a: {}, b: {}}
+    for o in outcomes:
+        if o.config in hits:
+            hits[o.config][o.case] = o.exact
+    shared = hits[a].keys() & hits[b].keys()
+    only_a = sum(hits[a][c] and not hits[b][c] for c in shared)
+    only_b = sum(hits[b][c] and not hits[a][c] for c in shared)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return only_a, only_b, p
+
+
+def markdown(summaries: Sequence[Summary], meta: dict[str, Any], outcomes: Sequence[Outcome] = ()) -> str:
     lines = [
         "# Cross-file completion evaluation",
         "",
@@ -330,6 +351,19 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any]) -> str:
     for s in summaries:
         cells = [f"{s.per_package.get(p, 0.0):.0%}" for p in meta["packages"]]
         lines.append(f"| {s.config} | " + " | ".join(cells) + " |")
+    names = [s.config for s in summaries]
+    if outcomes and DEFAULT_CONFIG in names and len(names) > 1:
+        lines += [
+            "",
+            f"Paired with `{DEFAULT_CONFIG}` (cases only one of the two gets exactly right; sign test):",
+            "",
+            f"| configuration | only {DEFAULT_CONFIG} | only this one | p |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in names:
+            if name != DEFAULT_CONFIG:
+                only_default, only_other, p = paired(outcomes, DEFAULT_CONFIG, name)
+                lines.append(f"| {name} | {only_default} | {only_other} | {p:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -381,7 +415,7 @@ def write_results(
             indent=1,
         )
     )
-    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta))
+    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta, outcomes))
 
 
 def combine(parts: Sequence[Path], out: Path) -> list[Summary]:
@@ -424,7 +458,7 @@ def combine(parts: Sequence[Path], out: Path) -> list[Summary]:
             indent=1,
         )
     )
-    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta))
+    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta, outcomes))
     return summaries
 
 
@@ -493,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         # Written after every configuration: a long run cut short still leaves its results.
         write_results(Path(args.out), args, argv, packages, cases, summaries, all_outcomes, start)
-    print(markdown(summaries, results_meta(args, argv, packages, cases, start)))
+    print(markdown(summaries, results_meta(args, argv, packages, cases, start), all_outcomes))
     for index in indexes.values():
         index.close()
     return 0

@@ -60,3 +60,17 @@ def test_scores() -> None:
     assert edit_similarity("abc", "abd") == pytest.approx(2 / 3)
     assert shows_definition("Table", ["class Table(JupyterMixin):\n    ..."])
     assert not shows_definition("Table", ["rows = Table()"])
+
+
+def test_paired_counts_the_cases_that_separate_two_configurations() -> None:
+    from bench.eval_crossfile import paired
+
+    def outcome(config: str, case: int, exact: bool) -> Outcome:
+        return Outcome(config, case, "", exact, float(exact), 0, 0, 0.0, 0.0)
+
+    a = [True, True, True, True, True, False, True]
+    b = [True, False, False, False, False, False, False]
+    outcomes = [outcome("a", i, x) for i, x in enumerate(a)] + [outcome("b", i, x) for i, x in enumerate(b)]
+    only_a, only_b, p = paired(outcomes, "a", "b")
+    assert (only_a, only_b) == (5, 0)
+    assert p == pytest.approx(2 / 32)  # five of five one way: 2 * 0.5**5
