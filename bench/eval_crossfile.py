@@ -99,6 +99,7 @@ class Summary:
     retrieval_ms_p95: float
     total_ms_mean: float
     per_package: dict[str, float] = field(default_factory=dict)
+    package_cases: dict[str, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +301,7 @@ def summarize(name: str, outcomes: Sequence[Outcome], cases: Sequence[Case]) -> 
         retrieval_ms_p95=retrieval[min(len(retrieval) - 1, int(len(retrieval) * 0.95))],
         total_ms_mean=sum(o.total_ms for o in outcomes) / n,
         per_package={k: sum(v) / len(v) for k, v in sorted(per_package.items())},
+        package_cases={k: len(v) for k, v in sorted(per_package.items())},
     )
 
 
@@ -343,9 +345,11 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any], outcomes: Seque
         )
     lines += [
         "",
-        "Exact match per package:",
+        "Exact match per package (cases):",
         "",
-        "| configuration | " + " | ".join(meta["packages"]) + " |",
+        "| configuration | "
+        + " | ".join(f"{p} ({summaries[0].package_cases.get(p, 0)})" for p in meta["packages"])
+        + " |",
         "|---|" + "---:|" * len(meta["packages"]),
     ]
     for s in summaries:
