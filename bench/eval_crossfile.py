@@ -396,17 +396,14 @@ def results_meta(
     }
 
 
-def write_results(
+def save(
     out: Path,
-    args: argparse.Namespace,
-    argv: Sequence[str] | None,
-    packages: Sequence[str],
-    cases: Sequence[Case],
+    meta: dict[str, Any],
     summaries: Sequence[Summary],
+    cases: Sequence[Case],
     outcomes: Sequence[Outcome],
-    start: float,
 ) -> None:
-    meta = results_meta(args, argv, packages, cases, start)
+    """`out`.json (everything but the case buffers) and `out`.md (the report)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.parent.joinpath(out.name + ".json").write_text(
         json.dumps(
@@ -432,10 +429,9 @@ def combine(parts: Sequence[Path], out: Path) -> list[Summary]:
     for path in parts:
         data = json.loads(path.with_name(path.name + ".json").read_text())
         offset = len(cases)
-        if int(data["meta"].get("skipped", 0)) != offset:
-            raise SystemExit(
-                f"{path}: starts at case {data['meta'].get('skipped', 0) + 1}, expected {offset + 1}"
-            )
+        skipped = int(data["meta"].get("skipped", 0))
+        if skipped != offset:
+            raise SystemExit(f"{path}: starts at case {skipped + 1}, expected {offset + 1}")
         metas.append(data["meta"])
         cases.extend(Case(text="", **c) for c in data["cases"])
         outcomes.extend(Outcome(**{**o, "case": o["case"] + offset}) for o in data["outcomes"])
@@ -451,18 +447,7 @@ def combine(parts: Sequence[Path], out: Path) -> list[Summary]:
         "elapsed_s": sum(m["elapsed_s"] for m in metas),
         "command": " + ".join(m["command"] for m in metas),
     }
-    out.parent.joinpath(out.name + ".json").write_text(
-        json.dumps(
-            {
-                "meta": meta,
-                "summaries": [asdict(s) for s in summaries],
-                "cases": [{k: v for k, v in asdict(c).items() if k != "text"} for c in cases],
-                "outcomes": [asdict(o) for o in outcomes],
-            },
-            indent=1,
-        )
-    )
-    out.parent.joinpath(out.name + ".md").write_text(markdown(summaries, meta, outcomes))
+    save(out, meta, summaries, cases, outcomes)
     return summaries
 
 
@@ -530,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         # Written after every configuration: a long run cut short still leaves its results.
-        write_results(Path(args.out), args, argv, packages, cases, summaries, all_outcomes, start)
+        meta = results_meta(args, argv, packages, cases, start)
+        save(Path(args.out), meta, summaries, cases, all_outcomes)
     print(markdown(summaries, results_meta(args, argv, packages, cases, start), all_outcomes))
     for index in indexes.values():
         index.close()
