@@ -409,10 +409,9 @@ class Retriever:
                 lines.append(head)
                 owner = symbol.name
                 init = self.index.symbols(symbol.path, name="__init__", parent=symbol.name)
-                fields = [] if init else _class_fields(symbol.snippet)
                 if init:
                     lines.append(f"    {one_line(init[0].signature)} ...")
-                elif fields:
+                elif fields := _class_fields(symbol.snippet):
                     lines.extend(f"    {one_line(field.strip())}" for field in fields)
                 elif symbol.name not in methods_of:
                     lines[-1] += " ..."  # nothing to list under it: one line, not two
@@ -468,7 +467,10 @@ class Retriever:
             for symbol in self._module_members(resolved[0].path):
                 scores[(resolved[0].path, symbol.name, None)] += PENDING_IMPORT_WEIGHT * PENDING_MEMBER_SHARE
             return
-        uses = Counter(re.findall(rf"(?<![\w.]){re.escape(local)}\.([A-Za-z_]\w*)", text))
+        # A literal pattern (found at memchr speed) filtered in Python: a lookbehind pattern has
+        # no literal prefix and steps through every position of the buffer.
+        attribute = re.compile(rf"{re.escape(local)}\.([A-Za-z_]\w*)")
+        uses = Counter(m.group(1) for m in attribute.finditer(text) if _starts_a_name(text, m.start()))
         for member, count in uses.most_common(MAX_MODULE_MEMBERS_USED):
             weight = IMPORTED_UNUSED_WEIGHT * (1 + min(count, MAX_COUNTED_USES))
             scores[(resolved[0].path, member, None)] += weight
@@ -825,13 +827,20 @@ def _whole_name_count(text: str, name: str, limit: int) -> int:
         if at < 0:
             break
         end = at + len(name)
-        before = text[at - 1] if at else " "
         after = text[end] if end < len(text) else " "
         # `Table` inside `TableRow` or `self.Table` is not a use of the imported `Table`.
-        if not (before.isalnum() or before in "_.") and not (after.isalnum() or after == "_"):
+        if _starts_a_name(text, at) and not (after.isalnum() or after == "_"):
             count += 1
         start = end
     return count
+
+
+def _starts_a_name(text: str, at: int) -> bool:
+    """Whether `text[at]` begins a name of its own: not inside a longer name, not after a dot."""
+    if at == 0:
+        return True
+    before = text[at - 1]
+    return not (before.isalnum() or before in "_.")
 
 
 def _docstring_lines(lines: list[str], first: int, last: int) -> set[int]:
