@@ -137,8 +137,17 @@ class Chunk:
     source: str  # one of SOURCES
     score: float  # fused priority (higher = more important)
     tokens: int  # count_tokens(text)
-    start_line: int  # 0-based, inclusive
+    start_line: int  # 0-based, inclusive; OUTLINE_LINE for an outline, which has no one span
     end_line: int  # 0-based, inclusive
+
+    @property
+    def lines(self) -> list[int] | None:
+        return _span(self.start_line, self.end_line)
+
+
+def _span(start_line: int, end_line: int) -> list[int] | None:
+    """1-based inclusive line span for reports; None for an outline of several definitions."""
+    return None if start_line < 0 else [start_line + 1, end_line + 1]
 
 
 @dataclass
@@ -169,7 +178,7 @@ class RetrievalResult:
                     "source": c.source,
                     "score": round(c.score, 5),
                     "tokens": c.tokens,
-                    "lines": [c.start_line + 1, c.end_line + 1],
+                    "lines": c.lines,
                     "text": c.text,
                 }
                 for c in self.chunks
@@ -276,7 +285,7 @@ class Retriever:
                 names=near.ranked(),
                 source_ms=source_ms,
                 dropped=[
-                    {"path": c.path, "source": c.source, "lines": [c.start_line + 1, c.end_line + 1]}
+                    {"path": c.path, "source": c.source, "lines": _span(c.start_line, c.end_line)}
                     for c in candidates
                     if c.key not in chosen
                 ],

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from context.syntax import language_for_path
 from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
-from server.model.runtime import CancelToken, GenerationStats, Runtime
+from server.model.registry import ProgressFn as Report
+from server.model.runtime import Backend, CancelToken, GenerationStats
 from server.model.templates import ContextFile
 
 if TYPE_CHECKING:
@@ -88,7 +89,9 @@ class CompletionResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "completion": self.text,
-            "reason": self.reason,
+            # Why nothing is suggested (null when something is), and why generation stopped.
+            "reason": self.reason if self.text is None else None,
+            "stop_reason": self.reason if self.text is not None else None,
             "mode": self.mode,
             "model": self.model,
             "latency_ms": self.timings,
@@ -99,7 +102,7 @@ class CompletionResult:
                     "source": c.source,
                     "score": round(c.score, 4),
                     "tokens": c.tokens,
-                    "lines": [c.start_line + 1, c.end_line + 1],
+                    "lines": c.lines,
                 }
                 for c in self.chunks
             ],
@@ -129,7 +132,7 @@ class Completer:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: Backend,
         *,
         root: Path | None = None,
         index: Index | None = None,
@@ -157,17 +160,17 @@ class Completer:
         index: Index | None = None,
         sources: Collection[str] | None = None,
         threads: int | None = None,
+        report: Report | None = None,
     ) -> Completer:
-        """Load a registry model (it must be pulled) and wrap it (threads: None = one fewer than the CPUs)."""
+        """Load a registry model (it must be pulled) and wrap it (threads: None = the self-test's choice)."""
         from server.model.loader import load_runtime
 
-        runtime = load_runtime(model, n_threads=threads)
+        runtime = load_runtime(model, n_threads=threads, report=report)
         return cls(runtime, root=root, index=index, settings=settings, sources=sources)
 
     @property
     def model_name(self) -> str:
-        spec = self.runtime.spec
-        return spec.name if spec else self.runtime.engine.name
+        return self.runtime.name
 
     def count_tokens(self, text: str) -> int:
         return self.runtime.count_tokens(text)
@@ -255,25 +258,38 @@ class Completer:
         reset_cache: bool = False,
         on_partial: Callable[[str], None] | None = None,
         prompt: Prompt | None = None,
+        max_tokens: int | None = None,
+        limit: Callable[[str], bool] | None = None,
     ) -> CompletionResult:
-        """Run one completion. Raises runtime.Cancelled when superseded."""
+        """Run one completion. Raises runtime.Cancelled when superseded.
+
+        `max_tokens` lowers the mode's token budget; `limit(raw)` is asked after each piece and
+        stops generation (reason "limit") when it returns False (a client's deadline or indent rule).
+        """
         start = time.perf_counter()
         prompt = prompt or self.build_prompt(request)
         if reset_cache:
             self.runtime.reset()
         filt = StreamFilter(prompt.plan)
-        max_tokens = (
+        budget = (
             self.settings.max_tokens_line if prompt.plan.mode is Mode.LINE else self.settings.max_tokens_block
         )
+        if max_tokens is not None:
+            budget = min(budget, max_tokens)
+        limited = False
 
         def on_text(piece: str) -> bool:
+            nonlocal limited
             keep_going = filt.feed(piece)
             if on_partial is not None:
                 on_partial(filt.raw)
+            if keep_going and limit is not None and not limit(filt.raw):
+                limited = True
+                return False
             return keep_going
 
         stats: GenerationStats = self.runtime.generate(
-            prompt.tokens, max_tokens=max_tokens, on_text=on_text, cancel=cancel
+            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel
         )
         outcome: Outcome = filt.finish()
         total_ms = (time.perf_counter() - start) * 1000
@@ -281,7 +297,9 @@ class Completer:
             log.info("suppressed completion at %s:%d: %s", request.path, request.line + 1, outcome.reason)
         return CompletionResult(
             text=outcome.text,
-            reason=outcome.reason if outcome.suppressed else str(filt.stop_reason or stats.stop_reason),
+            reason=outcome.reason
+            if outcome.suppressed
+            else ("limit" if limited else str(filt.stop_reason or stats.stop_reason)),
             mode=str(prompt.plan.mode),
             model=self.model_name,
             timings={

@@ -50,7 +50,7 @@ class PhaseBar:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            unit = "part" if phase == "download" else "B"
+            unit = {"download": "part", "self-test": "config"}.get(phase, "B")
             self.bar = tqdm(
                 total=total, desc=phase, unit=unit, unit_scale=unit == "B", file=sys.stderr, leave=True
             )

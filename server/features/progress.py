@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from lsprotocol import types
 
+from server.model.process import ProcessRuntime
 from server.model.registry import ModelError
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class WorkDone:
                 self.token, types.WorkDoneProgressReport(message=message, percentage=percentage)
             )
 
-    def report_threadsafe(self, done: int, total: int) -> None:
+    def report_threadsafe(self, done: int, total: int, unit: str = "files") -> None:
         """A `(done, total)` callback for worker threads (the index's refresh)."""
         pct = 100 if total <= 0 else min(100, int(100 * done / total))
         with self._lock:
@@ -96,7 +97,7 @@ class WorkDone:
             self._last_pct = pct
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed under a running refresh
-                self._loop.call_soon_threadsafe(self.report, f"{done}/{total} files", pct)
+                self._loop.call_soon_threadsafe(self.report, f"{done}/{total} {unit}", pct)
 
     def end(self, message: str) -> None:
         if self.enabled and not self.server.closing:
@@ -120,8 +121,14 @@ async def load_model(server: InfillerServer, model: str | None) -> None:
     await progress.begin()
     # Nothing may supersede the load job: completions need a completer, so they wait it out.
     server.completer = None
+    if isinstance(server.runtime, ProcessRuntime):
+        server.runtime.close()
     server.runtime = None
     server.model_error = None
+    # First use on a machine measures which llama.cpp configuration runs and is fastest.
+    server.load_report = lambda _phase, done, total: progress.report_threadsafe(
+        done, total, "configurations measured (first use on this machine)"
+    )
     future, _ = server.run_model(lambda _token: server.engine_factory(model), supersede=False)
     try:
         runtime = await future
@@ -139,12 +146,29 @@ async def load_model(server: InfillerServer, model: str | None) -> None:
         server.show(server.model_error, types.MessageType.Error)
         progress.end("failed")
         return
+    finally:
+        server.load_report = None
+    if isinstance(runtime, ProcessRuntime):
+        loop = asyncio.get_running_loop()
+
+        def on_event(kind: str, message: str) -> None:
+            loop.call_soon_threadsafe(_model_event, server, kind, message)
+
+        runtime.on_event = on_event
     server.runtime = runtime
     server.loaded_model = name
     server.rebuild_completer()
     progress.end(f"{name} ready")
     for hook in server.on_model_loaded:
         hook(server)
+
+
+def _model_event(server: InfillerServer, kind: str, message: str) -> None:
+    """The model process died, was restarted, or keeps dying: the user hears of it."""
+    if kind == "restarted":
+        server.log(message, types.MessageType.Info)
+    else:
+        server.show(message, types.MessageType.Error)
 
 
 async def build_index(server: InfillerServer, root: Path) -> None:

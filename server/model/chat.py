@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from server.model.runtime import Cancelled, CancelToken, Runtime
+from server.model.runtime import Backend, Cancelled, CancelToken
 from server.model.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Generate(Protocol):
 
 
 def _generate_once(
-    runtime: Runtime, prompt: str, max_tokens: int, cancel: CancelToken, stop_when: StopWhen | None = None
+    runtime: Backend, prompt: str, max_tokens: int, cancel: CancelToken, stop_when: StopWhen | None = None
 ) -> str:
     pieces: list[str] = []
 
@@ -70,7 +70,7 @@ def _generate_once(
         return stop_when is None or "\n" not in piece or not stop_when("".join(pieces))
 
     tokens = runtime.tokenize(prompt)
-    room = runtime.engine.n_ctx - len(tokens) - 1
+    room = runtime.n_ctx - len(tokens) - 1
     if room <= 0:
         raise ValueError(f"prompt of {len(tokens)} tokens leaves no room in the context window")
     start = time.perf_counter()
@@ -86,7 +86,7 @@ def _generate_once(
     return "".join(pieces)
 
 
-def runtime_generator(runtime: Runtime, cancel: CancelToken | None = None) -> Generate:
+def runtime_generator(runtime: Backend, cancel: CancelToken | None = None) -> Generate:
     """Generate on this thread, directly on the runtime (tests, command line)."""
     token = cancel or CancelToken()
 
@@ -96,7 +96,7 @@ def runtime_generator(runtime: Runtime, cancel: CancelToken | None = None) -> Ge
     return generate
 
 
-def worker_generator(worker: ModelWorker, runtime: Runtime, cancel: CancelToken) -> Generate:
+def worker_generator(worker: ModelWorker, runtime: Backend, cancel: CancelToken) -> Generate:
     """Generate through the server's single model worker, blocking the calling (non-loop) thread.
 
     `cancel` is the action's own token (user cancellation). Each job gets a fresh token that the

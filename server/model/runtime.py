@@ -1,4 +1,9 @@
-"""The model runtime: an Engine (llama.cpp, or a scripted fake for protocol tests) and the generation loop.
+"""The model seam: the Backend protocol every door uses, the per-token Engine, and the generation loop.
+
+A Backend is "tokenize, count, stream a completion for this prompt, prefill, reset, cancel":
+`Runtime` implements it in-process over an Engine (llama.cpp in the model process, or a scripted
+fake in protocol tests); `server.model.process.ProcessRuntime` implements it across a process
+boundary, so a native crash in llama.cpp never takes the language server with it.
 
 The loop owns what the low-level API leaves to us: reusing the KV cache for the longest common
 token prefix, evaluating the prompt in chunks so a newer request can cancel a long prompt
@@ -15,11 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from server.model.registry import ModelSpec
-from server.model.templates import FimTemplate, from_metadata, template_for
+from server.model.templates import FimTemplate
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +133,46 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+class Backend(Protocol):
+    """What completion, chat and code actions need from a model, wherever it runs."""
+
+    spec: ModelSpec | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def template(self) -> FimTemplate: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def reset(self) -> None:
+        """Forget the KV cache (evaluations do this per case for reproducibility)."""
+        ...
+
+    def prefill(self, tokens: Sequence[int], cancel: CancelToken | None = None) -> GenerationStats:
+        """Evaluate a prompt without generating, so the next request on it starts warm."""
+        ...
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        on_text: OnText,
+        cancel: CancelToken | None = None,
+    ) -> GenerationStats:
+        """Greedy generation; on_text may stop it. Raises Cancelled when `cancel` fires."""
+        ...
+
+
 class Runtime:
-    """Runs generations on one engine. Not thread-safe: the ModelWorker serialises access."""
+    """A Backend over one in-process engine. Not thread-safe: the ModelWorker serialises access."""
 
     def __init__(self, engine: Engine, spec: ModelSpec | None = None) -> None:
         self.engine = engine
@@ -138,8 +180,16 @@ class Runtime:
         self.lock = threading.Lock()
 
     @property
+    def name(self) -> str:
+        return self.spec.name if self.spec else self.engine.name
+
+    @property
     def template(self) -> FimTemplate:
         return self.engine.template
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
 
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)
@@ -216,69 +266,3 @@ class Runtime:
                     on_text(tail)
             stats.generation_ms = (time.perf_counter() - gen_start) * 1000
         return stats
-
-
-class LlamaEngine:
-    """llama-cpp-python behind the Engine protocol."""
-
-    def __init__(self, path: Path, family: str, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
-        import llama_cpp  # imported lazily: protocol tests and `--help` must not pay for it
-
-        self.name = path.stem
-        self.n_ctx = n_ctx
-        threads = model_threads(n_threads or 0)
-        self._llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=PROMPT_CHUNK_TOKENS,
-            n_ubatch=PROMPT_CHUNK_TOKENS,
-            n_threads=threads,
-            n_threads_batch=threads,
-            logits_all=False,
-            verbose=False,
-        )
-        self._n_vocab = self._llama.n_vocab()
-        self._np = __import__("numpy")
-        metadata = {str(k): str(v) for k, v in (self._llama.metadata or {}).items()}
-        template, meta_stops = from_metadata(family, metadata, self._token_text)
-        self.template = template
-        stop_ids = set(meta_stops)
-        stop_ids.add(self._llama.token_eos())
-        for text in template.stop:
-            ids = self.tokenize(text)
-            if len(ids) == 1:  # only genuine single special tokens are stop ids
-                stop_ids.add(ids[0])
-        self.stop_ids = frozenset(stop_ids)
-        log.info("loaded %s: n_ctx=%d threads=%d stop_ids=%s", path.name, n_ctx, threads, sorted(stop_ids))
-
-    def _token_text(self, token: int) -> str:
-        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-
-    def token_bytes(self, token: int) -> bytes:
-        return bytes(self._llama.detokenize([token], special=False))
-
-    def cached_tokens(self) -> Sequence[int]:
-        return self._llama.input_ids[: self._llama.n_tokens].tolist()
-
-    def truncate(self, n: int) -> None:
-        n = max(0, min(n, self._llama.n_tokens))
-        self._llama.n_tokens = n
-        # Llama.eval drops KV entries past n_tokens itself; do it now too so memory is freed promptly.
-        self._llama._ctx.kv_cache_seq_rm(-1, n, -1)
-
-    def eval(self, tokens: Sequence[int]) -> None:
-        self._llama.eval(list(tokens))
-
-    def argmax(self) -> int:
-        logits = self._np.ctypeslib.as_array(self._llama._ctx.get_logits(), shape=(self._n_vocab,))
-        return int(logits.argmax())
-
-
-def load_engine(
-    spec: ModelSpec, path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None
-) -> LlamaEngine:
-    template_for(spec.family)  # fail early with a clear message on an unknown family
-    return LlamaEngine(path, spec.family, n_ctx=min(n_ctx, spec.context_length), n_threads=n_threads)

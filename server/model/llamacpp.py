@@ -1,0 +1,183 @@
+"""llama.cpp through llama-cpp-python's low-level API: the vocabulary alone, and the full engine.
+
+We build on `llama_cpp._internals` (model, context, batch) rather than the high-level `Llama`
+class because `Llama()` does not expose `llama_model_params.use_extra_bufts`: on CPUs that
+advertise AMX which the VM does not enable, the extra (weight-repacking) buffer types execute
+`ldtilecfg` and the process dies on its first decode. Owning the parameters lets the self-test
+(`server/model/selftest.py`) choose them per machine.
+
+`LlamaVocab` loads only the vocabulary (no weights, no compute): the editor-facing process uses it
+to tokenize and count tokens locally while the weights live in the model process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.model.runtime import DEFAULT_N_CTX, PROMPT_CHUNK_TOKENS
+from server.model.templates import FimTemplate, from_metadata, template_for
+
+log = logging.getLogger(__name__)
+
+_backend_ready = False
+
+
+def _llama() -> Any:
+    """The llama_cpp package, imported lazily (protocol tests and `--help` must not pay for it)."""
+    global _backend_ready
+    import llama_cpp
+
+    if not _backend_ready:
+        from llama_cpp import _logger
+
+        llama_cpp.llama_backend_init()
+        _logger.set_verbose(False)  # llama.cpp's loading chatter: errors only, on stderr
+        _backend_ready = True
+    return llama_cpp
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How llama.cpp runs on this machine: chosen by the self-test, or by the user's settings."""
+
+    threads: int
+    # llama.cpp's extra buffer types (CPU weight repacking, AMX). Off avoids the AMX crash above.
+    extra_bufts: bool = True
+
+    def describe(self) -> str:
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return f"{threads}, repacking {'on' if self.extra_bufts else 'off'}"
+
+
+def _model_params(*, vocab_only: bool, extra_bufts: bool = True) -> Any:
+    llama_cpp = _llama()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = vocab_only
+    params.use_extra_bufts = extra_bufts
+    params.n_gpu_layers = 0
+    return params
+
+
+def _load_model(path: Path, params: Any) -> Any:
+    from llama_cpp import _internals
+
+    return _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+
+
+class LlamaVocab:
+    """Tokenizer, FIM template and stop tokens of a GGUF model, without its weights."""
+
+    def __init__(self, path: Path, family: str, *, model: Any = None) -> None:
+        template_for(family)  # fail early with a clear message on an unknown family
+        self.name = path.stem
+        self._model = model if model is not None else _load_model(path, _model_params(vocab_only=True))
+        self._pieces: dict[int, bytes] = {}
+        metadata = {str(k): str(v) for k, v in self._model.metadata().items()}
+        template, meta_stops = from_metadata(family, metadata, self._token_text)
+        stop_ids = set(meta_stops)
+        stop_ids.add(self._model.token_eos())
+        for text in template.stop:
+            ids = self.tokenize(text)
+            if len(ids) == 1:  # only genuine single special tokens are stop ids
+                stop_ids.add(ids[0])
+        self.template: FimTemplate = template
+        self.stop_ids = frozenset(stop_ids)
+        self.n_vocab: int = self._model.n_vocab()
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        # llama-cpp-python's token_to_piece returns its whole 32-byte buffer, padding included.
+        llama_cpp = _llama()
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._model.vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def _token_text(self, token: int) -> str:
+        return self._piece(token, special=True).decode("utf-8", errors="replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of text, control strings (FIM markers) parsed as special tokens, no BOS."""
+        if not text:
+            return []
+        # Lone surrogates (from a client's broken UTF-16) cannot be encoded: they become U+FFFD.
+        data = text.encode("utf-8", errors="replace")
+        return list(self._model.tokenize(data, add_bos=False, special=True))
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._piece(token, special=False)
+        return piece
+
+    def close(self) -> None:
+        self._model.close()
+
+
+class LlamaEngine:
+    """A loaded model and one context: the per-token Engine the generation loop drives."""
+
+    def __init__(self, path: Path, family: str, *, n_ctx: int = DEFAULT_N_CTX, config: EngineConfig) -> None:
+        from llama_cpp import _internals
+
+        llama_cpp = _llama()
+        self.config = config
+        self._model = _load_model(path, _model_params(vocab_only=False, extra_bufts=config.extra_bufts))
+        self.vocab = LlamaVocab(path, family, model=self._model)
+        self.name = self.vocab.name
+        self.template = self.vocab.template
+        self.stop_ids = self.vocab.stop_ids
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = PROMPT_CHUNK_TOKENS
+        params.n_ubatch = PROMPT_CHUNK_TOKENS
+        params.n_threads = config.threads
+        params.n_threads_batch = config.threads
+        self._ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        self.n_ctx = self._ctx.n_ctx()
+        self._batch = _internals.LlamaBatch(n_tokens=PROMPT_CHUNK_TOKENS, embd=0, n_seq_max=1, verbose=False)
+        self._tokens: list[int] = []
+        self._np = __import__("numpy")
+        log.info("loaded %s: n_ctx=%d %s", path.name, self.n_ctx, config.describe())
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.vocab.tokenize(text)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.vocab.token_bytes(token)
+
+    def cached_tokens(self) -> Sequence[int]:
+        return self._tokens
+
+    def truncate(self, n: int) -> None:
+        n = max(0, min(n, len(self._tokens)))
+        del self._tokens[n:]
+        self._ctx.kv_cache_seq_rm(-1, n, -1)
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        for start in range(0, len(tokens), PROMPT_CHUNK_TOKENS):
+            chunk = list(tokens[start : start + PROMPT_CHUNK_TOKENS])
+            self._batch.set_batch(batch=chunk, n_past=len(self._tokens), logits_all=False)
+            self._ctx.decode(self._batch)
+            self._tokens.extend(chunk)
+
+    def argmax(self) -> int:
+        logits = self._np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self.vocab.n_vocab,))
+        return int(logits.argmax())
+
+    def close(self) -> None:
+        self._batch.close()
+        self._ctx.close()
+        self._model.close()
+
+
+def system_info() -> str:
+    """llama.cpp's own summary of the CPU features it was built with and detects."""
+    return bytes(_llama().llama_print_system_info()).decode("utf-8", errors="replace").strip()

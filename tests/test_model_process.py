@@ -1,0 +1,221 @@
+"""The model in its own process, with the real 0.5B: same answers as in-process, crashes survived.
+
+What a user would notice: a completion is the same whether llama.cpp runs in the server or in
+its worker process; when the worker dies (a native crash, `kill -9`) the request fails at once
+with the cause, the next one is served by a restarted worker; on a machine where llama.cpp's
+weight repacking crashes (CPUs advertising AMX that the VM does not enable) the self-test picks
+a configuration that runs, with no manual step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from server.model.llamacpp import EngineConfig
+from server.model.process import FAULT_ENV, ModelProcessDied, ProcessRuntime, describe_exit
+from server.model.registry import load_registry, resolve
+from server.model.runtime import Cancelled, CancelToken
+from tests.conftest import TEST_MODEL
+
+pytestmark = pytest.mark.model
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = (
+    "<|fim_prefix|>def fibonacci(n):\n    if n < 2:\n        return n\n    return <|fim_suffix|>\n<|fim_middle|>"
+)
+# A killed or crashed worker must be reported in well under this (no hang, no long timeout).
+FAIL_FAST_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def model() -> tuple[object, Path]:
+    spec = load_registry().get(TEST_MODEL)
+    return spec, resolve(spec)
+
+
+@pytest.fixture()
+def runtime(model: tuple[object, Path]) -> ProcessRuntime:
+    spec, path = model
+    events: list[tuple[str, str]] = []
+    rt = ProcessRuntime(spec, path, EngineConfig(threads=1), on_event=lambda k, m: events.append((k, m)))  # type: ignore[arg-type]
+    rt.events = events  # type: ignore[attr-defined]
+    yield rt  # type: ignore[misc]
+    rt.close()
+
+
+def _complete(rt: object, max_tokens: int = 16, cancel: CancelToken | None = None) -> str:
+    pieces: list[str] = []
+    rt.reset()  # type: ignore[attr-defined]
+    rt.generate(  # type: ignore[attr-defined]
+        rt.tokenize(PROMPT),  # type: ignore[attr-defined]
+        max_tokens=max_tokens,
+        on_text=lambda p: pieces.append(p) is None,
+        cancel=cancel,
+    )
+    return "".join(pieces)
+
+
+def test_the_worker_process_gives_the_in_process_answer(model: tuple[object, Path]) -> None:
+    from server.model.llamacpp import LlamaEngine
+    from server.model.runtime import Runtime
+
+    spec, path = model
+    config = EngineConfig(threads=1)
+    local = Runtime(LlamaEngine(path, spec.family, config=config), spec)  # type: ignore[attr-defined,arg-type]
+    remote = ProcessRuntime(spec, path, config)  # type: ignore[arg-type]
+    try:
+        assert remote.tokenize(PROMPT) == local.tokenize(PROMPT)
+        assert remote.template == local.template
+        expected = _complete(local)
+        assert "fibonacci(n - 1)" in expected, expected
+        assert _complete(remote) == expected
+    finally:
+        remote.close()
+        local.engine.close()  # type: ignore[attr-defined]
+
+
+def test_post_processing_stops_the_worker_at_once(runtime: ProcessRuntime) -> None:
+    seen: list[str] = []
+
+    def first_piece_only(piece: str) -> bool:
+        seen.append(piece)
+        return False
+
+    stats = runtime.generate(runtime.tokenize(PROMPT), max_tokens=32, on_text=first_piece_only)
+    assert len(seen) == 1
+    assert stats.generated_tokens == 1 and stats.stop_reason == "postprocess"
+
+
+def test_cancelling_reaches_the_worker_and_leaves_it_serving(runtime: ProcessRuntime) -> None:
+    token = CancelToken()
+    pieces: list[str] = []
+
+    def cancel_after_two(piece: str) -> bool:
+        pieces.append(piece)
+        if len(pieces) == 2:
+            token.cancel("superseded")
+        return True
+
+    with pytest.raises(Cancelled, match="superseded"):
+        runtime.generate(runtime.tokenize(PROMPT), max_tokens=32, on_text=cancel_after_two, cancel=token)
+    assert len(pieces) == 2
+    assert "fibonacci" in _complete(runtime)
+    assert runtime.restarts == 0
+
+
+def test_kill_9_during_a_request_fails_fast_and_the_next_request_is_served(runtime: ProcessRuntime) -> None:
+    pid = runtime.pid
+    assert pid is not None
+
+    def kill_on_first_piece(piece: str) -> bool:
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+    start = time.monotonic()
+    with pytest.raises(ModelProcessDied, match="SIGKILL"):
+        runtime.generate(runtime.tokenize(PROMPT), max_tokens=64, on_text=kill_on_first_piece)
+    assert time.monotonic() - start < FAIL_FAST_S
+    assert [kind for kind, _ in runtime.events] == ["died"]  # type: ignore[attr-defined]
+    assert "fibonacci" in _complete(runtime)
+    assert runtime.pid not in (None, pid)
+    assert runtime.restarts == 1
+    assert [kind for kind, _ in runtime.events] == ["died", "restarted"]  # type: ignore[attr-defined]
+
+
+def test_a_worker_killed_between_requests_is_replaced(runtime: ProcessRuntime) -> None:
+    pid = runtime.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSEGV)
+    deadline = time.monotonic() + FAIL_FAST_S
+    while runtime.pid == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "fibonacci" in _complete(runtime)
+    assert runtime.restarts == 1
+    kinds = [kind for kind, _ in runtime.events]  # type: ignore[attr-defined]
+    assert kinds == ["died", "restarted"]
+    assert "SIGSEGV" in runtime.events[0][1]  # type: ignore[attr-defined]
+
+
+def test_a_request_from_another_thread_waits_its_turn(runtime: ProcessRuntime) -> None:
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(_complete(runtime, 8))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and results[0] == results[1]
+
+
+def test_describe_exit_names_the_signal() -> None:
+    assert describe_exit(-11) == "was killed by SIGSEGV (Segmentation fault)"
+    assert describe_exit(3) == "exited with status 3"
+
+
+def test_doctor_on_a_machine_where_repacking_crashes_picks_a_configuration_that_runs(tmp_path: Path) -> None:
+    """The AMX crash reproduced by fault injection: every trial with repacking on dies of SIGSEGV."""
+    env = {**os.environ, FAULT_ENV: "1", "INFILLER_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "server", "doctor", "--model", TEST_MODEL, "--json"]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["config"]["extra_bufts"] is False
+    repacking = [t for t in report["trials"] if t["config"]["extra_bufts"]]
+    assert repacking and all(not t["ok"] for t in repacking)
+    assert "SIGSEGV" in repacking[0]["error"]
+    assert any(t["ok"] and t["prompt_tps"] > 0 for t in report["trials"])
+    # The decision is cached: a completion on this "machine" runs, with no manual step.
+    sample = REPO / "examples" / "invoice" / "invoice" / "refunds.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "complete", f"{sample}:8:5", "--model", TEST_MODEL, "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["completion"], done.stdout
+    again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert json.loads(again.stdout)["cached"] is True
+
+
+def test_complete_fails_fast_with_the_cause_when_every_configuration_crashes(tmp_path: Path) -> None:
+    """A crash the self-test cannot route around is a clear message, never a bare segfault or a hang."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, FAULT_ENV: "1", "INFILLER_CACHE_DIR": str(cache)}
+    spec = load_registry().get(TEST_MODEL)
+    from server.model.selftest import _cache_file, machine_facts
+
+    # A cached decision from before the crash was known (repacking on): the worker dies on first use.
+    stale = {
+        "model": spec.name,
+        "config": {"threads": 1, "extra_bufts": True},
+        "trials": [],
+        "machine": machine_facts(),
+    }
+    target = _cache_file(spec, machine_facts())
+    target = cache / "runtime" / target.name
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(stale))
+    sample = REPO / "examples" / "invoice" / "invoice" / "refunds.py"
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "complete", f"{sample}:8:5", "--model", TEST_MODEL],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "SIGSEGV" in done.stderr and "infiller doctor" in done.stderr, done.stderr
+    assert time.monotonic() - start < 60
