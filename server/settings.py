@@ -29,9 +29,15 @@ _DEFAULT_COMPLETION = CompletionSettings()
 
 
 def _meta(
-    doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] = (),
+    scope: str | None = None,
 ) -> dict[str, Any]:
-    return {"doc": doc, "min": lo, "max": hi, "choices": choices}
+    """A field's description and bounds; `scope` is VS Code's (e.g. "machine": user settings only)."""
+    return {"doc": doc, "min": lo, "max": hi, "choices": choices, "scope": scope}
 
 
 @dataclass
@@ -86,6 +92,18 @@ class Settings:
         default=_DEFAULT_COMPLETION.max_tokens_line,
         metadata=_meta("Most tokens generated for a single-line completion.", lo=1, hi=512),
     )
+    backend: str = field(
+        default="local",
+        metadata=_meta(
+            'Where the model runs: "local" (a process on this machine), "http://host:port" '
+            '(llama.cpp\'s llama-server, or `infiller daemon`) or "openai+http://host:port/v1" (an '
+            "OpenAI-compatible completion server). Retrieval always runs locally."
+        ),
+    )
+    backend_api_key_env: str | None = field(
+        default=None,
+        metadata=_meta("Name of the environment variable holding the backend's API key (never logged)."),
+    )
     threads: int = field(
         default=0,
         metadata=_meta("CPU threads for the model (0: one fewer than the CPUs, at least 1).", lo=0, hi=256),
@@ -102,6 +120,15 @@ class Settings:
     )
     hot_streak: bool = field(
         default=True, metadata=_meta("Prepare the next line's suggestion while the current one is shown.")
+    )
+    allow_unsafe_execution: bool = field(
+        default=False,
+        # Machine scope: a repository's own .vscode/settings.json cannot switch the sandbox off.
+        metadata=_meta(
+            "Let the code actions run generated tests where no sandbox is available (no bubblewrap, "
+            "not Linux): the model's code then runs with your permissions.",
+            scope="machine",
+        ),
     )
 
     def completion_settings(self) -> CompletionSettings:
@@ -230,6 +257,14 @@ def _check_bounds(value: object, meta: Mapping[str, Any]) -> str | None:
 
 
 def _cross_checks(settings: Settings, errors: list[str]) -> Settings:
+    from server.model.loader import is_remote, parse_backend
+
+    if is_remote(settings.backend):
+        try:
+            parse_backend(settings.backend)
+        except ValueError as exc:
+            errors.append(f'setting backend: {exc}; using "local"')
+            settings.backend = "local"
     deb = settings.debounce
     if deb.min_ms > deb.max_ms:
         errors.append(f"setting debounce.minMs ({deb.min_ms}) exceeds debounce.maxMs ({deb.max_ms}); swapped")

