@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from server.cli.common import fail, parse_location
+from server.cli.common import PhaseBar, fail, parse_location
+from server.model.process import ModelProcessDied
 from server.model.registry import ModelError
+from server.model.selftest import NoWorkingConfiguration
 from server.workspace import find_root, open_index
 
 
@@ -23,12 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reset-cache", action="store_true", help="empty the KV cache before each run (cold, reproducible)"
     )
+    p.add_argument(
+        "--no-daemon", action="store_true", help="load the model here even when `infiller daemon` is running"
+    )
     p.set_defaults(func=cmd_complete)
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from server.completion import Completer, CompletionRequest
 
     loc = args.location
@@ -47,19 +51,28 @@ def cmd_complete(args: argparse.Namespace) -> int:
             f"column {loc.column + 1} is past its end"
         )
     root = Path(args.root).resolve() if args.root else find_root(loc.path)
+    if not args.no_daemon:
+        served = _via_daemon(args, loc.path.resolve(), text, root)
+        if served is not None:
+            return served
     start = time.perf_counter()
     index = None if args.no_context else open_index(root)
     index_ms = (time.perf_counter() - start) * 1000
     try:
         load_start = time.perf_counter()
-        completer = Completer.load(args.model, root=root, index=index)
+        bar = PhaseBar(enabled=sys.stderr.isatty())
+        completer = Completer.load(args.model, root=root, index=index, report=bar)
+        bar.close()
         load_ms = (time.perf_counter() - load_start) * 1000
-    except ModelError as exc:
+    except (ModelError, NoWorkingConfiguration, ModelProcessDied) as exc:
         return fail(str(exc))
     request = CompletionRequest(path=loc.path.resolve(), text=text, line=loc.line, column=loc.column)
     runs = []
-    for _ in range(max(1, args.repeat)):
-        runs.append(completer.complete(request, reset_cache=args.reset_cache))
+    try:
+        for _ in range(max(1, args.repeat)):
+            runs.append(completer.complete(request, reset_cache=args.reset_cache))
+    except ModelProcessDied as exc:
+        return fail(f"{exc} (run `infiller doctor` to see which configurations run on this machine)")
     result = runs[-1]
     if args.json:
         payload = result.as_json()
@@ -83,4 +96,43 @@ def cmd_complete(args: argparse.Namespace) -> int:
         )
     if index is not None:
         index.close()
+    return 0
+
+
+def _via_daemon(args: argparse.Namespace, path: Path, text: str, root: Path) -> int | None:
+    """Complete through a running daemon (warm: no model load); None when no daemon is up."""
+    from server.daemon import client
+
+    base = client.find_daemon(model=args.model)
+    if base is None:
+        return None
+    loc = args.location
+    try:
+        runs = [
+            client.complete(
+                base,
+                path,
+                text,
+                loc.line,
+                loc.column,
+                root=root,
+                context=not args.no_context,
+                reset_cache=args.reset_cache,
+            )
+            for _ in range(max(1, args.repeat))
+        ]
+    except client.DaemonError as exc:
+        return fail(str(exc))
+    payload = runs[-1]
+    if args.json:
+        payload["daemon"] = base
+        if len(runs) > 1:
+            payload["runs_total_ms"] = [r["latency_ms"]["total_ms"] for r in runs]
+        print(json.dumps(payload, indent=2))
+    elif payload["completion"] is None:
+        print(f"(no suggestion: {payload['reason']})", file=sys.stderr)
+    else:
+        print(payload["completion"], flush=True)
+        total_ms = payload["latency_ms"]["total_ms"]
+        print(f"-- {payload['model']} via {base}, {total_ms:.0f} ms", file=sys.stderr)
     return 0

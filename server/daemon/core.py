@@ -1,0 +1,510 @@
+"""The daemon's transport-free core: one model on one worker thread, the workspace indexes, admission.
+
+Every generation runs on the single model thread (`ModelWorker`, nothing superseded: requests
+come from different clients); the HTTP loop only awaits futures. A bounded number of requests may
+wait for the model: beyond it `submit` raises Busy and the client gets a clear 503 at once
+instead of a reply it stopped waiting for long ago. A client that goes away cancels its token;
+the model stops between prompt chunks or tokens, and a queued job is dropped unrun.
+
+Indexes open in the background on their own thread (one per workspace root, as the language
+server does); completions use whatever they already hold.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from server.completion import CompletionRequest, CompletionResult, CompletionSettings
+from server.daemon import locate
+from server.daemon.metrics import Metrics
+from server.daemon.protocol import Answer, FimQuery, RawQuery, TooLarge
+from server.model.runtime import Backend, CancelToken
+from server.model.worker import ModelWorker
+from server.workspace import ROOT_MARKERS, find_root
+
+if TYPE_CHECKING:
+    from context.index import Index
+    from server.completion import Completer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Requests that may wait for the model besides the one it runs: a completion is stale after a
+# few seconds, so a longer queue only delays the 503 that tells the client to back off.
+DEFAULT_MAX_QUEUE = 8
+# Workspaces the daemon indexes at most (roots given at start plus those of absolute file names
+# in requests); beyond it requests for new roots get no repository context.
+MAX_ROOTS = 8
+# Indexed windows searched for the current file of a request that names none.
+LOCATE_WINDOWS = 8
+# Files named in input_extra that are checked, most recent first.
+LOCATE_NAMED_FILES = 6
+
+
+class Busy(Exception):
+    """The queue is full: answered with 503 and Retry-After."""
+
+
+class NotReady(Exception):
+    """The model is loading or failed to load: answered with 503."""
+
+
+@dataclass
+class DaemonConfig:
+    model: str | None = None
+    backend: str | None = None
+    api_key_env: str | None = None
+    roots: tuple[Path, ...] = ()
+    max_queue: int = DEFAULT_MAX_QUEUE
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+
+
+class Limits:
+    """A client's limits on one FIM generation: llama.cpp's t_max_predict_ms, n_indent and stop strings.
+
+    Called with the raw text after each piece; False stops generation. The deadline counts from the
+    first generated piece (as llama-server counts from the end of the prompt) and, as there, ends
+    the completion only at a new line, so a line is never cut in half.
+    """
+
+    def __init__(
+        self,
+        deadline_ms: float | None = None,
+        min_indent: int = 0,
+        stop: Iterable[str] = (),
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.deadline_ms = deadline_ms
+        self.min_indent = min_indent
+        self.stop = tuple(s for s in stop if s)
+        self._clock = clock
+        self._start: float | None = None
+
+    def __call__(self, raw: str) -> bool:
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        if any(s in raw for s in self.stop):
+            return False
+        if self.min_indent and _dedented_at(raw, self.min_indent) is not None:
+            return False
+        overtime = self.deadline_ms is not None and (now - self._start) * 1000 > self.deadline_ms
+        return not (overtime and "\n" in raw)
+
+    def cut(self, text: str) -> tuple[str, str]:
+        """The text up to the first stop string or under-indented line; and the stop string hit."""
+        word = ""
+        hits = [(text.find(s), s) for s in self.stop if s in text]
+        if hits:
+            at, word = min(hits)
+            text = text[:at]
+        dedent = _dedented_at(text, self.min_indent) if self.min_indent else None
+        if dedent is not None:
+            text = text[:dedent].rstrip("\n")
+        return text, word
+
+
+def _dedented_at(text: str, min_indent: int) -> int | None:
+    """Offset of the first new line (after the first) that starts indented less than min_indent."""
+    offset = text.find("\n")
+    while offset >= 0:
+        start = offset + 1
+        line_end = text.find("\n", start)
+        line = text[start:] if line_end < 0 else text[start:line_end]
+        body = line.lstrip(" \t")
+        if body and len(line) - len(body) < min_indent:
+            return start
+        offset = line_end
+    return None
+
+
+@dataclass
+class Placement:
+    """Where a FIM request's cursor is: the file (real or stand-in), its text and the 0-based cursor."""
+
+    root: Path | None
+    path: Path
+    text: str
+    line: int
+    column: int
+    located: bool
+
+
+class Core:
+    """The model, the indexes and the request queue; used by the HTTP handlers (see app.py)."""
+
+    def __init__(
+        self, config: DaemonConfig, metrics: Metrics, load: Callable[[], Backend] | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._load = load or self._default_load
+        self.backend: Backend | None = None
+        self.status = "loading"
+        self.error: str | None = None
+        self.worker = ModelWorker("infiller-daemon-model")
+        self._index_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="infiller-index"
+        )
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._indexes: dict[Path, Index | None] = {}
+        self._index_ready: dict[Path, concurrent.futures.Future[None]] = {}
+        self._completers: dict[tuple[Path | None, int], Completer] = {}
+        self.closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _default_load(self) -> Backend:
+        from server.model.loader import load_runtime
+
+        c = self.config
+        return load_runtime(c.model, backend=c.backend, api_key_env=c.api_key_env)
+
+    def start(self) -> concurrent.futures.Future[Backend]:
+        """Load the model on the model thread and open the configured roots' indexes."""
+        for root in self.config.roots:
+            self.open_root(root)
+
+        def load(_token: CancelToken) -> Backend:
+            try:
+                backend = self._load()
+            except Exception as exc:
+                self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("loading the model failed: %s", self.error)
+                raise
+            self.backend = backend
+            self.status = "ready"
+            self.metrics.model_ready.set(1)
+            log.info("model %s ready", backend.name)
+            return backend
+
+        future, _ = self.worker.submit(load, supersede=False)
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+        self.worker.shutdown()
+        self._index_pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            indexes = [i for i in self._indexes.values() if i is not None]
+        for index in indexes:
+            index.close()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    @property
+    def model_name(self) -> str:
+        if self.backend is not None:
+            return self.backend.name
+        return self.config.model or "infiller"
+
+    @property
+    def restarts(self) -> int:
+        return int(getattr(self.backend, "restarts", 0) or 0)
+
+    # --- admission ---------------------------------------------------------------------------
+
+    def submit(self, job: Callable[[CancelToken], T]) -> tuple[concurrent.futures.Future[T], CancelToken]:
+        """Queue a model job; raises NotReady before the model is loaded and Busy when the queue is full."""
+        if self.status != "ready":
+            raise NotReady(self.error or "the model is loading")
+        with self._lock:
+            if self._in_flight > self.config.max_queue:
+                self.metrics.rejected.inc()
+                raise Busy(f"the model is busy: {self._in_flight - 1} requests are already waiting")
+            self._in_flight += 1
+            self.metrics.queue_depth.set(self._in_flight)
+        future, token = self.worker.submit(job, supersede=False)
+        future.add_done_callback(self._finished)
+        return future, token
+
+    def _finished(self, _future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self.metrics.queue_depth.set(self._in_flight)
+
+    # --- workspaces --------------------------------------------------------------------------
+
+    def open_root(self, root: Path) -> concurrent.futures.Future[None] | None:
+        """Index a workspace in the background (once); the future is done when it is up to date."""
+        root = root.resolve()
+        with self._lock:
+            if root in self._index_ready:
+                return self._index_ready[root]
+            if len(self._index_ready) >= MAX_ROOTS:
+                log.warning("not indexing %s: already %d workspaces", root, MAX_ROOTS)
+                return None
+            self._indexes[root] = None
+            future = self._index_pool.submit(self._open_index, root)
+            self._index_ready[root] = future
+        return future
+
+    def _open_index(self, root: Path) -> None:
+        from context.index import Index
+
+        index = Index.open(root)
+        with self._lock:
+            self._indexes[root] = index
+        stats = index.refresh()
+        index.start_watching()
+        log.info("indexed %s: %s", root, stats)
+
+    def root_for(self, path: Path) -> Path | None:
+        """The known workspace holding path, else its project root (indexed on demand) when it has one."""
+        resolved = path.resolve()
+        with self._lock:
+            known = sorted(self._index_ready, key=lambda r: len(r.parts), reverse=True)
+        for root in known:
+            if resolved.is_relative_to(root):
+                return root
+        root = find_root(resolved)
+        if any((root / marker).exists() for marker in ROOT_MARKERS):
+            self.open_root(root)
+            return root
+        return None
+
+    def index_ready(self, root: Path | None) -> concurrent.futures.Future[None] | None:
+        with self._lock:
+            return self._index_ready.get(root) if root is not None else None
+
+    def _ready_indexes(self) -> list[tuple[Path, Index]]:
+        with self._lock:
+            return [(r, i) for r, i in self._indexes.items() if i is not None]
+
+    def _completer(self, root: Path | None, *, context: bool = True) -> Completer:
+        from server.completion import Completer
+
+        assert self.backend is not None
+        with self._lock:
+            index = self._indexes.get(root) if (root is not None and context) else None
+        key = (root, id(index) if index is not None else 0)
+        completer = self._completers.get(key)
+        if completer is None:
+            completer = Completer(self.backend, root=root, index=index, settings=self.config.completion)
+            self._completers[key] = completer
+        return completer
+
+    # --- placing a FIM request -----------------------------------------------------------------
+
+    def place(self, query: FimQuery) -> Placement:
+        """The file and cursor a FIM request is about (runs on the model thread: it reads the index)."""
+        root: Path | None = None
+        path: Path | None = None
+        if query.filename:
+            root, path = self._named(query.filename)
+        if path is None:
+            root, path = self._located(query)
+        located = path is not None
+        head = ""
+        if path is not None and root is not None:
+            index = dict(self._ready_indexes()).get(root)
+            rel = index.rel(path) if index is not None else None
+            file_text = index.read_text(rel) if index is not None and rel else None
+            if file_text is not None:
+                head = locate.head_before(file_text, query.prefix)
+        if path is None:
+            roots = self.config.roots
+            root = roots[0].resolve() if roots else None
+            path = (root or Path.cwd()) / _stand_in_name(query)
+        prefix = head + query.prefix
+        line = prefix.count("\n")
+        column = len(prefix) - (prefix.rfind("\n") + 1)
+        return Placement(root, path, prefix + query.suffix, line, column, located)
+
+    def _named(self, name: str) -> tuple[Path | None, Path | None]:
+        candidate = Path(name).expanduser()
+        if candidate.is_absolute():
+            return self.root_for(candidate), candidate
+        for root, index in self._ready_indexes():
+            if (root / candidate).is_file():
+                return root, root / candidate
+            matches = locate.names_matching(name, index.files())
+            if matches:
+                return root, root / matches[0]
+        return None, None
+
+    def _located(self, query: FimQuery) -> tuple[Path | None, Path | None]:
+        tail = locate.tail_lines(query.prefix)
+        if not tail:
+            return None, None
+        best: tuple[float, Path, Path] | None = None
+        names = locate.identifiers(tail)
+        for root, index in self._ready_indexes():
+            files = index.files()
+            candidates: dict[str, None] = {}
+            for chunk in reversed(query.extra[-LOCATE_NAMED_FILES:]):
+                for rel in locate.names_matching(chunk.filename, files)[:2]:
+                    candidates.setdefault(rel, None)
+            for window in index.search_windows(names, LOCATE_WINDOWS):
+                candidates.setdefault(window.path, None)
+            texts = {rel: text for rel in candidates if (text := index.read_text(rel)) is not None}
+            found = locate.best_match(tail, texts)
+            if found is not None:
+                score = locate.match_score(tail, texts[found])
+                if best is None or score > best[0]:
+                    best = (score, root, root / found)
+        return (best[1], best[2]) if best else (None, None)
+
+    # --- jobs (run on the model thread) --------------------------------------------------------
+
+    def fim(self, query: FimQuery, cancel: CancelToken) -> Answer:
+        """Fill in the middle with repository context, infiller's post-processing and the client's limits."""
+        place = self.place(query)
+        completer = self._completer(place.root)
+        request = CompletionRequest(path=place.path, text=place.text, line=place.line, column=place.column)
+        file = str(place.path) if place.located else None
+        if query.prefill_only:
+            prompt = completer.build_prompt(request)
+            assert self.backend is not None
+            stats = self.backend.prefill(prompt.tokens, cancel)
+            answer = Answer(
+                text="",
+                model=self.model_name,
+                stop_type="limit",
+                prompt_tokens=stats.prompt_tokens,
+                reused_tokens=stats.reused_tokens,
+                prompt_ms=stats.prompt_ms,
+                file=file,
+                context=[c.path for c in prompt.chunks],
+                reason="prefill",
+            )
+        else:
+            limits = Limits(query.deadline_ms, query.min_indent, query.stop)
+            result = completer.complete(request, cancel, max_tokens=query.max_tokens, limit=limits)
+            text, word = limits.cut(result.text or "")
+            answer = _answer(result, text, word, file)
+        self.metrics.record_answer(answer)
+        return answer
+
+    def complete(
+        self,
+        request: CompletionRequest,
+        root: Path | None,
+        cancel: CancelToken,
+        *,
+        context: bool,
+        reset_cache: bool,
+    ) -> CompletionResult:
+        """Exactly what `infiller complete` computes in-process, for its daemon path."""
+        completer = self._completer(root, context=context)
+        result = completer.complete(request, cancel, reset_cache=reset_cache)
+        self.metrics.record_answer(_answer(result, result.text or "", "", str(request.path)))
+        return result
+
+    def raw(
+        self, query: RawQuery, cancel: CancelToken, on_piece: Callable[[str], None] | None = None
+    ) -> Answer:
+        """Continue a prompt as llama-server's /completion does: greedy, no retrieval, no post-processing."""
+        backend = self.backend
+        assert backend is not None
+        tokens = list(query.prompt) if isinstance(query.prompt, tuple) else backend.tokenize(query.prompt)
+        if len(tokens) >= backend.n_ctx:
+            raise TooLarge(f"the prompt has {len(tokens)} tokens; the context window holds {backend.n_ctx}")
+        if not query.cache_prompt:
+            backend.reset()
+        answer = Answer(text="", model=self.model_name, prompt_tokens=len(tokens))
+        if query.max_tokens == 0:
+            stats = backend.prefill(tokens, cancel)
+            answer.reused_tokens, answer.prompt_ms, answer.stop_type = (
+                stats.reused_tokens,
+                stats.prompt_ms,
+                "limit",
+            )
+            self.metrics.record_answer(answer)
+            return answer
+        room = backend.n_ctx - len(tokens) - 1
+        budget = room if query.max_tokens < 0 else min(query.max_tokens, room)
+        stops = StopScanner(query.stop, on_piece)
+        stats = backend.generate(tokens, max_tokens=budget, on_text=stops.feed, cancel=cancel)
+        stops.flush()
+        answer.text = stops.text
+        answer.stopping_word = stops.word
+        answer.stop_type = "word" if stops.word else ("limit" if stats.stop_reason == "max-tokens" else "eos")
+        answer.reused_tokens = stats.reused_tokens
+        answer.generated_tokens = stats.generated_tokens
+        answer.prompt_ms, answer.generation_ms = stats.prompt_ms, stats.generation_ms
+        answer.reason = stats.stop_reason
+        self.metrics.record_answer(answer)
+        return answer
+
+    def tokenize(self, text: str) -> list[int]:
+        if self.backend is None:
+            raise NotReady(self.error or "the model is loading")
+        return self.backend.tokenize(text)
+
+
+class StopScanner:
+    """Streams generated text while holding back what could be the start of a stop string."""
+
+    def __init__(self, stop: Iterable[str], emit: Callable[[str], None] | None) -> None:
+        self.stop = tuple(s for s in stop if s)
+        self._hold = max((len(s) for s in self.stop), default=1) - 1
+        self._emit = emit
+        self._text = ""
+        self._sent = 0
+        self.word = ""
+
+    def feed(self, piece: str) -> bool:
+        self._text += piece
+        hits = [(self._text.find(s), s) for s in self.stop if s in self._text]
+        if hits:
+            at, self.word = min(hits)
+            self._text = self._text[:at]
+            self._send(len(self._text))
+            return False
+        self._send(len(self._text) - self._hold)
+        return True
+
+    def flush(self) -> None:
+        self._send(len(self._text))
+
+    def _send(self, upto: int) -> None:
+        if upto > self._sent:
+            if self._emit is not None:
+                self._emit(self._text[self._sent : upto])
+            self._sent = upto
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+
+def _answer(result: CompletionResult, text: str, word: str, file: str | None) -> Answer:
+    if word:
+        stop_type = "word"
+    elif result.reason in ("limit", "max-tokens"):
+        stop_type = "limit"
+    else:
+        stop_type = "eos"
+    return Answer(
+        text=text,
+        model=result.model,
+        stop_type=stop_type,
+        stopping_word=word,
+        prompt_tokens=result.tokens["prompt"],
+        reused_tokens=result.tokens["reused"],
+        generated_tokens=result.tokens["generated"],
+        prompt_ms=result.timings["prompt_ms"],
+        generation_ms=result.timings["generation_ms"],
+        file=file,
+        context=[c.path for c in result.chunks],
+        reason=result.reason,
+    )
+
+
+def _stand_in_name(query: FimQuery) -> str:
+    """A file name for a request no indexed file matches: its language from the named files' suffix."""
+    for name in (query.filename, *(c.filename for c in reversed(query.extra))):
+        if name and Path(name).suffix:
+            return "untitled" + Path(name).suffix
+    return "untitled"
