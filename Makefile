@@ -17,7 +17,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar off -e '.[dev,nvim]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox-deps
+
+# bubblewrap isolates the code the code actions generate and run (README: Security and
+# reliability). Installed with apt when missing and we are root; otherwise a note, not a
+# failure: the actions then refuse to run generated code and say why.
+.PHONY: sandbox-deps
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } \
+		|| echo "note: bubblewrap (bwrap) is not installed: code actions will refuse to run generated code"
 
 demo: setup
 	$(INFILLER) models pull

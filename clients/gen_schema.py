@@ -139,6 +139,8 @@ def vscode_configuration() -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for key, tp, field in _leaves(Settings):
         prop = _describe(field, {**_json_type(tp), "default": _default_of(defaults, key)})
+        if field.metadata.get("scope"):
+            prop["scope"] = field.metadata["scope"]
         properties[f"{SECTION}.{key}"] = prop
     properties.update(VSCODE_ONLY)
     return {"title": "infiller", "properties": properties}

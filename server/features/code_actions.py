@@ -17,7 +17,9 @@ an edit computed for text the user has changed since.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from lsprotocol import converters, types
 from pygls.uris import from_fs_path
 
 from server.actions.fix import Candidate, FixRequest, FixResult, Problem, fix
+from server.actions.sandbox import Sandbox, isolation_available
 from server.actions.testgen import (
     GenerateTestsRequest,
     GenerateTestsResult,
@@ -399,6 +402,19 @@ def _root_for(server: InfillerServer, path: Path) -> Path:
     return find_root(path)
 
 
+def _sandbox_factory(server: InfillerServer) -> Callable[[Path], Sandbox]:
+    """Sandboxes as the settings allow: without isolation they refuse unless unsafe runs are allowed."""
+    return functools.partial(Sandbox, allow_unsafe=server.settings.allow_unsafe_execution)
+
+
+def _check_isolation() -> None:
+    ok, how = isolation_available()
+    if ok:
+        log.info("sandbox for generated code: %s", how)
+    else:
+        log.warning("no sandbox for generated code (code actions will refuse to run tests): %s", how)
+
+
 def _runtime(server: InfillerServer) -> Any:
     if server.runtime is None:
         raise ValueError(server.model_error or "the model is still loading; try again in a moment")
@@ -418,10 +434,13 @@ async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str
     request = GenerateTestsRequest(root, path, text, line, index=server.index)
     target = find_target(text, line)
     name = target.name if target else "the function"
+    sandbox_factory = _sandbox_factory(server)
 
     def work(cancel: CancelToken, progress: Callable[[str, int], None]) -> GenerateTestsResult:
         generate = worker_generator(server.worker, runtime, cancel)
-        return generate_tests(request, generate, cancel=cancel, progress=progress)
+        return generate_tests(
+            request, generate, cancel=cancel, progress=progress, sandbox_factory=sandbox_factory
+        )
 
     result: GenerateTestsResult = await _run_cancellable(
         server, f"infiller: generating tests for {name}", f"tests:{args.uri}", work
@@ -502,10 +521,18 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
         raise ValueError(f"no grammar for {doc.uri}")
     text, version, path = doc.text, doc.version, doc.path
     request = FixRequest(path, text, language, _problem(text, args), _root_for(server, path))
+    sandbox_factory = _sandbox_factory(server)
 
     def work(cancel: CancelToken, progress: Callable[[str, int], None]) -> FixResult:
         generate = worker_generator(server.worker, runtime, cancel)
-        return fix(request, generate, fim_template=runtime.template, cancel=cancel, progress=progress)
+        return fix(
+            request,
+            generate,
+            fim_template=runtime.template,
+            cancel=cancel,
+            progress=progress,
+            sandbox_factory=sandbox_factory,
+        )
 
     result: FixResult = await _run_cancellable(server, "infiller: fixing", f"fix:{args.uri}", work)
     answer: dict[str, Any] = {
@@ -552,6 +579,8 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
 
 def register(server: InfillerServer) -> None:
     state = ActionState()
+    # Check the sandbox at start-up (it runs bwrap once, cached) without delaying the server.
+    threading.Thread(target=_check_isolation, name="sandbox-check", daemon=True).start()
     server.code_action_state = state  # type: ignore[attr-defined]
     options = types.CodeActionOptions(
         code_action_kinds=[KIND_FIX, KIND_GENERATE_TESTS], resolve_provider=False
@@ -586,7 +615,7 @@ async def _guarded(server: InfillerServer, what: str, work: Any) -> dict[str, An
     except Cancelled as exc:
         server.log(f"{what}: cancelled ({exc})")
         return {"cancelled": True}
-    except ValueError as exc:
+    except ValueError as exc:  # SandboxUnavailable included: the refusal says why
         server.show(f"{what}: {exc}")
         return {"error": str(exc)}
 

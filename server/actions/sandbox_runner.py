@@ -1,0 +1,103 @@
+"""The half of the sandbox that runs inside it: the launcher and the pytest plugin.
+
+This file is mounted read-only into the sandbox and must import nothing from infiller.
+
+As a script (`python -I -S sandbox_runner.py LIMITS [--user UID:GID] -- COMMAND...`) it sets the
+resource limits, drops to an unprivileged user when started as root, and execs the command (pytest).
+The limits are set here, inside the namespaces, because a process-count limit set before a user
+namespace is created would count every process of the user on the machine.
+
+As a pytest plugin (`-p sandbox_runner`) it writes one JSON line per test phase, per collection
+error and one at the end of the session to the file descriptor named in
+$INFILLER_RESULTS_FD: a pipe whose read end only the parent holds, so no file inside the sandbox
+carries the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from typing import Any
+
+RESULTS_FD_ENV = "INFILLER_RESULTS_FD"
+# Limits on the command line, in this order (resource names without the RLIMIT_ prefix).
+LIMIT_NAMES = ("CPU", "AS", "NPROC", "FSIZE", "NOFILE")
+# One record's text is cut to this many characters: a traceback's tail is what matters.
+MAX_RECORD_TEXT = 8_000
+
+_results_fd: int | None = None
+
+
+def _apply_limits(spec: str) -> None:
+    for name, value in zip(LIMIT_NAMES, spec.split(","), strict=True):
+        if value != "-":
+            limit = int(value)
+            resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (limit, limit))
+
+
+def main(argv: list[str]) -> None:
+    """LIMITS [--user UID:GID] -- COMMAND...: limit, drop privileges, exec COMMAND."""
+    split = argv.index("--")
+    options, command = argv[:split], argv[split + 1 :]
+    _apply_limits(options[0])
+    if len(options) == 3 and options[1] == "--user":
+        uid, gid = (int(part) for part in options[2].split(":"))
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)  # from root this also empties the capability sets
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise SystemExit("sandbox: could not drop privileges")
+    os.execvp(command[0], command)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pytest plugin (hooks found by name; pytest is not imported so that the launcher stays light)
+
+
+def _emit(record: dict[str, Any]) -> None:
+    if _results_fd is None:
+        return
+    data = (json.dumps(record) + "\n").encode("utf-8", errors="replace")
+    while data:
+        data = data[os.write(_results_fd, data) :]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_RECORD_TEXT else "..." + text[-MAX_RECORD_TEXT:]
+
+
+def pytest_configure(config: Any) -> None:
+    global _results_fd
+    raw = os.environ.pop(RESULTS_FD_ENV, None)
+    if raw is not None and _results_fd is None:
+        _results_fd = int(raw)
+        os.set_inheritable(_results_fd, False)  # subprocesses of the tests do not get it
+
+
+def pytest_collectreport(report: Any) -> None:
+    if report.failed:
+        _emit({"kind": "collect", "nodeid": report.nodeid, "text": _clip(report.longreprtext)})
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    _emit(
+        {
+            "kind": "test",
+            "nodeid": report.nodeid,
+            "when": report.when,
+            "outcome": report.outcome,
+            "text": _clip(report.longreprtext) if report.failed else "",
+            "short": _clip(str(getattr(crash, "message", ""))) if report.failed else "",
+        }
+    )
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    _emit({"kind": "finish", "exitstatus": int(exitstatus)})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
