@@ -36,16 +36,38 @@ RESULTS = REPO / "bench" / "results"
 # Pinned: the cases must not move under us between runs. Chosen for dense intra-package imports.
 PACKAGES: tuple[str, ...] = ("attrs==24.2.0", "click==8.1.7", "requests==2.32.3", "rich==13.9.4")
 
-# name -> retrieval sources (None = current file only, no index at all).
-CONFIGS: dict[str, tuple[str, ...] | None] = {
-    "file-only": None,
-    "jaccard-windows": ("similar",),
-    "full (default)": ("definitions", "recent"),
-    "definitions": ("definitions",),
-    "repomap": ("repomap",),
-    "all sources": ("definitions", "similar", "recent", "repomap"),
-    "all - similar": ("definitions", "recent", "repomap"),
-    "all - repomap": ("definitions", "similar", "recent"),
+
+@dataclass(frozen=True)
+class Config:
+    """Retrieval sources (None = current file only, no index) and, where set, the in-file window."""
+
+    sources: tuple[str, ...] | None
+    prefix_tokens: int | None = None  # None: --prefix-tokens
+    suffix_tokens: int | None = None  # None: --suffix-tokens
+    cursor_line_in_middle: bool = True
+
+
+# The editor's in-file window since the typing-loop work (CompletionSettings' defaults).
+LONG_PREFIX, LONG_SUFFIX = 1536, 256
+
+CONFIGS: dict[str, Config] = {
+    "file-only": Config(None),
+    "jaccard-windows": Config(("similar",)),
+    "full (default)": Config(("definitions", "recent")),
+    "definitions": Config(("definitions",)),
+    "repomap": Config(("repomap",)),
+    "all sources": Config(("definitions", "similar", "recent", "repomap")),
+    "all - similar": Config(("definitions", "recent", "repomap")),
+    "all - repomap": Config(("definitions", "similar", "recent")),
+    # The baseline to beat: a plain FIM prompt with a long in-file window and no retrieval.
+    "plain long FIM": Config(None, LONG_PREFIX, LONG_SUFFIX, cursor_line_in_middle=False),
+    # The editor's default prompt: the long window plus retrieved definitions.
+    "long + context": Config(("definitions", "recent"), LONG_PREFIX, LONG_SUFFIX),
+    "long + context (classic layout)": Config(
+        ("definitions", "recent"), LONG_PREFIX, LONG_SUFFIX, cursor_line_in_middle=False
+    ),
+    # The editor's default before the typing-loop work: 768 prefix + 48 suffix tokens.
+    "short + context (old default)": Config(("definitions", "recent"), 768, 48, cursor_line_in_middle=False),
 }
 # The retriever's default configuration: the one the others are paired with in the report.
 DEFAULT_CONFIG = "full (default)"
@@ -234,7 +256,7 @@ def first_line(text: str | None) -> str:
 
 def run_config(
     name: str,
-    sources: tuple[str, ...] | None,
+    config: Config,
     cases: Sequence[Case],
     runtime: Any,
     budget: int,
@@ -250,13 +272,14 @@ def run_config(
         completer = completers.get(case.package)
         if completer is None:
             settings = CompletionSettings(
-                context_tokens=budget if sources else 0,
-                prefix_tokens=prefix_tokens,
-                suffix_tokens=suffix_tokens,
+                context_tokens=budget if config.sources else 0,
+                prefix_tokens=config.prefix_tokens or prefix_tokens,
+                suffix_tokens=config.suffix_tokens or suffix_tokens,
+                cursor_line_in_middle=config.cursor_line_in_middle,
             )
-            index = indexes[case.package] if sources else None
+            index = indexes[case.package] if config.sources else None
             completer = completers[case.package] = Completer(
-                runtime, root=Path(case.root), index=index, settings=settings, sources=sources
+                runtime, root=Path(case.root), index=index, settings=settings, sources=config.sources
             )
         # Each case starts from a fresh retrieval history and KV cache: results do not depend on order.
         retriever = getattr(completer, "_retriever", None)

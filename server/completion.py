@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PREFIX_SNAP_LINES = 32
 # Lines after the cursor shown as suffix: every keystroke re-reads them, so keep it short.
 SUFFIX_MAX_LINES = 12
+# Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
+BLOCK_CACHE_SIZE = 2048
 
 
 @dataclass
@@ -46,6 +48,8 @@ class CompletionSettings:
     context_tokens: int = 384
     max_tokens_line: int = 48
     max_tokens_block: int = 128
+    # The cursor line's typed text after the FIM middle marker (llama.vim's layout): see build_prompt.
+    cursor_line_in_middle: bool = True
     sources: tuple[str, ...] | None = None
 
 
@@ -150,6 +154,7 @@ class Completer:
             chosen = sources if sources is not None else (self.settings.sources or DEFAULT_SOURCES)
             self._retriever = Retriever(index, sources=tuple(chosen))
         self._sanitize = runtime.template.special_tokens()
+        self._blocks: dict[str, int] = {}
 
     @classmethod
     def load(
@@ -182,18 +187,43 @@ class Completer:
                 text = text.replace(token, "")
         return text
 
-    def _window_prefix(self, prefix: str) -> str:
+    def _block_tokens(self, block: str) -> int:
+        count = self._blocks.get(block)
+        if count is None:
+            if len(self._blocks) >= BLOCK_CACHE_SIZE:
+                self._blocks.clear()
+            count = self._blocks[block] = self.count_tokens(block)
+        return count
+
+    def _window_prefix(self, prefix: str, budget: int) -> str:
+        """The last lines of `prefix` within `budget` tokens, starting on the PREFIX_SNAP_LINES grid.
+
+        Token counts are summed per grid block, each counted once and remembered by its text
+        (typing changes one block), then the chosen window is counted exactly once. Counting the
+        whole remaining prefix per grid step tokenized tens of MB per request on a 9,000-line file.
+        """
+        if budget <= 0 or not prefix:
+            return ""
         lines = prefix.split("\n")
-        budget = self.settings.prefix_tokens
-        start = 0
-        while start < len(lines) - 1:
-            if self.count_tokens("\n".join(lines[start:])) <= budget:
+        first_block = (len(lines) - 1) // PREFIX_SNAP_LINES * PREFIX_SNAP_LINES
+        start, total = len(lines), 0
+        for block_start in range(first_block, -1, -PREFIX_SNAP_LINES):
+            block = "\n".join(lines[block_start : block_start + PREFIX_SNAP_LINES])
+            total += self._block_tokens(block) + (block_start + PREFIX_SNAP_LINES < len(lines))
+            if total > budget:
                 break
-            start += PREFIX_SNAP_LINES
-        window = "\n".join(lines[min(start, len(lines) - 1) :])
-        while window and self.count_tokens(window) > budget:
-            # One huge line: drop its head in quarters until it fits (never over budget).
-            window = window[max(1, len(window) // 4) :]
+            start = block_start
+        if start == len(lines):  # the cursor's own block is over budget: one huge block or line
+            start = first_block
+        window = "\n".join(lines[start:])
+        # Block sums can differ from the joined text's count by a token per block boundary.
+        while self.count_tokens(window) > budget:
+            if start + PREFIX_SNAP_LINES < len(lines):
+                start += PREFIX_SNAP_LINES
+                window = "\n".join(lines[start:])
+            else:
+                # One huge line: drop its head in quarters until it fits (never over budget).
+                window = window[max(1, len(window) // 4) :]
         return window
 
     def _window_suffix(self, suffix: str) -> str:
@@ -233,9 +263,22 @@ class Completer:
         context_text = template.render_context(
             [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
         )
-        prefix_w = self._window_prefix(self._clean(prefix))
         suffix_w = self._window_suffix(self._clean(suffix))
-        text = context_text + template.render_fim(prefix_w, suffix_w)
+        cut = prefix.rfind("\n") + 1
+        head_fits = self.count_tokens(prefix[cut:]) < self.settings.prefix_tokens
+        if self.settings.cursor_line_in_middle and head_fits:
+            # The cursor line's text before the cursor goes after the FIM middle marker, as if the
+            # model had written it: typing on a line then only appends to the prompt, so every
+            # token before the cursor line (context, lines above, the suffix) stays in the KV cache.
+            head = self._clean(prefix[cut:])
+            above = self._window_prefix(
+                self._clean(prefix[:cut]), self.settings.prefix_tokens - self.count_tokens(head)
+            )
+            text = context_text + template.render_fim(above, suffix_w) + head
+            prefix_w = above + head
+        else:
+            prefix_w = self._window_prefix(self._clean(prefix), self.settings.prefix_tokens)
+            text = context_text + template.render_fim(prefix_w, suffix_w)
         tokens = self.runtime.tokenize(text)
         return Prompt(
             text=text,

@@ -29,9 +29,7 @@ from tests.conftest import TEST_MODEL
 pytestmark = pytest.mark.model
 
 REPO = Path(__file__).resolve().parent.parent
-PROMPT = (
-    "<|fim_prefix|>def fibonacci(n):\n    if n < 2:\n        return n\n    return <|fim_suffix|>\n<|fim_middle|>"
-)
+PROMPT = "<|fim_prefix|>def fibonacci(n):\n    if n < 2:\n        return n\n    return <|fim_suffix|>\n<|fim_middle|>"
 # A killed or crashed worker must be reported in well under this (no hang, no long timeout).
 FAIL_FAST_S = 10.0
 
@@ -219,3 +217,24 @@ def test_complete_fails_fast_with_the_cause_when_every_configuration_crashes(tmp
     assert done.returncode == 1
     assert "SIGSEGV" in done.stderr and "infiller doctor" in done.stderr, done.stderr
     assert time.monotonic() - start < 60
+
+
+def test_kv_shifting_reuses_a_moved_run_on_the_real_model(runtime: ProcessRuntime) -> None:
+    """A context chunk dropped before the file: the file's KV entries are shifted, not read again."""
+    context = "<|repo_name|>demo\n<|file_sep|>util.py\ndef helper(x):\n    return x * 2\n<|file_sep|>fib.py\n"
+    body = "".join(f"# note {i}: fibonacci numbers grow exponentially\n" for i in range(12))
+    pieces: list[str] = []
+    runtime.reset()
+    runtime.generate(
+        runtime.tokenize(context + PROMPT.replace("<|fim_prefix|>", "<|fim_prefix|>" + body)),
+        max_tokens=8,
+        on_text=lambda p: pieces.append(p) is None,
+    )
+    prompt = runtime.tokenize(
+        "<|repo_name|>demo\n<|file_sep|>fib.py\n" + PROMPT.replace("<|fim_prefix|>", "<|fim_prefix|>" + body)
+    )
+    pieces.clear()
+    stats = runtime.generate(prompt, max_tokens=8, on_text=lambda p: pieces.append(p) is None)
+    assert stats.reused_tokens >= len(prompt) - 8, (stats, len(prompt))
+    # Shifted entries are an approximation (they attended to the dropped chunk): spacing may change.
+    assert "fibonacci(n-1)" in "".join(pieces).replace(" ", "")

@@ -122,3 +122,70 @@ def test_control_strings_in_user_text_are_stripped() -> None:
     comp, _ = completer()
     prompt = comp.build_prompt(request('s = "<|fim_middle|>"\nx = █\n'))
     assert prompt.text.count("<|fim_middle|>") == 1
+
+
+def test_typing_on_a_line_only_appends_to_the_prompt() -> None:
+    """The cursor line's typed text follows the FIM middle marker: the suffix stays cached."""
+    comp, engine = completer(suffix_tokens=200)
+    suffix = "".join(f"    step_{i}(data)\n" for i in range(20))
+    first = comp.build_prompt(request("def run(data):\n    total = █\n" + suffix))
+    later = comp.build_prompt(request("def run(data):\n    total = sum█\n" + suffix))
+    assert later.tokens[: len(first.tokens)] == first.tokens
+    assert first.text.endswith("<|fim_middle|>    total = ")
+    comp.complete(request("def run(data):\n    total = █\n" + suffix))
+    before = engine.evaluated
+    result = comp.complete(request("def run(data):\n    total = sum█\n" + suffix))
+    # Only the typed characters and the answer are read; 200 tokens of suffix are not.
+    assert result.tokens["reused"] >= len(first.tokens) - 1
+    assert engine.evaluated - before < 10
+
+
+def test_classic_layout_keeps_the_cursor_line_in_the_prefix() -> None:
+    comp, _ = completer(cursor_line_in_middle=False)  # type: ignore[arg-type]
+    prompt = comp.build_prompt(request("x = 1\ny = █\nz = 2\n"))
+    assert "y = <|fim_suffix|>" in prompt.text and prompt.text.endswith("<|fim_middle|>")
+
+
+def test_a_moved_run_of_the_cache_is_shifted_not_read_again() -> None:
+    """Text deleted before a long run (a context chunk dropped) costs no re-reading of the run."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    tail = engine.tokenize("".join(f"line_{i} = {i}\n" for i in range(30)))
+    assert len(tail) > 100
+    head = engine.tokenize("# a context chunk that will go away\n")
+    runtime.generate(head + tail, max_tokens=4, on_text=lambda _: True)
+    before = engine.evaluated
+    stats = runtime.generate(head[:3] + tail, max_tokens=4, on_text=lambda _: True)
+    assert stats.reused_tokens >= 3 + len(tail) - 1
+    assert engine.evaluated - before <= 1 + 3  # the last prompt token again, plus the answer
+    assert list(engine.cached_tokens())[: 3 + len(tail)] == head[:3] + tail
+
+
+def test_a_short_moved_run_is_read_again() -> None:
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    tail = engine.tokenize("z = 1\n")
+    runtime.generate(engine.tokenize("abc\n") + tail, max_tokens=2, on_text=lambda _: True)
+    stats = runtime.generate(engine.tokenize("ab\n") + tail, max_tokens=2, on_text=lambda _: True)
+    assert stats.reused_tokens == 2
+
+
+def test_prefix_window_tokenizes_little_per_keystroke_in_a_huge_file() -> None:
+    """Windowing counts grid blocks once each: a keystroke re-tokenizes about one window, not the file."""
+    comp, engine = completer(prefix_tokens=1536)
+    tokenized: list[int] = []
+    tokenize = engine.tokenize
+
+    def counting(text: str) -> list[int]:
+        tokenized.append(len(text))
+        return tokenize(text)
+
+    engine.tokenize = counting  # type: ignore[method-assign]
+    body = "".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(9000))
+    first = comp.build_prompt(request(body + "result = █\n"))
+    tokenized.clear()
+    later = comp.build_prompt(request(body + "result = v█\n"))
+    window_chars = len(first.prefix) + len(first.suffix)
+    assert sum(tokenized) < 6 * window_chars, (sum(tokenized), window_chars)
+    assert later.prefix.split("\n")[0] == first.prefix.split("\n")[0]
+    assert comp.count_tokens(later.prefix) <= 1536

@@ -68,6 +68,10 @@ class FakeEngine:
         del self._cache[n:]
         self._pending = []
 
+    def move(self, start: int, end: int, to: int) -> None:
+        self._cache[to : to + end - start] = self._cache[start:end]
+        self._pending = []
+
     def eval(self, tokens: Sequence[int]) -> None:
         if self.delay_s:
             time.sleep(self.delay_s * len(tokens))

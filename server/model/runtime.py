@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 # Prompt tokens evaluated per llama_decode call: the cancellation granularity for long prompts.
 # 128 keeps a stale 1,500-token prompt from holding the model more than ~0.6 s (1.5B, 2 cores).
 PROMPT_CHUNK_TOKENS = 128
+# Reuse a run of cached tokens that moved (text deleted or changed before it) by shifting its KV
+# entries instead of re-reading it, when it is at least this long: shorter runs are not worth the
+# approximation. llama.vim's recommended `--cache-reuse` is 256 for whole-file chunks; ours are
+# smaller pieces of one prompt (a context chunk, a prefix window that lost its first lines).
+MIN_REUSE_TOKENS = 64
+
 # Context window we allocate; prompts are budgeted far below it (a cold 1.5B read of 4k tokens is ~40 s).
 DEFAULT_N_CTX = 4096
 
@@ -90,6 +96,15 @@ class Engine(Protocol):
 
     def truncate(self, n: int) -> None:
         """Keep only the first n cached tokens."""
+        ...
+
+    def move(self, start: int, end: int, to: int) -> None:
+        """Drop cached positions [to, start) and shift [start, end) down to begin at `to`.
+
+        Positions from `end` on are left as they are (the caller truncates when done); the
+        shifted entries keep what they attended to before (an approximation llama.cpp's server
+        makes with --cache-reuse as well).
+        """
         ...
 
     def eval(self, tokens: Sequence[int]) -> None:
@@ -174,9 +189,10 @@ class Backend(Protocol):
 class Runtime:
     """A Backend over one in-process engine. Not thread-safe: the ModelWorker serialises access."""
 
-    def __init__(self, engine: Engine, spec: ModelSpec | None = None) -> None:
+    def __init__(self, engine: Engine, spec: ModelSpec | None = None, *, reuse_chunks: bool = True) -> None:
         self.engine = engine
         self.spec = spec
+        self.reuse_chunks = reuse_chunks
         self.lock = threading.Lock()
 
     @property
@@ -216,6 +232,8 @@ class Runtime:
         if len(tokens) >= engine.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {engine.n_ctx}")
         reused = common_prefix(engine.cached_tokens(), tokens)
+        if self.reuse_chunks:
+            reused = _reuse_moved_chunks(engine, tokens, reused)
         if keep_last and reused == len(tokens):
             # Logits of the last prompt token are needed to sample: re-evaluate it.
             reused -= 1
@@ -266,3 +284,26 @@ class Runtime:
                     on_text(tail)
             stats.generation_ms = (time.perf_counter() - gen_start) * 1000
         return stats
+
+
+def _reuse_moved_chunks(engine: Engine, tokens: Sequence[int], reused: int) -> int:
+    """Extend the reused prefix with cached runs that reappear, in order, later in the cache.
+
+    After the common prefix, walk the cache (by position): a run of at least MIN_REUSE_TOKENS
+    cached tokens equal to the prompt's next tokens is shifted into place (what lay between is
+    dropped); anything else is skipped. Returns the new number of reused tokens; the caller
+    truncates the cache there.
+    """
+    cached = list(engine.cached_tokens())
+    head_c = head_p = reused
+    while head_c < len(cached) and head_p < len(tokens):
+        n, limit = 0, min(len(cached) - head_c, len(tokens) - head_p)
+        while n < limit and cached[head_c + n] == tokens[head_p + n]:
+            n += 1
+        if n >= MIN_REUSE_TOKENS:
+            engine.move(head_c, head_c + n, head_p)
+            head_p += n
+            head_c += n
+        else:
+            head_c += 1
+    return head_p
