@@ -334,7 +334,7 @@ class Completer:
         stats: GenerationStats = self.runtime.generate(
             prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel
         )
-        outcome: Outcome = filt.finish()
+        outcome: Outcome = filt.finish(cut_off=stats.stop_reason == "max-tokens")
         total_ms = (time.perf_counter() - start) * 1000
         if outcome.suppressed:
             log.info("suppressed completion at %s:%d: %s", request.path, request.line + 1, outcome.reason)

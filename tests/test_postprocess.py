@@ -252,3 +252,53 @@ def test_streaming_stops_before_the_overrun() -> None:
             break
     assert fed == 3
     assert filt.stop_reason is Reason.LINE_END
+
+
+CUT_OFF_CASES = [
+    (
+        "block cut mid-statement keeps the finished statements",
+        "def positives(xs, strictly_positive):\n    █\n",
+        "out = []\n    for x in xs:\n        out.append(x)\n    if strictly_positive and",
+        "out = []\n    for x in xs:\n        out.append(x)",
+    ),
+    (
+        "block cut after an opener drops the header with no body",
+        "def f(xs):\n    █\n",
+        "total = 0\n    for x in xs:\n        ",
+        "total = 0",
+    ),
+    (
+        "block cut inside open brackets drops back to where they balance",
+        "def f():\n    █\n",
+        "a = 1\n    data = {\n        'k': 1,\n        'j': 2,\n        'l",
+        "a = 1",
+    ),
+    ("block with nothing finished is not shown", "def f():\n    █\n", "return compute(\n        x,", None),
+    ("line cut with a bracket open is not shown", "x = █\n", "compute(alpha, beta, gam", None),
+    ("line cut mid-expression is not shown", "x = █\n", "alpha + beta +", None),
+    ("line cut at a complete expression is kept", "x = █\n", "alpha + beta", "alpha + beta"),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "raw", "shown"), CUT_OFF_CASES, ids=[c[0] for c in CUT_OFF_CASES])
+def test_a_completion_cut_off_by_the_token_limit_shows_only_what_is_complete(
+    name: str, source: str, raw: str, shown: str | None
+) -> None:
+    outcome = finalize(raw, plan_for(source), cut_off=True)
+    assert outcome.text == shown
+    if shown is None:
+        assert outcome.reason == Reason.CUT_OFF
+
+
+def test_the_same_output_not_cut_off_is_shown_as_it_is() -> None:
+    outcome = finalize("alpha + beta +", plan_for("x = █\n"))
+    assert outcome.text == "alpha + beta +"
+
+
+def test_a_completion_that_retypes_the_line_is_not_shown() -> None:
+    """`head = ` completed with `head = []` would read `head = head = []`."""
+    outcome = finalize("head = []\n", plan_for("    head = █\n"))
+    assert outcome.text is None and outcome.reason == Reason.REPEATS_TYPED
+    assert finalize("[]\n", plan_for("    head = █\n")).text == "[]"
+    # Short line text ("x") is too weak a signal: `x` then `x + 1` is ordinary.
+    assert finalize("x_total\n", plan_for("x█\n")).text == "x_total"

@@ -29,6 +29,31 @@ REPEAT_PATTERN = re.compile(r"([^\n]{2,24}?)\1{4,}")
 REPEAT_MIN_CHARS = 30
 # The same non-blank line this many times in a row is a loop.
 REPEAT_LINES = 3
+# A completion that starts by re-typing this much of what the cursor line already holds
+# (`head = ` -> `head = []`) would show it twice.
+REPEAT_TYPED_MIN_CHARS = 3
+# Line endings after which a statement is not finished: a block cut off by the token limit is
+# trimmed back past them (brackets left open are checked separately).
+UNFINISHED_ENDINGS = (
+    ":",
+    ",",
+    "\\",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "|",
+    "&",
+    "^",
+    "<",
+    ">",
+    ".",
+    " and",
+    " or",
+    " not",
+)
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
 # Node types inside which a completion must stay on its line (strings, comments).
@@ -56,6 +81,8 @@ class Reason(StrEnum):
     EMPTY = "empty"
     REPEATS_SUFFIX = "repeats-suffix"
     REPEATS_LINE_SUFFIX = "repeats-line-suffix"
+    REPEATS_TYPED = "repeats-typed"
+    CUT_OFF = "cut-off"
 
 
 SUPPRESSIONS = frozenset({Reason.EMPTY, Reason.REPEATS_SUFFIX, Reason.REPEATS_LINE_SUFFIX})
@@ -302,19 +329,53 @@ class StreamFilter:
             return False
         return True
 
-    def finish(self) -> Outcome:
-        return finalize(self.raw, self.plan)
+    def finish(self, *, cut_off: bool = False) -> Outcome:
+        """The outcome; `cut_off`: generation ended at the token limit, not where the answer did."""
+        return finalize(self.raw, self.plan, cut_off=cut_off and self.stop_reason is None)
 
 
-def finalize(raw: str, plan: Plan) -> Outcome:
+def _repeats_typed(text: str, plan: Plan) -> bool:
+    """The completion begins by re-typing the cursor line's own text (`x = ` + `x = 1`)."""
+    typed = plan.line_prefix.strip()
+    return len(typed) >= REPEAT_TYPED_MIN_CHARS and text.lstrip().startswith(typed)
+
+
+def _unfinished(line: str) -> bool:
+    code = line.split("#", 1)[0].rstrip()
+    return not code or code.endswith(UNFINISHED_ENDINGS) or code.endswith(tuple(OPENERS))
+
+
+def _trim_cut_off(text: str, plan: Plan) -> str:
+    """What is complete in a completion cut off by the token limit ("" when nothing is).
+
+    A line completion is kept only when its brackets balance and it does not end mid-expression;
+    a block loses its partial last line, then trailing lines until it ends on a finished
+    statement with every bracket closed.
+    """
+    if plan.mode is Mode.LINE:
+        opened, _ = _bracket_excess(text)
+        return "" if opened or _unfinished(plan.line_prefix + text) else text
+    lines = text.split("\n")[:-1]  # the last line is the one the limit cut
+    while lines and (_unfinished(lines[-1]) or _bracket_excess("\n".join(lines))[0]):
+        lines.pop()
+    return "\n".join(lines)
+
+
+def finalize(raw: str, plan: Plan, *, cut_off: bool = False) -> Outcome:
     """What the user sees for the whole raw output, or why nothing is shown."""
     if plan.mode is Mode.LINE:
         text, reason = _cut_line(raw)
     else:
         text, reason = _cut_block(raw, plan, final=True)
+    if cut_off and reason is None:
+        text = _trim_cut_off(text, plan)
+        if not text.strip():
+            return Outcome(None, Reason.CUT_OFF)
     text = "\n".join(line.rstrip() for line in text.split("\n")).rstrip()
     if not text.strip():
         return Outcome(None, Reason.EMPTY)
+    if _repeats_typed(text, plan):
+        return Outcome(None, Reason.REPEATS_TYPED)
     if plan.mode is Mode.BLOCK and _repeats_suffix(text, plan):
         return Outcome(None, Reason.REPEATS_SUFFIX)
     last_start = text.rfind("\n") + 1
