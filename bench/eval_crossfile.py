@@ -107,6 +107,8 @@ class Outcome:
     retrieval_ms: float
     total_ms: float
     definition_shown: bool = False  # the context holds the definition of the name at the cursor
+    confidence: float = 1.0  # the model's geometric-mean token probability (for tuning a gate)
+    prompt_tokens: int = 0
 
 
 @dataclass
@@ -302,6 +304,8 @@ def run_config(
                 retrieval_ms=float(result.timings.get("retrieval_ms", 0.0)),
                 total_ms=float(result.timings.get("total_ms", 0.0)),
                 definition_shown=shows_definition(case.name, [c.text for c in result.chunks]),
+                confidence=result.confidence,
+                prompt_tokens=int(result.tokens.get("prompt", 0)),
             )
         )
     return outcomes

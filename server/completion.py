@@ -89,6 +89,8 @@ class CompletionResult:
     chunks: list[Chunk]
     raw: str = ""
     prompt: Prompt | None = None
+    # Geometric-mean probability of the generated tokens (1.0 when none were generated).
+    confidence: float = 1.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +100,7 @@ class CompletionResult:
             "stop_reason": self.reason if self.text is not None else None,
             "mode": self.mode,
             "model": self.model,
+            "confidence": round(self.confidence, 4),
             "latency_ms": self.timings,
             "tokens": self.tokens,
             "context": [
@@ -361,4 +364,5 @@ class Completer:
             chunks=prompt.chunks,
             raw=filt.raw,
             prompt=prompt,
+            confidence=stats.confidence(),
         )

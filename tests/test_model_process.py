@@ -238,3 +238,15 @@ def test_kv_shifting_reuses_a_moved_run_on_the_real_model(runtime: ProcessRuntim
     assert stats.reused_tokens >= len(prompt) - 8, (stats, len(prompt))
     # Shifted entries are an approximation (they attended to the dropped chunk): spacing may change.
     assert "fibonacci(n-1)" in "".join(pieces).replace(" ", "")
+
+
+def test_generation_reports_the_models_confidence(runtime: ProcessRuntime) -> None:
+    runtime.reset()
+    sure = runtime.generate(runtime.tokenize(PROMPT), max_tokens=6, on_text=lambda _: True)
+    assert len(sure.logprobs) == sure.generated_tokens == 6
+    assert all(lp <= 0.0 for lp in sure.logprobs)
+    # `fibonacci(n - 1) + ...` in a textbook function: the model is sure of it.
+    assert 0.5 < sure.confidence() <= 1.0
+    vague = runtime.tokenize("<|fim_prefix|>x = <|fim_suffix|>\n<|fim_middle|>")
+    unsure = runtime.generate(vague, max_tokens=6, on_text=lambda _: True)
+    assert unsure.confidence() < sure.confidence()

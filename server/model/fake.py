@@ -87,6 +87,9 @@ class FakeEngine:
         else:
             self._pending.pop(0)
 
+    def logprob(self, token: int) -> float:
+        return 0.0  # a script is certain
+
     def argmax(self) -> int:
         self._offered = True
         return self._pending[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +174,16 @@ class LlamaEngine:
             self._ctx.decode(self._batch)
             self._tokens.extend(chunk)
 
+    def _logits(self) -> Any:
+        return self._np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self.vocab.n_vocab,))
+
     def argmax(self) -> int:
-        logits = self._np.ctypeslib.as_array(self._ctx.get_logits(), shape=(self.vocab.n_vocab,))
-        return int(logits.argmax())
+        return int(self._logits().argmax())
+
+    def logprob(self, token: int) -> float:
+        logits = self._logits()
+        top = float(logits.max())
+        return float(logits[token]) - top - math.log(float(self._np.exp(logits - top).sum()))
 
     def close(self) -> None:
         self._batch.close()

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import codecs
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.model.registry import ModelSpec
@@ -115,6 +116,10 @@ class Engine(Protocol):
         """The greedy next token after the last eval."""
         ...
 
+    def logprob(self, token: int) -> float:
+        """The natural-log probability of `token` after the last eval (the model's confidence)."""
+        ...
+
 
 @dataclass
 class GenerationStats:
@@ -124,9 +129,17 @@ class GenerationStats:
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
     stop_reason: str = ""
+    # Log probability of each generated token, in order: the model's confidence in its answer.
+    logprobs: list[float] = field(default_factory=list)
+
+    def confidence(self, tokens: int | None = None) -> float:
+        """Geometric-mean probability of the first `tokens` generated tokens (all: None); 1.0 if none."""
+        chosen = self.logprobs if tokens is None else self.logprobs[:tokens]
+        return math.exp(sum(chosen) / len(chosen)) if chosen else 1.0
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {
+            "confidence": round(self.confidence(), 4),
             "prompt_tokens": self.prompt_tokens,
             "reused_tokens": self.reused_tokens,
             "generated_tokens": self.generated_tokens,
@@ -273,6 +286,7 @@ class Runtime:
                     stats.stop_reason = "end-token"
                     break
                 stats.generated_tokens += 1
+                stats.logprobs.append(engine.logprob(token))
                 engine.eval([token])
                 piece = decoder.decode(engine.token_bytes(token))
                 if piece and not on_text(piece):
