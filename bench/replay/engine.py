@@ -1,0 +1,183 @@
+"""The simulated user: types each region with the key model into a `Driver` and takes suggestions.
+
+The engine owns the document (text, cursor, version) and the clock. After every edit it tells the
+driver, which talks to its engine (infiller over LSP, the peer over HTTP) and calls `show` when a
+suggestion becomes visible. Between keys the user watches: a visible suggestion that matches what
+they are about to type is taken as soon as it has been readable for `REACTION_S`, even in the middle
+of a pause; otherwise the next key is typed when the key model says. An accepted suggestion is one
+edit, as an editor inserts it; after a partial accept the rest stays on screen (as editors keep it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench.replay.accept import REACTION_S, Take, choose
+from bench.replay.corpus import Region
+from bench.replay.keys import auto_indent, key_delays
+from bench.replay.metrics import Accept, Edit, Show
+
+# Placing the cursor in a new region, the user reads the surroundings until the first suggestion
+# appears (and they have read it), but no longer than this; then they type.
+LOOK_MAX_S = 20.0
+# After the region's last key the user lingers this long (late answers still land, and are ignored).
+LINGER_S = 1.0
+
+
+class Driver(Protocol):
+    """One engine under test, as an editor plugin would talk to it."""
+
+    label: str
+
+    async def start(self, workspace: Path) -> None: ...
+
+    async def open(self, path: Path, text: str, version: int, cursor: int) -> None:
+        """The file is opened with the cursor at `cursor` (the driver may ask for a suggestion)."""
+
+    def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
+        """`insert` was inserted at offset `at`; the document is now `text`, the cursor at `cursor`."""
+
+    async def accepted(self, token: Any, take: Take) -> None:
+        """The user took `take` of the suggestion shown with `token`."""
+
+    async def close(self, path: Path) -> None: ...
+
+    def pids(self) -> dict[str, int]:
+        """Processes to measure: "server" (the engine's own) and "model" (where the model runs)."""
+
+    async def stop(self) -> dict[str, Any]:
+        """Shut down; the driver's own counters (requests, cancellations, ...)."""
+
+
+@dataclass
+class Log:
+    edits: list[Edit] = field(default_factory=list)
+    shows: list[Show] = field(default_factory=list)
+    accepts: list[Accept] = field(default_factory=list)
+    # Per region: seconds from opening to the first suggestion (None: none within LOOK_MAX_S).
+    first_suggestion_s: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Visible:
+    text: str
+    at: float
+    show: int
+    token: Any
+
+
+class User:
+    """Plays the regions against one driver and writes the log."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.log = Log()
+        self.text = ""
+        self.cursor = 0
+        self.version = 0
+        self._visible: _Visible | None = None
+        self._shown = asyncio.Event()
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    # --- called by drivers -----------------------------------------------------------------
+
+    def show(self, version: int, text: str, token: Any = None) -> None:
+        """The engine shows `text` at the cursor of document `version` (stale or empty: ignored)."""
+        if version != self.version or not text:
+            return
+        if self._visible is not None and self._visible.text == text:
+            return
+        self.log.shows.append(Show(version, self.now(), text))
+        self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token)
+        self._shown.set()
+
+    # --- the user ----------------------------------------------------------------------------
+
+    def _edit(self, insert: str, kind: str, planned_gap: float | None, keep: _Visible | None = None) -> None:
+        at = self.cursor
+        self._visible = keep
+        self.text = self.text[:at] + insert + self.text[at:]
+        self.cursor += len(insert)
+        self.version += 1
+        now = self.now()
+        if (
+            self.log.edits
+            and self.log.edits[-1].next_at is None
+            and self.log.edits[-1].planned_gap is not None
+        ):
+            self.log.edits[-1].next_at = now
+        self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap))
+        self.driver.change(self.version, self.text, self.cursor, at, insert)
+
+    async def _wait(self, until: float) -> None:
+        """Sleep until `until` (engine clock) or until a suggestion is shown, whichever is first."""
+        self._shown.clear()
+        delay = until - self.now()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shown.wait(), delay)
+
+    def _offer(self, remaining: str) -> Take | None:
+        return choose(self._visible.text, remaining) if self._visible is not None else None
+
+    async def _take(self, take: Take, delays: list[float], i: int) -> None:
+        visible = self._visible
+        assert visible is not None
+        self.log.accepts.append(Accept(self.now(), visible.show, take.kind, len(take.text), take.keys))
+        await self.driver.accepted(visible.token, take)
+        end = i + len(take.text)
+        rest = visible.text[len(take.text) :]
+        # The editor keeps showing the rest of a partly accepted suggestion.
+        keep = _Visible(rest, visible.at, visible.show, visible.token) if rest else None
+        self._edit(take.text, "accept", delays[end] if end < len(delays) else None, keep)
+
+    async def type_region(self, region: Region, text: str) -> None:
+        self.text, self.cursor = text, region.start
+        self.version += 1
+        self._visible = None
+        opened = self.now()
+        await self.driver.open(region.path, self.text, self.version, self.cursor)
+        look_until = opened + LOOK_MAX_S
+        while self._visible is None and self.now() < look_until:
+            await self._wait(look_until)
+        self.log.first_suggestion_s[region.spec.id] = (
+            None if self._visible is None else round(self._visible.at - opened, 3)
+        )
+        target = region.text
+        delays = key_delays(target, region.spec.id)
+        i = 0
+        last = self.now()
+        while i < len(target):
+            deadline = last + delays[i]
+            while True:
+                take = self._offer(target[i:])
+                readable_at = self._visible.at + REACTION_S if self._visible is not None else 0.0
+                if take is not None and self.now() >= readable_at:
+                    break
+                if self.now() >= deadline:
+                    take = None
+                    break
+                await self._wait(min(deadline, readable_at) if take is not None else deadline)
+            if take is not None:
+                await self._take(take, delays, i)
+                i += len(take.text)
+            else:
+                insert = auto_indent(target, i) if target[i] == "\n" else target[i]
+                i += len(insert)
+                self._edit(
+                    insert, "enter" if insert[0] == "\n" else "key", delays[i] if i < len(target) else None
+                )
+            last = self.now()
+        await asyncio.sleep(LINGER_S)
+        expected = region.original
+        if self.text != expected:
+            raise AssertionError(f"the replay of {region.spec.id} did not rebuild the file")
+        await self.driver.close(region.path)

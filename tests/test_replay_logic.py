@@ -1,0 +1,218 @@
+"""The typing replay's pure parts: the key model, the acceptance rule, the metrics, and the
+llama.vim-style peer's context, cache and render rules (no model, no server)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.peer.llamavim_client import (
+    SuggestionCache,
+    cache_key,
+    chunk_similarity,
+    local_context,
+    lookup,
+    render,
+)
+from bench.replay.accept import MIN_ACCEPT_CHARS, REACTION_S, choose, first_line, readable
+from bench.replay.corpus import body_span
+from bench.replay.keys import KEY_MAX_S, PAUSE_S, auto_indent, key_delays
+from bench.replay.metrics import Accept, Edit, Show, pause_latencies, percentile, summarize
+
+CODE = "def f(x):\n    if x:\n        return g(x, 1)\n    y = x + 2\n    return y\n"
+
+# --- key model ------------------------------------------------------------------------------
+
+
+def test_key_delays_are_deterministic_per_region_and_differ_between_regions() -> None:
+    assert key_delays(CODE, "a") == key_delays(CODE, "a")
+    assert key_delays(CODE, "a") != key_delays(CODE, "b")
+
+
+def test_a_character_keeps_its_delay_whatever_follows_it() -> None:
+    # The same region typed after an accept resumes with the same timings: delays depend only on
+    # the region and the position, never on how far the user got.
+    assert key_delays(CODE, "a")[:10] == key_delays(CODE[:10], "a")
+
+
+def test_pauses_come_only_from_the_named_rules() -> None:
+    delays = key_delays(CODE * 20, "r")
+    text = CODE * 20
+    for i, d in enumerate(delays):
+        if d >= PAUSE_S:
+            assert text[i - 1] in "\n(:= ", (i, text[i - 1], d)
+        else:
+            assert d <= KEY_MAX_S
+    # Enter auto-indents, so the pause after it falls on the first key of the new line.
+    first_keys = [
+        i for i in range(1, len(text)) if text[i] not in " \n" and text[:i].rstrip(" ").endswith("\n")
+    ]
+    assert first_keys and all(delays[i] >= PAUSE_S for i in first_keys)
+
+
+def test_auto_indent_inserts_the_next_lines_indentation() -> None:
+    i = CODE.index("\n")
+    assert auto_indent(CODE, i) == "\n    "
+    assert CODE[i:].startswith(auto_indent(CODE, i))
+    assert auto_indent("a\n\nb", 1) == "\n"
+
+
+# --- acceptance -----------------------------------------------------------------------------
+
+
+def test_a_suggestion_that_is_what_the_user_types_next_is_taken_whole() -> None:
+    take = choose("return g(x, 1)", "return g(x, 1)\n    y = x + 2")
+    assert take is not None and take.kind == "full" and take.keys == 1
+
+
+def test_only_the_matching_first_line_is_taken_when_the_rest_differs() -> None:
+    take = choose("return g(x, 1)\n    z = 0", "return g(x, 1)\n    y = x + 2")
+    assert take is not None and (take.kind, take.text) == ("line", "return g(x, 1)")
+
+
+def test_matching_words_are_taken_one_key_each_up_to_the_first_mismatch() -> None:
+    take = choose("return g(y, 2)", "return g(x, 1)")
+    assert take is not None and (take.kind, take.text, take.keys) == ("word", "return g(", 3)
+
+
+def test_nothing_is_taken_when_it_does_not_match_or_is_too_short() -> None:
+    assert choose("yield x", "return x") is None
+    assert choose("", "return x") is None
+    assert choose("re", "return x") is None  # fewer than MIN_ACCEPT_CHARS
+    assert choose("    ", "    x = 1") is None  # whitespace is not worth a key
+    assert MIN_ACCEPT_CHARS == 3
+
+
+def test_a_suggestion_running_past_the_region_is_cut_to_what_matches() -> None:
+    take = choose("return y\n\ndef g():", "return y")
+    assert take is not None and take.text == "return y"
+
+
+def test_first_line_of_a_suggestion_starting_with_a_newline_includes_the_next_line() -> None:
+    assert first_line("\n    x = 1\n    y") == "\n    x = 1"
+    assert first_line("abc") == "abc"
+
+
+def test_a_suggestion_is_readable_only_after_the_reaction_time() -> None:
+    assert not readable(10.0, 10.0 + REACTION_S / 2)
+    assert readable(10.0, 10.0 + REACTION_S)
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 95) == 4.0
+    assert percentile([1.0, math.inf], 50) == 1.0
+
+
+def test_pause_latency_counts_unserved_and_late_suggestions_as_not_served() -> None:
+    edits = [
+        Edit(1, 0.0, "key", 1, planned_gap=0.5, next_at=0.5),  # served at 0.2 s
+        Edit(2, 0.5, "key", 1, planned_gap=0.6, next_at=1.1),  # suggestion came after the user went on
+        Edit(3, 1.1, "key", 1, planned_gap=0.1, next_at=1.2),  # not a pause
+        Edit(4, 1.2, "key", 1, planned_gap=2.0, next_at=3.2),  # nothing shown
+        Edit(5, 3.2, "accept", 5, planned_gap=None),
+    ]
+    shows = [Show(1, 0.2, "abc"), Show(2, 1.3, "late"), Show(3, 1.15, "short gap")]
+    lat = pause_latencies(edits, shows)
+    assert lat[0] == pytest.approx(0.2)
+    assert lat[1:] == [math.inf, math.inf]
+
+
+def test_a_pause_cut_short_by_an_accept_is_still_a_served_pause() -> None:
+    edits = [Edit(1, 0.0, "key", 1, planned_gap=1.0, next_at=0.45), Edit(2, 0.45, "accept", 4)]
+    lat = pause_latencies(edits, [Show(1, 0.2, "abcd")])
+    assert lat == [pytest.approx(0.2)]
+
+
+def test_summary_rates() -> None:
+    edits = [
+        Edit(1, 0.0, "key", 1, planned_gap=0.5, next_at=0.5),
+        Edit(2, 0.5, "accept", 9, planned_gap=1.5, next_at=2.0),
+        Edit(3, 2.0, "key", 1, planned_gap=None),
+    ]
+    shows = [Show(1, 0.1, "abcdefghi"), Show(2, 0.9, "zzz"), Show(3, 2.3, "late")]
+    accepts = [Accept(0.5, 0, "full", 9, 1)]
+    s = summarize(edits, shows, accepts, total_chars=20)
+    assert s["chars_saved"] == 0.45
+    assert s["acceptance_rate"] == 0.333
+    assert s["pauses"] == 2
+    assert s["pauses_served_within_1s"] == 1.0
+    assert s["pause_to_suggestion_ms"] == {"p50": 100.0, "p95": 400.0}
+    assert s["keystrokes"] == 2 and s["accept_keys"] == 1
+
+
+def test_an_unserved_median_pause_is_reported_as_not_served() -> None:
+    edits = [Edit(1, 0.0, "key", 1, planned_gap=1.0, next_at=1.0), Edit(2, 1.0, "key", 1, planned_gap=None)]
+    s = summarize(edits, [], [], total_chars=2)
+    assert s["pause_to_suggestion_ms"] == {"p50": None, "p95": None}
+    assert s["pauses_served_within_1s"] == 0.0
+
+
+# --- corpus ---------------------------------------------------------------------------------
+
+
+def test_the_region_is_the_body_after_the_docstring() -> None:
+    source = 'def f(x):\n    """Doc."""\n    y = x\n    return y\n\n\ndef g():\n    pass\n'
+    start, end = body_span(source, "f")
+    assert source[start:end] == "y = x\n    return y"
+
+
+# --- the llama.vim-style peer ---------------------------------------------------------------
+
+LINES = ["def f(x):", "    if x:", "        ret", "    return 0", ""]
+
+
+def test_local_context_splits_the_cursor_line_into_middle_and_suffix() -> None:
+    ctx = local_context(LINES, 11, 2, [], 0)
+    assert ctx.prefix == "def f(x):\n    if x:\n"
+    assert ctx.middle == "        ret"
+    assert ctx.suffix == "\n    return 0\n\n"
+    assert ctx.indent == 8
+
+
+def test_a_blank_cursor_line_sends_an_empty_middle() -> None:
+    ctx = local_context(["a", "    ", "b"], 4, 1, [], 0)
+    assert (ctx.middle, ctx.indent) == ("", 0)
+
+
+def test_speculative_context_is_the_context_after_accepting() -> None:
+    after = local_context(["x = [", "    1,", "]"], 6, 1, [" 2,"], 0)
+    assert after.middle == "    1, 2,"
+    assert after.prefix == "x = [\n"
+
+
+def test_cache_serves_the_rest_of_a_suggestion_the_user_types_through() -> None:
+    cache = SuggestionCache()
+    before = local_context(["    re", "x"], 6, 0, [], 0)
+    cache.put(cache_key(before.prefix, before.middle, before.suffix), "turn y")
+    assert lookup(cache, before) == "turn y"
+    after = local_context(["    retu", "x"], 8, 0, [], 0)
+    assert lookup(cache, after) == "rn y"
+    wrong = local_context(["    rex", "x"], 7, 0, [], 0)
+    assert lookup(cache, wrong) is None
+
+
+def test_cache_is_lru_bounded() -> None:
+    cache = SuggestionCache(size=2)
+    cache.put("a", "1")
+    cache.put("b", "2")
+    cache.get("a")
+    cache.put("c", "3")
+    assert cache.get("b") is None and cache.get("a") == "1"
+
+
+def test_render_drops_repeats_of_the_next_line_and_blank_suggestions() -> None:
+    lines = ["def f():", "    ", "    return 0", ""]
+    assert render(lines, 4, 1, "    return 0") is None
+    assert render(lines, 4, 1, "   \n\n") is None
+    assert render(lines, 4, 1, "    x = 1\n") == ["x = 1"]
+
+
+def test_chunk_similarity() -> None:
+    assert chunk_similarity(["a b c"], ["a b c"]) == 1.0
+    assert chunk_similarity(["a b"], ["c d"]) == 0.0
