@@ -56,6 +56,7 @@ def measured_code() -> dict[str, Any]:
     untracked = git("ls-files", "--others", "--exclude-standard", "--", "server", "context")
     return {
         "commit": git("rev-parse", "HEAD").strip(),
+        "server_commit": git("log", "-1", "--format=%H", "--", "server", "context").strip(),
         "server_dirty": bool(diff or untracked),
         "server_diff_sha1": hashlib.sha1((diff + untracked).encode()).hexdigest()[:12]
         if diff or untracked
@@ -110,8 +111,12 @@ async def run_one(
     duration = time.perf_counter() - started
     total_chars = sum(len(r.text) for r in regions)
     summary = metrics.summarize(user.log.edits, user.log.shows, user.log.accepts, total_chars)
-    model_cpu = None if cpu1.get("model") is None else cpu1["model"] - (cpu0.get("model") or 0.0)
-    server_cpu = None if cpu1.get("server") is None else cpu1["server"] - (cpu0.get("server") or 0.0)
+
+    def used(key: str) -> float | None:
+        end = cpu1.get(key)
+        return None if end is None else end - (cpu0.get(key) or 0.0)
+
+    model_cpu, server_cpu = used("model"), used("server")
     accepted = summary["accepted_chars"]
     assert isinstance(accepted, int)
     distinct = {p: rss[k] for k, p in pids.items()}
@@ -214,7 +219,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {m.get('cpu')}, {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('platform')}."
         " The CPUs are shared with other work; the load average is recorded around every run.",
-        f"infiller measured at commit {code['commit'][:12]}"
+        f"infiller measured at commit {code['commit'][:12]} (last change to server/ or context/:"
+        f" {code['server_commit'][:12]})"
         + (
             f" with uncommitted changes to server/ or context/ (diff {code['server_diff_sha1']})."
             if code["server_dirty"]

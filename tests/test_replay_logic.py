@@ -146,6 +146,18 @@ def test_summary_rates() -> None:
     assert s["keystrokes"] == 2 and s["accept_keys"] == 1
 
 
+def test_the_rest_kept_on_screen_serves_latency_but_is_not_a_new_suggestion() -> None:
+    edits = [
+        Edit(1, 0.0, "key", 1, planned_gap=0.3, next_at=0.3),
+        Edit(2, 0.3, "key", 1, planned_gap=0.6, next_at=0.6),
+        Edit(3, 0.6, "accept", 4, planned_gap=None),
+    ]
+    shows = [Show(1, 0.1, "abcde"), Show(2, 0.3, "bcde", origin=0)]
+    s = summarize(edits, shows, [Accept(0.6, 0, "full", 4, 1)], total_chars=6)
+    assert s["shown"] == 1 and s["acceptance_rate"] == 1.0
+    assert s["pause_to_suggestion_ms"]["p50"] == 0.0
+
+
 def test_an_unserved_median_pause_is_reported_as_not_served() -> None:
     edits = [Edit(1, 0.0, "key", 1, planned_gap=1.0, next_at=1.0), Edit(2, 1.0, "key", 1, planned_gap=None)]
     s = summarize(edits, [], [], total_chars=2)

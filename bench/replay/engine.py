@@ -5,7 +5,8 @@ driver, which talks to its engine (infiller over LSP, the peer over HTTP) and ca
 suggestion becomes visible. Between keys the user watches: a visible suggestion that matches what
 they are about to type is taken as soon as it has been readable for `REACTION_S`, even in the middle
 of a pause; otherwise the next key is typed when the key model says. An accepted suggestion is one
-edit, as an editor inserts it; after a partial accept the rest stays on screen (as editors keep it).
+edit, as an editor inserts it. As editors do, the rest of a suggestion stays on screen after a
+partial accept and while the user types what it says (it is then the same suggestion, not a new one).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class User:
         ):
             self.log.edits[-1].next_at = now
         self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap))
+        if keep is not None:
+            self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show))
         self.driver.change(self.version, self.text, self.cursor, at, insert)
 
     async def _wait(self, until: float) -> None:
@@ -172,9 +175,13 @@ class User:
             else:
                 insert = auto_indent(target, i) if target[i] == "\n" else target[i]
                 i += len(insert)
-                self._edit(
-                    insert, "enter" if insert[0] == "\n" else "key", delays[i] if i < len(target) else None
-                )
+                # Typing what the suggestion says keeps the rest of it on screen (the editor does this).
+                shown = self._visible
+                keep = None
+                if shown is not None and len(shown.text) > len(insert) and shown.text.startswith(insert):
+                    keep = _Visible(shown.text[len(insert) :], shown.at, shown.show, shown.token)
+                kind = "enter" if insert[0] == "\n" else "key"
+                self._edit(insert, kind, delays[i] if i < len(target) else None, keep)
             last = self.now()
         await asyncio.sleep(LINGER_S)
         expected = region.original

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bench.replay.keys import PAUSE_S
 
@@ -33,16 +34,19 @@ class Edit:
 
 @dataclass
 class Show:
-    """A non-empty suggestion became visible for document version `version`."""
+    """A non-empty suggestion became visible for document version `version`. `origin`: the index of
+    the suggestion this is the rest of (kept on screen while the user typed through it or after a
+    partial accept): visible, so it serves latency, but not a new suggestion for the acceptance rate."""
 
     version: int
     at: float
     text: str
+    origin: int | None = None
 
 
 @dataclass
 class Accept:
-    """The user took `chars` characters of show number `show` (index into the shows) with `kind`."""
+    """The user took `chars` characters of suggestion `show` (index of its original Show) with `kind`."""
 
     at: float
     show: int
@@ -94,10 +98,11 @@ def _ms(x: float | None) -> float | None:
 
 def summarize(
     edits: Sequence[Edit], shows: Sequence[Show], accepts: Sequence[Accept], total_chars: int
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The replay's numbers (JSON-ready; latencies in ms, None where not served)."""
     accepted_chars = sum(a.chars for a in accepts)
     taken = {a.show for a in accepts}
+    distinct = [s for s in shows if s.origin is None]
     pauses = pause_latencies(edits, shows)
     keyed = keystroke_latencies(edits, shows)
     typed = [e for e in edits if e.kind != "accept"]
@@ -109,10 +114,10 @@ def summarize(
         "keystrokes": len(typed),
         "accept_keys": sum(a.keys for a in accepts),
         "edits": len(edits),
-        "shown": len(shows),
+        "shown": len(distinct),
         "accepted": len(taken),
         "accepts_by_kind": kinds,
-        "acceptance_rate": round(len(taken) / len(shows), 3) if shows else None,
+        "acceptance_rate": round(len(taken) / len(distinct), 3) if distinct else None,
         "accepted_chars": accepted_chars,
         "chars_saved": round(accepted_chars / total_chars, 3) if total_chars else None,
         "pauses": len(pauses),
