@@ -29,16 +29,21 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from lsprotocol import types
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from server import __version__
 from server.lsp.documents import Document, Documents
+from server.lsp.protocol import InfillerProtocol, guess_id
+from server.lsp.transport import BlockingStreamReader, FrameReader, ReadSome
 from server.model.runtime import CancelToken, Runtime
 from server.model.worker import ModelWorker
 from server.settings import Settings
@@ -73,7 +78,7 @@ class InfillerServer(LanguageServer):
     """The language server and the state its features share (see the module docstring)."""
 
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
-        super().__init__("infiller", __version__)
+        super().__init__("infiller", __version__, protocol_cls=InfillerProtocol)
         self.engine_factory: EngineFactory = engine_factory or (
             lambda model: default_engine_factory(model, self.settings.threads)
         )
@@ -103,6 +108,60 @@ class InfillerServer(LanguageServer):
         # After didOpen/didChange/didSave (the document as now synced) and after didClose (its uri).
         self.on_document_changed: list[Callable[[InfillerServer, Document], None]] = []
         self.on_document_closed: list[Callable[[InfillerServer, str], None]] = []
+
+    # --- transport: our frame reader instead of pygls's (see server/lsp/transport.py) ----------
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve JSON-RPC over a pair of byte streams until `exit` or the end of the input."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = BlockingStreamReader(stdin or sys.stdin.buffer)
+        try:
+            asyncio.run(self.serve_frames(reader.read_some))
+        except BrokenPipeError:
+            log.error("the client's pipe closed; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one client at a time on a TCP socket."""
+        self._stop_event = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)
+            await self.serve_frames(reader.read)
+            self.shutdown()
+
+        async def listen() -> None:
+            server = await asyncio.start_server(connection, host, port)
+            log.info("serving on %s:%d", host, port)
+            async with server:
+                await server.serve_forever()
+
+        with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+            asyncio.run(listen())
+
+    async def serve_frames(self, read_some: ReadSome) -> None:
+        """Read frames and hand their bodies to the protocol until the stream ends or `exit`."""
+        frames = FrameReader(read_some)
+        protocol = self.protocol
+        assert isinstance(protocol, InfillerProtocol)
+        stop = self._stop_event
+        while stop is None or not stop.is_set():
+            frame = await frames.next()
+            if frame is None:
+                break
+            if frame.problem is not None:
+                log.warning("bad frame: %s", frame.problem)
+            try:
+                if frame.body is not None:
+                    protocol.receive(frame.body)
+                elif (msg_id := guess_id(frame.head)) is not None:
+                    protocol.reply_error(msg_id, types.ErrorCodes.InvalidRequest, frame.problem or "dropped")
+            except Exception:  # one message must never end the read loop (the server would go deaf)
+                log.exception("a message could not be handled")
 
     # --- state -----------------------------------------------------------------------------
 
