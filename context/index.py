@@ -1,9 +1,13 @@
 """The workspace index: tree-sitter facts of every source file, persisted in SQLite.
 
 One database per workspace in the user cache dir (WAL mode, schema version; a corrupt or old
-database is rebuilt, never a crash). A restart re-parses only files whose content changed;
-unsaved editor buffers override disk; watchdog picks up edits made outside the editor. The index
-is used from two threads (LSP event loop + model worker): every SQLite access holds one lock.
+database is rebuilt, never a crash: `PRAGMA quick_check` on open finds damaged pages behind a
+valid header). A restart re-parses only files whose content changed; unsaved editor buffers
+override disk; watchdog picks up edits made outside the editor. The index is used from two
+threads (LSP event loop + model worker): every SQLite access holds one lock. Several processes
+may index one workspace at once (the server and `infiller index`): writes take the database's
+write lock up front (BEGIN IMMEDIATE), wait for it (busy timeout), and find file rows by path
+inside the transaction, so neither trips over rows the other just wrote.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ from context.imports import ImportBinding, python_module_name, resolve_script_im
 from context.incremental import BufferFacts
 from context.recent import RecentRegions
 from context.syntax import ParseTimeout, language_for_path
-from context.walk import WalkOptions, is_binary_or_huge, is_candidate, workspace_files
+from context.walk import (
+    WalkOptions,
+    is_binary_or_huge,
+    is_candidate,
+    read_source,
+    stat_source,
+    workspace_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,11 @@ WINDOW_QUERY_TERMS = 8
 BUFFER_HASH_MARK = "buffer:"
 # A hash short enough to store cheaply, long enough that collisions never happen in one workspace.
 HASH_BYTES = 16
+# How long a writer waits for another process's transaction (a refresh batch takes well under this).
+BUSY_TIMEOUT_S = 30.0
+# SQLite's result codes for a damaged file: only these make the index rebuild from scratch (a
+# busy database belongs to another indexer and must never be deleted).
+CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,7 +184,6 @@ class Index:
         self._observer: Any = None
         self._pending: set[str] = set()
         self._pending_timer: threading.Timer | None = None
-        self._window_id: int | None = None
         self._pending_buffers: set[str] = set()
         self._buffer_timer: threading.Timer | None = None
         self._load_maps()
@@ -185,7 +200,9 @@ class Index:
         try:
             conn = _connect(db_path)
         except sqlite3.DatabaseError as exc:
-            log.warning("index database %s unusable (%s); rebuilding", db_path, exc)
+            if not _is_corrupt(exc):
+                raise
+            log.warning("index database %s is damaged (%s); rebuilding it", db_path, exc)
             _remove_db(db_path)
             conn = _connect(db_path)
         return cls(root, db_path, conn, options or WalkOptions())
@@ -220,10 +237,8 @@ class Index:
             buffered = self._buffers.get(rel)
         if buffered is not None:
             return buffered
-        try:
-            return (self.root / rel).read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return None
+        read = read_source(self.root, rel, self.options.max_file_bytes)
+        return read[0].decode("utf-8", "replace") if read is not None else None
 
     @property
     def generation(self) -> int:
@@ -259,17 +274,16 @@ class Index:
         for rel in files:
             if rel in self._buffers:
                 continue  # the editor's buffer is authoritative while open
-            try:
-                stat = (self.root / rel).stat()
-            except OSError:
+            stat = stat_source(self.root, rel, self.options.max_file_bytes)
+            if stat is None:
                 continue
             old = known.get(rel)
             if old is not None and old[1] == stat.st_mtime_ns and old[2] == stat.st_size:
                 continue
-            try:
-                data = (self.root / rel).read_bytes()
-            except OSError:
+            read = read_source(self.root, rel, self.options.max_file_bytes)
+            if read is None:
                 continue
+            data, stat = read
             if is_binary_or_huge(data, self.options):
                 continue
             if old is not None and old[3] == _hash(data):
@@ -309,12 +323,10 @@ class Index:
             data = text.encode("utf-8", "surrogatepass")
             mtime, size = 0, len(data)
         else:
-            path = self.root / rel
-            try:
-                data = path.read_bytes()
-                stat = path.stat()
-            except OSError:
+            read = read_source(self.root, rel, self.options.max_file_bytes)
+            if read is None:
                 return self._forget(rel)
+            data, stat = read
             if is_binary_or_huge(data, self.options) or not is_candidate(rel, self.options):
                 return self._forget(rel)
             mtime, size = stat.st_mtime_ns, stat.st_size
@@ -358,6 +370,11 @@ class Index:
         """
         rel = self.rel(path)
         if rel is None or language_for_path(rel) is None:
+            return
+        if len(text) > self.options.max_file_bytes:
+            # Generated or data, as on disk: parsing megabytes per keystroke would stall the index.
+            log.info("not indexing the buffer of %s: %d characters", rel, len(text))
+            self.drop_buffer(rel)
             return
         with self._lock:
             self._buffers[rel] = text
@@ -605,14 +622,16 @@ class Index:
     ) -> None:
         """Replace every row of one file (caller holds the lock and the transaction)."""
         conn = self._conn
-        old = self._file_ids.get(rel)
-        if old is not None:
-            self._delete_rows(old, keep_derived=keep_derived)
-            conn.execute(
-                "UPDATE files SET hash=?, mtime_ns=?, size=?, lines=?, module=?, is_package=? WHERE id=?",
-                (digest, mtime, size, facts.lines, module, int(is_package), old),
-            )
-            file_id = old
+        # By path, not by the id remembered here: another indexer may have added or replaced the row.
+        # The UPDATE opens the (immediate) transaction, so the row cannot change before the commit.
+        updated = conn.execute(
+            "UPDATE files SET hash=?, mtime_ns=?, size=?, lines=?, module=?, is_package=? WHERE path=?",
+            (digest, mtime, size, facts.lines, module, int(is_package), rel),
+        ).rowcount
+        if updated:
+            file_id = int(conn.execute("SELECT id FROM files WHERE path=?", (rel,)).fetchone()[0])
+            self._delete_rows(file_id, keep_derived=keep_derived)
+            self._file_ids[rel] = file_id
         else:
             cur = conn.execute(
                 "INSERT INTO files(path, lang, module, is_package, hash, mtime_ns, size, lines) "
@@ -669,14 +688,12 @@ class Index:
                 "INSERT INTO windows_fts(rowid, idents) VALUES (?, ?)",
                 [(i, w[2]) for i, w in zip(ids, facts.windows, strict=True)],
             )
-            self._window_id = first + len(facts.windows)
         self._bindings.pop(rel, None)
 
     def _next_window_id(self) -> int:
-        if self._window_id is None:
-            row = self._conn.execute("SELECT MAX(id) FROM windows").fetchone()
-            self._window_id = (row[0] or 0) + 1
-        return self._window_id
+        # Read inside the write transaction (not cached): another indexer may have added windows.
+        row = self._conn.execute("SELECT MAX(id) FROM windows").fetchone()
+        return int(row[0] or 0) + 1
 
     def _delete_rows(self, file_id: int, *, keep_derived: bool = False) -> None:
         conn = self._conn
@@ -835,32 +852,35 @@ def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
 
 
+class CorruptIndex(sqlite3.DatabaseError):
+    """`PRAGMA quick_check` found damage (the header is fine, some pages are not)."""
+
+    sqlite_errorcode = 11  # SQLITE_CORRUPT
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF in CORRUPT_CODES
+
+
 def _connect(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level="DEFERRED")
+    # IMMEDIATE: every write transaction takes the write lock when it starts. A deferred one would
+    # upgrade a read lock later and fail at once ("database is locked") if another process wrote meanwhile.
+    conn = sqlite3.connect(
+        str(db_path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level="IMMEDIATE"
+    )
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        version = None
-        if "meta" in tables:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = row[0] if row else None
-        if version != str(SCHEMA_VERSION):
-            if tables:
-                log.info("index schema %s != %s; rebuilding %s", version, SCHEMA_VERSION, db_path)
-                conn.close()
-                _remove_db(db_path)
-                conn = sqlite3.connect(str(db_path), check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            with conn:
-                conn.executescript(SCHEMA)
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+        if _schema_version(conn) != str(SCHEMA_VERSION):
+            _create_schema(conn, db_path)
         else:
-            # Touches the pages: a corrupt file raises here rather than mid-retrieval.
-            conn.execute("SELECT COUNT(*) FROM files").fetchone()
+            # Damaged pages behind a valid header would otherwise fail mid-retrieval, or never.
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise CorruptIndex("quick_check: " + "; ".join(problems))
         # Document frequencies of window identifiers (per connection: fts5vocab tables live in temp).
         conn.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.windows_vocab USING fts5vocab(main, windows_fts, 'row')"
@@ -869,6 +889,44 @@ def _connect(db_path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> str | None:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "meta" not in tables:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return str(row[0]) if row else None
+
+
+def _create_schema(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Create the tables, replacing an old layout; one process at a time, the others then use it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(conn)  # again, under the write lock: another process may have won
+        if version != str(SCHEMA_VERSION):
+            if version is not None or _table_names(conn):
+                log.info("index schema %s != %s; rebuilding %s", version, SCHEMA_VERSION, db_path)
+                # Dropped in place rather than deleting the file, which another process may have open.
+                for name in _table_names(conn, virtual=True):
+                    conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+                for name in _table_names(conn):
+                    conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _table_names(conn: sqlite3.Connection, *, virtual: bool = False) -> list[str]:
+    sql = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    if virtual:
+        sql += " AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+    return [r[0] for r in conn.execute(sql)]
 
 
 def _remove_db(db_path: Path) -> None:

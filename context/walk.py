@@ -2,6 +2,11 @@
 
 Uses `git ls-files` when the workspace is a git checkout (exact .gitignore semantics for free);
 otherwise walks the tree and applies the root `.gitignore` patterns with fnmatch.
+
+Only regular files inside the workspace are ever read (`read_source`): a FIFO named `x.py` would
+block a read forever, a link to /dev/zero would never end, and a link to `~/.ssh/...` would leak a
+file from outside the workspace into prompts. Type and size are checked on the open descriptor
+before reading, and at most the size limit is read even if the file grows meanwhile.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import fnmatch
 import logging
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -91,6 +97,72 @@ def is_binary_or_huge(data: bytes, options: WalkOptions) -> bool:
     return len(data) > options.max_file_bytes or b"\0" in data[:BINARY_SNIFF_BYTES]
 
 
+def _inside(root: Path, rel: str) -> str | None:
+    """The real path of root/rel (symlinks resolved) when it stays inside the workspace, else None."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, rel))
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        log.info("skipping %s: it leads out of the workspace", rel)
+        return None
+    return real
+
+
+def stat_source(root: Path, rel: str, max_bytes: int = MAX_FILE_BYTES) -> os.stat_result | None:
+    """The stat of a file `read_source` would read, else None (logged); never opens the file."""
+    real = _inside(root, rel)
+    if real is None:
+        return None
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return st if _readable(rel, st, max_bytes) else None
+
+
+def read_source(root: Path, rel: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[bytes, os.stat_result] | None:
+    """Content and stat of a regular file inside the workspace of at most max_bytes, else None (logged).
+
+    The descriptor is opened without following a final symlink and without blocking (a FIFO
+    opens at once and is then refused), and checked before anything is read.
+    """
+    real = _inside(root, rel)
+    if real is None:
+        return None
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not _readable(rel, st, max_bytes):
+            return None
+        chunks = []
+        left = max_bytes + 1  # one byte more tells that the file grew past the limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        log.info("skipping %s: it grew past %d bytes while read", rel, max_bytes)
+        return None
+    return data, st
+
+
+def _readable(rel: str, st: os.stat_result, max_bytes: int) -> bool:
+    if not stat.S_ISREG(st.st_mode):
+        log.info("skipping %s: not a regular file", rel)
+        return False
+    return st.st_size <= max_bytes
+
+
 def _git_files(root: Path) -> list[str] | None:
     if not (root / ".git").exists():
         return None
@@ -109,10 +181,10 @@ def _git_files(root: Path) -> list[str] | None:
 
 
 def _gitignore_patterns(root: Path) -> list[str]:
-    try:
-        text = (root / ".gitignore").read_text("utf-8", "replace")
-    except OSError:
+    read = read_source(root, ".gitignore")
+    if read is None:
         return []
+    text = read[0].decode("utf-8", "replace")
     patterns = []
     for line in text.splitlines():
         line = line.strip()
