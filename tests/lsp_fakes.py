@@ -35,6 +35,8 @@ SLOW_PROMPT_S = 0.6
 
 def script(prompt: str) -> str:
     prefix = prompt.split(QWEN.prefix, 1)[-1].split(QWEN.suffix, 1)[0]
+    # The cursor line's typed text may follow the middle marker (completion.py's default layout).
+    prefix += prompt.split(QWEN.middle, 1)[1] if QWEN.middle in prompt else ""
     for ending, answer in ANSWERS:
         if prefix.endswith(ending):
             return answer

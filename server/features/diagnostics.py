@@ -127,6 +127,9 @@ class SyntaxPublisher:
         doc = self.server.documents.get(uri)
         if doc is None:
             return
+        if doc.too_large:
+            self.clear(uri)  # compiling megabytes would hold the interpreter for seconds
+            return
         if len(doc.text) <= PARSE_ON_LOOP_MAX_CHARS:
             self._publish(doc, doc.version, syntax_diagnostics(doc.language, doc.text))
             return

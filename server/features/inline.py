@@ -31,7 +31,7 @@ from server.latency import (
     continuation,
     next_line_cursor,
 )
-from server.lsp.documents import Document, cursor_at
+from server.lsp.documents import MAX_DOCUMENT_CHARS, Document, cursor_at
 from server.model.runtime import Cancelled, CancelToken
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class Suggester:
         self.debounce = AdaptiveDebounce(0.0, 0.0)
         self.apply_settings()
         self._latest: dict[str, int] = {}
+        self._told_too_large: set[str] = set()
         self.inflight: InFlight | None = None
         self.background: asyncio.Future[CompletionResult | None] | None = None
 
@@ -163,6 +164,15 @@ class Suggester:
             return Answer(None, "unknown-document")
         if not server.settings.language_enabled(doc.language, doc.language_id):
             return Answer(None, "disabled" if not server.settings.enable else "language-disabled")
+        if doc.too_large:
+            # Even splitting the buffer per keystroke costs; the model could see a sliver of it anyway.
+            if uri not in self._told_too_large:
+                self._told_too_large.add(uri)
+                server.log(
+                    f"{uri.rsplit('/', 1)[-1]}: {len(doc.text):,} characters is over the "
+                    f"{MAX_DOCUMENT_CHARS:,} limit for completions; none are offered in it"
+                )
+            return Answer(None, "document-too-large")
         now, line, _ = self.cursor(doc, position)
         if server.index is not None and doc.path is not None:
             server.index.note_view(doc.path, line)
@@ -234,6 +244,9 @@ class Suggester:
             if isinstance(exc, asyncio.CancelledError) and not flight.future.done():
                 raise
             return None
+        except Exception:
+            # The job failed (logged by _ignore_cancelled): this request gets nothing, nothing else breaks.
+            return None
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.future.done():
@@ -262,6 +275,9 @@ class Suggester:
             if self.inflight is flight and flight.future.done():
                 self.inflight = None
         if result is None:
+            failed = future.done() and not future.cancelled() and future.exception() is not None
+            if failed and not isinstance(future.exception(), Cancelled):
+                return Answer(None, "failed")
             return Answer(None, "superseded")
         log.info("model: %s; %s", result.tokens, result.timings)
         if not result.text:
@@ -332,8 +348,10 @@ class Suggester:
 
     def prefill(self, doc: Document, line: int, column: int) -> None:
         """Read the prompt for this spot into the KV cache, generating nothing."""
-        if not self.server.settings.prefill or not self.server.settings.language_enabled(
-            doc.language, doc.language_id
+        if (
+            doc.too_large
+            or not self.server.settings.prefill
+            or not self.server.settings.language_enabled(doc.language, doc.language_id)
         ):
             return
         prefix, suffix = split_at(doc.text, line, column)
@@ -348,6 +366,7 @@ class Suggester:
         self._background_job(doc, Cursor(doc.uri, prefix, suffix), work)
 
     def forget(self, uri: str) -> None:
+        self._told_too_large.discard(uri)
         self.cache.drop(uri)
         self.debounce.forget(uri)
         self._latest.pop(uri, None)

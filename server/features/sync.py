@@ -19,6 +19,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from context.syntax import EXTENSIONS
+from server.lsp.documents import scrub_surrogates
 from server.settings import read_settings
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def register(server: InfillerServer) -> None:
             if ls.index is not None:
                 ls.index.note_view(doc.path, 0)
         suggester = _suggester(ls)
-        if suggester is not None:
+        if suggester is not None and not doc.too_large:
             # The cursor is unknown: prefill the file's head, where most small files are edited.
             lines = doc.text.split("\n")
             last = min(len(lines) - 1, JUMP_LINES)
@@ -183,7 +184,7 @@ def register(server: InfillerServer) -> None:
         if line is not None:
             jumped = doc.last_line is not None and abs(line - doc.last_line) > JUMP_LINES
             doc.last_line = line
-            if jumped and suggester is not None:
+            if jumped and suggester is not None and not doc.too_large:
                 lines = doc.text.split("\n")
                 if line < len(lines):
                     suggester.prefill(doc, line, len(lines[line]))
@@ -191,6 +192,9 @@ def register(server: InfillerServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: InfillerServer, params: types.DidCloseTextDocumentParams) -> None:
         doc = ls.documents.close(params.text_document.uri)
+        if doc is None:
+            log.warning("didClose for a document never opened: %s", params.text_document.uri)
+            return
         for hook in ls.on_document_closed:
             try:
                 hook(ls, params.text_document.uri)
@@ -199,7 +203,7 @@ def register(server: InfillerServer) -> None:
         suggester = _suggester(ls)
         if suggester is not None:
             suggester.forget(params.text_document.uri)
-        if doc is not None and doc.path is not None and ls.index is not None:
+        if doc.path is not None and ls.index is not None:
             index, path = ls.index, doc.path
             ls.index_call(index.drop_buffer, path).add_done_callback(_log_failure)
 
@@ -209,7 +213,7 @@ def register(server: InfillerServer) -> None:
         if doc is not None and doc.path is not None:
             if params.text is not None and params.text != doc.text:
                 log.warning("saved text differs from the synced buffer of %s; adopting it", doc.uri)
-                doc.text = params.text
+                doc.text = scrub_surrogates(params.text)
             feeder.changed(doc.path, doc.text, now=True)
         if doc is not None:
             _notify_changed(ls, doc)

@@ -4,10 +4,15 @@ LSP positions count UTF-16 code units on lines ended by `\\n` (a `\\r` before it
 the line ending); Python strings index code points. pygls's own store splits lines with
 `str.splitlines`, which also breaks on form feeds and U+2028 and so disagrees with editors on
 files containing them; this store is the authoritative text for completions.
+
+Text from the client may hold lone surrogates (JSON allows `"\\ud800"`); they are replaced by
+U+FFFD as they arrive. Both are one UTF-16 unit, so positions stay exact, and everything
+downstream (the index, other documents' prompts, the tokenizer) only ever sees valid Unicode.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +20,19 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from context.syntax import LANGUAGE_IDS, language_for_path
+
+# Above this a buffer is generated code or data (the index's MAX_FILE_BYTES draws the same line for
+# files): completions decline at once, and it is neither indexed nor checked for syntax errors.
+MAX_DOCUMENT_CHARS = 1_000_000
+# A surrogate code point in a str is always a lone one (JSON decoding joins valid pairs).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub_surrogates(text: str) -> str:
+    """text with lone surrogates replaced by U+FFFD (same UTF-16 length: positions are unchanged)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def utf16_len(text: str) -> int:
@@ -54,6 +72,8 @@ def offset_at(text: str, position: types.Position) -> int:
 def cursor_at(text: str, position: types.Position) -> tuple[int, int]:
     """(line, code-point column) of an LSP position, both 0-based, as CompletionRequest wants."""
     lines = text.split("\n")
+    if position.line < 0:
+        return 0, 0
     if position.line >= len(lines):
         return len(lines) - 1, len(lines[-1])
     return position.line, column_from_utf16(lines[position.line], position.character)
@@ -72,8 +92,8 @@ def apply_change(text: str, change: types.TextDocumentContentChangeEvent) -> str
     if isinstance(change, types.TextDocumentContentChangePartial):
         start = offset_at(text, change.range.start)
         end = max(start, offset_at(text, change.range.end))
-        return text[:start] + change.text + text[end:]
-    return change.text
+        return text[:start] + scrub_surrogates(change.text) + text[end:]
+    return scrub_surrogates(change.text)
 
 
 @dataclass
@@ -85,6 +105,11 @@ class Document:
     path: Path | None
     # Line of the last edit: a change far from it is a cursor jump (prefill the new spot).
     last_line: int | None = None
+
+    @property
+    def too_large(self) -> bool:
+        """Above MAX_DOCUMENT_CHARS: no completions, index or syntax diagnostics for it."""
+        return len(self.text) > MAX_DOCUMENT_CHARS
 
     @property
     def language(self) -> str | None:
@@ -101,7 +126,8 @@ class Documents:
 
     def open(self, item: types.TextDocumentItem) -> Document:
         path = to_fs_path(item.uri)
-        doc = Document(item.uri, item.text, item.version, item.language_id, Path(path) if path else None)
+        text = scrub_surrogates(item.text)
+        doc = Document(item.uri, text, item.version, item.language_id, Path(path) if path else None)
         self.docs[item.uri] = doc
         return doc
 
@@ -123,3 +149,13 @@ class Documents:
 
     def get(self, uri: str) -> Document | None:
         return self.docs.get(uri)
+
+    def find_path(self, path: Path) -> Document | None:
+        """The open document of a file, whatever the spelling of its URI (encoding, links)."""
+        try:
+            wanted = path.resolve()
+            return next(
+                (d for d in self.docs.values() if d.path is not None and d.path.resolve() == wanted), None
+            )
+        except OSError:
+            return None
