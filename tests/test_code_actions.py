@@ -9,19 +9,26 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from lsprotocol import types
 
 from server.actions.fix import Candidate
+from server.actions.testgen import NewTestsEdit
 from server.actions.textedit import LineEdit
 from server.features.code_actions import (
     COMMAND_FIX,
     COMMAND_GENERATE_TESTS,
+    EditBasis,
     FixArgs,
+    _document,
     code_actions_for,
     fix_workspace_edit,
     line_range_edit,
 )
+from server.features.code_actions import tests_workspace_edit as build_tests_edit
+from server.lsp.documents import Documents
 from tests.actions_client import Editor, apply_text_edits, plain
 
 DATA = Path(__file__).parent / "data" / "actions"
@@ -72,6 +79,52 @@ def test_fix_edit_is_versioned_and_whole_lines() -> None:
     # The last line has no newline: the edit ends at its end and adds none.
     last = line_range_edit(text, 2, 3, "c = 4\n")
     assert apply_text_edits(text, [last]) == "a = 1\nb = (2\nc = 4"
+
+
+def test_the_server_refuses_an_edit_whose_text_moved_on(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("a = 1\n")
+    docs = Documents()
+    uri = path.as_uri()
+    docs.open(types.TextDocumentItem(uri=uri, language_id="python", version=4, text="a = 1\n"))
+    basis = EditBasis(uri, path, "a = 1\n", 4)
+    assert basis.stale(docs) == (None, 4)
+    change = types.TextDocumentContentChangeWholeDocument(text="a = 2\n")
+    ident = types.VersionedTextDocumentIdentifier(uri=uri, version=5)
+    docs.change(types.DidChangeTextDocumentParams(text_document=ident, content_changes=[change]))
+    reason, _ = basis.stale(docs)
+    assert reason is not None and "version 4, now 5" in reason
+    docs.close(uri)
+    assert basis.stale(docs)[0] == "m.py was closed"
+    # Computed on the file as it was on disk (not open): checked against the disk.
+    on_disk = EditBasis(uri, path, "a = 1\n", None)
+    assert on_disk.stale(docs) == (None, None)
+    path.write_text("a = 3\n")
+    assert on_disk.stale(docs)[0] == "m.py changed on disk"
+    # Opened since, with the same text: the edit must carry the buffer's real version.
+    path.write_text("a = 1\n")
+    other_spelling = "file:///elsewhere/../" + str(path).lstrip("/")
+    docs.open(types.TextDocumentItem(uri=other_spelling, language_id="python", version=9, text="a = 1\n"))
+    assert on_disk.stale(docs) == (None, 9)
+
+
+def test_a_test_file_edit_to_an_open_document_carries_its_version() -> None:
+    existing = "import pytest\n\n\ndef test_old():\n    assert True\n"
+    edit = NewTestsEdit(
+        Path("/w/tests/test_m.py"), False, "\n\ndef test_new():\n    assert 1\n", 1, "import m\n"
+    )
+    ws = build_tests_edit(edit, existing, 12, uri="file:///w/tests/test_m.py")
+    [change] = ws.document_changes or []
+    assert isinstance(change, types.TextDocumentEdit) and change.text_document.version == 12
+
+
+def test_a_command_for_a_version_the_document_left_is_refused() -> None:
+    docs = Documents()
+    docs.open(types.TextDocumentItem(uri="file:///w/m.py", language_id="python", version=3, text="x\n"))
+    server = SimpleNamespace(documents=docs)
+    assert _document(server, "file:///w/m.py", 3).version == 3  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="changed since the action was offered"):
+        _document(server, "file:///w/m.py", 2)  # type: ignore[arg-type]
 
 
 def _scenario(
@@ -149,8 +202,11 @@ def test_a_fix_for_text_the_user_changed_meanwhile_is_refused(tmp_path: Path) ->
             [change] = edit.document_changes or []
             assert isinstance(change, types.TextDocumentEdit) and change.text_document.version == 2
         else:
-            assert ed.refused == [uri] and ed.applied == []
-            assert any("stays in the code actions" in m for m in ed.messages)
+            # The server itself saw the version move on and never sent the edit (a client
+            # without documentChanges could not have refused it).
+            assert "changed (version 1, now 2)" in result["stale"]
+            assert ed.refused == [] and ed.applied == []
+            assert any("not applied" in m for m in ed.messages)
 
     _scenario(tmp_path, "fast", body, ["fixsyntax"])
 

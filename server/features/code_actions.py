@@ -11,7 +11,13 @@ Neovim and VS Code. Verified fixes that were not applied stay on offer as ordina
 actions (with their edit) for that document version.
 
 Edits use `documentChanges` with the document version read at the start, so a client refuses
-an edit computed for text the user has changed since.
+an edit computed for text the user has changed since. The server does not rely on that: clients
+without `documentChanges` get unversioned `changes`, so right before sending any edit it checks
+itself that the text the edit was computed on is still there (`EditBasis.stale`: the open
+buffer's version and text, or the file on disk when it is not open) and refuses a stale edit. A
+command also refuses to start when the document moved past the version its action was offered
+for. Edits to an open document always carry its real version; `version: null` is sent only for a
+file that is not open in the editor, which the spec defines as exactly that case.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from server.model.runtime import Cancelled, CancelToken
 from server.workspace import find_root
 
 if TYPE_CHECKING:
-    from server.lsp.documents import Document
+    from server.lsp.documents import Document, Documents
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +140,48 @@ class Offered:
 class ActionState:
     offered: dict[str, Offered] = field(default_factory=dict)
     running: dict[str, CancelToken] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EditBasis:
+    """What an edit was computed on: an open document at `version`, or a file as it was on disk."""
+
+    uri: str
+    path: Path | None
+    text: str | None  # None: the file did not exist
+    version: int | None  # the open document's version; None: the file was not open
+
+    def stale(self, documents: Documents) -> tuple[str | None, int | None]:
+        """(why the edit must not be sent, or None; the version to send it with, None when not open)."""
+        name = self.uri.rsplit("/", 1)[-1]
+        doc = documents.get(self.uri) or (documents.find_path(self.path) if self.path else None)
+        if self.version is not None:
+            if doc is None:
+                return f"{name} was closed", None
+            if doc.version != self.version or doc.text != self.text:
+                return f"{name} changed (version {self.version}, now {doc.version})", None
+            return None, doc.version
+        if doc is not None:  # opened since: its buffer is what the edit will land in
+            if doc.text != (self.text or ""):
+                return f"{name} was opened and changed", None
+            return None, doc.version
+        try:
+            disk = _disk_text(self.path) if self.path is not None else self.text
+        except ValueError as exc:
+            return str(exc), None
+        if disk != self.text:
+            return f"{name} changed on disk", None
+        return None, None
+
+
+def _disk_text(path: Path) -> str | None:
+    """A file's text, None when it does not exist; ValueError (shown to the user) when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path.name}: {exc}") from exc
 
 
 def _wanted(kind: str, only: list[str] | None) -> bool:
@@ -271,9 +319,14 @@ def tests_workspace_edit(
     version: int | None,
     *,
     document_changes: bool = True,
+    uri: str | None = None,
 ) -> types.WorkspaceEdit:
-    """Create the test file (CreateFile + insert) or insert imports and append tests to it."""
-    uri = from_fs_path(str(edit.path)) or edit.path.as_uri()
+    """Create the test file (CreateFile + insert) or insert imports and append tests to it.
+
+    `version` is the open document's version (None only when the file is not open: an edit to a
+    file on disk); `uri` the open document's own URI, which may be spelt unlike ours.
+    """
+    uri = uri or from_fs_path(str(edit.path)) or edit.path.as_uri()
     origin = types.Position(line=0, character=0)
     if edit.create:
         text_edits = [types.TextEdit(range=types.Range(start=origin, end=origin), new_text=edit.text)]
@@ -387,12 +440,18 @@ async def _run_cancellable(
             state.running.pop(key, None)
 
 
-def _document(server: InfillerServer, uri: str) -> Document:
+def _document(server: InfillerServer, uri: str, offered_version: int | None = None) -> Document:
     doc = server.documents.get(uri)
     if doc is None:
         raise ValueError(f"{uri} is not open")
     if doc.path is None:
         raise ValueError(f"{uri} is not a file")
+    if offered_version is not None and doc.version != offered_version:
+        # Its line and range point into text that is gone.
+        raise ValueError(
+            f"{uri.rsplit('/', 1)[-1]} changed since the action was offered "
+            f"(version {offered_version}, now {doc.version}); ask for it again"
+        )
     return doc
 
 
@@ -426,7 +485,7 @@ def _runtime(server: InfillerServer) -> Any:
 
 
 async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str, Any]:
-    doc = _document(server, args.uri)
+    doc = _document(server, args.uri, args.version)
     runtime = _runtime(server)
     assert doc.path is not None
     path, text, line = doc.path, doc.text, args.line
@@ -461,23 +520,36 @@ async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str
         )
         return answer
     test_uri = from_fs_path(str(result.test_path)) or result.test_path.as_uri()
-    open_doc = server.documents.get(test_uri)
+    # Found by path too: the client may spell the URI of an open file differently from us.
+    open_doc = server.documents.get(test_uri) or server.documents.find_path(result.test_path)
     if open_doc is not None:
-        existing: str | None = open_doc.text
-        version = open_doc.version
+        basis = EditBasis(open_doc.uri, result.test_path, open_doc.text, open_doc.version)
     else:
-        existing = result.test_path.read_text(encoding="utf-8") if result.test_path.is_file() else None
-        version = None
+        basis = EditBasis(test_uri, result.test_path, _disk_text(result.test_path), None)
+    existing = basis.text
     rename_clashes(result, existing)
     file_edit = new_tests_edit(result, existing)
     doc_changes, can_create = _supports_document_changes(server)
+    stale, version = basis.stale(server.documents)
+    if stale is not None:
+        server.show(f"tests for `{result.target.name}` not added: {stale} while they were written")
+        answer["stale"] = stale
+        return answer
     if file_edit.create and not can_create:
-        # A client that cannot create files: write it ourselves (it is new, nothing is lost).
+        # A client that cannot create files: write it ourselves (exclusive create: nothing is lost).
         file_edit.path.parent.mkdir(parents=True, exist_ok=True)
-        file_edit.path.write_text(file_edit.text, encoding="utf-8")
+        try:
+            with file_edit.path.open("x", encoding="utf-8") as f:
+                f.write(file_edit.text)
+        except FileExistsError:
+            server.show(
+                f"tests for `{result.target.name}` not added: {file_edit.path.name} appeared meanwhile"
+            )
+            answer["stale"] = f"{file_edit.path.name} appeared meanwhile"
+            return answer
         answer["applied"] = True
     else:
-        edit = tests_workspace_edit(file_edit, existing, version, document_changes=doc_changes)
+        edit = tests_workspace_edit(file_edit, existing, version, document_changes=doc_changes, uri=basis.uri)
         applied = await server.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(edit=edit, label=f"infiller: tests for {result.target.name}")
         )
@@ -513,13 +585,14 @@ def _problem(doc_text: str, args: FixArgs) -> Problem:
 
 
 async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
-    doc = _document(server, args.uri)
+    doc = _document(server, args.uri, args.version)
     runtime = _runtime(server)
     assert doc.path is not None
     language = doc.language
     if language is None:
         raise ValueError(f"no grammar for {doc.uri}")
     text, version, path = doc.text, doc.version, doc.path
+    basis = EditBasis(args.uri, path, text, version)
     request = FixRequest(path, text, language, _problem(text, args), _root_for(server, path))
     sandbox_factory = _sandbox_factory(server)
 
@@ -550,6 +623,14 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
         reasons = "; ".join(sorted({r.split(":")[0] for _, r in result.rejected})) or "no candidate"
         server.show(f"no fix passed verification ({reasons})")
         return answer
+    state: ActionState = server.code_action_state  # type: ignore[attr-defined]
+    stale, _ = basis.stale(server.documents)
+    if stale is not None:
+        # Never sent: without documentChanges the client could not tell, and would apply it blindly.
+        state.offered.pop(args.uri, None)
+        server.show(f"the verified fix was not applied: {stale} while it was computed; ask again")
+        answer["stale"] = stale
+        return answer
     doc_changes, _ = _supports_document_changes(server)
     edits = [
         (
@@ -563,7 +644,6 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
         types.ApplyWorkspaceEditParams(edit=best_edit, label=best_title)
     )
     answer["applied"] = bool(applied.applied)
-    state: ActionState = server.code_action_state  # type: ignore[attr-defined]
     if applied.applied:
         # The applied edit bumps the version: alternatives computed for the old text are stale.
         state.offered.pop(args.uri, None)
@@ -623,6 +703,7 @@ async def _guarded(server: InfillerServer, what: str, work: Any) -> dict[str, An
 __all__ = [
     "COMMAND_FIX",
     "COMMAND_GENERATE_TESTS",
+    "EditBasis",
     "FixArgs",
     "TestArgs",
     "code_actions_for",
