@@ -8,6 +8,7 @@ prefix (its start snapped to a line grid so it moves rarely), then a short suffi
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 PREFIX_SNAP_LINES = 32
 # Lines after the cursor shown as suffix: every keystroke re-reads them, so keep it short.
 SUFFIX_MAX_LINES = 12
+# The end of the cursor line that is healed rather than put in the prompt: trailing spaces, or a
+# partial word with the spaces before it (`x = ` -> " ", `total = su` -> " su").
+HEAL_TAIL = re.compile(r"(?:[ \t]*\w+|[ \t]+)$")
+# Longer tails (a long identifier) are not healed: each healed character costs generated tokens.
+MAX_HEAL_CHARS = 24
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
 
@@ -68,6 +74,7 @@ class CompletionRequest:
 class Prompt:
     text: str
     tokens: list[int]
+    heal: str  # the output must start with this (left out of `text`): see Runtime.generate
     plan: Plan
     prefix: str
     suffix: str
@@ -277,15 +284,21 @@ class Completer:
             above = self._window_prefix(
                 self._clean(prefix[:cut]), self.settings.prefix_tokens - self.count_tokens(head)
             )
-            text = context_text + template.render_fim(above, suffix_w) + head
+            # The head's unfinished end (a partial word, trailing spaces) is healed: the model
+            # writes it again with its own tokens instead of continuing a split one.
+            found = HEAL_TAIL.search(head)
+            heal = found.group(0) if found and len(found.group(0)) <= MAX_HEAL_CHARS else ""
+            text = context_text + template.render_fim(above, suffix_w) + head[: len(head) - len(heal)]
             prefix_w = above + head
         else:
+            heal = ""
             prefix_w = self._window_prefix(self._clean(prefix), self.settings.prefix_tokens)
             text = context_text + template.render_fim(prefix_w, suffix_w)
         tokens = self.runtime.tokenize(text)
         return Prompt(
             text=text,
             tokens=tokens,
+            heal=heal,
             plan=plan,
             prefix=prefix_w,
             suffix=suffix_w,
@@ -335,7 +348,7 @@ class Completer:
             return keep_going
 
         stats: GenerationStats = self.runtime.generate(
-            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel
+            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel, heal=prompt.heal
         )
         outcome: Outcome = filt.finish(cut_off=stats.stop_reason == "max-tokens")
         total_ms = (time.perf_counter() - start) * 1000

@@ -34,7 +34,8 @@ def test_stops_at_end_token_and_counts_tokens() -> None:
     result = comp.complete(request("y = █\n"))
     assert result.text == "x + 1"
     assert result.reason == "end-token"
-    assert result.tokens["generated"] == len("x + 1")
+    # One more: the trailing space of `y = ` is healed (written by the model, not shown again).
+    assert result.tokens["generated"] == len(" x + 1")
 
 
 def test_typing_reuses_the_kv_prefix() -> None:
@@ -131,7 +132,9 @@ def test_typing_on_a_line_only_appends_to_the_prompt() -> None:
     first = comp.build_prompt(request("def run(data):\n    total = █\n" + suffix))
     later = comp.build_prompt(request("def run(data):\n    total = sum█\n" + suffix))
     assert later.tokens[: len(first.tokens)] == first.tokens
-    assert first.text.endswith("<|fim_middle|>    total = ")
+    # The unfinished end of the line is healed: the model writes it with its own tokens.
+    assert first.text.endswith("<|fim_middle|>    total =") and first.heal == " "
+    assert later.heal == " sum"
     comp.complete(request("def run(data):\n    total = █\n" + suffix))
     before = engine.evaluated
     result = comp.complete(request("def run(data):\n    total = sum█\n" + suffix))
@@ -189,3 +192,22 @@ def test_prefix_window_tokenizes_little_per_keystroke_in_a_huge_file() -> None:
     assert sum(tokenized) < 6 * window_chars, (sum(tokenized), window_chars)
     assert later.prefix.split("\n")[0] == first.prefix.split("\n")[0]
     assert comp.count_tokens(later.prefix) <= 1536
+
+
+def test_healing_writes_the_unfinished_end_of_the_line_and_shows_only_what_follows() -> None:
+    prompts: list[str] = []
+
+    def script(prompt: str) -> str:
+        prompts.append(prompt)
+        return "X"
+
+    engine = FakeEngine(script)
+    runtime = Runtime(engine)
+    seen: list[str] = []
+    stats = runtime.generate(
+        engine.tokenize("total = su"), max_tokens=8, on_text=lambda p: seen.append(p) is None, heal="m(v)"
+    )
+    # The healed text is written by the model (one byte per token here) but not shown again.
+    assert stats.generated_tokens == len("m(v)") + 1
+    assert "".join(seen) == "X"
+    assert prompts[-1] == "total = sum(v)"

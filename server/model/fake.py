@@ -90,6 +90,13 @@ class FakeEngine:
     def logprob(self, token: int) -> float:
         return 0.0  # a script is certain
 
+    def argmax_among(self, tokens: Sequence[int]) -> int:
+        best = self.argmax()
+        return best if best in tokens else tokens[0]
+
+    def tokens_matching(self, text: bytes) -> Sequence[int]:
+        return [text[0]]  # one byte per token
+
     def argmax(self) -> int:
         self._offered = True
         return self._pending[0]

@@ -25,6 +25,9 @@ from server.model.templates import FimTemplate, from_metadata, template_for
 
 log = logging.getLogger(__name__)
 
+# Token-healing candidates remembered per healed text (" ", " self", "retu", ...).
+MATCHING_CACHE_SIZE = 256
+
 _backend_ready = False
 
 
@@ -145,6 +148,8 @@ class LlamaEngine:
         self.n_ctx = self._ctx.n_ctx()
         self._batch = _internals.LlamaBatch(n_tokens=PROMPT_CHUNK_TOKENS, embd=0, n_seq_max=1, verbose=False)
         self._tokens: list[int] = []
+        self._texts: list[bytes] = []  # every token's bytes, built on the first token healing
+        self._matching: dict[bytes, list[int]] = {}
         self._np = __import__("numpy")
         log.info("loaded %s: n_ctx=%d %s", path.name, self.n_ctx, config.describe())
 
@@ -179,6 +184,25 @@ class LlamaEngine:
 
     def argmax(self) -> int:
         return int(self._logits().argmax())
+
+    def argmax_among(self, tokens: Sequence[int]) -> int:
+        logits = self._logits()
+        return max(tokens, key=lambda t: float(logits[t])) if tokens else self.argmax()
+
+    def tokens_matching(self, text: bytes) -> Sequence[int]:
+        found = self._matching.get(text)
+        if found is None:
+            if not self._texts:
+                self._texts = [self.vocab.token_bytes(t) for t in range(self.vocab.n_vocab)]
+            found = [
+                t
+                for t, piece in enumerate(self._texts)
+                if piece and t not in self.stop_ids and (piece.startswith(text) or text.startswith(piece))
+            ]
+            if len(self._matching) >= MATCHING_CACHE_SIZE:
+                self._matching.clear()
+            self._matching[text] = found
+        return found
 
     def logprob(self, token: int) -> float:
         logits = self._logits()

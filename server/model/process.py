@@ -5,7 +5,7 @@ kernel's tile state), it can run out of memory, and a user can `kill -9` it. Non
 take the language server down. The parent keeps the vocabulary (tokenizing and counting stay
 local and fast) and talks to a child that holds the weights over a socket pair:
 
-    parent -> child   ("generate", tokens, max_tokens) | ("prefill", tokens) | ("reset",)
+    parent -> child   ("generate", tokens, max_tokens, heal) | ("prefill", tokens) | ("reset",)
                       | ("bench", prompt_tokens, gen_tokens) | ("exit",)
     child  -> parent  ("tick",)          between prompt chunks and before each token
                       ("text", piece)    each decoded piece
@@ -281,8 +281,10 @@ class ProcessRuntime:
         max_tokens: int,
         on_text: OnText,
         cancel: CancelToken | None = None,
+        heal: str = "",
     ) -> GenerationStats:
-        return _stats(self._call(("generate", list(prompt), max_tokens), on_text=on_text, cancel=cancel))
+        request = ("generate", list(prompt), max_tokens, heal)
+        return _stats(self._call(request, on_text=on_text, cancel=cancel))
 
     def close(self) -> None:
         with self.lock:
@@ -435,7 +437,9 @@ def _serve(conn: Connection, runtime: Runtime) -> None:
         try:
             if op == "generate":
                 result: Any = dataclasses.asdict(
-                    runtime.generate(request[1], max_tokens=request[2], on_text=link.on_text, cancel=link)
+                    runtime.generate(
+                        request[1], max_tokens=request[2], on_text=link.on_text, cancel=link, heal=request[3]
+                    )
                 )
             elif op == "prefill":
                 result = dataclasses.asdict(runtime.prefill(request[1], link))

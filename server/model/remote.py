@@ -432,10 +432,16 @@ class RemoteBackend:
         max_tokens: int,
         on_text: OnText,
         cancel: CancelToken | None = None,
+        heal: str = "",
     ) -> GenerationStats:
-        """Stream a greedy completion; closes the response when on_text says stop or cancel fires."""
+        """Stream a greedy completion; closes the response when on_text says stop or cancel fires.
+
+        A server cannot heal tokens: `heal` is appended to the prompt as text instead.
+        """
         if cancel is not None:
             cancel.check()
+        if heal:
+            prompt = [*prompt, *self.tokenize(heal)]
         stats = GenerationStats(prompt_tokens=len(prompt), stop_reason="max-tokens")
         url, body = self._request(prompt, max_tokens)
         start = time.perf_counter()

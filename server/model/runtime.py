@@ -120,6 +120,14 @@ class Engine(Protocol):
         """The natural-log probability of `token` after the last eval (the model's confidence)."""
         ...
 
+    def argmax_among(self, tokens: Sequence[int]) -> int:
+        """The most likely of `tokens` after the last eval."""
+        ...
+
+    def tokens_matching(self, text: bytes) -> Sequence[int]:
+        """Tokens whose bytes start with `text` or are a non-empty start of it (token healing)."""
+        ...
+
 
 @dataclass
 class GenerationStats:
@@ -194,8 +202,12 @@ class Backend(Protocol):
         max_tokens: int,
         on_text: OnText,
         cancel: CancelToken | None = None,
+        heal: str = "",
     ) -> GenerationStats:
-        """Greedy generation; on_text may stop it. Raises Cancelled when `cancel` fires."""
+        """Greedy generation; on_text may stop it. Raises Cancelled when `cancel` fires.
+
+        The output begins with `heal` (not shown to on_text); see Runtime.generate.
+        """
         ...
 
 
@@ -266,9 +278,17 @@ class Runtime:
         max_tokens: int,
         on_text: OnText,
         cancel: CancelToken | None = None,
+        heal: str = "",
     ) -> GenerationStats:
-        """Greedy generation. Raises Cancelled when `cancel` fires; stats say why it stopped."""
+        """Greedy generation. Raises Cancelled when `cancel` fires; stats say why it stopped.
+
+        `heal`: text the output must begin with, left out of the prompt so that the model writes
+        it with its own tokens (a prompt ending in `x = ` or `retu` splits a token the model would
+        not split); the first tokens are chosen among those consistent with it, and on_text sees
+        only what follows it.
+        """
         cancel = cancel or CancelToken()
+        pending = heal.encode("utf-8")
         engine = self.engine
         stats = GenerationStats(prompt_tokens=len(prompt))
         with self.lock:
@@ -279,16 +299,19 @@ class Runtime:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stats.stop_reason = "max-tokens"
             room = engine.n_ctx - len(prompt) - 1
-            for _ in range(min(max_tokens, room)):
+            for _ in range(min(max_tokens + len(pending), room)):
                 cancel.check()
-                token = engine.argmax()
+                token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
                 if token in engine.stop_ids:
                     stats.stop_reason = "end-token"
                     break
                 stats.generated_tokens += 1
                 stats.logprobs.append(engine.logprob(token))
                 engine.eval([token])
-                piece = decoder.decode(engine.token_bytes(token))
+                data = engine.token_bytes(token)
+                if pending:
+                    data, pending = data[len(pending) :], pending[len(data) :]
+                piece = decoder.decode(data)
                 if piece and not on_text(piece):
                     stats.stop_reason = "postprocess"
                     break
