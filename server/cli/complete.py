@@ -12,7 +12,7 @@ from server.cli.common import PhaseBar, fail, parse_location
 from server.model.process import ModelProcessDied
 from server.model.registry import ModelError
 from server.model.selftest import NoWorkingConfiguration
-from server.workspace import find_root, open_index
+from server.workspace import find_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from server.completion import Completer, CompletionRequest
+    from server.completion import CompletionRequest
+    from server.session import ModelChoice, Session
 
     loc = args.location
     if not loc.path.is_file():
@@ -55,17 +56,21 @@ def cmd_complete(args: argparse.Namespace) -> int:
         served = _via_daemon(args, loc.path.resolve(), text, root)
         if served is not None:
             return served
+    session = Session()
     start = time.perf_counter()
-    index = None if args.no_context else open_index(root)
+    if not args.no_context:
+        session.open_index(root, watch=False)
     index_ms = (time.perf_counter() - start) * 1000
     try:
         load_start = time.perf_counter()
         bar = PhaseBar(enabled=sys.stderr.isatty())
-        completer = Completer.load(args.model, root=root, index=index, report=bar)
+        session.load_model(ModelChoice(args.model), bar)
         bar.close()
         load_ms = (time.perf_counter() - load_start) * 1000
     except (ModelError, NoWorkingConfiguration, ModelProcessDied) as exc:
         return fail(str(exc))
+    completer = session.completer(root, context=not args.no_context)
+    assert completer is not None
     request = CompletionRequest(path=loc.path.resolve(), text=text, line=loc.line, column=loc.column)
     runs = []
     try:
@@ -94,8 +99,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
             f"({result.tokens['prompt']} prompt tokens, {result.tokens['generated']} generated)",
             file=sys.stderr,
         )
-    if index is not None:
-        index.close()
+    session.close()
     return 0
 
 

@@ -1,13 +1,12 @@
-"""The daemon's transport-free core: one model on one worker thread, the workspace indexes, admission.
+"""The daemon's door onto the session core: admission, placing FIM requests, the model jobs.
 
-Every generation runs on the single model thread (`ModelWorker`, nothing superseded: requests
-come from different clients); the HTTP loop only awaits futures. A bounded number of requests may
-wait for the model: beyond it `submit` raises Busy and the client gets a clear 503 at once
-instead of a reply it stopped waiting for long ago. A client that goes away cancels its token;
-the model stops between prompt chunks or tokens, and a queued job is dropped unrun.
-
-Indexes open in the background on their own thread (one per workspace root, as the language
-server does); completions use whatever they already hold.
+The model, its thread and the workspace indexes belong to a `server.session.Session`; this module
+adds what only the daemon needs. Every generation runs on the session's single model thread
+(nothing superseded: requests come from different clients); the HTTP loop only awaits futures. A
+bounded number of requests may wait for the model: beyond it `submit` raises Busy and the client
+gets a clear 503 at once instead of a reply it stopped waiting for long ago. A client that goes
+away cancels its token; the model stops between prompt chunks or tokens, and a queued job is
+dropped unrun.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from server.daemon.metrics import Metrics
 from server.daemon.protocol import Answer, FimQuery, RawQuery, TooLarge
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
+from server.session import ModelChoice, Session, default_loader
 from server.workspace import ROOT_MARKERS, find_root
 
 if TYPE_CHECKING:
@@ -40,9 +40,6 @@ T = TypeVar("T")
 # Requests that may wait for the model besides the one it runs: a completion is stale after a
 # few seconds, so a longer queue only delays the 503 that tells the client to back off.
 DEFAULT_MAX_QUEUE = 8
-# Workspaces the daemon indexes at most (roots given at start plus those of absolute file names
-# in requests); beyond it requests for new roots get no repository context.
-MAX_ROOTS = 8
 # Indexed windows searched for the current file of a request that names none.
 LOCATE_WINDOWS = 8
 # Files named in input_extra that are checked, most recent first.
@@ -139,68 +136,53 @@ class Placement:
 
 
 class Core:
-    """The model, the indexes and the request queue; used by the HTTP handlers (see app.py)."""
+    """The daemon's door onto a Session: admission, placing FIM requests, the jobs; used by app.py."""
 
     def __init__(
         self, config: DaemonConfig, metrics: Metrics, load: Callable[[], Backend] | None = None
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self._load = load or self._default_load
-        self.backend: Backend | None = None
+        self.session = Session(
+            completion=config.completion,
+            worker=ModelWorker("infiller-daemon-model"),
+            loader=(lambda _choice, _progress, _event: load()) if load is not None else default_loader,
+        )
         self.status = "loading"
         self.error: str | None = None
-        self.worker = ModelWorker("infiller-daemon-model")
-        self._index_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="infiller-index"
-        )
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._indexes: dict[Path, Index | None] = {}
-        self._index_ready: dict[Path, concurrent.futures.Future[None]] = {}
-        self._completers: dict[tuple[Path | None, int], Completer] = {}
         self.closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _default_load(self) -> Backend:
-        from server.model.loader import load_runtime
-
-        c = self.config
-        return load_runtime(c.model, backend=c.backend, api_key_env=c.api_key_env)
+    @property
+    def backend(self) -> Backend | None:
+        return self.session.backend
 
     def start(self) -> concurrent.futures.Future[Backend]:
         """Load the model on the model thread and open the configured roots' indexes."""
         for root in self.config.roots:
             self.open_root(root)
+        c = self.config
+        future = self.session.start_model(ModelChoice(c.model, backend=c.backend, api_key_env=c.api_key_env))
 
-        def load(_token: CancelToken) -> Backend:
-            try:
-                backend = self._load()
-            except Exception as exc:
+        def loaded(f: concurrent.futures.Future[Backend]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                exc = f.exception() if not f.cancelled() else None
                 self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.error("loading the model failed: %s", self.error)
-                raise
-            self.backend = backend
+                return
             self.status = "ready"
             self.metrics.model_ready.set(1)
-            log.info("model %s ready", backend.name)
-            return backend
+            log.info("model %s ready", f.result().name)
 
-        future, _ = self.worker.submit(load, supersede=False)
+        future.add_done_callback(loaded)
         return future
 
     def close(self) -> None:
         self.closed = True
-        self.worker.shutdown()
-        self._index_pool.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            indexes = [i for i in self._indexes.values() if i is not None]
-        for index in indexes:
-            index.close()
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        self.session.close()
 
     @property
     def model_name(self) -> str:
@@ -210,7 +192,7 @@ class Core:
 
     @property
     def restarts(self) -> int:
-        return int(getattr(self.backend, "restarts", 0) or 0)
+        return self.session.restarts
 
     # --- admission ---------------------------------------------------------------------------
 
@@ -224,7 +206,7 @@ class Core:
                 raise Busy(f"the model is busy: {self._in_flight - 1} requests are already waiting")
             self._in_flight += 1
             self.metrics.queue_depth.set(self._in_flight)
-        future, token = self.worker.submit(job, supersede=False)
+        future, token = self.session.submit(job, supersede=False)
         future.add_done_callback(self._finished)
         return future, token
 
@@ -235,35 +217,14 @@ class Core:
 
     # --- workspaces --------------------------------------------------------------------------
 
-    def open_root(self, root: Path) -> concurrent.futures.Future[None] | None:
+    def open_root(self, root: Path) -> concurrent.futures.Future[Any] | None:
         """Index a workspace in the background (once); the future is done when it is up to date."""
-        root = root.resolve()
-        with self._lock:
-            if root in self._index_ready:
-                return self._index_ready[root]
-            if len(self._index_ready) >= MAX_ROOTS:
-                log.warning("not indexing %s: already %d workspaces", root, MAX_ROOTS)
-                return None
-            self._indexes[root] = None
-            future = self._index_pool.submit(self._open_index, root)
-            self._index_ready[root] = future
-        return future
-
-    def _open_index(self, root: Path) -> None:
-        from context.index import Index
-
-        index = Index.open(root)
-        with self._lock:
-            self._indexes[root] = index
-        stats = index.refresh()
-        index.start_watching()
-        log.info("indexed %s: %s", root, stats)
+        return self.session.open_root(root)
 
     def root_for(self, path: Path) -> Path | None:
         """The known workspace holding path, else its project root (indexed on demand) when it has one."""
         resolved = path.resolve()
-        with self._lock:
-            known = sorted(self._index_ready, key=lambda r: len(r.parts), reverse=True)
+        known = sorted(self.session.roots(), key=lambda r: len(r.parts), reverse=True)
         for root in known:
             if resolved.is_relative_to(root):
                 return root
@@ -273,25 +234,16 @@ class Core:
             return root
         return None
 
-    def index_ready(self, root: Path | None) -> concurrent.futures.Future[None] | None:
-        with self._lock:
-            return self._index_ready.get(root) if root is not None else None
+    def index_ready(self, root: Path | None) -> concurrent.futures.Future[Any] | None:
+        return self.session.open_root(root) if root is not None and root in self.session.roots() else None
 
     def _ready_indexes(self) -> list[tuple[Path, Index]]:
-        with self._lock:
-            return [(r, i) for r, i in self._indexes.items() if i is not None]
+        return self.session.ready_indexes()
 
     def _completer(self, root: Path | None, *, context: bool = True) -> Completer:
-        from server.completion import Completer
-
-        assert self.backend is not None
-        with self._lock:
-            index = self._indexes.get(root) if (root is not None and context) else None
-        key = (root, id(index) if index is not None else 0)
-        completer = self._completers.get(key)
+        completer = self.session.completer(root, context=context)
         if completer is None:
-            completer = Completer(self.backend, root=root, index=index, settings=self.config.completion)
-            self._completers[key] = completer
+            raise NotReady(self.error or "the model is loading")
         return completer
 
     # --- placing a FIM request -----------------------------------------------------------------

@@ -1,0 +1,219 @@
+"""The session core: what every door (language server, daemon, command line) shares, with no transport.
+
+A Session owns the model backend and the one thread it runs on, the workspace indexes and the
+completers built over them, and the statistics. Doors translate their protocol into calls on it
+and back: the language server's handlers, the daemon's HTTP handlers and `infiller complete`
+hold no model, index or completion state of their own.
+
+Long work reports through `Progress` (the language server shows `$/progress`, the command line a
+bar). Blocking methods (`load_model`, `open_index`) run on the caller's thread; `start_model`
+and `open_root` queue them on the model thread and the index thread and return futures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from server.completion import Completer, CompletionSettings
+from server.model.runtime import Backend, CancelToken
+from server.model.worker import ModelWorker
+
+if TYPE_CHECKING:
+    from context.index import Index
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Workspaces one session indexes at most: beyond it, requests for new roots get no repository context.
+MAX_ROOTS = 8
+
+
+class Progress(Protocol):
+    """Where long work reports: `(phase, done, total)`, as the model registry's downloads do."""
+
+    def __call__(self, phase: str, done: int, total: int) -> None: ...
+
+
+ModelEvent = Callable[[str, str], None]
+"""on_model_event(kind, message): the model process "died", was "restarted", or the session "gave-up"."""
+
+
+@dataclass
+class ModelChoice:
+    """Which model, and where it runs: `backend` None or "local" is llama.cpp in a child process."""
+
+    model: str | None = None
+    threads: int = 0
+    backend: str | None = None
+    api_key_env: str | None = None
+
+
+def default_loader(choice: ModelChoice, progress: Progress | None, on_event: ModelEvent | None) -> Backend:
+    """The registry model (it must be pulled), locally in its own process or on a remote server."""
+    from server.model.loader import load_runtime
+
+    return load_runtime(
+        choice.model,
+        n_threads=choice.threads or None,
+        report=progress,
+        on_event=on_event,
+        backend=choice.backend,
+        api_key_env=choice.api_key_env,
+    )
+
+
+Loader = Callable[[ModelChoice, "Progress | None", "ModelEvent | None"], Backend]
+
+
+@dataclass
+class Session:
+    """Model, indexes, completers: the state a completion needs, whichever door asked."""
+
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    loader: Loader = default_loader
+    on_model_event: ModelEvent | None = None
+    backend: Backend | None = None
+    model_name: str | None = None
+    model_error: str | None = None
+    worker: ModelWorker = field(default_factory=ModelWorker)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="infiller-index"
+        )
+        self._indexes: dict[Path, Index | None] = {}
+        self._index_ready: dict[Path, concurrent.futures.Future[Index]] = {}
+        self._completers: dict[tuple[Path | None, int], Completer] = {}
+        self.closed = False
+
+    # --- the model ---------------------------------------------------------------------------
+
+    def load_model(self, choice: ModelChoice, progress: Progress | None = None) -> Backend:
+        """Load (or replace) the model; blocking. Failures leave `model_error` set and re-raise."""
+        self.drop_model()
+        try:
+            backend = self.loader(choice, progress, self._model_event)
+        except Exception as exc:
+            self.model_error = str(exc) if exc.args else type(exc).__name__
+            raise
+        with self._lock:
+            self.backend = backend
+            self.model_name = backend.name
+            self.model_error = None
+            self._completers.clear()
+        return backend
+
+    def start_model(
+        self, choice: ModelChoice, progress: Progress | None = None
+    ) -> concurrent.futures.Future[Backend]:
+        """Queue `load_model` on the model thread: nothing supersedes it, completions wait it out."""
+        future, _ = self.worker.submit(lambda _token: self.load_model(choice, progress), supersede=False)
+        return future
+
+    def drop_model(self) -> None:
+        with self._lock:
+            backend, self.backend, self.model_name = self.backend, None, None
+            self._completers.clear()
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+
+    def _model_event(self, kind: str, message: str) -> None:
+        if self.on_model_event is not None:
+            self.on_model_event(kind, message)
+
+    @property
+    def restarts(self) -> int:
+        """How often the model process was restarted after dying (0 for in-process and remote models)."""
+        return int(getattr(self.backend, "restarts", 0) or 0)
+
+    def submit(
+        self, job: Callable[[CancelToken], T], *, supersede: bool = True
+    ) -> tuple[concurrent.futures.Future[T], CancelToken]:
+        """Queue a job on the model thread (supersede: cancel every earlier one)."""
+        return self.worker.submit(job, supersede=supersede)
+
+    # --- workspaces --------------------------------------------------------------------------
+
+    def open_index(self, root: Path, progress: Progress | None = None, *, watch: bool = True) -> Index:
+        """Open (completions may use it at once) and refresh the index of `root`; blocking."""
+        from context.index import Index
+
+        index = Index.open(root)
+        with self._lock:
+            self._indexes[root] = index
+            self._completers.clear()
+        index.refresh((lambda done, total: progress("index", done, total)) if progress else None)
+        if watch:
+            index.start_watching()
+        return index
+
+    def open_root(
+        self, root: Path, progress: Progress | None = None
+    ) -> concurrent.futures.Future[Index] | None:
+        """Index a workspace on the index thread, once; None when MAX_ROOTS are open already."""
+        root = root.resolve()
+        with self._lock:
+            if root in self._index_ready:
+                return self._index_ready[root]
+            if len(self._index_ready) >= MAX_ROOTS:
+                log.warning("not indexing %s: already %d workspaces", root, MAX_ROOTS)
+                return None
+            self._indexes[root] = None
+            future = self._index_pool.submit(self.open_index, root, progress)
+            self._index_ready[root] = future
+        return future
+
+    def index_for(self, root: Path | None) -> Index | None:
+        """The index of `root` if it is open (it may still be refreshing)."""
+        if root is None:
+            return None
+        with self._lock:
+            return self._indexes.get(root.resolve())
+
+    def roots(self) -> list[Path]:
+        with self._lock:
+            return list(self._index_ready)
+
+    def ready_indexes(self) -> list[tuple[Path, Index]]:
+        with self._lock:
+            return [(r, i) for r, i in self._indexes.items() if i is not None]
+
+    # --- completion ----------------------------------------------------------------------------
+
+    def set_completion(self, settings: CompletionSettings) -> None:
+        with self._lock:
+            self.completion = settings
+            self._completers.clear()
+
+    def completer(self, root: Path | None, *, context: bool = True) -> Completer | None:
+        """The completer for a workspace (None before the model is loaded); cheap, cached."""
+        with self._lock:
+            backend = self.backend
+            if backend is None:
+                return None
+            index = self._indexes.get(root.resolve()) if (root is not None and context) else None
+            key = (root, id(index) if index is not None else 0)
+            found = self._completers.get(key)
+            if found is None:
+                found = Completer(backend, root=root, index=index, settings=self.completion)
+                self._completers[key] = found
+            return found
+
+    # --- end -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.closed = True
+        self.worker.shutdown()
+        self._index_pool.shutdown(wait=False, cancel_futures=True)
+        for _, index in self.ready_indexes():
+            index.close()
+        self.drop_model()
