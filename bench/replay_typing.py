@@ -94,6 +94,7 @@ async def run_one(
         server = LlamaServer(args.peer_binary, model_path(model), threads, ctx=args.peer_ctx, log=log)
         driver = LlamaVimDriver(server, lambda v, t, k: user.show(v, t, k))
     user = User(driver)
+    measured = measured_code()  # the server process about to start runs this code
     load_before = os.getloadavg()
     await driver.start(workspace)
     pids = driver.pids()
@@ -124,6 +125,7 @@ async def run_one(
         "engine": engine,
         "model": model,
         "threads": threads,
+        "measured": measured if engine == "infiller" else None,
         **summary,
         "cancellations": details.get("cancellations"),
         "model_cpu_s": None if model_cpu is None else round(model_cpu, 1),
@@ -167,7 +169,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Typing replay: infiller and a llama.vim-style llama-server, same keys, same acceptance",
         "",
-        f"`{report['command']}`",
+        *(f"`{c}`" for c in report["commands"]),
         "",
         "The regions typed: "
         + "; ".join(f"`{r['id']}` ({r['chars']} chars)" for r in report["regions"])
@@ -214,20 +216,22 @@ def markdown(report: dict[str, Any]) -> str:
                 f" | {_cell(q['peak_rss'])} |"
             )
     m = report["machine"]
-    code = report["measured"]
     lines += [
         "",
         f"Machine: {m.get('cpu')}, {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('platform')}."
         " The CPUs are shared with other work; the load average is recorded around every run.",
-        f"infiller measured at commit {code['commit'][:12]} (last change to server/ or context/:"
-        f" {code['server_commit'][:12]})"
-        + (
-            f" with uncommitted changes to server/ or context/ (diff {code['server_diff_sha1']})."
-            if code["server_dirty"]
-            else "."
-        ),
         "",
     ]
+    for r in runs:
+        code = r.get("measured")
+        if code:
+            dirty = (
+                f" plus uncommitted changes (diff {code['server_diff_sha1']})" if code["server_dirty"] else ""
+            )
+            lines.append(
+                f"- infiller {r['model']} {r['threads']}t measured server/ and context/ at commit"
+                f" {code['server_commit'][:12]}{dirty}."
+            )
     for r in runs:
         la = r["load_average"]
         fmt = ", ".join
@@ -318,6 +322,9 @@ def main() -> int:
         "--keep-records", action="store_true", help="store every edit, show and accept in the JSON"
     )
     parser.add_argument("--out", default=str(RESULTS / "replay_typing"), help="output path without extension")
+    parser.add_argument(
+        "--append", action="store_true", help="add these runs to the report already at --out (same regions)"
+    )
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -330,16 +337,23 @@ def main() -> int:
             for engine in engines:
                 print(f"{engine} {model} {threads} thread(s)...", file=sys.stderr)
                 runs.append(asyncio.run(run_one(engine, model, threads, workspace, regions, args)))
+    out = Path(args.out)
+    commands = ["python -m bench.replay_typing " + " ".join(sys.argv[1:])]
+    regions_info = [{"id": r.spec.id, "sdist": r.spec.sdist, "chars": len(r.text)} for r in regions]
+    if args.append and out.with_suffix(".json").is_file():
+        earlier = json.loads(out.with_suffix(".json").read_text())
+        if earlier["regions"] != regions_info:
+            raise SystemExit("--append: the report at --out typed other regions")
+        runs = earlier["runs"] + runs
+        commands = earlier["commands"] + commands
     report = {
-        "command": "python -m bench.replay_typing " + " ".join(sys.argv[1:]),
+        "commands": commands,
         "machine": {**machine(), "platform": platform.platform()},
-        "measured": measured_code(),
-        "regions": [{"id": r.spec.id, "sdist": r.spec.sdist, "chars": len(r.text)} for r in regions],
+        "regions": regions_info,
         "peer_command": next((r["details"]["server_command"] for r in runs if r["engine"] == "peer"), None),
         "runs": runs,
         "ratios": ratios(runs),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
