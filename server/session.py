@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from server.completion import Completer, CompletionSettings
 from server.model.runtime import Backend, CancelToken
@@ -35,10 +35,8 @@ T = TypeVar("T")
 MAX_ROOTS = 8
 
 
-class Progress(Protocol):
-    """Where long work reports: `(phase, done, total)`, as the model registry's downloads do."""
-
-    def __call__(self, phase: str, done: int, total: int) -> None: ...
+Progress = Callable[[str, int, int], None]
+"""Where long work reports: `(phase, done, total)`, as the model registry's downloads do."""
 
 
 ModelEvent = Callable[[str, str], None]
@@ -143,14 +141,24 @@ class Session:
 
     # --- workspaces --------------------------------------------------------------------------
 
-    def open_index(self, root: Path, progress: Progress | None = None, *, watch: bool = True) -> Index:
-        """Open (completions may use it at once) and refresh the index of `root`; blocking."""
+    def open_index(
+        self,
+        root: Path,
+        progress: Progress | None = None,
+        *,
+        watch: bool = True,
+        on_open: Callable[[Index], None] | None = None,
+    ) -> Index:
+        """Open (completions may use it at once: `on_open`) and refresh the index of `root`; blocking."""
         from context.index import Index
 
+        root = root.resolve()
         index = Index.open(root)
         with self._lock:
             self._indexes[root] = index
             self._completers.clear()
+        if on_open is not None:
+            on_open(index)
         index.refresh((lambda done, total: progress("index", done, total)) if progress else None)
         if watch:
             index.start_watching()
@@ -168,9 +176,23 @@ class Session:
                 log.warning("not indexing %s: already %d workspaces", root, MAX_ROOTS)
                 return None
             self._indexes[root] = None
-            future = self._index_pool.submit(self.open_index, root, progress)
+            future: concurrent.futures.Future[Index] = concurrent.futures.Future()
             self._index_ready[root] = future
+
+        def work() -> None:
+            try:
+                future.set_result(self.open_index(root, progress))
+            except BaseException as exc:
+                log.error("indexing %s failed: %s", root, exc)
+                future.set_exception(exc)
+
+        # Its own thread: a long first refresh must not hold up index_call's short jobs.
+        threading.Thread(target=work, name="infiller-indexer", daemon=True).start()
         return future
+
+    def index_call(self, fn: Callable[..., T], *args: object) -> concurrent.futures.Future[T]:
+        """Run short index work (a buffer's re-index) on the one thread that writes the index."""
+        return self._index_pool.submit(fn, *args)
 
     def index_for(self, root: Path | None) -> Index | None:
         """The index of `root` if it is open (it may still be refreshing)."""

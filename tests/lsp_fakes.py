@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from server.model.fake import FakeEngine
+from server.model.fake import FakeEngine, text_before_cursor
 from server.model.registry import ModelError
 from server.model.runtime import Runtime
-from server.model.templates import QWEN
 
 # Text before the cursor -> what the fake model writes there (first matching ending wins).
 ANSWERS: tuple[tuple[str, str], ...] = (
@@ -34,9 +33,7 @@ SLOW_PROMPT_S = 0.6
 
 
 def script(prompt: str) -> str:
-    prefix = prompt.split(QWEN.prefix, 1)[-1].split(QWEN.suffix, 1)[0]
-    # The cursor line's typed text may follow the middle marker (completion.py's default layout).
-    prefix += prompt.split(QWEN.middle, 1)[1] if QWEN.middle in prompt else ""
+    prefix = text_before_cursor(prompt)
     for ending, answer in ANSWERS:
         if prefix.endswith(ending):
             return answer

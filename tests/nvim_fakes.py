@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from server.model.fake import FakeEngine
+from server.model.fake import FakeEngine, text_before_cursor
 from server.model.runtime import Runtime
-from server.model.templates import QWEN
 
 # Text before the cursor -> what the fake model writes there (first matching ending wins).
 ANSWERS: tuple[tuple[str, str], ...] = (
@@ -25,7 +24,7 @@ SLOW_TOKEN_S = 0.15
 
 
 def script(prompt: str) -> str:
-    prefix = prompt.split(QWEN.prefix, 1)[-1].split(QWEN.suffix, 1)[0]
+    prefix = text_before_cursor(prompt)
     for ending, answer in ANSWERS:
         if prefix.endswith(ending):
             return answer

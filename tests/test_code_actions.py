@@ -195,7 +195,11 @@ def test_a_fix_for_text_the_user_changed_meanwhile_is_refused(tmp_path: Path) ->
         ed.versions[uri] += 0  # same text, but the client will see a newer version below
         ed.change(uri, original + "\n# typed meanwhile\n")
         result = plain(await pending)
-        if result["applied"]:
+        if "error" in result:
+            # The change arrived before the command ran: the server refused to start the fix.
+            assert "changed since the action was offered (version 1, now 2)" in result["error"]
+            assert ed.applied == []
+        elif result["applied"]:
             # The server read the text after the change (a race we cannot rule out): then its
             # edit was made for the current version, which is what the versioning guarantees.
             [edit] = ed.applied

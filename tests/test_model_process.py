@@ -29,7 +29,10 @@ from tests.conftest import TEST_MODEL
 pytestmark = pytest.mark.model
 
 REPO = Path(__file__).resolve().parent.parent
-PROMPT = "<|fim_prefix|>def fibonacci(n):\n    if n < 2:\n        return n\n    return <|fim_suffix|>\n<|fim_middle|>"
+PROMPT = (
+    "<|fim_prefix|>def fibonacci(n):\n    if n < 2:\n        return n\n    return "
+    "<|fim_suffix|>\n<|fim_middle|>"
+)
 # A killed or crashed worker must be reported in well under this (no hang, no long timeout).
 FAIL_FAST_S = 10.0
 

@@ -211,3 +211,17 @@ def test_healing_writes_the_unfinished_end_of_the_line_and_shows_only_what_follo
     assert stats.generated_tokens == len("m(v)") + 1
     assert "".join(seen) == "X"
     assert prompts[-1] == "total = sum(v)"
+
+
+def test_text_typed_before_a_cached_run_is_read_again_with_the_run() -> None:
+    """Reusing a suffix computed against other text before it answered for the old text on the real
+    model: an insertion before a run makes the run be read again."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    head = engine.tokenize("<|fim_prefix|>def f(x):\n    return x.va")
+    tail = engine.tokenize(
+        "<|fim_suffix|>\n" + "".join(f"y_{i} = f({i})\n" for i in range(20)) + "<|fim_middle|>"
+    )
+    runtime.generate(head + tail, max_tokens=4, on_text=lambda _: True)
+    stats = runtime.generate(head + engine.tokenize("lu") + tail, max_tokens=4, on_text=lambda _: True)
+    assert stats.reused_tokens == len(head)

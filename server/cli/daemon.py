@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="workspace to index (repeatable; default: the current directory's project, if it is one)",
     )
     p.add_argument("--model", help="registry model name (default: the registry default)")
+    p.add_argument("--threads", type=int, default=0, help="model threads (default: the self-test's choice)")
     p.add_argument(
         "--backend", help='run the model on a server instead: "http://host:port" or "openai+http://…/v1"'
     )
@@ -73,6 +74,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             return fail(f"--root {root}: not a directory")
     config = DaemonConfig(
         model=args.model,
+        threads=args.threads,
         backend=args.backend,
         api_key_env=args.backend_api_key_env,
         roots=tuple(roots),

@@ -57,6 +57,7 @@ class NotReady(Exception):
 @dataclass
 class DaemonConfig:
     model: str | None = None
+    threads: int = 0
     backend: str | None = None
     api_key_env: str | None = None
     roots: tuple[Path, ...] = ()
@@ -165,7 +166,7 @@ class Core:
         for root in self.config.roots:
             self.open_root(root)
         c = self.config
-        future = self.session.start_model(ModelChoice(c.model, backend=c.backend, api_key_env=c.api_key_env))
+        future = self.session.start_model(ModelChoice(c.model, c.threads, c.backend, c.api_key_env))
 
         def loaded(f: concurrent.futures.Future[Backend]) -> None:
             if f.cancelled() or f.exception() is not None:

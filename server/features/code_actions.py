@@ -26,7 +26,6 @@ import asyncio
 import functools
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from server.actions.testgen import (
     rename_clashes,
 )
 from server.lsp.documents import column_from_utf16, utf16_len
+from server.lsp.progress import WorkDone
 
 # Imported at run time: pygls resolves the command handlers' annotations to inject the server.
 from server.lsp.server import InfillerServer
@@ -360,52 +360,6 @@ def tests_workspace_edit(
 # Progress and cancellation
 
 
-class ActionProgress:
-    """A cancellable work-done progress; `report` is safe to call from the pipeline thread."""
-
-    def __init__(self, server: InfillerServer, title: str, cancel: CancelToken) -> None:
-        self.server = server
-        self.title = title
-        self.cancel = cancel
-        self.token = f"infiller-action-{uuid.uuid4().hex[:12]}"
-        self.enabled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._last: tuple[str, int] | None = None
-
-    async def begin(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        caps = self.server.client_capabilities
-        if caps and caps.window and caps.window.work_done_progress:
-            try:
-                await asyncio.wait_for(self.server.work_done_progress.create_async(self.token), timeout=5)
-                self.enabled = True
-            except Exception as exc:  # refused or unanswered: run without a progress bar
-                log.info("no progress bar for %s: %s", self.title, exc)
-        if not self.enabled:
-            return
-        self.server.work_done_progress.begin(
-            self.token, types.WorkDoneProgressBegin(title=self.title, cancellable=True, percentage=0)
-        )
-        # pygls cancels this future on window/workDoneProgress/cancel.
-        future = self.server.work_done_progress.tokens.get(self.token)
-        if future is not None:
-            future.add_done_callback(
-                lambda f: self.cancel.cancel("cancelled by the user") if f.cancelled() else None
-            )
-
-    def report(self, message: str, percentage: int) -> None:
-        if not self.enabled or self._loop is None or (message, percentage) == self._last:
-            return
-        self._last = (message, percentage)
-        value = types.WorkDoneProgressReport(message=message, percentage=max(0, min(100, percentage)))
-        self._loop.call_soon_threadsafe(self.server.work_done_progress.report, self.token, value)
-
-    def end(self, message: str) -> None:
-        if self.enabled:
-            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.server.work_done_progress.tokens.pop(self.token, None)
-
-
 async def _run_cancellable(
     server: InfillerServer,
     title: str,
@@ -420,7 +374,7 @@ async def _run_cancellable(
         older.cancel("superseded by a newer request")
     cancel = CancelToken()
     state.running[key] = cancel
-    progress = ActionProgress(server, title, cancel)
+    progress = WorkDone(server, title, cancel)
     await progress.begin()
     outcome = "failed"
     try:

@@ -32,6 +32,7 @@ from server.latency import (
     next_line_cursor,
 )
 from server.lsp.documents import MAX_DOCUMENT_CHARS, Document, cursor_at
+from server.model.process import ModelProcessDied
 from server.model.runtime import Cancelled, CancelToken
 
 if TYPE_CHECKING:
@@ -244,6 +245,8 @@ class Suggester:
             if isinstance(exc, asyncio.CancelledError) and not flight.future.done():
                 raise
             return None
+        except ModelProcessDied:
+            return None  # the user was told (window/showMessage); the next request restarts it
         except Exception:
             # The job failed (logged by _ignore_cancelled): this request gets nothing, nothing else breaks.
             return None

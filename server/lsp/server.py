@@ -1,15 +1,19 @@
-"""The infiller language server: state shared by the feature modules, lifecycle, and `build_server`.
+"""The infiller language server: the LSP door onto the session core, its lifecycle, and `build_server`.
 
-`InfillerServer` holds what every feature needs; feature modules (server/features/*.py) each
-expose `register(server)` and keep their handlers thin. Stable attributes for feature modules:
+The model, its thread, the index and the completers belong to `server.session`
+(server/session.py, shared with the daemon and the CLI); this module adds what only an editor
+needs: documents, settings from the client, progress bars, messages, and the hooks features use.
+Feature modules (server/features/*.py) each expose `register(server)` and keep their handlers
+thin. Stable attributes for feature modules (the model and index ones read the session):
 
 - `server.settings`   -- `Settings` (server/settings.py), replaced on didChangeConfiguration.
 - `server.stats`      -- `Stats` (server/stats.py), local statistics.
 - `server.worker`     -- the `ModelWorker`: the only thread that touches the model. Submit jobs with
                          `server.run_model(job, supersede=...)` and await the result; never call the
                          model from the event loop.
+- `server.session`    -- the `Session` core (model backend, indexes, completers).
 - `server.completer`  -- the `Completer` once the model is loaded (`server.completer_ready()`), else None.
-- `server.runtime`    -- its `Runtime` (tokenizer, template, chat-free generation), or None.
+- `server.runtime`    -- its model `Backend` (tokenizer, template, chat-free generation), or None.
 - `server.index`      -- the workspace `Index` once opened (it may still be refreshing: `index_ready`
                          says when the first refresh finished); None without a workspace root.
 - `server.root`       -- the workspace root `Path`, or None.
@@ -24,7 +28,6 @@ expose `register(server)` and keep their handlers thin. Stable attributes for fe
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import importlib
 import importlib.util
@@ -42,10 +45,13 @@ from pygls.uris import to_fs_path
 
 from server import __version__
 from server.lsp.documents import Document, Documents
+from server.lsp.progress import WorkDone, run_in_daemon_thread
 from server.lsp.protocol import InfillerProtocol, guess_id
 from server.lsp.transport import BlockingStreamReader, FrameReader, ReadSome
-from server.model.runtime import CancelToken, Runtime
+from server.model.registry import ModelError
+from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
+from server.session import Loader, ModelChoice, Session, default_loader
 from server.settings import Settings
 from server.stats import Stats
 from server.stats import load as load_stats
@@ -58,7 +64,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EngineFactory = Callable[[str | None], Runtime]
+EngineFactory = Callable[[str | None], Backend]
 """Builds the model runtime for a registry model name (None: the default); runs on the model thread."""
 
 # Feature modules registered by build_server, in order; missing optional ones are skipped so
@@ -67,36 +73,23 @@ FEATURE_MODULES = ("sync", "inline", "stats", "code_actions", "diagnostics")
 OPTIONAL_FEATURES = frozenset({"code_actions", "diagnostics"})
 
 
-def default_engine_factory(model: str | None, threads: int = 0) -> Runtime:
-    """The registry model (it must be pulled) on llama.cpp; threads 0: the runtime's default."""
-    from server.model.loader import load_runtime
-
-    return load_runtime(model, n_threads=threads or None)
-
-
 class InfillerServer(LanguageServer):
-    """The language server and the state its features share (see the module docstring)."""
+    """The language server: LSP lifecycle and documents over a transport-free Session."""
 
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
         super().__init__("infiller", __version__, protocol_cls=InfillerProtocol)
-        self.engine_factory: EngineFactory = engine_factory or (
-            lambda model: default_engine_factory(model, self.settings.threads)
-        )
         self.settings = Settings()
         self.stats: Stats = load_stats()
-        self.worker = ModelWorker()
-        self.runtime: Runtime | None = None
-        self.completer: Completer | None = None
-        self.model_error: str | None = None
-        self.loaded_model: str | None = None
+        self.session = Session(
+            completion=self.settings.completion_settings(),
+            loader=_factory_loader(engine_factory) if engine_factory is not None else default_loader,
+            on_model_event=self._model_event_threadsafe,
+        )
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
-        self.index: Index | None = None
         self.index_ready = False
         self.root: Path | None = None
         self.documents = Documents()
-        self._index_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="infiller-index"
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._model_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self.closing = False  # set by shutdown: nothing more is sent to the client
@@ -163,25 +156,39 @@ class InfillerServer(LanguageServer):
             except Exception:  # one message must never end the read loop (the server would go deaf)
                 log.exception("a message could not be handled")
 
-    # --- state -----------------------------------------------------------------------------
+    # --- state (the session's, for this workspace) ------------------------------------------
+
+    @property
+    def runtime(self) -> Backend | None:
+        return self.session.backend
+
+    @property
+    def worker(self) -> ModelWorker:
+        return self.session.worker
+
+    @property
+    def index(self) -> Index | None:
+        return self.session.index_for(self.root)
+
+    @property
+    def completer(self) -> Completer | None:
+        return self.session.completer(self.root)
+
+    @property
+    def model_error(self) -> str | None:
+        return self.session.model_error
+
+    @property
+    def loaded_model(self) -> str | None:
+        return self.session.model_name
 
     def completer_ready(self) -> bool:
         """True once a model is loaded and completions can run."""
-        return self.completer is not None
+        return self.session.backend is not None
 
-    def rebuild_completer(self) -> None:
-        """(Re)create the Completer from the current runtime, index and settings (cheap)."""
-        if self.runtime is None:
-            self.completer = None
-            return
-        from server.completion import Completer
-
-        self.completer = Completer(
-            self.runtime,
-            root=self.root,
-            index=self.index,
-            settings=self.settings.completion_settings(),
-        )
+    def model_choice(self) -> ModelChoice:
+        s = self.settings
+        return ModelChoice(s.model or self.default_model, s.threads, s.backend, s.backend_api_key_env)
 
     # --- running work off the event loop --------------------------------------------------
 
@@ -189,13 +196,12 @@ class InfillerServer(LanguageServer):
         self, job: Callable[[CancelToken], T], *, supersede: bool = True
     ) -> tuple[asyncio.Future[T], CancelToken]:
         """Queue a job on the model thread; await the returned future (never block on it)."""
-        future, token = self.worker.submit(job, supersede=supersede)
+        future, token = self.session.submit(job, supersede=supersede)
         return asyncio.wrap_future(future), token
 
     def index_call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run index work on the index thread (SQLite writes and tree-sitter parses stay off the loop)."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._index_pool, fn, *args)
+        return asyncio.wrap_future(self.session.index_call(fn, *args))
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run a background coroutine, keeping a reference and logging its failure."""
@@ -244,26 +250,94 @@ class InfillerServer(LanguageServer):
             self.show(message)
         old = self.settings
         self.settings = settings
-        reload = settings.model != old.model or settings.threads != old.threads
+        reload = (settings.model, settings.threads, settings.backend, settings.backend_api_key_env) != (
+            old.model,
+            old.threads,
+            old.backend,
+            old.backend_api_key_env,
+        )
         # A load already started (finished, failed or still running) must restart with the new
         # model: otherwise a change sent while the first load runs would be lost.
+        self.session.set_completion(settings.completion_settings())
         if reload and self._model_task is not None:
             self.start_model()
-        else:
-            self.rebuild_completer()
 
     def start_model(self) -> None:
-        from server.features.progress import load_model
-
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()
-        self._model_task = asyncio.ensure_future(load_model(self, self.settings.model or self.default_model))
+        self._model_task = asyncio.ensure_future(self.load_model())
 
     def start_index(self) -> None:
-        from server.features.progress import build_index
-
         if self.root is not None:
-            self.spawn(build_index(self, self.root))
+            self.spawn(self.build_index(self.root))
+
+    async def load_model(self) -> None:
+        """Load the chosen model on the model thread with a progress bar; completions say
+        "model-loading" meanwhile. The first use on a machine also runs the self-test."""
+        self._loop = asyncio.get_running_loop()
+        choice = self.model_choice()
+        name = await self._loop.run_in_executor(None, _model_name, choice.model)
+        progress = WorkDone(self, f"infiller: loading {name}")
+        await progress.begin()
+
+        def report(_phase: str, done: int, total: int) -> None:
+            progress.count(done, total, "configurations measured (first use on this machine)")
+
+        try:
+            backend = await asyncio.wrap_future(self.session.start_model(choice, report))
+        except asyncio.CancelledError:
+            progress.end("cancelled")
+            raise
+        except Exception as exc:
+            if not isinstance(exc, ModelError):
+                log.exception("loading %s failed", name)
+            self.show(self.session.model_error or f"could not load {name}: {exc}", types.MessageType.Error)
+            progress.end("failed")
+            return
+        progress.end(f"{backend.name} ready")
+        for hook in self.on_model_loaded:
+            hook(self)
+
+    async def build_index(self, root: Path) -> None:
+        """Open the index at once (completions use whatever it holds), then refresh it with progress."""
+        loop = asyncio.get_running_loop()
+        progress = WorkDone(self, "infiller: indexing")
+        await progress.begin(str(root))
+
+        def opened() -> None:
+            for hook in self.on_index_opened:
+                hook(self)
+
+        def on_open(_index: Index) -> None:
+            loop.call_soon_threadsafe(opened)
+
+        def work() -> int:
+            index = self.session.open_index(
+                root, lambda _phase, done, total: progress.count(done, total, "files"), on_open=on_open
+            )
+            return len(index.files())
+
+        try:
+            files = await run_in_daemon_thread(work, "infiller-indexer")
+        except Exception as exc:
+            log.exception("indexing %s failed", root)
+            self.show(f"indexing {root} failed: {exc}; completions use the current file only")
+            progress.end("failed")
+            return
+        self.index_ready = True
+        progress.end(f"indexed ({files} files)")
+
+    def _model_event_threadsafe(self, kind: str, message: str) -> None:
+        """The model process died, was restarted, or keeps dying (from the model thread)."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._model_event, kind, message)
+
+    def _model_event(self, kind: str, message: str) -> None:
+        if kind == "restarted":
+            self.log(message, types.MessageType.Info)
+        else:
+            self.show(message, types.MessageType.Error)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors go to the log; to the client too unless it is gone (no error loop on a closed pipe)."""
@@ -279,11 +353,7 @@ class InfillerServer(LanguageServer):
         except OSError as exc:
             log.warning("could not save statistics: %s", exc)
         self.worker.cancel_all("shutdown")
-        if self.index is not None:
-            index = self.index
-            self.index = None
-            self._index_pool.submit(index.close)
-        self._index_pool.shutdown(wait=False)
+        self.session.close()
 
 
 def _register_lifecycle(server: InfillerServer) -> None:
@@ -314,6 +384,20 @@ def _register_lifecycle(server: InfillerServer) -> None:
     @server.feature(types.EXIT)
     def exit_(ls: InfillerServer, params: None) -> None:
         ls.closing = True  # an exit without shutdown: stop talking before the pipe closes
+
+
+def _model_name(model: str | None) -> str:
+    from server.model.registry import load_registry
+
+    try:
+        return load_registry().get(model).name
+    except ModelError:
+        return model or "default model"
+
+
+def _factory_loader(factory: EngineFactory) -> Loader:
+    """A session loader from a test's `(model) -> Backend` factory."""
+    return lambda choice, _progress, _on_event: factory(choice.model)
 
 
 def build_server(engine_factory: EngineFactory | None = None) -> InfillerServer:

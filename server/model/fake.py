@@ -68,8 +68,8 @@ class FakeEngine:
         del self._cache[n:]
         self._pending = []
 
-    def move(self, start: int, end: int, to: int) -> None:
-        self._cache[to : to + end - start] = self._cache[start:end]
+    def move(self, keep: int, start: int, end: int) -> None:
+        self._cache = [*self._cache[:keep], *self._cache[start:end]]
         self._pending = []
 
     def eval(self, tokens: Sequence[int]) -> None:
@@ -92,6 +92,8 @@ class FakeEngine:
 
     def argmax_among(self, tokens: Sequence[int]) -> int:
         best = self.argmax()
+        # A healed token is forced, not the script's own choice: script again once it is read.
+        self._offered = False
         return best if best in tokens else tokens[0]
 
     def tokens_matching(self, text: bytes) -> Sequence[int]:
@@ -100,3 +102,11 @@ class FakeEngine:
     def argmax(self) -> int:
         self._offered = True
         return self._pending[0]
+
+
+def text_before_cursor(prompt: str, template: FimTemplate = QWEN) -> str:
+    """The file text before the cursor as a FIM prompt shows it: the prefix, plus whatever of the
+    cursor line follows the middle marker (completion.py's default layout). Healed text is not in
+    the prompt: a script that keys on it sees it arrive one forced token at a time."""
+    prefix = prompt.split(template.prefix, 1)[-1].split(template.suffix, 1)[0]
+    return prefix + (prompt.split(template.middle, 1)[1] if template.middle in prompt else "")

@@ -167,10 +167,11 @@ class LlamaEngine:
         del self._tokens[n:]
         self._ctx.kv_cache_seq_rm(-1, n, -1)
 
-    def move(self, start: int, end: int, to: int) -> None:
-        self._ctx.kv_cache_seq_rm(-1, to, start)
-        self._ctx.kv_cache_seq_shift(0, start, end, to - start)
-        self._tokens[to : to + end - start] = self._tokens[start:end]
+    def move(self, keep: int, start: int, end: int) -> None:
+        self._ctx.kv_cache_seq_rm(-1, end, -1)
+        self._ctx.kv_cache_seq_rm(-1, keep, start)
+        self._ctx.kv_cache_seq_shift(0, start, end, keep - start)
+        self._tokens = [*self._tokens[:keep], *self._tokens[start:end]]
 
     def eval(self, tokens: Sequence[int]) -> None:
         for start in range(0, len(tokens), PROMPT_CHUNK_TOKENS):

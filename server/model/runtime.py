@@ -99,12 +99,11 @@ class Engine(Protocol):
         """Keep only the first n cached tokens."""
         ...
 
-    def move(self, start: int, end: int, to: int) -> None:
-        """Drop cached positions [to, start) and shift [start, end) down to begin at `to`.
+    def move(self, keep: int, start: int, end: int) -> None:
+        """Keep cached [0, keep), shift the cached run [start, end) down to follow it, drop the rest.
 
-        Positions from `end` on are left as they are (the caller truncates when done); the
-        shifted entries keep what they attended to before (an approximation llama.cpp's server
-        makes with --cache-reuse as well).
+        The shifted entries keep what they attended to before (an approximation llama.cpp's
+        server makes with --cache-reuse as well).
         """
         ...
 
@@ -256,9 +255,14 @@ class Runtime:
         engine = self.engine
         if len(tokens) >= engine.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {engine.n_ctx}")
-        reused = common_prefix(engine.cached_tokens(), tokens)
-        if self.reuse_chunks:
-            reused = _reuse_moved_chunks(engine, tokens, reused)
+        cached = engine.cached_tokens()
+        reused = common_prefix(cached, tokens)
+        run = _moved_run(cached, tokens, reused) if self.reuse_chunks else None
+        if run is not None:
+            # Text deleted before a long cached run: shift the run into place instead of reading it.
+            start, length = run
+            engine.move(reused, start, start + length)
+            reused += length
         if keep_last and reused == len(tokens):
             # Logits of the last prompt token are needed to sample: re-evaluate it.
             reused -= 1
@@ -323,24 +327,29 @@ class Runtime:
         return stats
 
 
-def _reuse_moved_chunks(engine: Engine, tokens: Sequence[int], reused: int) -> int:
-    """Extend the reused prefix with cached runs that reappear, in order, later in the cache.
+# Runs are found by windows of this many tokens: long enough to be unlikely by chance.
+RUN_WINDOW_TOKENS = 16
 
-    After the common prefix, walk the cache (by position): a run of at least MIN_REUSE_TOKENS
-    cached tokens equal to the prompt's next tokens is shifted into place (what lay between is
-    dropped); anything else is skipped. Returns the new number of reused tokens; the caller
-    truncates the cache there.
+
+def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tuple[int, int] | None:
+    """Where the prompt's tokens after the common prefix reappear later in the cache, and for how
+    long: (cache position, length) of a run of at least MIN_REUSE_TOKENS, or None.
+
+    Only text deleted before the run (a context chunk dropped, the prefix window's first lines
+    gone) is worked around, as llama-server's --cache-reuse does. Text inserted or changed right
+    before a run is not: the run's entries were computed against the old text, and measured on a
+    FIM prompt, a suffix reused after one changed token before it still answered for the old
+    text (`math.` -> `sqrt`) even with the last 64 prompt tokens read again.
     """
-    cached = list(engine.cached_tokens())
-    head_c = head_p = reused
-    while head_c < len(cached) and head_p < len(tokens):
-        n, limit = 0, min(len(cached) - head_c, len(tokens) - head_p)
-        while n < limit and cached[head_c + n] == tokens[head_p + n]:
+    head = tuple(tokens[reused : reused + RUN_WINDOW_TOKENS])
+    if len(tokens) - reused < MIN_REUSE_TOKENS or len(head) < RUN_WINDOW_TOKENS:
+        return None
+    for j in range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1):
+        if tuple(cached[j : j + RUN_WINDOW_TOKENS]) != head:
+            continue
+        n, limit = 0, min(len(cached) - j, len(tokens) - reused)
+        while n < limit and cached[j + n] == tokens[reused + n]:
             n += 1
         if n >= MIN_REUSE_TOKENS:
-            engine.move(head_c, head_c + n, head_p)
-            head_p += n
-            head_c += n
-        else:
-            head_c += 1
-    return head_p
+            return j, n
+    return None
