@@ -152,10 +152,16 @@ def test_the_rest_kept_on_screen_serves_latency_but_is_not_a_new_suggestion() ->
         Edit(2, 0.3, "key", 1, planned_gap=0.6, next_at=0.6),
         Edit(3, 0.6, "accept", 4, planned_gap=None),
     ]
-    shows = [Show(1, 0.1, "abcde"), Show(2, 0.3, "bcde", origin=0)]
+    shows = [
+        Show(1, 0.1, "abcde"),
+        Show(2, 0.3, "bcde", origin=0, kept=True),
+        Show(2, 0.35, "bcde", origin=0),
+    ]
     s = summarize(edits, shows, [Accept(0.6, 0, "full", 4, 1)], total_chars=6)
     assert s["shown"] == 1 and s["acceptance_rate"] == 1.0
+    # The user saw it at once; the engine's own answer took 50 ms.
     assert s["pause_to_suggestion_ms"]["p50"] == 0.0
+    assert s["keystroke_to_suggestion_ms"] == {"p50": 50.0, "p95": 100.0}
 
 
 def test_an_unserved_median_pause_is_reported_as_not_served() -> None:

@@ -83,6 +83,7 @@ class User:
         self.version = 0
         self._visible: _Visible | None = None
         self._shown = asyncio.Event()
+        self._answered: set[int] = set()  # versions the engine has answered
         self._t0 = time.perf_counter()
 
     def now(self) -> float:
@@ -94,8 +95,15 @@ class User:
         """The engine shows `text` at the cursor of document `version` (stale or empty: ignored)."""
         if version != self.version or not text:
             return
-        if self._visible is not None and self._visible.text == text:
+        visible = self._visible
+        if visible is not None and visible.text == text:
+            # The engine answers with what is already on screen: its latency counts, but it is the
+            # same suggestion (recorded once per version).
+            if version not in self._answered:
+                self._answered.add(version)
+                self.log.shows.append(Show(version, self.now(), text, origin=visible.show))
             return
+        self._answered.add(version)
         self.log.shows.append(Show(version, self.now(), text))
         self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token)
         self._shown.set()
@@ -117,7 +125,7 @@ class User:
             self.log.edits[-1].next_at = now
         self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap))
         if keep is not None:
-            self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show))
+            self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show, kept=True))
         self.driver.change(self.version, self.text, self.cursor, at, insert)
 
     async def _wait(self, until: float) -> None:

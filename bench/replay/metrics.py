@@ -42,6 +42,8 @@ class Show:
     at: float
     text: str
     origin: int | None = None
+    # True: the editor kept it on screen (typed through, partly accepted); False: the engine answered.
+    kept: bool = False
 
 
 @dataclass
@@ -64,10 +66,13 @@ def percentile(samples: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def first_shows(shows: Sequence[Show]) -> dict[int, Show]:
-    """The first suggestion shown for each document version."""
+def first_shows(shows: Sequence[Show], *, engine_only: bool = False) -> dict[int, Show]:
+    """The first suggestion shown for each document version (`engine_only`: answered by the engine,
+    not kept on screen by the editor)."""
     first: dict[int, Show] = {}
     for show in shows:
+        if engine_only and show.kept:
+            continue
         if show.version not in first or show.at < first[show.version].at:
             first[show.version] = show
     return first
@@ -87,8 +92,8 @@ def pause_latencies(edits: Sequence[Edit], shows: Sequence[Show]) -> list[float]
 
 
 def keystroke_latencies(edits: Sequence[Edit], shows: Sequence[Show]) -> list[float]:
-    """Seconds from each edit to the first suggestion shown for it (edits with none are left out)."""
-    first = first_shows(shows)
+    """Seconds from each edit to the engine's first suggestion for it (edits with none are left out)."""
+    first = first_shows(shows, engine_only=True)
     return [first[e.version].at - e.at for e in edits if e.version in first]
 
 
