@@ -159,7 +159,8 @@ class Session:
             self._completers.clear()
         if on_open is not None:
             on_open(index)
-        index.refresh((lambda done, total: progress("index", done, total)) if progress else None)
+        stats = index.refresh((lambda done, total: progress("index", done, total)) if progress else None)
+        log.info("indexed %s: %s", root, stats)
         if watch:
             index.start_watching()
         return index

@@ -578,3 +578,17 @@ def test_a_served_registry_model_needs_no_weights(tmp_path: Path) -> None:
     )
     spec = load_registry(toml).get("gpu")
     assert (spec.backend, spec.file, spec.context_length) == ("http://gpu-box:8080", "", 4096)
+
+
+def test_a_remote_answer_loses_the_healed_text_it_begins_with() -> None:
+    from server.model.remote import _StripLeading
+
+    seen: list[str] = []
+    strip = _StripLeading(" su", lambda p: seen.append(p) is None)
+    for piece in [" ", "sum", "(values)"]:
+        strip(piece)
+    assert "".join(seen) == "m(values)"
+    seen.clear()
+    other = _StripLeading(" ", lambda p: seen.append(p) is None)
+    other("fibonacci(n - 2)")  # the server did not write the space: nothing is dropped
+    assert seen == ["fibonacci(n - 2)"]

@@ -225,3 +225,19 @@ def test_text_typed_before_a_cached_run_is_read_again_with_the_run() -> None:
     runtime.generate(head + tail, max_tokens=4, on_text=lambda _: True)
     stats = runtime.generate(head + engine.tokenize("lu") + tail, max_tokens=4, on_text=lambda _: True)
     assert stats.reused_tokens == len(head)
+
+
+def test_a_model_marked_for_the_classic_layout_gets_it() -> None:
+    """models.toml: the 0.5B answered worse with the cursor line after the middle marker."""
+    from dataclasses import replace
+
+    from server.model.registry import load_registry
+
+    registry = load_registry()
+    small, default = registry.get("qwen2.5-coder-0.5b"), registry.get("qwen2.5-coder-1.5b")
+    assert not small.cursor_line_in_middle and default.cursor_line_in_middle
+    engine = FakeEngine(lambda prompt: "1")
+    classic = Completer(Runtime(engine, replace(default, cursor_line_in_middle=False)))
+    assert classic.build_prompt(request("x = 1\ny = █\n")).text.endswith("<|fim_middle|>")
+    middle = Completer(Runtime(engine, default))
+    assert middle.build_prompt(request("x = 1\ny = █\n")).text.endswith("<|fim_middle|>y =")

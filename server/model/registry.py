@@ -76,6 +76,9 @@ class ModelSpec:
     # A server that runs this model ("http://host:port", "openai+http://host:port/v1"): completions
     # go there; the weights, when pulled, still give the vocabulary for exact token counts.
     backend: str | None = None
+    # Whether the cursor line's typed text goes after the FIM middle marker (server/completion.py):
+    # cheap typing; off for models whose answers it measurably worsened.
+    cursor_line_in_middle: bool = True
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def _parse_entry(entry: dict[str, object], path: Path) -> ModelSpec:
             pypi_parts=parts,
             sources=tuple(str(s) for s in sources),
             backend=backend,
+            cursor_line_in_middle=bool(entry.get("cursor-line-in-middle", True)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: model {name!r}: bad or missing field {exc}") from None

@@ -436,12 +436,14 @@ class RemoteBackend:
     ) -> GenerationStats:
         """Stream a greedy completion; closes the response when on_text says stop or cancel fires.
 
-        A server cannot heal tokens: `heal` is appended to the prompt as text instead.
+        A server cannot constrain its first tokens: the prompt goes without `heal`, and the healed
+        text is taken off the answer when the answer begins with it (appended to the prompt, a
+        trailing space made the model answer ` fibonacci(...)` with a second space).
         """
         if cancel is not None:
             cancel.check()
         if heal:
-            prompt = [*prompt, *self.tokenize(heal)]
+            on_text = _StripLeading(heal, on_text)
         stats = GenerationStats(prompt_tokens=len(prompt), stop_reason="max-tokens")
         url, body = self._request(prompt, max_tokens)
         start = time.perf_counter()
@@ -550,3 +552,23 @@ def connect(
 
         vocab = LlamaVocab(vocab_path, spec.family)
     return RemoteBackend(target, spec=spec, vocab=vocab, n_ctx=n_ctx)
+
+
+class _StripLeading:
+    """on_text for an answer that should begin with `heal`: that much is held back and dropped."""
+
+    def __init__(self, heal: str, on_text: OnText) -> None:
+        self.heal = heal
+        self.on_text = on_text
+        self.held: str | None = ""  # None once the start of the answer is decided
+
+    def __call__(self, piece: str) -> bool:
+        if self.held is None:
+            return self.on_text(piece)
+        held = self.held + piece
+        if len(held) < len(self.heal) and self.heal.startswith(held):
+            self.held = held
+            return True
+        self.held = None
+        rest = held[len(self.heal) :] if held.startswith(self.heal) else held
+        return self.on_text(rest) if rest else True

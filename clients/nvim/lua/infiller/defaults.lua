@@ -22,9 +22,9 @@ return {
       -- Tokens of cross-file context (0 disables retrieval). [0..4096]
       budgetTokens = 384,
       -- Tokens of the current file before the cursor. [16..8192]
-      prefixTokens = 768,
+      prefixTokens = 1536,
       -- Tokens of the current file after the cursor. [0..2048]
-      suffixTokens = 48,
+      suffixTokens = 256,
       -- Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.
       sources = vim.NIL,
     },
