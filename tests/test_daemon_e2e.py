@@ -288,3 +288,75 @@ def test_infiller_complete_uses_the_running_daemon(daemon: Daemon, repo: Path) -
     assert payload["daemon"] == daemon.url
     assert (payload["completion"] or "").startswith("scaled_perimeter_of_polygon("), payload
     assert any(c["path"] == "pkg/shapes.py" for c in payload["context"])
+
+
+def test_the_language_server_completes_with_its_model_on_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    """The LSP over stdio with `backend` pointing at the daemon: the in-process model's completion."""
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    from server.completion import Completer, CompletionRequest
+    from server.model.loader import load_runtime
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + \n"
+    (root / "fib.py").write_text(text)
+
+    async def session() -> tuple[str | None, str]:
+        client = LanguageClient("infiller-remote", "0")
+        await client.start_io(sys.executable, "-m", "server", "serve", cwd=str(REPO))
+        await client.initialize_async(
+            types.InitializeParams(
+                process_id=os.getpid(),
+                root_uri=root.as_uri(),
+                capabilities=types.ClientCapabilities(),
+                initialization_options={"infiller": {"model": TEST_MODEL, "backend": daemon.url}},
+            )
+        )
+        client.initialized(types.InitializedParams())
+        uri = (root / "fib.py").as_uri()
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
+            )
+        )
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        stats: Any = {}
+        while time.monotonic() < deadline:
+            daemon.alive()
+            result = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="infiller.stats")
+            )
+            stats = result._asdict() if hasattr(result, "_asdict") else result
+            if stats["model"] is not None:
+                break
+            await asyncio.sleep(0.2)
+        reply = await asyncio.wait_for(
+            client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(3, len("    return fibonacci(n - 1) + ")),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Invoked
+                    ),
+                )
+            ),
+            REQUEST_TIMEOUT_S,
+        )
+        items = reply.items if isinstance(reply, types.InlineCompletionList) else (reply or [])
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+        return (items[0].insert_text if items else None), str(stats["model"])  # type: ignore[return-value]
+
+    shown, model = asyncio.run(session())
+    local = load_runtime(TEST_MODEL, in_process=True)
+    expected = Completer(local).complete(
+        CompletionRequest(
+            path=root / "fib.py", text=text, line=3, column=len("    return fibonacci(n - 1) + ")
+        )
+    )
+    assert model == TEST_MODEL
+    assert shown is not None and shown == expected.text, (shown, expected.text)
