@@ -1,0 +1,66 @@
+"""The remote backend against llama.cpp's own `llama-server`, real 0.5B: the in-process completion.
+
+Opt-in (`INFILLER_SLOW=1`): the server is built from the llama.cpp sources vendored in the pinned
+llama-cpp-python sdist by `bench/peer/build_llama_server.sh` (10-15 minutes on 2 cores, once; the
+test builds it when missing). Same GGUF, same threads, greedy: the prompt tokens and the shown
+completion must equal the in-process model's.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_MODEL
+
+pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "bench" / "peer" / "build_llama_server.sh"
+START_TIMEOUT_S = 120
+
+
+def test_the_remote_backend_on_llama_server_completes_as_in_process(tmp_path: Path) -> None:
+    from server.completion import Completer, CompletionRequest
+    from server.model.loader import load_runtime
+    from server.model.registry import load_registry, resolve
+
+    binary = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, check=True).stdout.strip()
+    path = resolve(load_registry().get(TEST_MODEL))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "llama-server.log").open("wb")
+    cmd = [binary, "-m", str(path), "--host", "127.0.0.1", "--port", str(port), "-t", "1", "-c", "4096"]
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert server.poll() is None, (tmp_path / "llama-server.log").read_text()[-2000:]
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "llama-server did not become healthy"
+            time.sleep(0.3)
+        text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + \n"
+        request = CompletionRequest(path=tmp_path / "fib.py", text=text, line=3, column=30)
+        remote = load_runtime(TEST_MODEL, backend=url)
+        try:
+            over_http = Completer(remote).complete(request)
+        finally:
+            remote.close()  # type: ignore[attr-defined]
+    finally:
+        server.terminate()
+        server.wait(30)
+    local = Completer(load_runtime(TEST_MODEL, in_process=True)).complete(request)
+    assert over_http.prompt is not None and local.prompt is not None
+    assert over_http.prompt.tokens == local.prompt.tokens
+    assert over_http.text == local.text == "fibonacci(n - 2)"
