@@ -259,7 +259,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f" mean predicted {d['predicted_n_mean']} tokens"
             )
     if report.get("peer_command"):
-        lines += ["", "Peer: `" + " ".join(report["peer_command"]) + "`"]
+        lines += [
+            "",
+            "Peer (the first peer run; the others differ only in -m, -t/-tb and the port): `"
+            + " ".join(report["peer_command"])
+            + "`",
+        ]
     return "\n".join(lines) + "\n"
 
 
