@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INFILLER := $(BIN)/infiller
 STAMP := $(VENV)/.installed
-# llama-cpp-python builds from source (~5 minutes on 2 cores): use every core.
+# llama-cpp-python builds from source (14-17 minutes on 2 cores, measured): use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 TEST_MODEL := qwen2.5-coder-0.5b
 
