@@ -356,7 +356,9 @@ def markdown(summaries: Sequence[Summary], meta: dict[str, Any], outcomes: Seque
         "",
         f"Model `{meta['model']}`, {meta['cases']} cases{_part(meta)} from {', '.join(meta['packages'])}; "
         f"context budget {meta['budget']} tokens, current-file window {meta['prefix_tokens']} prefix + "
-        f"{meta['suffix_tokens']} suffix tokens; KV cache reset per case; {meta['elapsed_s']:.0f} s total.",
+        f"{meta['suffix_tokens']} suffix tokens where a configuration sets none (long: {LONG_PREFIX} + "
+        f"{LONG_SUFFIX}, old default: 768 + 48; suffixes at most 12 lines); KV cache reset per case; "
+        f"{meta['elapsed_s']:.0f} s total.",
         "",
         f"Command: `{meta['command']}`",
         "",
