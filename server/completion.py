@@ -280,15 +280,13 @@ class Completer:
         )
         suffix_w = self._window_suffix(self._clean(suffix))
         cut = prefix.rfind("\n") + 1
-        head_fits = self.count_tokens(prefix[cut:]) < self.settings.prefix_tokens
-        if self._middle_layout and head_fits:
+        head = self._clean(prefix[cut:]) if self._middle_layout else ""
+        head_tokens = self.count_tokens(head) if self._middle_layout else 0
+        if self._middle_layout and head_tokens < self.settings.prefix_tokens:
             # The cursor line's text before the cursor goes after the FIM middle marker, as if the
             # model had written it: typing on a line then only appends to the prompt, so every
             # token before the cursor line (context, lines above, the suffix) stays in the KV cache.
-            head = self._clean(prefix[cut:])
-            above = self._window_prefix(
-                self._clean(prefix[:cut]), self.settings.prefix_tokens - self.count_tokens(head)
-            )
+            above = self._window_prefix(self._clean(prefix[:cut]), self.settings.prefix_tokens - head_tokens)
             # The head's unfinished end (a partial word, trailing spaces) is healed: the model
             # writes it again with its own tokens instead of continuing a split one.
             found = HEAL_TAIL.search(head)
