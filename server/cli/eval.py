@@ -1,0 +1,263 @@
+"""`infiller eval [REPO]`: completion quality on a repository, side by side per configuration.
+
+Prints the summary table; writes the per-case JSONL, report.md, summary.json and chart.png
+under --out. With --tune, also writes the winning context configuration to the repository's
+`.infiller.toml` and checks the gain on a second, disjoint sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from server.cli.common import fail
+
+# Tuning splits --minutes: most of it for choosing, the rest for checking the choice.
+TUNE_CHECK_SHARE = 0.35
+# The second sample's seed is offset from the first's (and its cases excluded from it).
+CHECK_SEED_OFFSET = 1000
+DEFAULT_CASES = 24
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from context.masking import LEVELS
+
+    p = sub.add_parser("eval", help="measure completion quality on a repository (and --tune to it)")
+    p.add_argument(
+        "repo", nargs="?", default=".", help="a folder, or a pinned sdist like boltons==24.1.0 (default: .)"
+    )
+    p.add_argument(
+        "--model", action="append", help="registry model (repeat for several; default: the registry's)"
+    )
+    p.add_argument("--n", type=int, default=DEFAULT_CASES, help="cases, spread over levels and files")
+    p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated (default: all)")
+    p.add_argument("--configs", help="comma-separated configurations (default: all standard ones)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--minutes", type=float, help="stop starting new cases after this long")
+    p.add_argument("--out", help="results folder (default: .infiller/eval/<repo> under the current folder)")
+    p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
+    p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
+    p.add_argument("--test-timeout", type=float, default=60.0, help="seconds per pytest run")
+    p.add_argument("--per-file", type=int, help="cases per file at most (default: 3, more on tiny repos)")
+    p.add_argument("--tune", action="store_true", help="choose and write the best context configuration")
+    p.add_argument("--no-chart", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+
+def _cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("infiller")) / "eval" / "src"
+
+
+def _machine() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in load],
+    }
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from context.masking import LEVELS
+    from server.eval import configs as cfg
+    from server.eval.repo import Workspace, resolve_repo
+    from server.eval.runner import RunOptions
+    from server.model.registry import ModelError, load_registry
+
+    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    bad = [lv for lv in levels if lv not in LEVELS]
+    if bad:
+        return fail(f"unknown level(s) {', '.join(bad)} (known: {', '.join(LEVELS)})")
+    try:
+        configs = cfg.choose(
+            [c.strip() for c in args.configs.split(",")] if args.configs else None, args.tune
+        )
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        models = [load_registry().get(m).name for m in (args.model or [None])]
+        source = resolve_repo(args.repo, _cache_dir())
+    except (ModelError, FileNotFoundError, OSError) as exc:
+        return fail(str(exc))
+    out = Path(args.out) if args.out else Path(".infiller") / "eval" / source.name
+    out.mkdir(parents=True, exist_ok=True)
+    minutes = args.minutes
+    check_minutes = None
+    if args.tune and minutes:
+        check_minutes = minutes * TUNE_CHECK_SHARE
+        minutes -= check_minutes
+    options = RunOptions(
+        repo=args.repo,
+        models=models,
+        configs=configs,
+        levels=levels,
+        n=args.n,
+        seed=args.seed,
+        out=out,
+        minutes=minutes,
+        threads=args.threads,
+        execute=not args.no_exec,
+        test_timeout_s=args.test_timeout,
+        per_file=args.per_file,
+    )
+    print(f"infiller eval: {source} -> {out}", file=sys.stderr)
+    workspace = Workspace(source, out / "scratch", out / "index.sqlite")
+    try:
+        summaries, records = _run(workspace, options, args, "cases")
+        if summaries is None:
+            return 1
+        _report(out, options, summaries, records, source, args)
+        if args.tune:
+            return _tune(workspace, options, summaries, records, source, args, check_minutes)
+    finally:
+        workspace.close()
+    return 0
+
+
+def _run(workspace: Any, options: Any, args: argparse.Namespace, label: str) -> tuple[Any, Any]:
+    from tqdm import tqdm
+
+    from server.eval.report import summarize
+    from server.eval.runner import run
+    from server.model.registry import ModelError
+
+    bar = tqdm(total=0, desc=label, unit="case", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what[-50:], refresh=True)
+
+    try:
+        records = run(workspace, options, progress=progress)
+    except (ValueError, ModelError) as exc:
+        bar.close()
+        fail(str(exc))
+        return None, None
+    bar.close()
+    return summarize(records, list(options.configs)), records
+
+
+def _report(
+    out: Path, options: Any, summaries: Any, records: Any, source: Path, args: argparse.Namespace
+) -> None:
+    from server.eval.chart import ChartUnavailable, write_chart
+    from server.eval.report import table
+
+    body = table(summaries, records)
+    meta = {
+        "repo": options.repo,
+        "source": str(source),
+        "models": options.models,
+        "levels": options.levels,
+        "n": options.n,
+        "seed": options.seed,
+        "configs": {name: c.describe() for name, c in options.configs.items()},
+        "command": "infiller eval " + " ".join(sys.argv[2:]),
+        "machine": _machine(),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    configs = "\n".join(f"- `{name}`: {desc}" for name, desc in meta["configs"].items())
+    machine = meta["machine"]
+    header = (
+        f"# infiller eval: {options.repo}\n\n"
+        f"Command: `{meta['command']}`\n\n"
+        f"Models {', '.join(options.models)}; levels {', '.join(options.levels)}; seed {options.seed}; "
+        f"{machine['cpus']} CPUs, load average {machine['load_average']} at the end; {meta['finished']}.\n\n"
+        f"Configurations:\n\n{configs}\n\n"
+    )
+    (out / "report.md").write_text(header + body, "utf-8")
+    (out / "summary.json").write_text(
+        json.dumps({"meta": meta, "summaries": [asdict(s) for s in summaries]}, indent=1), "utf-8"
+    )
+    print(body)
+    if not args.no_chart and summaries:
+        try:
+            path = write_chart(summaries, out / "chart.png", f"infiller eval: {options.repo}")
+            print(f"chart: {path}", file=sys.stderr)
+        except ChartUnavailable as exc:
+            print(f"(no chart: {exc})", file=sys.stderr)
+    print(f"report: {out / 'report.md'}; cases: {out / 'cases.jsonl'}", file=sys.stderr)
+
+
+def _tune(
+    workspace: Any,
+    options: Any,
+    summaries: Any,
+    records: Any,
+    source: Path,
+    args: argparse.Namespace,
+    check_minutes: float | None,
+) -> int:
+    from dataclasses import replace
+
+    from server.eval.configs import DEFAULT
+    from server.eval.report import paired, table
+    from server.eval.tune import choose_config, context_settings, writable
+    from server.settings_file import write_workspace_settings
+
+    model = options.models[0]
+    candidates = [name for name, c in options.configs.items() if writable(c)]
+    choice = choose_config(summaries, model, candidates)
+    first = choice.chosen
+    print(
+        f"tune: {choice.config} ({first.exact_match:.1%} exact, executable {_pct(first.executable)}, "
+        f"{first.prompt_tokens:.0f} prompt tokens) vs {DEFAULT} ({choice.default.exact_match:.1%}, "
+        f"{_pct(choice.default.executable)}, {choice.default.prompt_tokens:.0f}) on {first.cases} cases",
+        file=sys.stderr,
+    )
+    check_text = "no second sample (the default kept)"
+    if choice.changed:
+        check = replace(
+            options,
+            configs={DEFAULT: options.configs[DEFAULT], choice.config: options.configs[choice.config]},
+            out=options.out / "check",
+            seed=options.seed + CHECK_SEED_OFFSET,
+            minutes=check_minutes,
+            sample=1,
+            exclude=frozenset(r.key for r in records),
+        )
+        check_summaries, check_records = _run(workspace, check, args, "check")
+        if check_summaries is None:
+            return 1
+        print(table(check_summaries, check_records))
+        rows = {s.config: s for s in check_summaries if s.model == model}
+        if DEFAULT in rows and choice.config in rows:
+            pair = paired(check_records, model, DEFAULT, choice.config)
+            a, b = rows[DEFAULT], rows[choice.config]
+            check_text = (
+                f"second sample ({b.cases} other cases, seed {check.seed}): exact {b.exact_match:.1%} vs "
+                f"{a.exact_match:.1%} ({b.exact_match - a.exact_match:+.1%}), executable "
+                f"{_pct(b.executable)} vs {_pct(a.executable)}; only one right: {pair.only_this} vs "
+                f"{pair.only_default}, sign test p={pair.p:.2f}"
+            )
+        (options.out / "check" / "report.md").write_text(table(check_summaries, check_records), "utf-8")
+    reason = (
+        f"infiller eval --tune, {model}, {time.strftime('%Y-%m-%d')}: {choice.config} "
+        f"({first.exact_match:.1%} exact, executable {_pct(first.executable)}) over {DEFAULT} "
+        f"({choice.default.exact_match:.1%}, {_pct(choice.default.executable)}) on {first.cases} cases; "
+        + check_text
+    )
+    path = write_workspace_settings(
+        source,
+        context_settings(options.configs[choice.config]),
+        reason,
+        header=f"Written by `infiller eval --tune` ({options.out}). Delete this file to return to the "
+        "defaults.",
+    )
+    print(f"tune: wrote {path}\n  {reason}", file=sys.stderr)
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"

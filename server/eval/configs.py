@@ -1,0 +1,95 @@
+"""The prompt configurations `infiller eval` compares side by side on the same cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from context.retrieve import DEFAULT_SOURCES, SOURCES
+from server.completion import CompletionSettings
+
+_DEFAULTS = CompletionSettings()
+# The baseline to beat (issue 12): a plain FIM prompt with a long in-file window, no retrieval, the
+# cursor line before the middle marker as every FIM model was trained.
+PLAIN_PREFIX_TOKENS = 1536
+PLAIN_SUFFIX_TOKENS = 256
+# Context budgets `--tune` tries besides the default one: smaller costs less reading per request.
+TUNE_BUDGETS = (256, 512)
+# A prefix/suffix split `--tune` tries: the same window with more of the lines after the cursor.
+TUNE_SPLIT = (1280, 512)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One prompt configuration; `sources` empty means no retrieval (current file only)."""
+
+    name: str
+    sources: tuple[str, ...] = ()
+    context_tokens: int = _DEFAULTS.context_tokens
+    prefix_tokens: int = _DEFAULTS.prefix_tokens
+    suffix_tokens: int = _DEFAULTS.suffix_tokens
+    cursor_line_in_middle: bool = _DEFAULTS.cursor_line_in_middle
+
+    def completion_settings(self) -> CompletionSettings:
+        return CompletionSettings(
+            prefix_tokens=self.prefix_tokens,
+            suffix_tokens=self.suffix_tokens,
+            context_tokens=self.context_tokens if self.sources else 0,
+            cursor_line_in_middle=self.cursor_line_in_middle,
+            sources=self.sources or None,
+        )
+
+    def describe(self) -> str:
+        sources = "+".join(self.sources) if self.sources else "no retrieval"
+        context = f", {self.context_tokens} ctx" if self.sources else ""
+        layout = "" if self.cursor_line_in_middle else ", classic layout"
+        return f"{sources}{context}, {self.prefix_tokens}+{self.suffix_tokens} window{layout}"
+
+
+DEFAULT = "default"
+PLAIN = "plain long FIM"
+
+
+def standard_configs() -> dict[str, EvalConfig]:
+    """Baseline, no context, each source alone, the default, all sources (in report order)."""
+    configs = {
+        PLAIN: EvalConfig(
+            PLAIN,
+            prefix_tokens=PLAIN_PREFIX_TOKENS,
+            suffix_tokens=PLAIN_SUFFIX_TOKENS,
+            cursor_line_in_middle=False,
+        ),
+        "no context": EvalConfig("no context"),
+    }
+    for source in SOURCES:
+        configs[source] = EvalConfig(source, (source,))
+    configs[DEFAULT] = EvalConfig(DEFAULT, tuple(DEFAULT_SOURCES))
+    configs["all sources"] = EvalConfig("all sources", tuple(SOURCES))
+    return configs
+
+
+def tune_candidates() -> dict[str, EvalConfig]:
+    """The standard configurations plus budget and window-split variants of the default."""
+    configs = standard_configs()
+    base = configs[DEFAULT]
+    for budget in TUNE_BUDGETS:
+        name = f"default, {budget} ctx"
+        configs[name] = EvalConfig(name, base.sources, context_tokens=budget)
+    prefix, suffix = TUNE_SPLIT
+    name = f"default, {prefix}+{suffix} window"
+    configs[name] = EvalConfig(name, base.sources, prefix_tokens=prefix, suffix_tokens=suffix)
+    name = "definitions+similar"
+    configs[name] = EvalConfig(name, ("definitions", "similar"))
+    return configs
+
+
+def choose(names: list[str] | None, tune: bool = False) -> dict[str, EvalConfig]:
+    """The named configurations (all when None), the default always among them (pairs need it)."""
+    known = tune_candidates() if tune else standard_configs()
+    if names is None:
+        return known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    chosen = {n: known[n] for n in names}
+    chosen.setdefault(DEFAULT, known[DEFAULT])
+    return chosen

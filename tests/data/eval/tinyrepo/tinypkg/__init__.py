@@ -1,0 +1,1 @@
+"""A tiny package for the evaluation harness's end-to-end test."""

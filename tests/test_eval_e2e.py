@@ -1,0 +1,40 @@
+"""`infiller eval` end to end: the real 0.5B on the tiny sample repository, with its tests run in the
+sandbox, through the command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.actions.sandbox import isolation_available
+
+pytestmark = pytest.mark.model
+
+TINY = Path(__file__).parent / "data" / "eval" / "tinyrepo"
+
+
+def test_eval_on_a_tiny_repository(tmp_path: Path) -> None:
+    if not isolation_available()[0]:
+        pytest.skip("no sandbox (bubblewrap) here: executable correctness cannot run")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "server", "eval", str(TINY), "--model", "qwen2.5-coder-0.5b", "--n", "2"]
+    cmd += ["--levels", "function,statement", "--configs", "no context", "--out", str(out), "--threads", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert {r["config"] for r in records} == {"no context", "default"}
+    assert {r["level"] for r in records} == {"function", "statement"}
+    for r in records:
+        # The sample's tests cover both of its modules and fail when a statement or body is left out.
+        assert r["covered"] and r["usable"] and isinstance(r["passed"], bool)
+        assert r["passed"] or not r["exact"]
+        assert r["prompt_tokens"] > 0 and r["total_ms"] > 0
+    assert "| qwen2.5-coder-0.5b | default | 2 |" in done.stdout
+    assert "Covering tests: 2 of 2 cases" in done.stdout
+    assert (out / "chart.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert [s["config"] for s in summary["summaries"]] == ["no context", "default"]

@@ -1,0 +1,115 @@
+"""The evaluation runner on the tiny sample repository with a scripted model: no leakage, resume,
+the time bound, reused prompts. (tests/test_eval_e2e.py runs the real model through the CLI.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.eval.configs import EvalConfig, choose
+from server.eval.repo import Workspace
+from server.eval.runner import RECORDS_FILE, RunOptions, load_records, run
+from server.model.fake import FakeEngine
+from server.model.runtime import Backend, Runtime
+
+TINY = Path(__file__).parent / "data" / "eval" / "tinyrepo"
+
+
+class Scripted:
+    """A loader whose model answers `x` and notes what the scratch copy held at each prompt."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.loads = 0
+        self.prompts: list[str] = []
+        self.scratch_seen: dict[str, str] = {}
+
+    def __call__(self, model: str, threads: int) -> Backend:
+        self.loads += 1
+
+        def script(prompt: str) -> str:
+            self.prompts.append(prompt)
+            for rel in ("tinypkg/shapes.py", "tinypkg/units.py"):
+                self.scratch_seen.setdefault(rel, (self.workspace.root / rel).read_text())
+            return "x"
+
+        return Runtime(FakeEngine(script))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    ws = Workspace(TINY.resolve(), tmp_path / "scratch", tmp_path / "index.sqlite")
+    yield ws  # type: ignore[misc]
+    ws.close()
+
+
+def options(out: Path, **over: object) -> RunOptions:
+    base = dict(
+        repo="tiny",
+        models=["fake"],
+        configs=choose(["no context", "all sources"]),
+        levels=["statement", "function"],
+        n=4,
+        seed=5,
+        out=out,
+        execute=False,
+    )
+    base.update(over)
+    return RunOptions(**base)  # type: ignore[arg-type]
+
+
+def test_the_masked_target_is_nowhere_the_model_or_index_can_see(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    loader = Scripted(workspace)
+    records = run(workspace, options(tmp_path / "out", n=1, levels=["statement"]), loader=loader)
+    assert len({r.key for r in records}) == 1
+    record = records[0]
+    original = (TINY / record.path).read_text()
+    # While the model ran, the scratch copy held the file without its target...
+    assert loader.scratch_seen[record.path] != original
+    assert record.target not in loader.scratch_seen[record.path].split("\n")[record.line]
+    # ... and afterwards it is restored, index included.
+    assert (workspace.root / record.path).read_text() == original
+    assert not any(record.target in p.split("<|fim_middle|>")[0].split("\n")[-1] for p in loader.prompts)
+
+
+def test_a_finished_run_resumes_with_nothing_to_do(workspace: Workspace, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    loader = Scripted(workspace)
+    first = run(workspace, options(out), loader=loader)
+    assert len({r.key for r in first}) == 4 and len(first) == 4 * 3  # 2 configurations + the default
+    calls = len(loader.prompts)
+    again = run(workspace, options(out), loader=loader)
+    assert len(again) == len(first) and len(loader.prompts) == calls and loader.loads == 1
+    # A run cut in the middle of its last case: that case (and only it) runs again.
+    lines = (out / RECORDS_FILE).read_text().splitlines()
+    last = json.loads(lines[-1])["key"]
+    kept = [ln for ln in lines if json.loads(ln)["key"] != last]
+    (out / RECORDS_FILE).write_text("\n".join(kept) + "\n" + lines[-1][:20])  # and a torn line
+    resumed = run(workspace, options(out), loader=loader)
+    assert len(resumed) == len(first)
+    assert {r.key for r in load_records(out / RECORDS_FILE)} == {r.key for r in first}
+
+
+def test_other_cases_are_refused_in_the_same_folder(workspace: Workspace, tmp_path: Path) -> None:
+    run(workspace, options(tmp_path / "out", n=1), loader=Scripted(workspace))
+    with pytest.raises(ValueError, match="seed"):
+        run(workspace, options(tmp_path / "out", n=1, seed=6), loader=Scripted(workspace))
+
+
+def test_the_time_bound_stops_before_the_next_case(workspace: Workspace, tmp_path: Path) -> None:
+    loader = Scripted(workspace)
+    assert run(workspace, options(tmp_path / "out", minutes=1e-9), loader=loader) == []
+    assert loader.prompts == []
+
+
+def test_identical_prompts_are_generated_once(workspace: Workspace, tmp_path: Path) -> None:
+    loader = Scripted(workspace)
+    configs = {**choose(["no context"]), "same window": EvalConfig("same window")}
+    records = run(workspace, options(tmp_path / "out", configs=configs, n=2), loader=loader)
+    copies = [r for r in records if r.config == "same window"]
+    assert len(copies) == 2 and all(r.reused_from == "no context" for r in copies)
+    assert not any(r.reused_from for r in records if r.config != "same window")
