@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from server import __version__
 
 # Subcommand modules under server/cli/, in help order.
-COMMANDS = ("models", "complete", "index", "context", "serve", "daemon", "stats", "doctor")
+COMMANDS = ("models", "complete", "index", "context", "eval", "serve", "daemon", "stats", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
