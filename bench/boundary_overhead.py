@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "boundary_overhead"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from server.completion import Completer, CompletionRequest
+    from server.completion import Completer
     from server.model.llamacpp import LlamaEngine
     from server.model.process import ProcessRuntime
     from server.model.registry import load_registry, resolve
     from server.model.runtime import Runtime
     from server.model.selftest import configure
+    from server.request import CompletionContext
 
     spec = load_registry().get(args.model)
     path = resolve(spec)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     process = ProcessRuntime(spec, path, config)
     text = SOURCE.read_text()
     line = text.split("\n").index("    return ")
-    prompt = Completer(process).build_prompt(CompletionRequest(SOURCE, text, line, len("    return ")))
+    prompt = Completer(process).build_prompt(CompletionContext.at(SOURCE, text, line, len("    return ")))
     tokens = prompt.tokens + process.tokenize(prompt.heal)
     procs: list[subprocess.Popen[bytes]] = []
     ways: dict[str, Callable[[], float]] = {

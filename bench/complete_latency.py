@@ -27,9 +27,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from server.completion import Completer, CompletionRequest
+from server.completion import Completer
 from server.model.registry import load_registry, resolve
 from server.model.runtime import model_threads
+from server.request import CompletionContext
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -95,13 +96,11 @@ def bench_model(name: str, count: int, process_runs: int, threads: int) -> dict[
         answer = lines[line][col:]
         # The user is typing this line: the rest of it is not there yet.
         lines[line] = lines[line][:col]
-        req = CompletionRequest(path=path, text="\n".join(lines), line=line, column=col)
+        req = CompletionContext.at(path, "\n".join(lines), line, col)
         cold = completer.complete(req, reset_cache=True)
         warm = completer.complete(req)
         lines[line] += answer[:1]
-        typed = completer.complete(
-            CompletionRequest(path=path, text="\n".join(lines), line=line, column=col + 1)
-        )
+        typed = completer.complete(CompletionContext.at(path, "\n".join(lines), line, col + 1))
         prompt = cold.prompt.text if cold.prompt else ""
         bare.reset()
         start = time.perf_counter()

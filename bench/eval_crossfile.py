@@ -266,7 +266,8 @@ def run_config(
     prefix_tokens: int = 384,
     suffix_tokens: int = 64,
 ) -> list[Outcome]:
-    from server.completion import Completer, CompletionRequest, CompletionSettings
+    from server.completion import Completer, CompletionSettings
+    from server.request import CompletionContext
 
     outcomes = []
     completers: dict[str, Any] = {}
@@ -287,9 +288,7 @@ def run_config(
         retriever = getattr(completer, "_retriever", None)
         if retriever is not None:
             retriever.reset()
-        request = CompletionRequest(
-            path=Path(case.root) / case.path, text=case.text, line=case.line, column=case.column
-        )
+        request = CompletionContext.at(Path(case.root) / case.path, case.text, case.line, case.column)
         result = completer.complete(request, reset_cache=True)
         prediction = first_line(result.text)
         outcomes.append(

@@ -20,6 +20,7 @@ from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_com
 from server.model.registry import ProgressFn as Report
 from server.model.runtime import Backend, CancelToken, GenerationStats
 from server.model.templates import ContextFile
+from server.request import CompletionContext
 
 if TYPE_CHECKING:
     from context.index import Index
@@ -58,17 +59,6 @@ class CompletionSettings:
     # The cursor line's typed text after the FIM middle marker (llama.vim's layout): see build_prompt.
     cursor_line_in_middle: bool = True
     sources: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    """A cursor in a buffer: line and column are 0-based, column counts code points."""
-
-    path: Path
-    text: str
-    line: int
-    column: int
-    language: str | None = None
 
 
 @dataclass
@@ -122,15 +112,6 @@ class CompletionResult:
                 for c in self.chunks
             ],
         }
-
-
-def split_at(text: str, line: int, column: int) -> tuple[str, str]:
-    """Prefix and suffix of text at a 0-based (line, code-point column); out-of-range is clamped."""
-    lines = text.split("\n")
-    if line >= len(lines):
-        return text, ""
-    offset = sum(len(ln) + 1 for ln in lines[:line]) + min(column, len(lines[line]))
-    return text[:offset], text[offset:]
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -250,11 +231,11 @@ class Completer:
             text = text[: self.settings.suffix_tokens]
         return text
 
-    def retrieve(self, request: CompletionRequest) -> RetrievalResult | None:
+    def retrieve(self, request: CompletionContext) -> RetrievalResult | None:
         if self._retriever is None or self.settings.context_tokens <= 0:
             return None
         result: RetrievalResult = self._retriever.retrieve(
-            request.path,
+            request.file,
             request.text,
             request.line,
             request.column,
@@ -263,17 +244,17 @@ class Completer:
         )
         return result
 
-    def build_prompt(self, request: CompletionRequest) -> Prompt:
+    def build_prompt(self, request: CompletionContext) -> Prompt:
         """The exact prompt the model will see for this cursor."""
         start = time.perf_counter()
-        language = request.language or language_for_path(request.path)
-        prefix, suffix = split_at(request.text, request.line, request.column)
+        language = request.language or language_for_path(request.file)
+        prefix, suffix = request.prefix, request.suffix
         plan = plan_completion(prefix, suffix, language)
         retrieval = self.retrieve(request)
         retrieval_ms = (time.perf_counter() - start) * 1000
         chunks = list(retrieval.chunks) if retrieval else []
         template = self.runtime.template
-        rel = _relative(request.path, self.root)
+        rel = _relative(request.file, self.root)
         repo = self.root.name if self.root else None
         context_text = template.render_context(
             [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
@@ -314,7 +295,7 @@ class Completer:
 
     def complete(
         self,
-        request: CompletionRequest,
+        request: CompletionContext,
         cancel: CancelToken | None = None,
         *,
         reset_cache: bool = False,
@@ -356,7 +337,7 @@ class Completer:
         outcome: Outcome = filt.finish(cut_off=stats.stop_reason == "max-tokens")
         total_ms = (time.perf_counter() - start) * 1000
         if outcome.suppressed:
-            log.info("suppressed completion at %s:%d: %s", request.path, request.line + 1, outcome.reason)
+            log.info("suppressed completion at %s:%d: %s", request.file, request.line + 1, outcome.reason)
         return CompletionResult(
             text=outcome.text,
             reason=outcome.reason

@@ -10,7 +10,7 @@
   inter-key interval (the next key will probably supersede the request anyway); when typing
   slowly, ask at once.
 
-The server (server/features/inline.py) wires these to the model worker; everything here is
+The suggester (server/suggest.py) wires these to the model worker; everything here is
 synchronous, allocation-light and tested without a server (tests/test_latency_logic.py).
 """
 
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from server.request import CompletionContext
 
 # Suggestions remembered per document for typing-through: the last few are enough, since a
 # new model answer usually replaces the old one and old prefixes stop matching after edits.
@@ -40,16 +42,7 @@ DEFAULT_INDENT = "    "
 BLOCK_OPENER_ENDS = (":", "{", "(", "[")
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """A document split at the cursor: everything before it and everything after it."""
-
-    uri: str
-    prefix: str
-    suffix: str
-
-
-def continuation(made_at: Cursor, text: str, now: Cursor) -> str | None:
+def continuation(made_at: CompletionContext, text: str, now: CompletionContext) -> str | None:
     """What is left of suggestion `text` (made at `made_at`) for the buffer `now`; None if nothing.
 
     Valid when the text after the cursor is unchanged and the text before it grew by characters
@@ -70,7 +63,7 @@ def continuation(made_at: Cursor, text: str, now: Cursor) -> str | None:
     return None
 
 
-def agrees(made_at: Cursor, partial: str, now: Cursor) -> bool:
+def agrees(made_at: CompletionContext, partial: str, now: CompletionContext) -> bool:
     """Could a generation at `made_at`, which has produced `partial` so far, serve `now`?"""
     if made_at.uri != now.uri or made_at.suffix != now.suffix or not now.prefix.startswith(made_at.prefix):
         return False
@@ -96,7 +89,7 @@ def indent_unit(text: str) -> str:
     return " " * min(widths) if widths else DEFAULT_INDENT
 
 
-def next_line_cursor(at: Cursor, text: str) -> Cursor | None:
+def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | None:
     """Where the cursor will be after accepting `text` and pressing Enter (the hot-streak target).
 
     None when that is not predictable: text inserted mid-line, before other text on the line.
@@ -112,18 +105,19 @@ def next_line_cursor(at: Cursor, text: str) -> Cursor | None:
     if last_line.rstrip().endswith(BLOCK_OPENER_ENDS):
         indent += indent_unit(at.prefix[-4000:])
     rest = at.suffix[len(line_suffix) :]
-    return Cursor(at.uri, accepted + "\n" + indent, rest)
+    return replace(at, prefix=accepted + "\n" + indent, suffix=rest)
 
 
 @dataclass
 class Suggestion:
     """A suggestion and the buffer it was made for."""
 
-    at: Cursor
+    at: CompletionContext
     text: str
     source: str  # "model" or "hot-streak"
     stats_id: int = 0
     created: float = field(default_factory=time.monotonic)
+    origin: object = None  # what the door made it from (the daemon's Answer: its file and context)
 
 
 class SuggestionCache:
@@ -142,7 +136,7 @@ class SuggestionCache:
         while len(self._by_uri) > self.documents:
             self._by_uri.popitem(last=False)
 
-    def lookup(self, now: Cursor) -> tuple[Suggestion, str] | None:
+    def lookup(self, now: CompletionContext) -> tuple[Suggestion, str] | None:
         """The newest cached suggestion still valid at `now`, and the text to show."""
         for entry in self._by_uri.get(now.uri, ()):
             rest = continuation(entry.at, entry.text, now)

@@ -1,7 +1,8 @@
 """The session core: what every door (language server, daemon, command line) shares, with no transport.
 
 A Session owns the model backend and the one thread it runs on, the workspace indexes and the
-completers built over them, and the statistics. Doors translate their protocol into calls on it
+completers built over them, the suggester (server/suggest.py: which answer a request gets) and
+the statistics. Doors translate their protocol into calls on it
 and back: the language server's handlers, the daemon's HTTP handlers and `infiller complete`
 hold no model, index or completion state of their own.
 
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, TypeVar
 from server.completion import Completer, CompletionSettings
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
+from server.stats import Stats
+from server.suggest import Suggester
 
 if TYPE_CHECKING:
     from context.index import Index
@@ -81,8 +84,13 @@ class Session:
     model_name: str | None = None
     model_error: str | None = None
     worker: ModelWorker = field(default_factory=ModelWorker)
+    stats: Stats = field(default_factory=Stats)
+    # A newer completion request cancels the older one's generation (one editor), or not (a
+    # daemon serving several clients).
+    supersede: bool = True
 
     def __post_init__(self) -> None:
+        self.suggester = Suggester(self, supersede=self.supersede)
         self._lock = threading.Lock()
         self._index_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="infiller-index"

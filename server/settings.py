@@ -21,6 +21,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 
 from context.retrieve import SOURCES
 from server.completion import CompletionSettings
+from server.suggest import SuggestSettings
 
 # The section name clients nest our settings under (`{"infiller": {...}}`).
 SECTION = "infiller"
@@ -140,6 +141,16 @@ class Settings:
             max_tokens_line=self.max_line_tokens,
             max_tokens_block=self.max_tokens,
             sources=tuple(self.context.sources) if self.context.sources is not None else None,
+        )
+
+    def suggest_settings(self) -> SuggestSettings:
+        """The suggester's knobs: debounce, hot streak, prefill."""
+        return SuggestSettings(
+            debounce_min_ms=self.debounce.min_ms,
+            debounce_max_ms=self.debounce.max_ms,
+            debounce_adaptive=self.debounce.adaptive,
+            hot_streak=self.hot_streak,
+            prefill=self.prefill,
         )
 
     def language_enabled(self, language: str | None, language_id: str | None = None) -> bool:

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.completion import Completer, CompletionRequest
+from server.completion import Completer
 from server.daemon import locate, protocol
 from server.daemon.app import build_app
 from server.daemon.core import Core, DaemonConfig, Limits, StopScanner
@@ -31,6 +31,7 @@ from server.model.loader import parse_backend
 from server.model.remote import EstimateTokenizer, RemoteBackend, estimate_tokens, parse_event, sse_events
 from server.model.runtime import Runtime
 from server.model.templates import QWEN
+from server.request import CompletionContext
 
 # The request llama.vim (autoload/llama.vim, s:fim) sends, field for field.
 LLAMA_VIM_REQUEST: dict[str, Any] = {
@@ -391,14 +392,48 @@ def test_llama_vim_request_gets_the_other_files_definition(tmp_path: Path) -> No
             daemon(script, roots=(repo,)) as (url, _core, _m),
             httpx.AsyncClient(base_url=url) as client,
         ):
+            full = (await client.post("/infill", json={**LLAMA_VIM_REQUEST, "response_fields": None})).json()
+            assert full["content"] == "scaled_perimeter_of_polygon(sides, length, 1.0)"
+            assert full["infiller"]["file"] == str(repo / "pkg" / "report.py")
+            assert "pkg/shapes.py" in full["infiller"]["context"]
             reply = await client.post("/infill", json=LLAMA_VIM_REQUEST)
             assert reply.status_code == 200, reply.text
             body = reply.json()
             assert body["content"] == "scaled_perimeter_of_polygon(sides, length, 1.0)"
             assert set(body) == set(LLAMA_VIM_REQUEST["response_fields"])
-            full = (await client.post("/infill", json={**LLAMA_VIM_REQUEST, "response_fields": None})).json()
-            assert full["infiller"]["file"] == str(repo / "pkg" / "report.py")
-            assert "pkg/shapes.py" in full["infiller"]["context"]
+
+    asyncio.run(main())
+
+
+def test_a_client_typing_through_an_answer_gets_the_rest_without_the_model(tmp_path: Path) -> None:
+    """llama.vim asks again after each key: typing what was suggested is answered from the cache."""
+    repo = make_repo(tmp_path / "repo")
+    prompts: list[str] = []
+
+    def script(prompt: str) -> str:
+        prompts.append(prompt)
+        return "scaled_perimeter_of_polygon(sides, length, 1.0)"
+
+    async def main() -> None:
+        async with (
+            daemon(script, roots=(repo,)) as (url, _core, _m),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            first = (await client.post("/infill", json={**LLAMA_VIM_REQUEST, "response_fields": None})).json()
+            assert first["content"] == "scaled_perimeter_of_polygon(sides, length, 1.0)"
+            asked = len(prompts)
+            typed = {**LLAMA_VIM_REQUEST, "prompt": LLAMA_VIM_REQUEST["prompt"] + "scaled_", "stream": True}
+            reply = await client.post("/infill", json=typed)
+            assert reply.status_code == 200, reply.text
+            event = json.loads(reply.text.split("data: ", 1)[1])
+            assert event["content"] == "perimeter_of_polygon(sides, length, 1.0)"
+            assert len(prompts) == asked, "the typed-through request reached the model"
+            # Typed against the suggestion: the model is asked again.
+            other = {**LLAMA_VIM_REQUEST, "prompt": LLAMA_VIM_REQUEST["prompt"] + "area("}
+            assert (await client.post("/infill", json=other)).status_code == 200
+            assert len(prompts) > asked
+            metrics = (await client.get("/metrics")).text
+            assert _metric(metrics, "infiller_typed_through_total") == 1
 
     asyncio.run(main())
 
@@ -554,7 +589,7 @@ def test_completer_on_a_remote_backend_matches_in_process() -> None:
         return "fib(n - 1) + fib(n - 2)\nprint('more')" if "return " in prompt else "?"
 
     text = "def fib(n):\n    if n < 2:\n        return n\n    return \n"
-    request = CompletionRequest(path=Path("/tmp/fib.py"), text=text, line=3, column=11)
+    request = CompletionContext.at(Path("/tmp/fib.py"), text, 3, 11)
     local = Completer(Runtime(FakeEngine(script))).complete(request)
     with daemon_in_thread(script) as url:
         for target in (url, f"openai+{url}/v1"):

@@ -246,11 +246,12 @@ def test_a_disconnect_cancels_the_generation(daemon: Daemon) -> None:
 
 
 def test_remote_backend_on_the_daemon_matches_in_process(daemon: Daemon) -> None:
-    from server.completion import Completer, CompletionRequest
+    from server.completion import Completer
     from server.model.loader import load_runtime
+    from server.request import CompletionContext
 
     text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n"
-    request = CompletionRequest(path=Path("/tmp/fib.py"), text=text, line=3, column=11)
+    request = CompletionContext.at(Path("/tmp/fib.py"), text, 3, 11)
     remote = load_runtime(TEST_MODEL, backend=daemon.url)
     try:
         over_http = Completer(remote).complete(request)
@@ -295,8 +296,9 @@ def test_the_language_server_completes_with_its_model_on_the_daemon(daemon: Daem
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
-    from server.completion import Completer, CompletionRequest
+    from server.completion import Completer
     from server.model.loader import load_runtime
+    from server.request import CompletionContext
 
     root = tmp_path / "proj"
     root.mkdir()
@@ -354,9 +356,7 @@ def test_the_language_server_completes_with_its_model_on_the_daemon(daemon: Daem
     shown, model = asyncio.run(session())
     local = load_runtime(TEST_MODEL, in_process=True)
     expected = Completer(local).complete(
-        CompletionRequest(
-            path=root / "fib.py", text=text, line=3, column=len("    return fibonacci(n - 1) + ")
-        )
+        CompletionContext.at(root / "fib.py", text, 3, len("    return fibonacci(n - 1) + "))
     )
     assert model == TEST_MODEL
     assert shown is not None and shown == expected.text, (shown, expected.text)

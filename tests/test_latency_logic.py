@@ -11,7 +11,6 @@ import pytest
 from server.latency import (
     MAX_BACKSPACE_CHARS,
     AdaptiveDebounce,
-    Cursor,
     Suggestion,
     SuggestionCache,
     agrees,
@@ -21,12 +20,13 @@ from server.latency import (
 )
 from server.model.runtime import Cancelled, CancelToken
 from server.model.worker import ModelWorker
+from server.request import CompletionContext
 
 URI = "file:///demo.py"
 
 
-def at(prefix: str, suffix: str = "\n") -> Cursor:
-    return Cursor(URI, prefix, suffix)
+def at(prefix: str, suffix: str = "\n") -> CompletionContext:
+    return CompletionContext(URI, prefix, suffix)
 
 
 # --- typing-through -----------------------------------------------------------------------
@@ -47,7 +47,10 @@ def test_typing_something_else_or_all_of_it_serves_nothing() -> None:
 def test_a_changed_suffix_invalidates() -> None:
     made = at("y = ", "\nz = 1\n")
     assert continuation(made, "compute()", at("y = comp", "\nz = 2\n")) is None
-    assert continuation(made, "compute()", Cursor("file:///other.py", "y = comp", "\nz = 1\n")) is None
+    assert (
+        continuation(made, "compute()", CompletionContext("file:///other.py", "y = comp", "\nz = 1\n"))
+        is None
+    )
 
 
 def test_backspace_on_the_same_line_offers_the_deleted_text_again() -> None:
@@ -77,9 +80,9 @@ def test_cache_prefers_the_newest_valid_suggestion() -> None:
 def test_cache_forgets_least_recent_documents() -> None:
     cache = SuggestionCache(documents=2)
     for n in range(3):
-        cache.put(Suggestion(Cursor(f"file:///{n}.py", "x = ", ""), "1", "model"))
-    assert cache.lookup(Cursor("file:///0.py", "x = ", "")) is None
-    assert cache.lookup(Cursor("file:///2.py", "x = ", "")) is not None
+        cache.put(Suggestion(CompletionContext(f"file:///{n}.py", "x = ", ""), "1", "model"))
+    assert cache.lookup(CompletionContext("file:///0.py", "x = ", "")) is None
+    assert cache.lookup(CompletionContext("file:///2.py", "x = ", "")) is not None
 
 
 # --- following an in-flight generation -----------------------------------------------------
@@ -99,7 +102,7 @@ def test_in_flight_agreement() -> None:
 def test_next_line_cursor_keeps_the_indentation() -> None:
     made = at("def f(a, b):\n    total = a", "\n\nprint(1)\n")
     target = next_line_cursor(made, " + b")
-    assert target == Cursor(URI, "def f(a, b):\n    total = a + b\n    ", "\n\nprint(1)\n")
+    assert target == CompletionContext(URI, "def f(a, b):\n    total = a + b\n    ", "\n\nprint(1)\n")
 
 
 def test_next_line_cursor_indents_after_a_block_opener() -> None:

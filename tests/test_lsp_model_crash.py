@@ -87,11 +87,14 @@ async def _session(root: Path, state: Path) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LOAD_TIMEOUT_S
 
-    async def loaded_model() -> Any:
+    async def stats() -> Any:
         result = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="infiller.stats")
         )
-        return (result._asdict() if hasattr(result, "_asdict") else result)["model"]
+        return result._asdict() if hasattr(result, "_asdict") else result
+
+    async def loaded_model() -> Any:
+        return (await stats())["model"]
 
     while not _model_processes(server_pid) or await loaded_model() is None:
         assert loop.time() < deadline, "model did not load"
@@ -127,6 +130,7 @@ async def _session(root: Path, state: Path) -> dict[str, Any]:
     )
     after = await asyncio.wait_for(inline(5, len("    return width")), ANSWER_TIMEOUT_S)
     workers_after = _model_processes(server_pid)
+    restarts = (await stats())["model_restarts"]
     server_alive = client._server.returncode is None  # type: ignore[attr-defined]
     await client.shutdown_async(None)
     client.exit(None)
@@ -138,6 +142,7 @@ async def _session(root: Path, state: Path) -> dict[str, Any]:
         "worker": worker,
         "workers_after": workers_after,
         "server_alive": server_alive,
+        "restarts": restarts,
     }
 
 
@@ -151,3 +156,4 @@ def test_killing_the_model_process_is_survived_and_reported(tmp_path: Path) -> N
     # Served by a new model process, continuing the text typed after the crash.
     assert result["workers_after"] and result["worker"] not in result["workers_after"], result
     assert result["after"] is not None and "height" in result["after"], result
+    assert result["restarts"] == 1, result  # and the statistics count the restart

@@ -26,9 +26,10 @@ START_TIMEOUT_S = 120
 
 
 def test_the_remote_backend_on_llama_server_completes_as_in_process(tmp_path: Path) -> None:
-    from server.completion import Completer, CompletionRequest
+    from server.completion import Completer
     from server.model.loader import load_runtime
     from server.model.registry import load_registry, resolve
+    from server.request import CompletionContext
 
     binary = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, check=True).stdout.strip()
     path = resolve(load_registry().get(TEST_MODEL))
@@ -51,7 +52,7 @@ def test_the_remote_backend_on_llama_server_completes_as_in_process(tmp_path: Pa
             assert time.monotonic() < deadline, "llama-server did not become healthy"
             time.sleep(0.3)
         text = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + \n"
-        request = CompletionRequest(path=tmp_path / "fib.py", text=text, line=3, column=30)
+        request = CompletionContext.at(tmp_path / "fib.py", text, 3, 30)
         remote = load_runtime(TEST_MODEL, backend=url)
         try:
             over_http = Completer(remote).complete(request)

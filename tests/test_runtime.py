@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from server.completion import PREFIX_SNAP_LINES, Completer, CompletionRequest, CompletionSettings, split_at
+from server.completion import PREFIX_SNAP_LINES, Completer, CompletionSettings
 from server.model.fake import FakeEngine
 from server.model.runtime import PROMPT_CHUNK_TOKENS, Cancelled, CancelToken, Runtime
 from server.model.worker import ModelWorker
+from server.request import CompletionContext, split_at
 
 
 def completer(answer: str = "42\n", **settings: int) -> tuple[Completer, FakeEngine]:
@@ -18,10 +19,10 @@ def completer(answer: str = "42\n", **settings: int) -> tuple[Completer, FakeEng
     return Completer(Runtime(engine), settings=CompletionSettings(**settings)), engine
 
 
-def request(text: str) -> CompletionRequest:
+def request(text: str) -> CompletionContext:
     line = text[: text.index("█")].count("\n")
     column = len(text[: text.index("█")].rsplit("\n", 1)[-1])
-    return CompletionRequest(Path("m.py"), text.replace("█", ""), line, column)
+    return CompletionContext.at(Path("m.py"), text.replace("█", ""), line, column)
 
 
 def test_split_at_counts_code_points() -> None:

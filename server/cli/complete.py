@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from server.completion import CompletionRequest
+    from server.request import CompletionContext
     from server.session import ModelChoice, Session
 
     loc = args.location
@@ -71,7 +71,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
         return fail(str(exc))
     completer = session.completer(root, context=not args.no_context)
     assert completer is not None
-    request = CompletionRequest(path=loc.path.resolve(), text=text, line=loc.line, column=loc.column)
+    request = CompletionContext.at(loc.path.resolve(), text, loc.line, loc.column)
     runs = []
     try:
         for _ in range(max(1, args.repeat)):

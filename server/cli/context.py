@@ -67,8 +67,9 @@ def cmd_context(args: argparse.Namespace) -> int:
                 path, text, loc.line, loc.column, args.budget or DEFAULT_BUDGET, _estimate_tokens
             )
         else:
-            from server.completion import Completer, CompletionRequest, CompletionSettings
+            from server.completion import Completer, CompletionSettings
             from server.model.registry import ModelError
+            from server.request import CompletionContext
 
             settings = CompletionSettings()
             if args.budget is not None:
@@ -79,9 +80,7 @@ def cmd_context(args: argparse.Namespace) -> int:
                 )
             except ModelError as exc:
                 return fail(f"{exc} (or use --no-model)")
-            prompt = completer.build_prompt(
-                CompletionRequest(path=path, text=text, line=loc.line, column=loc.column)
-            )
+            prompt = completer.build_prompt(CompletionContext.at(path, text, loc.line, loc.column))
             if prompt.retrieval is None:
                 return fail("retrieval is disabled (context budget 0)")
             result = prompt.retrieval

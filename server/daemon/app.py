@@ -14,17 +14,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
-from server.completion import CompletionRequest
 from server.daemon import protocol
 from server.daemon.core import Busy, Core, NotReady
 from server.daemon.metrics import CONTENT_TYPE, Metrics
 from server.daemon.protocol import Answer, FimQuery, ProtocolError, RawQuery, TooLarge
 from server.daemon.security import authorized
 from server.model.runtime import CancelToken
+from server.request import CompletionContext
 
 log = logging.getLogger(__name__)
 
@@ -212,23 +212,31 @@ async def tokenize(request: web.Request) -> web.Response:
 
 async def infill(request: web.Request) -> web.StreamResponse:
     query, options = protocol.parse_infill(await _json(request), request.app[MAX_PROMPT])
-    core = request.app[CORE]
+    answer = await _fim(request, query)
+    reply = protocol.select_fields(protocol.completion_json(answer), options.response_fields)
     if options.stream:
-        return await _stream(
-            request,
-            lambda t, _emit: core.fim(query, t),
-            lambda piece: protocol.sse(protocol.completion_chunk(piece)),
-            lambda a: [protocol.sse(_chunk_then_final(a, options.response_fields))],
-            incremental=False,
-        )
-    answer = await _run(request, lambda t: core.fim(query, t))
-    return web.json_response(
-        protocol.select_fields(protocol.completion_json(answer), options.response_fields)
-    )
+        return await _events(request, [protocol.sse(reply)])
+    return web.json_response(reply)
 
 
-def _chunk_then_final(answer: Answer, fields: tuple[str, ...] | None) -> dict[str, Any]:
-    return protocol.select_fields(protocol.completion_json(answer), fields)
+async def _fim(request: web.Request, query: FimQuery) -> Answer:
+    """A FIM answer: typed through an earlier one when the client's text allows, else from the model."""
+    core = request.app[CORE]
+    answer = core.typed_through(query)
+    if answer is None:
+        answer = await _run(request, lambda t: core.fim(query, t))
+        core.remember(query, answer)
+    return answer
+
+
+async def _events(request: web.Request, events: list[bytes]) -> web.StreamResponse:
+    """A server-sent-events reply whose events are all known (FIM answers are post-processed whole)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    for event in events:
+        await response.write(event)
+    await response.write_eof()
+    return response
 
 
 async def completion(request: web.Request) -> web.StreamResponse:
@@ -290,30 +298,19 @@ async def openai_completions(request: web.Request) -> web.StreamResponse:
 
 async def fim_completions(request: web.Request) -> web.StreamResponse:
     query, options = protocol.parse_fim(await _json(request), request.app[MAX_PROMPT])
-    core = request.app[CORE]
     ident, created = protocol.new_id("fim"), int(time.time())
+    answer = await _fim(request, query)
     if options.stream:
-
-        def final(answer: Answer) -> list[bytes]:
-            events = (
-                [protocol.sse(protocol.fim_chunk(answer.text, answer.model, ident, created))]
-                if answer.text
-                else []
-            )
-            events.append(
-                protocol.sse(protocol.fim_chunk("", answer.model, ident, created, answer.finish_reason))
-            )
-            events.append(protocol.sse("[DONE]"))
-            return events
-
-        return await _stream(
-            request,
-            lambda t, _emit: core.fim(query, t),
-            lambda piece: b"",
-            final,
-            incremental=False,
+        events = (
+            [protocol.sse(protocol.fim_chunk(answer.text, answer.model, ident, created))]
+            if answer.text
+            else []
         )
-    answer = await _run(request, lambda t: core.fim(query, t))
+        events.append(
+            protocol.sse(protocol.fim_chunk("", answer.model, ident, created, answer.finish_reason))
+        )
+        events.append(protocol.sse("[DONE]"))
+        return await _events(request, events)
     return web.json_response(protocol.fim_completion(answer, ident, created))
 
 
@@ -337,7 +334,7 @@ async def native_complete(request: web.Request) -> web.Response:
         ready = core.open_root(root)
         if ready is not None:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ready)), INDEX_WAIT_S)
-    cli_request = CompletionRequest(path=path, text=text, line=line, column=column)
+    cli_request = CompletionContext.at(path, text, line, column)
     reset = bool(body.get("reset_cache", False))
     result = await _run(
         request, lambda t: core.complete(cli_request, root, t, context=context, reset_cache=reset)

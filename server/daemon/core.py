@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from server.completion import CompletionRequest, CompletionResult, CompletionSettings
+from server.completion import CompletionResult, CompletionSettings
 from server.daemon import locate
 from server.daemon.metrics import Metrics
 from server.daemon.protocol import Answer, FimQuery, RawQuery, TooLarge
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
+from server.request import CompletionContext
 from server.session import ModelChoice, Session, default_loader
 from server.workspace import ROOT_MARKERS, find_root
 
@@ -314,7 +315,7 @@ class Core:
         """Fill in the middle with repository context, infiller's post-processing and the client's limits."""
         place = self.place(query)
         completer = self._completer(place.root)
-        request = CompletionRequest(path=place.path, text=place.text, line=place.line, column=place.column)
+        request = CompletionContext.at(place.path, place.text, place.line, place.column)
         file = str(place.path) if place.located else None
         if query.prefill_only:
             prompt = completer.build_prompt(request)
@@ -339,9 +340,43 @@ class Core:
         self.metrics.record_answer(answer)
         return answer
 
+    # --- typing-through (on the event loop: the suggester's cache belongs to it) ------------------
+
+    def typed_through(self, query: FimQuery) -> Answer | None:
+        """The rest of an earlier answer that the client's text since then typed into, if any.
+
+        A client asking again after each keystroke (llama.vim, Continue) gets the remainder of
+        the suggestion it is typing through at once, without the model or the queue.
+        """
+        if query.prefill_only:
+            return None
+        hit = self.session.suggester.cached(_fim_context(query))
+        if hit is None:
+            return None
+        text, word = Limits(None, query.min_indent, query.stop).cut(hit[0])
+        if not text:
+            return None
+        self.metrics.typed_through.inc()
+        origin = hit[1].origin
+        file, context = (origin.file, origin.context) if isinstance(origin, Answer) else (None, [])
+        return Answer(
+            text=text,
+            model=self.model_name,
+            stop_type="word" if word else "eos",
+            stopping_word=word,
+            file=file,
+            context=context,
+            reason="typed-through",
+        )
+
+    def remember(self, query: FimQuery, answer: Answer) -> None:
+        """Keep a FIM answer for typing-through (call on the event loop)."""
+        if not query.prefill_only and answer.text:
+            self.session.suggester.remember(_fim_context(query), answer.text, origin=answer)
+
     def complete(
         self,
-        request: CompletionRequest,
+        request: CompletionContext,
         root: Path | None,
         cancel: CancelToken,
         *,
@@ -453,6 +488,11 @@ def _answer(result: CompletionResult, text: str, word: str, file: str | None) ->
         context=[c.path for c in result.chunks],
         reason=result.reason,
     )
+
+
+def _fim_context(query: FimQuery) -> CompletionContext:
+    """The suggestion-cache key of a FIM request: the client's own text around its cursor."""
+    return CompletionContext(f"daemon:{query.filename or ''}", query.prefix, query.suffix)
 
 
 def _stand_in_name(query: FimQuery) -> str:

@@ -63,6 +63,11 @@ class Metrics:
             "Generations that reused part of the previous prompt's KV cache.",
             registry=r,
         )
+        self.typed_through = Counter(
+            "infiller_typed_through",
+            "FIM requests answered from an earlier answer the client typed into (no model run).",
+            registry=r,
+        )
         self.cancellations = Counter(
             "infiller_cancellations",
             "Generations cancelled, by reason (disconnect, shutdown).",

@@ -50,6 +50,7 @@ def register(server: InfillerServer) -> None:
         summary = ls.stats.summary()
         summary["model"] = ls.loaded_model
         summary["index_ready"] = ls.index_ready
+        summary["model_restarts"] = ls.session.restarts
         return summary
 
     @server.command(ACCEPT_COMMAND)
@@ -57,7 +58,7 @@ def register(server: InfillerServer) -> None:
         sid = _int(args[0]) if args else None
         chars = _int(args[1]) if len(args) > 1 else None
         if sid is not None:
-            ls.stats.record_accepted(sid, chars)
+            ls.session.suggester.accepted(sid, chars)
 
     @server.feature(DID_SHOW)
     def did_show(ls: InfillerServer, params: Any) -> None:

@@ -19,11 +19,11 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from context.syntax import EXTENSIONS
+from server.features import inline
 from server.lsp.documents import scrub_surrogates
 from server.settings import read_settings
 
 if TYPE_CHECKING:
-    from server.features.inline import Suggester
     from server.lsp.documents import Document
     from server.lsp.server import InfillerServer
 
@@ -83,10 +83,6 @@ def _log_failure(f: asyncio.Future[Any]) -> None:
         log.warning("index update failed: %r", f.exception())
 
 
-def _suggester(server: InfillerServer) -> Suggester | None:
-    return getattr(server, "suggester", None)
-
-
 def watch_glob() -> str:
     exts = sorted({ext.lstrip(".") for ext in EXTENSIONS})
     return "**/*.{" + ",".join(exts) + "}"
@@ -129,9 +125,6 @@ async def pull_configuration(server: InfillerServer) -> None:
 def apply_configuration(server: InfillerServer, raw: object) -> None:
     settings, errors = read_settings(raw, server.settings)
     server.apply_settings(settings, errors)
-    suggester = _suggester(server)
-    if suggester is not None:
-        suggester.apply_settings()
 
 
 def _notify_changed(server: InfillerServer, doc: Document) -> None:
@@ -158,12 +151,8 @@ def register(server: InfillerServer) -> None:
             feeder.changed(doc.path, doc.text, now=True)
             if ls.index is not None:
                 ls.index.note_view(doc.path, 0)
-        suggester = _suggester(ls)
-        if suggester is not None and not doc.too_large:
-            # The cursor is unknown: prefill the file's head, where most small files are edited.
-            lines = doc.text.split("\n")
-            last = min(len(lines) - 1, JUMP_LINES)
-            suggester.prefill(doc, last, len(lines[last]))
+        # The cursor is unknown: prefill the file's head, where most small files are edited.
+        inline.prefill(ls, doc, min(doc.text.count("\n"), JUMP_LINES))
         _notify_changed(ls, doc)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -174,9 +163,7 @@ def register(server: InfillerServer) -> None:
             return
         doc, line = changed
         _notify_changed(ls, doc)
-        suggester = _suggester(ls)
-        if suggester is not None:
-            suggester.debounce.observe(doc.uri)
+        ls.session.suggester.observe(doc.uri)
         if doc.path is not None:
             feeder.changed(doc.path, doc.text)
             if line is not None and ls.index is not None:
@@ -184,10 +171,8 @@ def register(server: InfillerServer) -> None:
         if line is not None:
             jumped = doc.last_line is not None and abs(line - doc.last_line) > JUMP_LINES
             doc.last_line = line
-            if jumped and suggester is not None and not doc.too_large:
-                lines = doc.text.split("\n")
-                if line < len(lines):
-                    suggester.prefill(doc, line, len(lines[line]))
+            if jumped:
+                inline.prefill(ls, doc, line)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: InfillerServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -200,9 +185,7 @@ def register(server: InfillerServer) -> None:
                 hook(ls, params.text_document.uri)
             except Exception:
                 log.exception("document hook failed")
-        suggester = _suggester(ls)
-        if suggester is not None:
-            suggester.forget(params.text_document.uri)
+        ls.session.suggester.forget(params.text_document.uri)
         if doc.path is not None and ls.index is not None:
             index, path = ls.index, doc.path
             ls.index_call(index.drop_buffer, path).add_done_callback(_log_failure)

@@ -70,7 +70,7 @@ def offset_at(text: str, position: types.Position) -> int:
 
 
 def cursor_at(text: str, position: types.Position) -> tuple[int, int]:
-    """(line, code-point column) of an LSP position, both 0-based, as CompletionRequest wants."""
+    """(line, code-point column) of an LSP position, both 0-based, as CompletionContext wants."""
     lines = text.split("\n")
     if position.line < 0:
         return 0, 0
@@ -105,6 +105,8 @@ class Document:
     path: Path | None
     # Line of the last edit: a change far from it is a cursor jump (prefill the new spot).
     last_line: int | None = None
+    # The user was told once that this buffer is too large for completions.
+    told_too_large: bool = False
 
     @property
     def too_large(self) -> bool:

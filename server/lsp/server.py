@@ -11,7 +11,7 @@ thin. Stable attributes for feature modules (the model and index ones read the s
 - `server.worker`     -- the `ModelWorker`: the only thread that touches the model. Submit jobs with
                          `server.run_model(job, supersede=...)` and await the result; never call the
                          model from the event loop.
-- `server.session`    -- the `Session` core (model backend, indexes, completers).
+- `server.session`    -- the `Session` core (model backend, indexes, completers, the suggester).
 - `server.completer`  -- the `Completer` once the model is loaded (`server.completer_ready()`), else None.
 - `server.runtime`    -- its model `Backend` (tokenizer, template, chat-free generation), or None.
 - `server.index`      -- the workspace `Index` once opened (it may still be refreshing: `index_ready`
@@ -79,12 +79,13 @@ class InfillerServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
         super().__init__("infiller", __version__, protocol_cls=InfillerProtocol)
         self.settings = Settings()
-        self.stats: Stats = load_stats()
         self.session = Session(
             completion=self.settings.completion_settings(),
+            stats=load_stats(),
             loader=_factory_loader(engine_factory) if engine_factory is not None else default_loader,
             on_model_event=self._model_event_threadsafe,
         )
+        self.session.suggester.apply_settings(self.settings.suggest_settings())
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
         self.index_ready = False
         self.root: Path | None = None
@@ -157,6 +158,10 @@ class InfillerServer(LanguageServer):
                 log.exception("a message could not be handled")
 
     # --- state (the session's, for this workspace) ------------------------------------------
+
+    @property
+    def stats(self) -> Stats:
+        return self.session.stats
 
     @property
     def runtime(self) -> Backend | None:
@@ -259,6 +264,7 @@ class InfillerServer(LanguageServer):
         # A load already started (finished, failed or still running) must restart with the new
         # model: otherwise a change sent while the first load runs would be lost.
         self.session.set_completion(settings.completion_settings())
+        self.session.suggester.apply_settings(settings.suggest_settings())
         if reload and self._model_task is not None:
             self.start_model()
 

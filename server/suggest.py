@@ -1,0 +1,363 @@
+"""The suggester: which answer a completion request gets, cheapest source first. No transport.
+
+For a `CompletionContext` (built once by the door), in order:
+1. the suggestion cache (typing-through a shown suggestion, or the prepared hot-streak line);
+2. a generation already running for this spot that agrees with what was typed since;
+3. the model, after an adaptive per-document debounce, superseding older work when the door
+   says a newer request makes the older one worthless (an editor: yes; a shared daemon: no).
+After a model answer it prepares the next line (hot streak); `prefill` reads a spot's prompt
+into the KV cache ahead of the first request. Model work runs on the session's model thread;
+this module awaits its futures on the caller's event loop (the language server's, the daemon's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from server.completion import CompletionResult
+from server.latency import (
+    AdaptiveDebounce,
+    Suggestion,
+    SuggestionCache,
+    agrees,
+    continuation,
+    next_line_cursor,
+)
+from server.model.process import ModelProcessDied
+from server.model.runtime import Cancelled, CancelToken
+from server.request import CompletionContext
+
+if TYPE_CHECKING:
+    from server.completion import Completer
+    from server.session import Session
+
+log = logging.getLogger(__name__)
+
+# A cancelled request whose generation nobody else awaits keeps running this long, in case the
+# next keystroke's request wants to follow it; then it is cancelled.
+ORPHAN_GRACE_S = 0.35
+# While a generation is still reading its prompt there is no output to compare with what was typed:
+# follow it anyway for this many characters of the same line. Starting over on every few keystrokes
+# re-reads the suffix each time and, during a burst, never finishes (replay on 2 busy cores: a warm
+# generation takes 1-3 s, i.e. 8-20 keystrokes); a finished answer still serves the typed text
+# when the model predicted it (typing-through).
+FOLLOW_BLIND_CHARS = 24
+
+
+@dataclass(frozen=True)
+class SuggestSettings:
+    """The suggester's knobs (the language server maps its settings onto these)."""
+
+    debounce_min_ms: int = 25
+    debounce_max_ms: int = 200
+    debounce_adaptive: bool = True
+    hot_streak: bool = True
+    prefill: bool = True
+
+
+@dataclass
+class Answer:
+    """What a request gets: the text to show (None: nothing) and where it came from."""
+
+    text: str | None
+    reason: str
+    source: str = "model"
+    stats_id: int = 0
+    latency_ms: float = 0.0
+    entry: Suggestion | None = None  # the cache entry of a fresh model answer
+    result: CompletionResult | None = None  # the model's answer, when this request ran the model
+
+
+@dataclass
+class InFlight:
+    """A model generation in progress for one context; later requests may follow it."""
+
+    at: CompletionContext
+    future: asyncio.Future[CompletionResult | None]
+    token: CancelToken
+    partial: str = ""
+    waiters: int = 0
+    orphan_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+Work = Callable[
+    ["Completer", CompletionContext, CancelToken, Callable[[str], None]], "CompletionResult | None"
+]
+
+
+class Suggester:
+    """Completion state over a Session: cache, debounce, the running generation, background jobs."""
+
+    def __init__(
+        self, session: Session, settings: SuggestSettings | None = None, *, supersede: bool = True
+    ) -> None:
+        self.session = session
+        self.supersede = supersede
+        self.cache = SuggestionCache()
+        self.debounce = AdaptiveDebounce(0.0, 0.0)
+        self.settings = SuggestSettings()
+        self.apply_settings(settings or SuggestSettings())
+        self._latest: dict[str, int] = {}
+        self.inflight: InFlight | None = None
+        self.background: asyncio.Future[CompletionResult | None] | None = None
+
+    def apply_settings(self, settings: SuggestSettings) -> None:
+        self.settings = settings
+        self.debounce.min_s = settings.debounce_min_ms / 1000
+        self.debounce.max_s = settings.debounce_max_ms / 1000
+        self.debounce.adaptive = settings.debounce_adaptive
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def suggest(self, now: CompletionContext, *, explicit: bool = False) -> Answer:
+        """The suggestion for a context, from the cheapest source that has one; recorded in the stats."""
+        start = time.perf_counter()
+        stats = self.session.stats
+        stats.record_request()
+        name = now.uri.rsplit("/", 1)[-1]
+        try:
+            answer = await self._suggest(now, explicit)
+        except asyncio.CancelledError:
+            stats.record_cancelled("cancelled")  # the client cancelled (LSP $/cancelRequest, a disconnect)
+            log.info(
+                "inline %s:%d cancelled after %.0f ms", name, now.line, (time.perf_counter() - start) * 1000
+            )
+            raise
+        answer.latency_ms = (time.perf_counter() - start) * 1000
+        log.info(
+            "inline %s:%d:%d -> %s %s (%.0f ms)",
+            name,
+            now.line,
+            now.column,
+            answer.source if answer.text else "none",
+            answer.reason,
+            answer.latency_ms,
+        )
+        if answer.text:
+            answer.stats_id = stats.record_shown(now.uri, answer.text, answer.source, answer.latency_ms)
+            if answer.entry is not None:
+                answer.entry.stats_id = answer.stats_id
+        elif answer.reason in ("superseded", "cancelled"):
+            stats.record_cancelled(answer.reason)
+        else:
+            stats.record_none(answer.reason, answer.latency_ms)
+        return answer
+
+    def decline(self, reason: str) -> Answer:
+        """A request the door answers with nothing before asking (language off, buffer too large)."""
+        self.session.stats.record_request()
+        self.session.stats.record_none(reason)
+        return Answer(None, reason)
+
+    def cached(self, now: CompletionContext) -> tuple[str, Suggestion] | None:
+        """The rest of a cached suggestion that `now` typed into, and the entry (no model, no stats)."""
+        hit = self.cache.lookup(now)
+        return (hit[1], hit[0]) if hit is not None else None
+
+    def remember(self, at: CompletionContext, text: str, origin: object = None) -> None:
+        """Keep an answer made elsewhere (a daemon job) for typing-through."""
+        if text:
+            self.cache.put(Suggestion(at, text, "model", origin=origin))
+
+    async def _suggest(self, now: CompletionContext, explicit: bool) -> Answer:
+        session = self.session
+        index = session.index_for(now.root)
+        if index is not None and now.path is not None:
+            index.note_view(now.path, now.line)
+
+        hit = self.cache.lookup(now)
+        if hit is not None:
+            entry, rest = hit
+            if entry.stats_id:
+                session.stats.record_typed_through(entry.stats_id)
+            exact = len(now.prefix) == len(entry.at.prefix)
+            source = "hot-streak" if entry.source == "hot-streak" and exact else "cache"
+            return Answer(rest, "ok", source)
+
+        uri = now.uri
+        seq = self._latest[uri] = self._latest.get(uri, 0) + 1
+        followed = await self._follow(now)
+        if followed is not None:
+            return followed
+        if self._latest.get(uri) != seq:
+            return Answer(None, "superseded")
+
+        completer = session.completer(now.root)
+        if completer is None:
+            return Answer(None, "model-unavailable" if session.model_error else "model-loading")
+
+        delay = 0.0 if explicit else self.debounce.delay(uri)
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if self._latest.get(uri) != seq:  # a newer request, or the document was closed
+                return Answer(None, "superseded")
+        return await self._generate(completer, now)
+
+    async def _follow(self, now: CompletionContext) -> Answer | None:
+        """Serve `now` from the running generation unless its output already contradicts what was typed."""
+        flight = self.inflight
+        if flight is None or (flight.future.done() and flight.future.cancelled()):
+            return None
+        if (
+            flight.at.uri != now.uri
+            or flight.at.suffix != now.suffix
+            or not now.prefix.startswith(flight.at.prefix)
+        ):
+            return None
+        typed = now.prefix[len(flight.at.prefix) :]
+        if flight.partial:
+            if not agrees(flight.at, flight.partial, now):
+                return None
+        elif len(typed) > FOLLOW_BLIND_CHARS or "\n" in typed:
+            # No output yet and the prompt is stale: start over (the KV cache keeps what was read).
+            return None
+        log.info("following the generation at %d (+%d typed)", len(flight.at.prefix), len(typed))
+        result = await self._await(flight)
+        if result is None or not result.text:
+            return None
+        rest = continuation(flight.at, result.text, now) if typed else result.text
+        return Answer(rest, "ok", "inflight") if rest else None
+
+    async def _await(self, flight: InFlight) -> CompletionResult | None:
+        """Wait for a shared generation; a cancelled waiter leaves it running briefly (orphan grace)."""
+        flight.waiters += 1
+        if flight.orphan_timer is not None:
+            flight.orphan_timer.cancel()
+            flight.orphan_timer = None
+        try:
+            return await asyncio.shield(flight.future)
+        except (Cancelled, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not flight.future.done():
+                raise
+            return None
+        except ModelProcessDied:
+            return None  # the door told the user (on_model_event); the next request restarts it
+        except Exception:
+            # The job failed (logged by _log_failure): this request gets nothing, nothing else breaks.
+            return None
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.future.done():
+                loop = asyncio.get_running_loop()
+                flight.orphan_timer = loop.call_later(ORPHAN_GRACE_S, _cancel_orphan, flight)
+
+    def _submit(
+        self, work: Work, completer: Completer, at: CompletionContext, *, supersede: bool
+    ) -> InFlight:
+        """Queue `work` for `at` on the model thread, as an InFlight that later requests may follow."""
+        flight: InFlight | None = None
+
+        def on_partial(raw: str) -> None:
+            if flight is not None:
+                flight.partial = raw  # a str assignment: safe to read from the loop
+
+        future, token = self.session.submit(lambda t: work(completer, at, t, on_partial), supersede=supersede)
+        wrapped: asyncio.Future[CompletionResult | None] = asyncio.wrap_future(future)
+        wrapped.add_done_callback(_log_failure)  # a superseded or orphaned job ends in Cancelled
+        flight = InFlight(at, wrapped, token)
+        return flight
+
+    async def _generate(self, completer: Completer, now: CompletionContext) -> Answer:
+        log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], now.line)
+        flight = self._submit(_complete, completer, now, supersede=self.supersede)
+        self.inflight = flight
+        try:
+            result = await self._await(flight)
+        finally:
+            if self.inflight is flight and flight.future.done():
+                self.inflight = None
+        future = flight.future
+        if result is None:
+            failed = future.done() and not future.cancelled() and future.exception() is not None
+            if failed and not isinstance(future.exception(), Cancelled):
+                return Answer(None, "failed")
+            return Answer(None, "superseded")
+        log.info("model: %s; %s", result.tokens, result.timings)
+        if not result.text:
+            return Answer(None, result.reason or "empty", result=result)
+        entry = Suggestion(now, result.text, "model")
+        self.cache.put(entry)
+        if self.settings.hot_streak:
+            self.prepare_next_line(now, result.text)
+        return Answer(result.text, "ok", "model", entry=entry, result=result)
+
+    # --- background work (any completion supersedes it) -------------------------------------
+
+    def _background(self, at: CompletionContext, work: Work) -> InFlight | None:
+        """Queue low-priority model work for `at`; any completion request supersedes it."""
+        completer = self.session.completer(at.root)
+        if completer is None:
+            return None
+        flight = self._submit(work, completer, at, supersede=False)
+        self.background = flight.future
+
+        def done(f: asyncio.Future[CompletionResult | None]) -> None:
+            if self.inflight is flight:
+                self.inflight = None
+            if f.cancelled() or f.exception() is not None:
+                return
+            result = f.result()
+            if result is not None and result.text:
+                self.cache.put(Suggestion(at, result.text, "hot-streak"))
+
+        flight.future.add_done_callback(done)
+        return flight
+
+    def prepare_next_line(self, at: CompletionContext, text: str) -> None:
+        """Hot streak: complete the line after `text` for when the user accepts it and presses Enter."""
+        target = next_line_cursor(at, text)
+        if target is None or self.cache.lookup(target) is not None:
+            return
+        flight = self._background(target, _complete)
+        if flight is not None:
+            self.inflight = flight  # a request at the target follows it instead of starting over
+
+    def prefill(self, at: CompletionContext) -> None:
+        """Read the prompt for this spot into the KV cache, generating nothing."""
+        if self.settings.prefill:
+            self._background(at, _prefill)
+
+    def observe(self, uri: str) -> None:
+        """A keystroke in `uri` (the debounce learns the typing speed)."""
+        self.debounce.observe(uri)
+
+    def accepted(self, stats_id: int, chars: int | None = None) -> bool:
+        """The user accepted (part of) a shown suggestion."""
+        return self.session.stats.record_accepted(stats_id, chars)
+
+    def forget(self, uri: str) -> None:
+        """The document closed: drop its suggestions; a request waiting on its debounce gives up."""
+        self.cache.drop(uri)
+        self.debounce.forget(uri)
+        self._latest.pop(uri, None)
+
+
+def _complete(
+    completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
+) -> CompletionResult:
+    return completer.complete(at, token, on_partial=on_partial)
+
+
+def _prefill(
+    completer: Completer, at: CompletionContext, token: CancelToken, _: Callable[[str], None]
+) -> None:
+    prompt = completer.build_prompt(at)
+    completer.runtime.prefill(prompt.tokens, token)
+
+
+def _cancel_orphan(flight: InFlight) -> None:
+    """Nobody followed a cancelled request's generation in time: stop it."""
+    if flight.waiters == 0:
+        flight.token.cancel("orphaned")
+
+
+def _log_failure(f: asyncio.Future[Any]) -> None:
+    if not f.cancelled():
+        exc = f.exception()
+        if exc is not None and not isinstance(exc, Cancelled):
+            log.warning("background model job failed: %r", exc)
