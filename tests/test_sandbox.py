@@ -230,3 +230,42 @@ def test_the_code_action_says_why_it_refuses(
             await editor.stop()
 
     asyncio.run(asyncio.wait_for(main(), 90))
+
+
+@needs_isolation
+def test_a_project_environment_without_pytest_gets_infillers_and_is_told(fixbug: Path) -> None:
+    # A real virtual environment with neither pytest nor coverage (nor pip): the project's own.
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fixbug / ".venv")], check=True)
+    python = fixbug / ".venv" / "bin" / "python"
+    assert sandbox_module.missing_tools(str(python)) == ["pytest", "coverage"]
+    with Sandbox(fixbug) as sandbox:
+        assert sandbox.python == str(python)  # the project's interpreter, not infiller's
+        assert sandbox.notes == [
+            f"pytest and coverage provided by infiller: the project's environment ({python}) lacks them"
+        ]
+        probe = (
+            "import sys\n\n\ndef test_where():\n"
+            "    assert sys.prefix.endswith('.venv')\n"
+            "    assert sys.path[-1] == '/run/infiller-tools'\n"
+        )
+        run = sandbox.run_pytest(
+            {"tests/test_probe.py": probe},
+            ["tests/test_intervals.py", "tests/test_probe.py"],
+            coverage=["intervals.py"],
+        )
+    assert sorted(run.passed()) == ["test_merge_empty", "test_merge_overlapping", "test_where"]
+    assert [f.name for f in run.failed()] == ["test_merge_touching_intervals"]
+    # coverage (lent too) measured the module per test: the empty input never enters the loop.
+    assert run.arcs["intervals.py"] and run.test_arcs["test_merge_overlapping"]
+    assert len(run.test_arcs["test_merge_empty"]) < len(run.test_arcs["test_merge_overlapping"])
+
+
+@needs_isolation
+def test_a_project_environment_with_pytest_is_used_as_it_is(fixbug: Path) -> None:
+    site = fixbug / ".venv" / "lib" / "python3.11" / "site-packages"
+    (site / "pytest").mkdir(parents=True)
+    (site / "coverage").mkdir()
+    assert sandbox_module.missing_tools(str(fixbug / ".venv" / "bin" / "python")) == []

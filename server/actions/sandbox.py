@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -82,6 +83,29 @@ DRAIN_S = 2.0
 POLL_S = 0.1
 # Interpreters of the project, in the order we look for them (relative to the workspace root).
 VENV_PYTHONS = (".venv/bin/python", "venv/bin/python", ".venv/Scripts/python.exe", "venv/Scripts/python.exe")
+# What infiller lends a project whose environment lacks pytest or coverage: the import names of
+# pytest, coverage and their dependencies, copied from infiller's own environment into a folder
+# of their own and put at the END of sys.path, so any package the project has wins.
+PROVIDED_TOOLS = ("pytest", "coverage")
+PROVIDED_MODULES = (
+    "pytest",
+    "_pytest",
+    "py",
+    "pluggy",
+    "iniconfig",
+    "packaging",
+    "coverage",
+    "exceptiongroup",
+    "tomli",
+    "pygments",
+)
+# Where the sandbox sees the lent packages.
+INSIDE_TOOLS = "/run/infiller-tools"
+# Starts pytest with the lent packages appended to sys.path (`python -m pytest` otherwise).
+PYTEST_WITH_TOOLS = (
+    "import sys, runpy; sys.path.append({tools!r}); "
+    "runpy.run_module('pytest', run_name='__main__', alter_sys=True)"
+)
 
 # --- Isolation -------------------------------------------------------------------------------
 # The only variables generated code inherits; everything else (tokens, keys, proxies) stays out.
@@ -133,6 +157,10 @@ class RunResult:
     timed_out: bool = False
     duration_s: float = 0.0
     distrust: str = ""  # why reported passes were turned into failures (empty: none were)
+    # Executed line arcs per workspace-relative file, for the files asked to be measured, and
+    # per test (name as in `outcomes`) over those files.
+    arcs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
+    test_arcs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def collection_error(self) -> bool:
@@ -149,14 +177,48 @@ class RunResult:
 
 
 def project_python(root: Path) -> str:
-    """The project's interpreter when it has a virtual environment with pytest, else ours."""
+    """The project's interpreter when it has a virtual environment, else ours."""
     for rel in VENV_PYTHONS:
         candidate = root / rel
         if candidate.is_file() and os.access(candidate, os.X_OK):
-            lib = candidate.parent.parent / "lib"
-            if any(lib.glob("python*/site-packages/pytest")) or (candidate.parent.parent / "Lib").exists():
-                return str(candidate)
+            return str(candidate)
     return sys.executable
+
+
+def _site_packages(python: str) -> list[Path]:
+    env = Path(python).parent.parent
+    return [*env.glob("lib/python*/site-packages"), *env.glob("Lib/site-packages")]
+
+
+def missing_tools(python: str) -> list[str]:
+    """Which of PROVIDED_TOOLS the interpreter's environment lacks (read from its folders, not run)."""
+    if Path(python) == Path(sys.executable):
+        return [t for t in PROVIDED_TOOLS if importlib.util.find_spec(t) is None]
+    sites = _site_packages(python)
+    return [t for t in PROVIDED_TOOLS if not any((site / t).is_dir() for site in sites)]
+
+
+@functools.cache
+def provided_tools_dir() -> Path:
+    """A read-only-able copy of pytest, coverage and their dependencies from infiller's environment.
+
+    Made once per process; only these packages, so a project sees nothing else of infiller's."""
+    folder = Path(tempfile.mkdtemp(prefix="infiller-tools-"))
+    folder.chmod(0o755)
+    for name in PROVIDED_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:
+            shutil.copytree(
+                origin.parent, folder / name, ignore=shutil.ignore_patterns("__pycache__"), symlinks=False
+            )
+        elif origin.suffix == ".py":
+            shutil.copyfile(origin, folder / origin.name)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
 
 
 def sandbox_env(
@@ -234,6 +296,7 @@ class Mounts:
     runner_dir: Path  # holds sandbox_runner.py
     hidden: tuple[Path, ...]  # replaced by empty read-only folders
     exposed: tuple[Path, ...]  # bound back read-only (the interpreter's trees)
+    tools: Path | None = None  # pytest/coverage lent by infiller, bound at INSIDE_TOOLS
 
     @property
     def inside(self) -> str:
@@ -306,6 +369,8 @@ def bwrap_args(bwrap: str, mounts: Mounts) -> list[str]:
             args += [*_mkdirs(top, tree), "--ro-bind", str(tree), str(tree)]
     args += ["--perms", "0755", "--dir", INSIDE_WORK, "--bind", str(mounts.copy), mounts.inside]
     args += ["--perms", "0755", "--dir", INSIDE_RUNNER, "--ro-bind", str(mounts.runner_dir), INSIDE_RUNNER]
+    if mounts.tools is not None:
+        args += ["--perms", "0755", "--dir", INSIDE_TOOLS, "--ro-bind", str(mounts.tools), INSIDE_TOOLS]
     for hidden in mounts.hidden:
         args += ["--remount-ro", str(hidden)]
     args += ["--chdir", mounts.inside]
@@ -501,6 +566,8 @@ def read_results(
             collection.append(_tail(str(record.get("text", "")).strip()))
         elif kind == "finish":
             finishes.append(record.get("exitstatus"))
+        elif kind in ("coverage", "coverage-missing"):
+            pass  # measurements, read by read_coverage; never part of the verdict
         elif kind == "test":
             name = _test_name(str(record.get("nodeid", "")))
             order[name] = None
@@ -527,6 +594,39 @@ def read_results(
             if outcome.passed:
                 outcome.passed, outcome.message = False, distrust
     return outcomes, collection, distrust
+
+
+def read_coverage(
+    stream: bytes, seen_root: str
+) -> tuple[dict[str, set[tuple[int, int]]], dict[str, set[tuple[int, int]]]]:
+    """Executed arcs per workspace-relative file, and per test, from a run's coverage records.
+
+    Coverage data comes from inside the sandbox, so it only ever measures (never judges): a
+    forged record can inflate a coverage figure, not turn a failing test into a passing one."""
+    by_file: dict[str, set[tuple[int, int]]] = {}
+    by_test: dict[str, set[tuple[int, int]]] = {}
+    prefix = seen_root.rstrip("/") + "/"
+    for line in stream.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("kind") != "coverage":
+            continue
+        path = str(record.get("file", ""))
+        arcs = record.get("arcs")
+        if not path.startswith(prefix) or not isinstance(arcs, list):
+            continue
+        pairs = {
+            (int(a[0]), int(a[1]))
+            for a in arcs
+            if isinstance(a, list) and len(a) == 2 and all(isinstance(x, int) for x in a)
+        }
+        by_file.setdefault(path[len(prefix) :], set()).update(pairs)
+        context = str(record.get("context", ""))
+        if context:
+            by_test.setdefault(_test_name(context), set()).update(pairs)
+    return by_file, by_test
 
 
 def _distrust(
@@ -612,6 +712,9 @@ class Sandbox:
             log.warning("running generated code WITHOUT isolation (allowUnsafeExecution): %s", how)
         self.source = root.resolve()
         self.python = python or project_python(self.source)
+        # pytest/coverage the project's environment lacks are lent from infiller's (see notes).
+        self.provided = missing_tools(self.python)
+        self._tools = provided_tools_dir() if self.provided else None
         self.timeout_s = timeout_s
         self._tmp = tempfile.TemporaryDirectory(prefix="infiller-sandbox-")
         top = Path(self._tmp.name)
@@ -627,7 +730,18 @@ class Sandbox:
             self._runner_dir,
             tuple(hidden_dirs(self.source)),
             tuple(_interpreter_trees(self.python)),
+            self._tools,
         )
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about how tests run here (lent tools), one sentence each."""
+        if not self.provided:
+            return []
+        return [
+            f"{' and '.join(self.provided)} provided by infiller: the project's environment "
+            f"({self.python}) lacks {'them' if len(self.provided) > 1 else 'it'}"
+        ]
 
     def __enter__(self) -> Sandbox:
         return self
@@ -647,10 +761,12 @@ class Sandbox:
         *,
         extra_args: Sequence[str] = (),
         python_path: Sequence[str] = (),
+        coverage: Sequence[str] = (),
     ) -> RunResult:
         """Write `files` (workspace-relative path -> text), run pytest on `targets`, restore the copy.
 
-        `python_path` holds workspace-relative folders to import from besides the root and src/.
+        `python_path` holds workspace-relative folders to import from besides the root and src/;
+        `coverage` workspace-relative files whose executed branch arcs the result carries.
         Between runs nothing of the sandbox is alive, so links it left in the copy are removed
         before this process writes there (it would otherwise write through them).
         """
@@ -660,7 +776,7 @@ class Sandbox:
                 path = _relative(rel)
                 saved[path] = _read_regular(self.root, path)
                 self._write(path, text.encode("utf-8"))
-            return self._pytest(targets, extra_args, python_path)
+            return self._pytest(targets, extra_args, python_path, coverage)
         finally:
             for path, data in saved.items():
                 target = _unlink_links(self.root, path)
@@ -687,10 +803,14 @@ class Sandbox:
             os.chown(target, *self._owner)
 
     def _command(self, targets: Sequence[str], extra_args: Sequence[str]) -> list[str]:
+        if self._tools is None:
+            launch = ["-m", "pytest"]
+        else:
+            tools = INSIDE_TOOLS if self.isolated else str(self._tools)
+            launch = ["-c", PYTEST_WITH_TOOLS.format(tools=tools)]
         pytest = [
             self.python,
-            "-m",
-            "pytest",
+            *launch,
             "-p",
             "sandbox_runner",
             "-q",
@@ -715,8 +835,15 @@ class Sandbox:
             *pytest,
         ]
 
+    def _seen_root(self) -> str:
+        return self._mounts.inside if self.isolated else str(self.root)
+
     def _pytest(
-        self, targets: Sequence[str], extra_args: Sequence[str], python_path: Sequence[str]
+        self,
+        targets: Sequence[str],
+        extra_args: Sequence[str],
+        python_path: Sequence[str],
+        coverage: Sequence[str] = (),
     ) -> RunResult:
         if self.isolated:
             env = sandbox_env(
@@ -733,6 +860,9 @@ class Sandbox:
                 runner=str(self._runner_dir),
                 python=self.python,
             )
+        if coverage:
+            seen = self._seen_root()
+            env[sandbox_runner.COVERAGE_ENV] = os.pathsep.join(f"{seen}/{_relative(r)}" for r in coverage)
         read_end, write_end = os.pipe()
         env[sandbox_runner.RESULTS_FD_ENV] = str(write_end)
         start = time.perf_counter()
@@ -774,6 +904,8 @@ class Sandbox:
             duration_s=time.perf_counter() - start,
             distrust=distrust,
         )
+        if coverage:
+            result.arcs, result.test_arcs = read_coverage(bytes(capture.results), self._seen_root())
         log.info(
             "sandbox pytest %s: rc=%s, %d passed, %d failed%s in %.1fs",
             " ".join(targets),
@@ -792,7 +924,9 @@ __all__ = [
     "SandboxUnavailable",
     "TestOutcome",
     "isolation_available",
+    "missing_tools",
     "project_python",
+    "read_coverage",
     "read_results",
     "sandbox_env",
 ]

@@ -22,12 +22,15 @@ import sys
 from typing import Any
 
 RESULTS_FD_ENV = "INFILLER_RESULTS_FD"
+# Files (paths as seen inside, os.pathsep-separated) whose branch coverage the run reports.
+COVERAGE_ENV = "INFILLER_COVERAGE"
 # Limits on the command line, in this order (resource names without the RLIMIT_ prefix).
 LIMIT_NAMES = ("CPU", "AS", "NPROC", "FSIZE", "NOFILE")
 # One record's text is cut to this many characters: a traceback's tail is what matters.
 MAX_RECORD_TEXT = 8_000
 
 _results_fd: int | None = None
+_coverage: Any = None
 
 
 def _apply_limits(spec: str) -> None:
@@ -74,11 +77,33 @@ def pytest_configure(config: Any) -> None:
     if raw is not None and _results_fd is None:
         _results_fd = int(raw)
         os.set_inheritable(_results_fd, False)  # subprocesses of the tests do not get it
+    _start_coverage(os.environ.pop(COVERAGE_ENV, ""))
+
+
+def _start_coverage(files: str) -> None:
+    """Measure branch arcs of `files` from before collection (when the module is imported)."""
+    global _coverage
+    if not files or _coverage is not None:
+        return
+    try:
+        import coverage
+    except ImportError:
+        _emit({"kind": "coverage-missing"})
+        return
+    _coverage = coverage.Coverage(
+        branch=True, data_file=None, include=files.split(os.pathsep), config_file=False
+    )
+    _coverage.start()
 
 
 def pytest_collectreport(report: Any) -> None:
     if report.failed:
         _emit({"kind": "collect", "nodeid": report.nodeid, "text": _clip(report.longreprtext)})
+
+
+def pytest_runtest_setup(item: Any) -> None:
+    if _coverage is not None:
+        _coverage.switch_context(item.nodeid)  # arcs per test: which test reached which branch
 
 
 def pytest_runtest_logreport(report: Any) -> None:
@@ -96,6 +121,15 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if _coverage is not None:
+        _coverage.stop()
+        data = _coverage.get_data()
+        for context in sorted(data.measured_contexts()):
+            data.set_query_contexts([context])
+            for path in sorted(data.measured_files()):
+                arcs = sorted(data.arcs(path) or [])
+                if arcs:
+                    _emit({"kind": "coverage", "file": path, "context": context, "arcs": arcs})
     _emit({"kind": "finish", "exitstatus": int(exitstatus)})
 
 

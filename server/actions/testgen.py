@@ -17,11 +17,13 @@ import re
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.actions.bugs import Signature, doctest_facts, not_a_bug, parameters_given, signature_of
+from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
 from server.model.chat import (
@@ -61,6 +63,12 @@ MAX_COMMENT_LINES = 6
 # Failing tests kept as comments in the file; a small model's failures are often one mistake
 # repeated, and a wall of commented-out tests buries the passing ones.
 MAX_REPORTED_FAILURES = 3
+# After the repair rounds, one more generation asks for tests of what the suite misses
+# (uncovered branches, surviving mutants); coverage-guided generation gains most in its first step.
+MAX_COVERAGE_ROUNDS = 1
+MAX_TOKENS_COVERAGE = 400
+# Gaps named in that prompt: a small model addresses a few well, a long list badly.
+MAX_GAPS_IN_PROMPT = 4
 # Folders holding tests, by convention, in the order we prefer them.
 TEST_DIRS = ("tests", "test")
 
@@ -129,12 +137,29 @@ class GenerateTestsResult:
     rounds: int
     timings: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    quality: Quality | None = None
+    # Tests left out, with why: redundant (no new branch, no new mutant killed) or failing by
+    # their own mistake (not reported as bugs).
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        text = f"{len(self.passing)} passing test(s) for `{self.target.name}`"
+        """`6 tests, 92% of branches, catch 9 of 10 mutants` for `f`, and what was left out."""
+        if self.quality is not None:
+            text = f"`{self.target.name}`: {self.quality.summary()}"
+        else:
+            text = f"{len(self.passing)} passing test(s) for `{self.target.name}`"
         if self.failing:
             text += f"; {len(self.failing)} failing test(s) kept as comments (possible bugs)"
+        redundant = sum(1 for _, why in self.dropped if why == REDUNDANT)
+        mistaken = len(self.dropped) - redundant
+        if redundant:
+            text += f"; {redundant} redundant test(s) dropped"
+        if mistaken:
+            text += f"; {mistaken} failing test(s) dropped as the model's mistakes"
         return text + f" after {self.rounds} round(s)"
+
+
+REDUNDANT = "adds no branch and catches no mutant the others miss"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +378,8 @@ def first_round_prompt(target: Target, module: ModuleLocation, ctx: PromptContex
     parts.append(
         f"Write pytest tests for the {what} `{target.name}`.\n"
         f"- Import it with `from {module.module} import {target.import_name}`.\n"
-        "- Write 4 to 6 short test functions named test_..., each checking exact values with assert.\n"
+        "- Write 4 to 6 short test functions, each checking exact values with assert, each named "
+        f"after the behaviour it checks (test_{target.name.split('.')[-1]}_<behaviour>).\n"
         "- Work out every expected value step by step from the code; cover normal and edge cases.\n"
         f"- Do not copy or redefine `{target.import_name}`; no classes, no main block.\n"
         "Answer with one ```python code block only."
@@ -390,6 +416,35 @@ def repair_prompt(
     )
     prefill = f"```python\nfrom {module.module} import {target.import_name}\n\n\n{_signature(test)}"
     return user, prefill
+
+
+def coverage_prompt(
+    target: Target, module: ModuleLocation, ctx: PromptContext, passing: list[GeneratedTest], quality: Quality
+) -> tuple[str, str]:
+    """(user message, assistant prefill) asking for tests of what the passing ones miss."""
+    gaps = [f"- {u}" for u in quality.uncovered[:MAX_GAPS_IN_PROMPT]]
+    room = MAX_GAPS_IN_PROMPT - len(gaps)
+    for m in quality.survivors[: max(room, 1)]:
+        line = _target_line(target, m.line)
+        gaps.append(f"- line {m.line} (`{line}`): the tests still pass if {m.description}")
+    existing = "\n\n".join(t.source.strip() for t in passing)
+    user = (
+        f"Module `{module.module}`:\n```python\n{_code(target, ctx).rstrip()}\n```\n\n"
+        f"These tests pass:\n```python\n{_clip(existing, MAX_STYLE_CHARS)}\n```\n\n"
+        "They miss these cases:\n" + "\n".join(gaps) + "\n\n"
+        "Write 1 to 3 new test functions that exercise exactly these cases and assert the exact "
+        "values the code returns there; name each after the case it checks. Answer with one "
+        "```python code block."
+    )
+    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\ndef test_"
+    return user, prefill
+
+
+def _target_line(target: Target, line: int) -> str:
+    """The text of a 1-based line of the module, when it is in the target (functions)."""
+    lines = target.source.splitlines()
+    index = line - 1 - target.start_line
+    return lines[index].strip() if 0 <= index < len(lines) else ""
 
 
 def _squash(source: str) -> str:
@@ -637,6 +692,7 @@ def generate_tests(
     failing: list[GeneratedTest] = []
     header: list[str] = []
     notes: list[str] = []
+    dropped: list[tuple[str, str]] = []
     rounds = 0
     root = request.root.resolve()
     import_from = (
@@ -647,9 +703,31 @@ def generate_tests(
         buffer_rel = request.path.resolve().relative_to(root).as_posix()
         overlay_src = {buffer_rel: request.text}
 
+        notes.extend(sandbox.notes)
+
         def run(suite: Suite, tests: list[GeneratedTest] | None = None) -> RunResult:
             files = {**overlay_src, rel_test: suite.render(tests)}
             return sandbox.run_pytest(files, [rel_test], python_path=[import_from])
+
+        def run_measured(overlay: Mapping[str, str], with_coverage: bool) -> RunResult:
+            files = {**overlay, rel_test: Suite(header, passing).render()}
+            cover = [buffer_rel] if with_coverage else []
+            return sandbox.run_pytest(files, [rel_test], python_path=[import_from], coverage=cover)
+
+        def quality_now() -> Quality:
+            t0 = time.perf_counter()
+            progress(f"measuring {len(passing)} test(s): coverage and mutants", 90)
+            q = measure(
+                buffer_rel,
+                request.text,
+                target.start_line + 1,
+                target.end_line,
+                [t.name for t in passing],
+                run_measured,
+                check=cancel.check,
+            )
+            timings["quality_s"] = timings.get("quality_s", 0.0) + time.perf_counter() - t0
+            return q
 
         for round_no in range(1, max_rounds + 1):
             cancel.check()
@@ -726,9 +804,103 @@ def generate_tests(
                     test.message = message
                     passing.remove(test)
                     failing.append(test)
+        quality: Quality | None = None
+        if passing:
+            quality = quality_now()
+            for _ in range(MAX_COVERAGE_ROUNDS):
+                if not (quality.uncovered or quality.survivors):
+                    break
+                cancel.check()
+                progress(f"asking for tests of {len(quality.uncovered)} uncovered branch(es)", 92)
+                t0 = time.perf_counter()
+                user, prefill = coverage_prompt(target, module, ctx, passing, quality)
+                prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
+                answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_COVERAGE, stop_when=_enough_tests)
+                timings["model_s"] += time.perf_counter() - t0
+                extra = normalize_tests(answer, module, target, provided)
+                taken = {t.name for t in (*passing, *failing)}
+                known = {_squash(t.source) for t in passing}
+                extra.tests = [
+                    t for t in extra.tests if t.name not in taken and _squash(t.source) not in known
+                ]
+                if not extra.tests:
+                    notes.append("the coverage round gave no new test")
+                    break
+                rounds += 1
+                trial_header = _merge_header(header, extra.header, module)
+                t0 = time.perf_counter()
+                result = run(Suite(trial_header, passing + extra.tests))
+                timings["sandbox_s"] += time.perf_counter() - t0
+                fresh = [t for t in extra.tests if outcome_of(t, result)[0]]
+                if result.collection_error or not all(outcome_of(t, result)[0] for t in passing):
+                    fresh = []  # the new header or tests disturb the kept ones: keep the old suite
+                unrepaired = len(extra.tests) - len(fresh)
+                if unrepaired:
+                    notes.append(f"{unrepaired} coverage-round test(s) failed and were not kept")
+                if not fresh:
+                    break
+                header = trial_header
+                passing.extend(fresh)
+                quality = quality_now()
+            signature = _signature_of(target, request.text)
+            params = {
+                t.name: parameters_given(t.source, target.import_name, signature) if signature else set()
+                for t in passing
+            }
+            kept, redundant = useful_tests([t.name for t in passing], quality, params)
+            if redundant:
+                dropped.extend((name, REDUNDANT) for name in redundant)
+                passing = [t for t in passing if t.name in set(kept)]
+                quality.tests = len(passing)
+        failing = _possible_bugs(target, request.text, failing, dropped, rel_test, test_path, request.root)
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
-    return GenerateTestsResult(target, module, test_path, header, passing, failing, rounds, timings, notes)
+    return GenerateTestsResult(
+        target, module, test_path, header, passing, failing, rounds, timings, notes, quality, dropped
+    )
+
+
+def _signature_of(target: Target, text: str) -> Signature | None:
+    """The call signature of a module-level function target (None for methods and classes)."""
+    if target.kind != "function":
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == target.name:
+            return signature_of(node)
+    return None
+
+
+def _possible_bugs(
+    target: Target,
+    text: str,
+    failing: list[GeneratedTest],
+    dropped: list[tuple[str, str]],
+    rel_test: str,
+    test_path: Path,
+    root: Path,
+) -> list[GeneratedTest]:
+    """The failing tests that may show a real bug; the others go to `dropped` with the reason.
+
+    Messages name the workspace's test file instead of the sandbox's temporary one."""
+    signature = _signature_of(target, text)
+    facts = doctest_facts(target.source)
+    shown = test_path.relative_to(root).as_posix() if test_path.is_relative_to(root) else test_path.name
+    out = []
+    for test in failing:
+        why = not_a_bug(test.source, test.message, target.import_name, signature, facts)
+        if why:
+            dropped.append((test.name, why))
+            continue
+        test.message = re.sub(
+            rf"{re.escape(rel_test)}:\d+", f"{shown} (generated `{test.name}`)", test.message
+        )
+        test.message = test.message.replace(rel_test, shown)
+        out.append(test)
+    return out
 
 
 def _merge_header(old: list[str], new: list[str], module: ModuleLocation) -> list[str]:

@@ -467,7 +467,23 @@ async def run_generate_tests(server: InfillerServer, args: TestArgs) -> dict[str
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
         "testFile": str(result.test_path),
         "applied": False,
+        "dropped": {name: why for name, why in result.dropped},
+        "notes": result.notes,
     }
+    if result.quality is not None:
+        q = result.quality
+        answer["quality"] = {
+            "tests": q.tests,
+            "branchesCovered": q.branches_covered,
+            "branchesTotal": q.branches_total,
+            "unit": q.unit,
+            "mutantsKilled": q.mutants_killed,
+            "mutantsTotal": q.mutants_total,
+            "survivors": [f"line {m.line}: {m.description}" for m in q.survivors],
+        }
+    lent = [n for n in result.notes if "provided by infiller" in n]
+    if lent:
+        summary += f" ({'; '.join(lent)})"
     if not result.passing and not result.failing:
         server.show(
             f"no usable tests for `{result.target.name}`: {'; '.join(result.notes) or 'none generated'}"

@@ -1,0 +1,181 @@
+"""Which failing generated tests are worth calling a possible bug.
+
+A generated test that fails against the code is either a bug in the code or a mistake of the
+model. Only the first is worth the user's attention, so a failing test is reported only when
+nothing shows it to be the model's mistake:
+
+- every call of the function in it binds to the function's signature (no invented argument,
+  no missing required one);
+- it fails on an assertion or an exception raised in the code under test, not on its own
+  NameError/ImportError/TypeError of the call;
+- its expectation does not contradict the function's own doctests (same call, other value).
+
+The others are dropped and counted, with the reason, in the action's result.
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import re
+import textwrap
+from dataclasses import dataclass
+
+# Exceptions a test raises by its own fault before the code under test decides anything.
+_TEST_MISTAKES = re.compile(
+    r"\b(NameError|ImportError|ModuleNotFoundError|SyntaxError|IndentationError|fixture '\w+' not found)\b"
+)
+# A TypeError about how the function was called (its arguments), as CPython words it.
+_BAD_CALL = re.compile(
+    r"TypeError: .*(positional argument|keyword argument|required argument|takes \d+|"
+    r"missing \d+ required|unexpected keyword)"
+)
+
+
+@dataclass(frozen=True)
+class Signature:
+    positional: tuple[str, ...]  # positional-or-keyword and positional-only, in order
+    positional_only: int
+    required_positional: int
+    keyword_only: tuple[str, ...]
+    required_keyword_only: frozenset[str]
+    varargs: bool
+    varkw: bool
+
+    def binds(self, call: ast.Call) -> str:
+        """Why `call` cannot bind to this signature ("" when it can, or when it cannot be told)."""
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            return ""  # *args/**kwargs at the call: not decidable statically
+        n = len(call.args)
+        if n > len(self.positional) and not self.varargs:
+            return f"{n} positional arguments, the signature takes {len(self.positional)}"
+        named = [k.arg for k in call.keywords if k.arg is not None]
+        allowed = set(self.positional[self.positional_only :]) | set(self.keyword_only)
+        for name in named:
+            if name not in allowed and not self.varkw:
+                return f"unknown keyword argument `{name}`"
+            if name in self.positional[:n]:
+                return f"`{name}` given twice"
+        given = set(self.positional[:n]) | set(named)
+        missing = [p for p in self.positional[: self.required_positional] if p not in given]
+        missing += sorted(self.required_keyword_only - set(named))
+        if missing:
+            return f"missing required argument(s) {', '.join(f'`{m}`' for m in missing)}"
+        return ""
+
+
+def signature_of(node: ast.FunctionDef | ast.AsyncFunctionDef, *, bound: bool = False) -> Signature:
+    """The call signature of a def (`bound`: a method called on an instance, `self` dropped)."""
+    a = node.args
+    positional = [p.arg for p in (*a.posonlyargs, *a.args)]
+    posonly = len(a.posonlyargs)
+    required = len(positional) - len(a.defaults)
+    if bound and positional:
+        positional, posonly, required = positional[1:], max(0, posonly - 1), max(0, required - 1)
+    kwonly = tuple(p.arg for p in a.kwonlyargs)
+    required_kw = frozenset(p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None)
+    return Signature(
+        tuple(positional), posonly, required, kwonly, required_kw, a.vararg is not None, a.kwarg is not None
+    )
+
+
+def parameters_given(test_source: str, name: str, signature: Signature) -> set[str]:
+    """The parameters of `name` a test passes explicitly (by position or keyword)."""
+    out: set[str] = set()
+    for call in _calls(test_source, name):
+        plain = [a for a in call.args if not isinstance(a, ast.Starred)]
+        out.update(signature.positional[: len(plain)])
+        out.update(k.arg for k in call.keywords if k.arg is not None)
+    return out
+
+
+def _calls(test_source: str, name: str) -> list[ast.Call]:
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return []
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+    ]
+
+
+@dataclass(frozen=True)
+class DoctestFact:
+    call: str  # ast.dump of the example's expression
+    value: object
+
+
+def doctest_facts(function_source: str) -> list[DoctestFact]:
+    """`>>> f(1, 2)` / `3` examples of a docstring whose output is a Python literal."""
+    try:
+        tree = ast.parse(function_source)
+    except SyntaxError:
+        try:
+            tree = ast.parse(textwrap.dedent(function_source))
+        except SyntaxError:
+            return []
+    facts = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        doc = ast.get_docstring(node) or ""
+        for example in doctest.DocTestParser().get_examples(doc):
+            try:
+                expr = ast.parse(example.source.strip(), mode="eval").body
+                value = ast.literal_eval(example.want.strip()) if example.want.strip() else None
+            except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+                continue
+            facts.append(DoctestFact(ast.dump(expr), value))
+        break
+    return facts
+
+
+def _contradicts(test_source: str, facts: list[DoctestFact]) -> str:
+    """The doctest an `assert call == value` of the test contradicts, or ""."""
+    if not facts:
+        return ""
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return ""
+    known = {f.call: f.value for f in facts}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
+            continue
+        cmp = node.test
+        if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
+            continue
+        for call, expected in ((cmp.left, cmp.comparators[0]), (cmp.comparators[0], cmp.left)):
+            key = ast.dump(call)
+            if key not in known:
+                continue
+            try:
+                value = ast.literal_eval(expected)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            if value != known[key]:
+                said = f"`{ast.unparse(call)}` is {known[key]!r}"
+                return f"the docstring's example says {said}, the test expects {value!r}"
+    return ""
+
+
+def not_a_bug(
+    test_source: str, message: str, name: str, signature: Signature | None, facts: list[DoctestFact]
+) -> str:
+    """Why a failing test is the test's mistake, not the code's ("" when it may be a real bug)."""
+    if signature is not None:
+        for call in _calls(test_source, name):
+            why = signature.binds(call)
+            if why:
+                return f"calls `{name}` with {why}"
+    if _BAD_CALL.search(message):
+        return "calls the function in a way its signature does not allow"
+    mistake = _TEST_MISTAKES.search(message)
+    if mistake:
+        return f"the test itself fails ({mistake.group(1)})"
+    return _contradicts(test_source, facts)
+
+
+__all__ = ["DoctestFact", "Signature", "doctest_facts", "not_a_bug", "parameters_given", "signature_of"]

@@ -1,0 +1,356 @@
+"""What a test suite would catch: branch coverage and mutation score of one function.
+
+A test that passes proves little; a test that fails when the code is wrong is the point. Both
+measures run in the sandbox: coverage.py records the branch arcs each test executes (the
+sandbox's runner switches coverage contexts per test), and the suite runs once against each
+single-line mutant of the function made by a small built-in mutator (comparison operators,
+off-by-one constants, boolean operators, arithmetic, return values). A mutant is killed when
+any test fails against it. The same mutator supplies Fix-this's cheap boundary candidates.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from coverage.parser import PythonParser
+
+from server.actions.sandbox import RunResult
+
+log = logging.getLogger(__name__)
+
+# Mutants run per measurement (one sandbox run each, ~1 s): enough to tell a suite that checks
+# values from one that only calls the function, cheap next to a model generation.
+MAX_MUTANTS = 12
+
+_COMPARE_SWAPS: dict[type[ast.cmpop], tuple[type[ast.cmpop], ...]] = {
+    ast.Lt: (ast.LtE, ast.Gt),
+    ast.LtE: (ast.Lt, ast.GtE),
+    ast.Gt: (ast.GtE, ast.Lt),
+    ast.GtE: (ast.Gt, ast.LtE),
+    ast.Eq: (ast.NotEq,),
+    ast.NotEq: (ast.Eq,),
+    ast.In: (ast.NotIn,),
+    ast.NotIn: (ast.In,),
+    ast.Is: (ast.IsNot,),
+    ast.IsNot: (ast.Is,),
+}
+_BINOP_SWAPS: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.FloorDiv,
+    ast.FloorDiv: ast.Mult,
+    ast.Div: ast.Mult,
+    ast.Mod: ast.FloorDiv,
+}
+_OP_TEXT = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.FloorDiv: "//",
+    ast.Div: "/",
+    ast.Mod: "%",
+    ast.And: "and",
+    ast.Or: "or",
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """The module text with one line of the function changed (line 1-based)."""
+
+    line: int
+    kind: str  # comparison | constant | boolean | arithmetic | return | negation
+    description: str  # "`<` -> `<=`"
+    text: str
+
+
+def _line_offsets(text: str) -> list[int]:
+    offsets = [0]
+    for line in text.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line.encode("utf-8")))
+    return offsets
+
+
+def _variants(node: ast.AST) -> Iterator[tuple[str, str, ast.AST]]:
+    """(kind, description, replacement node) for each single change of `node` itself."""
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            for new in _COMPARE_SWAPS.get(type(op), ()):
+                ops = list(node.ops)
+                ops[i] = new()
+                desc = f"`{_OP_TEXT[type(op)]}` -> `{_OP_TEXT[new]}`"
+                yield "comparison", desc, ast.Compare(node.left, ops, node.comparators)
+    elif isinstance(node, ast.Constant) and type(node.value) is int:
+        for delta in (1, -1):
+            yield "constant", f"`{node.value}` -> `{node.value + delta}`", ast.Constant(node.value + delta)
+    elif isinstance(node, ast.BoolOp):
+        new_op: ast.boolop = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        desc = f"`{_OP_TEXT[type(node.op)]}` -> `{_OP_TEXT[type(new_op)]}`"
+        yield "boolean", desc, ast.BoolOp(new_op, node.values)
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS:
+        swapped = _BINOP_SWAPS[type(node.op)]
+        desc = f"`{_OP_TEXT[type(node.op)]}` -> `{_OP_TEXT[swapped]}`"
+        yield "arithmetic", desc, ast.BinOp(node.left, swapped(), node.right)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        yield "negation", "`not` removed", node.operand
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        yield "return", f"`{node.value}` -> `{not node.value}`", ast.Constant(not node.value)
+
+
+def mutants(text: str, first_line: int, last_line: int, *, lines: set[int] | None = None) -> list[Mutant]:
+    """Every single-node mutant on single-line expressions of lines first..last (1-based).
+
+    `lines` restricts to those lines. The replaced segment is the node's own text, so the rest
+    of the line (comments, spacing) stays; only compiling mutants different from the original
+    are returned, in line order. Every swap stays within one precedence level (`<` for `<=`,
+    `+` for `-`, `and` for `or`), so no parentheses are needed around the new segment.
+    """
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    offsets = _line_offsets(text)
+    data = text.encode("utf-8")
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    seen: set[str] = set()
+    out: list[Mutant] = []
+    for node in ast.walk(tree):
+        lineno = getattr(node, "lineno", None)
+        if lineno is None or id(node) in docstrings or getattr(node, "end_lineno", None) != lineno:
+            continue
+        if not first_line <= lineno <= last_line or (lines is not None and lineno not in lines):
+            continue
+        if not isinstance(node, ast.expr | ast.stmt):
+            continue
+        start = offsets[lineno - 1] + node.col_offset
+        end = offsets[lineno - 1] + (node.end_col_offset or node.col_offset)
+        variants = list(_variants(node))
+        if isinstance(node, ast.Return) and node.value is not None and not _is_none(node.value):
+            variants.append(("return", "returns None", ast.Return(None)))
+        for kind, desc, new in variants:
+            try:
+                segment = ast.unparse(new)
+            except (AttributeError, TypeError, ValueError):
+                continue
+            mutated = (data[:start] + segment.encode("utf-8") + data[end:]).decode("utf-8")
+            if mutated == text or mutated in seen:
+                continue
+            try:
+                compile(mutated, "<mutant>", "exec", dont_inherit=True)
+            except (SyntaxError, ValueError):
+                continue
+            seen.add(mutated)
+            out.append(Mutant(lineno, kind, desc, mutated))
+    out.sort(key=lambda m: m.line)
+    return out
+
+
+def _is_none(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is None
+
+
+def spread(items: list[Mutant], limit: int) -> list[Mutant]:
+    """At most `limit` mutants, taken round-robin over lines so every line is represented."""
+    by_line: dict[int, list[Mutant]] = {}
+    for m in items:
+        by_line.setdefault(m.line, []).append(m)
+    out: list[Mutant] = []
+    queues = list(by_line.values())
+    while len(out) < limit and any(queues):
+        for queue in queues:
+            if queue and len(out) < limit:
+                out.append(queue.pop(0))
+    return sorted(out, key=lambda m: m.line)
+
+
+# ---------------------------------------------------------------------------------------------
+# Branch coverage
+
+
+@dataclass(frozen=True)
+class Branches:
+    """The branch arcs of a function (coverage.py's numbering), or its lines when it has none."""
+
+    arcs: frozenset[tuple[int, int]]
+    statements: frozenset[int]
+
+
+def branches_of(text: str, first_line: int, last_line: int) -> Branches:
+    parser = PythonParser(text=text)
+    parser.parse_source()
+    exits = parser.exit_counts()
+    branch_lines = {line for line, count in exits.items() if count > 1 and first_line <= line <= last_line}
+    arcs = frozenset((a, b) for a, b in parser.arcs() if a in branch_lines)
+    statements = frozenset(s for s in parser.statements if first_line <= s <= last_line)
+    return Branches(arcs, statements)
+
+
+def covered(branches: Branches, executed: set[tuple[int, int]]) -> tuple[int, int]:
+    """(covered, total) branches; lines instead when the function has no branch."""
+    if branches.arcs:
+        return len(branches.arcs & executed), len(branches.arcs)
+    lines = {a for a, _ in executed} | {b for _, b in executed}
+    return len(branches.statements & lines), len(branches.statements)
+
+
+def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: list[str]) -> list[str]:
+    """Readable descriptions of the arcs no test takes: `line 4 (if x > hi:) -> line 5`."""
+    out = []
+    for a, b in sorted(branches.arcs - executed):
+        src = lines[a - 1].strip() if 0 < a <= len(lines) else ""
+        dest = f"line {b}" if b > 0 else "the function's exit"
+        out.append(f"line {a} (`{src}`) never goes to {dest}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a suite
+
+
+@dataclass
+class Quality:
+    tests: int
+    branches_covered: int
+    branches_total: int
+    mutants_killed: int
+    mutants_total: int
+    survivors: list[Mutant] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)
+    kills: dict[str, set[int]] = field(default_factory=dict)  # test name -> killed mutant indexes
+    arcs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # test -> arcs it executes
+    unit: str = "branches"
+
+    @property
+    def branch_ratio(self) -> float:
+        return self.branches_covered / self.branches_total if self.branches_total else 1.0
+
+    @property
+    def kill_ratio(self) -> float:
+        return self.mutants_killed / self.mutants_total if self.mutants_total else 1.0
+
+    def summary(self) -> str:
+        """`6 tests, 92% of branches, catch 9 of 10 mutants`."""
+        parts = [f"{self.tests} test{'s' if self.tests != 1 else ''}"]
+        if self.branches_total:
+            parts.append(f"{round(100 * self.branch_ratio)}% of {self.unit}")
+        if self.mutants_total:
+            parts.append(f"catch {self.mutants_killed} of {self.mutants_total} mutants")
+        return ", ".join(parts)
+
+
+RunSuite = Callable[[Mapping[str, str], bool], RunResult]
+
+
+def measure(
+    module_rel: str,
+    module_text: str,
+    first_line: int,
+    last_line: int,
+    tests: list[str],
+    run: RunSuite,
+    *,
+    test_of: Callable[[str], str] = lambda key: key.split("[", 1)[0].split(".", 1)[0],
+    max_mutants: int = MAX_MUTANTS,
+    check: Callable[[], None] = lambda: None,
+) -> Quality:
+    """Coverage and mutation score of `tests` (names) on the function at first..last_line.
+
+    `run(files, with_coverage)` runs the suite in the sandbox with `files` overlaid. Mutants on
+    lines no test executes survive without a run (nothing reaches them).
+    """
+    base = run({module_rel: module_text}, True)
+    executed = base.arcs.get(module_rel, set())
+    branches = branches_of(module_text, first_line, last_line)
+    got, total = covered(branches, executed)
+    reached = {a for a, _ in executed} | {b for _, b in executed}
+    candidates = spread(mutants(module_text, first_line, last_line), max_mutants)
+    quality = Quality(
+        len(tests),
+        got,
+        total,
+        0,
+        len(candidates),
+        uncovered=missing_branches(branches, executed, module_text.splitlines()),
+        unit="branches" if branches.arcs else "lines",
+    )
+    for name, arcs in base.test_arcs.items():
+        quality.arcs[test_of(name)] = arcs & branches.arcs if branches.arcs else arcs
+    for i, mutant in enumerate(candidates):
+        if mutant.line not in reached:
+            quality.survivors.append(mutant)
+            continue
+        check()
+        result = run({module_rel: mutant.text}, False)
+        failing = {test_of(o.name) for o in result.failed()}
+        if result.collection_error or result.timed_out:
+            failing = set(tests)
+        if failing:
+            quality.mutants_killed += 1
+            for name in failing:
+                quality.kills.setdefault(name, set()).add(i)
+        else:
+            quality.survivors.append(mutant)
+    log.info("quality of %d tests: %s", len(tests), quality.summary())
+    return quality
+
+
+def useful_tests(
+    order: list[str], quality: Quality, params: Mapping[str, set[str]] | None = None
+) -> tuple[list[str], list[str]]:
+    """(kept, dropped): a test is kept when it adds a branch, kills a mutant or passes a
+    parameter (`params`: test -> parameter names it gives the function) no earlier one did.
+
+    Parameters count because the mutator changes operators and constants, not how an argument
+    is used: a test of `sep=` in `slugify` catches bugs no mutant here stands for."""
+    params = params or {}
+    arcs: set[tuple[int, int]] = set()
+    killed: set[int] = set()
+    given: set[str] = set()
+    kept: list[str] = []
+    dropped: list[str] = []
+    for name in order:
+        new_arcs = quality.arcs.get(name, set()) - arcs
+        new_kills = quality.kills.get(name, set()) - killed
+        new_params = params.get(name, set()) - given
+        if new_arcs or new_kills or new_params or not kept:
+            kept.append(name)
+            arcs |= quality.arcs.get(name, set())
+            killed |= quality.kills.get(name, set())
+            given |= params.get(name, set())
+        else:
+            dropped.append(name)
+    return kept, dropped
+
+
+__all__ = [
+    "Branches",
+    "Mutant",
+    "Quality",
+    "branches_of",
+    "covered",
+    "measure",
+    "missing_branches",
+    "mutants",
+    "spread",
+    "useful_tests",
+]

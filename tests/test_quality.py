@@ -1,0 +1,143 @@
+"""What generated tests would catch: the mutator, branch coverage, the measure in the sandbox,
+and which failing tests count as possible bugs."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from server.actions.bugs import doctest_facts, not_a_bug, signature_of
+from server.actions.quality import branches_of, covered, measure, mutants, spread, useful_tests
+from server.actions.sandbox import RunResult, Sandbox, isolation_available
+
+DATA = Path(__file__).parent / "data" / "actions"
+needs_isolation = pytest.mark.skipif(
+    not isolation_available()[0], reason=f"no sandbox on this machine: {isolation_available()[1]}"
+)
+
+CLAMP = '''def clamp(x, lo=0, hi=10):
+    """Limit x to [lo, hi].
+
+    >>> clamp(12)
+    10
+    """
+    if x < lo:  # below
+        return lo
+    if x > hi and not hi < 0:
+        return hi
+    return x + 0
+'''
+
+
+def test_the_mutator_changes_one_operator_or_constant_on_one_line() -> None:
+    found = [(m.line, m.kind, m.description) for m in mutants(CLAMP, 1, 11)]
+    assert (7, "comparison", "`<` -> `<=`") in found
+    assert (1, "constant", "`10` -> `11`") in found  # the default argument's boundary
+    assert (9, "boolean", "`and` -> `or`") in found
+    assert (9, "negation", "`not` removed") in found
+    assert (8, "return", "returns None") in found
+    # An equivalent mutant (`x - 0`) is made too: the mutator cannot know; a score counts it.
+    assert (11, "arithmetic", "`+` -> `-`") in found
+    lines = CLAMP.splitlines()
+    for m in mutants(CLAMP, 1, 11):
+        changed = [i + 1 for i, (a, b) in enumerate(zip(lines, m.text.splitlines(), strict=True)) if a != b]
+        assert changed == [m.line]
+        compile(m.text, "mutant", "exec")
+    # The rest of a mutated line stays as written (its comment too), and docstrings are left alone.
+    lt = next(m for m in mutants(CLAMP, 7, 7) if m.description == "`<` -> `<=`")
+    assert lt.text.splitlines()[6] == "    if x <= lo:  # below"
+    assert not mutants(CLAMP, 2, 5)
+
+
+def test_spread_takes_every_line_before_a_second_mutant_of_one() -> None:
+    chosen = spread(mutants(CLAMP, 1, 11), 5)
+    assert len({m.line for m in chosen}) == 5
+
+
+def test_branch_coverage_counts_arcs_of_the_function_only() -> None:
+    branches = branches_of(CLAMP, 1, 11)
+    assert (7, 8) in branches.arcs and (7, 9) in branches.arcs
+    assert covered(branches, set()) == (0, len(branches.arcs))
+    assert covered(branches, set(branches.arcs)) == (len(branches.arcs),) * 2
+
+
+def test_useful_tests_keeps_what_adds_a_branch_or_a_kill() -> None:
+    from server.actions.quality import Quality
+
+    quality = Quality(3, 2, 4, 2, 3)
+    quality.arcs = {"a": {(7, 8)}, "b": {(7, 8)}, "c": {(7, 9)}}
+    quality.kills = {"a": {0}, "b": {0}, "c": {1}}
+    assert useful_tests(["a", "b", "c"], quality) == (["a", "c"], ["b"])
+    quality.kills["b"] = {0, 2}
+    assert useful_tests(["a", "b", "c"], quality) == (["a", "b", "c"], [])
+
+
+@pytest.fixture
+def fixbug(tmp_path: Path) -> Path:
+    root = tmp_path / "fixbug"
+    shutil.copytree(DATA / "fixbug", root)
+    return root
+
+
+WEAK = "from intervals import merge\n\n\ndef test_empty():\n    assert merge([]) == []\n"
+STRONG = WEAK + (
+    "\n\ndef test_overlap():\n    assert merge([(1, 3), (2, 6), (8, 10)]) == [(1, 6), (8, 10)]\n"
+    "\n\ndef test_apart():\n    assert merge([(5, 6), (1, 2)]) == [(1, 2), (5, 6)]\n"
+    "\n\ndef test_inside():\n    assert merge([(1, 9), (2, 3)]) == [(1, 9)]\n"
+)
+
+
+@needs_isolation
+def test_a_suite_that_checks_values_scores_higher_than_one_that_barely_runs(fixbug: Path) -> None:
+    text = (fixbug / "intervals.py").read_text()
+
+    def score(suite: str) -> tuple[int, int, int, int]:
+        with Sandbox(fixbug) as sandbox:
+
+            def run(overlay: Mapping[str, str], with_coverage: bool) -> RunResult:
+                files = {**overlay, "tests/test_gen.py": suite}
+                cover = ["intervals.py"] if with_coverage else []
+                return sandbox.run_pytest(files, ["tests/test_gen.py"], coverage=cover)
+
+            names = [n.name for n in ast.parse(suite).body if isinstance(n, ast.FunctionDef)]
+            q = measure("intervals.py", text, 4, 12, names, run)
+        return q.branches_covered, q.branches_total, q.mutants_killed, q.mutants_total
+
+    weak, strong = score(WEAK), score(STRONG)
+    assert weak[1] == strong[1] == 4 and weak[3] == strong[3] > 5
+    assert weak[0] < strong[0] == 4  # every branch of the loop and the `if`
+    assert weak[2] < strong[2]
+    assert strong[2] >= strong[3] - 3  # a few equivalent/untestable mutants may survive
+
+
+def test_a_failing_test_calling_the_function_wrongly_is_not_a_bug() -> None:
+    sig = signature_of(ast.parse(CLAMP).body[0])  # type: ignore[arg-type]
+    invented = "def test_a():\n    assert clamp(5, lo=0, high=3) == 3\n"
+    assert "unknown keyword argument `high`" in not_a_bug(invented, "assert 5 == 3", "clamp", sig, [])
+    too_many = "def test_b():\n    assert clamp(1, 2, 3, 4) == 3\n"
+    assert "4 positional arguments" in not_a_bug(too_many, "", "clamp", sig, [])
+    missing = "def test_c():\n    assert clamp(lo=1) == 1\n"
+    assert "missing required argument(s) `x`" in not_a_bug(missing, "", "clamp", sig, [])
+    fine = "def test_d():\n    assert clamp(-1, hi=3) == 1\n"
+    assert not_a_bug(fine, "assert 0 == 1", "clamp", sig, []) == ""
+
+
+def test_a_failing_test_contradicted_by_the_doctest_is_not_a_bug() -> None:
+    facts = doctest_facts(CLAMP)
+    assert len(facts) == 1 and facts[0].value == 10
+    sig = signature_of(ast.parse(CLAMP).body[0])  # type: ignore[arg-type]
+    wrong = "def test_e():\n    assert clamp(12) == 12\n"
+    assert "docstring's example says `clamp(12)` is 10" in not_a_bug(
+        wrong, "assert 10 == 12", "clamp", sig, facts
+    )
+    agrees = "def test_f():\n    assert clamp(12) == 10\n"
+    assert not_a_bug(agrees, "assert 12 == 10", "clamp", sig, facts) == ""
+
+
+def test_a_test_failing_on_its_own_name_error_is_not_a_bug() -> None:
+    msg = "E   NameError: name 'math' is not defined"
+    assert "NameError" in not_a_bug("def test_g():\n    assert clamp(math.pi) == 3\n", msg, "clamp", None, [])
