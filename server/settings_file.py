@@ -68,13 +68,19 @@ def load_workspace_settings(root: Path | None) -> WorkspaceSettings | None:
     return WorkspaceSettings(path, settings, str(reason), tuple(problems))
 
 
-def merge(client: object, workspace: WorkspaceSettings | None) -> object:
-    """The client's settings payload with the workspace file's keys laid over it (nested tables merge)."""
+def merge(client: object, workspace: WorkspaceSettings | None, *, change: bool = False) -> object:
+    """The client's settings payload with the workspace file's keys laid over it (nested tables merge).
+
+    With `change` (a didChangeConfiguration), an empty payload stays empty: it means "no change",
+    and the settings in force already hold the file's keys.
+    """
     if workspace is None or not workspace.settings:
         return client
     from server.settings import section_of
 
     base = section_of(client)
+    if change and not base:
+        return client
     merged = _deep_merge(dict(base) if base is not None else {}, workspace.settings)
     return {"infiller": merged}
 

@@ -22,6 +22,7 @@ from context.syntax import EXTENSIONS
 from server.features import inline
 from server.lsp.documents import scrub_surrogates
 from server.settings import read_settings
+from server.settings_file import merge
 
 if TYPE_CHECKING:
     from server.lsp.documents import Document
@@ -123,7 +124,7 @@ async def pull_configuration(server: InfillerServer) -> None:
 
 
 def apply_configuration(server: InfillerServer, raw: object) -> None:
-    settings, errors = read_settings(raw, server.settings)
+    settings, errors = read_settings(merge(raw, server.workspace_settings, change=True), server.settings)
     server.apply_settings(settings, errors)
 
 

@@ -59,6 +59,7 @@ from server.stats import load as load_stats
 if TYPE_CHECKING:
     from context.index import Index
     from server.completion import Completer
+    from server.settings_file import WorkspaceSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class InfillerServer(LanguageServer):
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
         self.index_ready = False
         self.root: Path | None = None
+        # The workspace's `.infiller.toml` (server/settings_file.py), read at initialize.
+        self.workspace_settings: WorkspaceSettings | None = None
         self.documents = Documents()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._model_task: asyncio.Task[None] | None = None
@@ -366,10 +369,13 @@ def _register_lifecycle(server: InfillerServer) -> None:
     @server.feature(types.INITIALIZE)
     def initialize(ls: InfillerServer, params: types.InitializeParams) -> None:
         from server.settings import read_settings
+        from server.settings_file import load_workspace_settings, merge
 
         ls.set_root(params)
-        settings, errors = read_settings(params.initialization_options)
+        ls.workspace_settings = load_workspace_settings(ls.root)
+        settings, errors = read_settings(merge(params.initialization_options, ls.workspace_settings))
         ls.settings = settings
+        ls.pending_messages.extend(ls.workspace_settings.problems if ls.workspace_settings else ())
         ls.pending_messages.extend(errors)
 
     @server.feature(types.INITIALIZED)
@@ -382,6 +388,10 @@ def _register_lifecycle(server: InfillerServer) -> None:
         for hook in ls.on_initialized:
             hook(ls)
         ls.log(f"infiller {__version__}: root {ls.root}, settings {ls.settings}")
+        if ls.workspace_settings is not None:
+            from server.settings_file import describe
+
+            ls.log(f"workspace settings in force: {describe(ls.workspace_settings)}", types.MessageType.Info)
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: InfillerServer, params: None) -> None:
