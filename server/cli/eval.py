@@ -182,9 +182,13 @@ def _report(
     )
     print(body)
     if not args.no_chart and summaries:
+        models = list(dict.fromkeys(s.model for s in summaries))
         try:
-            path = write_chart(summaries, out / "chart.png", f"infiller eval: {options.repo}")
-            print(f"chart: {path}", file=sys.stderr)
+            for number, model in enumerate(models):
+                # The first model's chart is chart.png; further models' are named after them.
+                name = "chart.png" if number == 0 else f"chart-{model}.png"
+                path = write_chart(summaries, out / name, f"infiller eval: {options.repo}", model)
+                print(f"chart: {path}", file=sys.stderr)
         except ChartUnavailable as exc:
             print(f"(no chart: {exc})", file=sys.stderr)
     print(f"report: {out / 'report.md'}; cases: {out / 'cases.jsonl'}", file=sys.stderr)

@@ -20,8 +20,9 @@ class ChartUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def write_chart(summaries: Sequence[Summary], path: Path, title: str) -> Path:
-    """Grouped bars per level (and all levels), one bar per configuration, case counts on the axis."""
+def write_chart(summaries: Sequence[Summary], path: Path, title: str, model: str | None = None) -> Path:
+    """Grouped bars per level (and all levels), one bar per configuration, case counts on the axis;
+    for `model` (default: the first one summarized)."""
     try:
         import matplotlib
 
@@ -29,8 +30,7 @@ def write_chart(summaries: Sequence[Summary], path: Path, title: str) -> Path:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ChartUnavailable("the chart needs matplotlib: pip install 'infiller[eval]'") from exc
-    models = list(dict.fromkeys(s.model for s in summaries))
-    model = models[0]
+    model = model or summaries[0].model
     rows = [s for s in summaries if s.model == model]
     levels = list(dict.fromkeys(level for s in rows for level in s.per_level))
     groups = [*levels, "all"]

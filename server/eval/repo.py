@@ -109,6 +109,7 @@ class Workspace:
         copy_tree(source, self.root)
         self.index = Index.open(self.root, db_path)
         self.index.refresh()
+        self._covering: dict[str, list[str]] = {}
 
     def close(self) -> None:
         self.index.close()
@@ -148,6 +149,11 @@ class Workspace:
     def covering_tests(self, rel: str) -> list[str]:
         """Test files that exercise `rel`: `test_<stem>.py` first (nearest folder first), then
         test files importing it. At most MAX_COVERING_TESTS."""
+        if rel not in self._covering:
+            self._covering[rel] = self._find_covering_tests(rel)
+        return self._covering[rel]
+
+    def _find_covering_tests(self, rel: str) -> list[str]:
         stem = PurePosixPath(rel).stem
         if stem == "__init__":
             stem = PurePosixPath(rel).parent.name
