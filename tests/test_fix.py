@@ -86,35 +86,75 @@ def test_syntax_error_fixed_by_reinfill_and_verified(tmp_path: Path) -> None:
     assert result.rejected == [("re-infill", "no change")]
 
 
-def test_failing_function_fixed_on_its_suspicious_line_and_proved_by_its_tests(tmp_path: Path) -> None:
+def test_an_off_by_one_is_fixed_without_the_model_where_the_traceback_points(tmp_path: Path) -> None:
     root = _copy(tmp_path, "fixbug")
     path = root / "intervals.py"
     text = path.read_text()
+    start = _line_of(text, "def merge(")
+    model_calls: list[str] = []
+
+    def never(prompt: str) -> str:
+        model_calls.append(prompt)
+        return "```"
+
+    problem = Problem(start, 0, start + 9, 0, "")  # the user selected the function
+    result = fix(
+        FixRequest(path, text, "python", problem, root),
+        runtime_generator(_fake(lambda p, s: never(p), never)),
+        fim_template=QWEN,
+    )
+    assert result.kind is Kind.OTHER and result.evidence == "an assertion saw a wrong value"
+    [best] = result.verified
+    line = _line_of(text, "if result and start <") + 1
+    assert best.origin == f"line {line} `<` -> `<=`"
+    assert best.cause_verified and best.checks == ["parses", "3/3 related tests pass"]
+    assert best.edit.new_text == "        if result and start <= result[-1][1]:\n"
+    assert model_calls == []  # found before any generation
+    # One readable line per candidate tried, the verified one last.
+    assert result.tried[-1] == f"✓ line {line} `<` -> `<=`: parses, 3/3 related tests pass"
+    assert all(t.startswith("✗ line ") for t in result.tried[:-1]) and len(result.tried) <= 12
+    assert "✗ line 8 `and` -> `or`: breaks test_merge_empty, test_merge_overlapping" not in result.tried
+
+
+def test_failing_function_fixed_on_its_suspicious_line_and_proved_by_its_tests(tmp_path: Path) -> None:
+    root = _copy(tmp_path, "fixbug")
+    path = root / "intervals.py"
+    # Not a one-token bug: the boundary candidates all fail, the model's re-infill fixes it.
+    text = (
+        path.read_text()
+        .replace("start < result", "start <= result")
+        .replace("result.append((start, end))", "result.append((end, end))")
+    )
+    path.write_text(text)
     start = _line_of(text, "def merge(")
     hints: list[str] = []
 
     def fim(prefix: str, suffix: str) -> str:
         hint = prefix.splitlines()[-1]
         hints.append(hint)
-        if suffix.lstrip().startswith("result[-1] = (result[-1][0]"):
-            return "        if result and start <= result[-1][1]:\n"
+        if suffix.lstrip().startswith("return result"):
+            return "            result.append((start, end))\n"
         return "        pass\n"  # a wrong guess for every other line: the tests reject it
 
     unchanged = "".join(split_lines(text)[start:]) + "```"  # after the prefilled opening fence
     runtime = _fake(fim, lambda prompt: unchanged)
-    problem = Problem(start, 0, start + 9, 0, "")  # the user selected the function
+    problem = Problem(start, 0, start + 9, 0, "")
     result = fix(
         FixRequest(path, text, "python", problem, root), runtime_generator(runtime), fim_template=QWEN
     )
     assert result.kind is Kind.OTHER
     assert result.related_tests == ["tests/test_intervals.py"]
     [best] = result.verified
-    assert best.origin == f"re-infill line {_line_of(text, 'if result and start <') + 1}"
+    assert best.origin == f"re-infill line {_line_of(text, 'result.append(') + 1}"
     assert best.cause_verified and best.checks == ["parses", "3/3 related tests pass"]
-    assert best.edit.new_text == "        if result and start <= result[-1][1]:\n"
-    # The failing assertion, from the real pytest run, was the hint; the comparison line went first.
-    assert hints == ["        # FIXME: make this pass: assert merge([(1, 4), (4, 5)]) == [(1, 5)]"]
-    assert result.rejected == []  # the first verified candidate ends the search
+    # The failing assertion, from the real pytest run, was the hint.
+    assert (
+        hints
+        and hints[0]
+        == "        # FIXME: make this pass: assert merge([(1, 3), (2, 6), (8, 10)]) == [(1, 6), (8, 10)]"
+    )
+    assert result.tried[-1].startswith("✓ re-infill line")
+    assert sum(t.startswith("✗ line ") for t in result.tried) >= 1  # boundary candidates went first
 
 
 def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
@@ -131,7 +171,10 @@ def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
     runtime = _fake(fim, lambda prompt: "".join(split_lines(text)[start:]) + "```")
     problem = Problem(start, 0, start + 9, 0, "")
     result = fix(
-        FixRequest(path, text, "python", problem, root), runtime_generator(runtime), fim_template=QWEN
+        FixRequest(path, text, "python", problem, root),
+        runtime_generator(runtime),
+        fim_template=QWEN,
+        boundary=False,  # the model's candidates only
     )
     assert result.verified == []
     assert result.rounds == 2

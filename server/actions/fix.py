@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.actions.quality import mutants
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.textedit import LineEdit, apply_line_edit, minimal_line_edit, split_lines
 from server.actions.verify import (
@@ -75,6 +76,11 @@ MAX_REWRITE_LINES = 120
 FALLBACK_CONTEXT_LINES = 4
 # Related test files run per candidate (each run is a pytest process).
 MAX_RELATED_TEST_FILES = 3
+# Boundary candidates (no model: one operator or constant of an implicated line changed, the
+# related tests decide) verified per round before any generation; each costs one test run.
+MAX_BOUNDARY_CANDIDATES = 12
+# Per implicated line, so that several lines get a try within the budget.
+MAX_BOUNDARY_PER_LINE = 6
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")
@@ -142,6 +148,63 @@ class FixResult:
     rounds: int
     related_tests: list[str]
     timings: dict[str, float]
+    # One readable line per candidate tried, in order: `✗ line 8 `<` -> `<=`: breaks test_a`.
+    tried: list[str] = field(default_factory=list)
+    evidence: str = ""  # what chose the order of the strategies
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the failing tests say: the lines of the function their tracebacks pass through
+    (0-based, innermost first), whether an assertion compared values, the exception raised."""
+
+    lines: tuple[int, ...] = ()
+    wrong_value: bool = False
+    exception: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.exception:
+            parts.append(f"{self.exception} raised")
+        elif self.wrong_value:
+            parts.append("an assertion saw a wrong value")
+        if self.lines:
+            parts.append("traceback through line(s) " + ", ".join(str(i + 1) for i in self.lines))
+        return "; ".join(parts)
+
+
+_EXCEPTION = re.compile(r"^E\s+(\w+(?:Error|Exception)|StopIteration|KeyError)\b", re.MULTILINE)
+
+
+def read_evidence(failures: str, rel_path: str, block: Block | None) -> Evidence:
+    """Evidence from the baseline's failure messages (pytest --tb=short)."""
+    if not failures:
+        return Evidence()
+    found: list[int] = []
+    for m in re.finditer(rf"(?m)^{re.escape(rel_path)}:(\d+): in ", failures):
+        line = int(m.group(1)) - 1
+        if block is None or block.start <= line < block.end:
+            found.append(line)
+    # The deepest frame in the file is the likeliest place; tracebacks list it last.
+    lines = tuple(dict.fromkeys(reversed(found)))
+    exc = _EXCEPTION.search(failures)
+    exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None
+    wrong_value = exception is None and ("assert " in failures or "AssertionError" in failures)
+    return Evidence(lines, wrong_value, exception)
+
+
+def boundary_candidates(
+    text: str, order: list[int], limit: int = MAX_BOUNDARY_CANDIDATES
+) -> list[tuple[str, str]]:
+    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order."""
+    out: list[tuple[str, str]] = []
+    for line in order:
+        for m in mutants(text, line + 1, line + 1, repair=True)[:MAX_BOUNDARY_PER_LINE]:
+            out.append((f"line {m.line} {m.description}", m.text))
+            if len(out) >= limit:
+                return out
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +390,7 @@ def _fim_holes(
     last: int,
     problem: Problem,
     failures: str,
+    implicated: tuple[int, ...] = (),
 ) -> list[tuple[str, tuple[int, int], str | None]]:
     """(origin, hole, hint) of the FIM proposals of a round."""
     message_hint = _hint(problem)
@@ -343,14 +407,14 @@ def _fim_holes(
             holes.append(("re-infill (wider)", wide, None))
         return holes
     # A logic error: the message does not say where. A small span is re-infilled whole; in a
-    # function with failing tests, its most suspicious lines one by one, with the failing
-    # assertion as the hint, and the tests decide.
+    # function with failing tests, the lines their tracebacks implicate, then its most
+    # suspicious lines, one by one, with the failing assertion as the hint; the tests decide.
     hint = _assertion_hint(failures) or message_hint
     if last - first + 1 <= MAX_FIM_SPAN_LINES:
         return [("re-infill", (first, last + 1), hint)] if round_no == 1 else []
     if block is None or not failures:
         return []
-    ranked = suspicious_lines(lines, block)
+    ranked = [*implicated, *(i for i in suspicious_lines(lines, block) if i not in implicated)]
     chosen = ranked[(round_no - 1) * LINE_REINFILLS_PER_ROUND : round_no * LINE_REINFILLS_PER_ROUND]
     return [(f"re-infill line {i + 1}", (i, i + 1), hint) for i in chosen]
 
@@ -618,8 +682,11 @@ def fix(
     progress: ProgressFn = no_progress,
     sandbox_factory: Callable[[Path], Sandbox] = Sandbox,
     max_rounds: int = MAX_ROUNDS,
+    boundary: bool = True,
 ) -> FixResult:
-    """The whole Fix-this action, without LSP. Raises Cancelled when cancelled."""
+    """The whole Fix-this action, without LSP. Raises Cancelled when cancelled.
+
+    `boundary`: try one-token changes of the implicated lines (no model) before generating."""
     cancel = cancel or CancelToken()
     started = time.perf_counter()
     timings = {"model_s": 0.0, "verify_s": 0.0}
@@ -650,9 +717,15 @@ def fix(
         tests.baseline = tests.run(request.text)
         timings["verify_s"] += time.perf_counter() - t0
         failures = _failures_text(tests.baseline)
+        evidence = Evidence()
+        if kind is Kind.OTHER and tests.baseline is not None:
+            full = "\n".join(o.message for o in tests.baseline.failed())
+            evidence = read_evidence(full, rel_path, block)
+        notes = list(sandbox.notes) if sandbox is not None else []
 
         verified: dict[str, Candidate] = {}
         rejected: list[tuple[str, str]] = []
+        tried: list[str] = []
         previous: tuple[str, str] | None = None
         rounds = 0
         for round_no in range(1, max_rounds + 1):
@@ -662,23 +735,42 @@ def fix(
                 # Cheap and exact first: a typo of a defined name, a missing stdlib import.
                 for origin, candidate in name_candidates(request.text, name, first, last):
                     proposals.append((origin, _const(candidate)))
+            if boundary and round_no == 1 and block is not None and _boundary_first(kind, evidence, tests):
+                # Cheap and common: an off-by-one or a wrong operator on an implicated line.
+                order = [
+                    *evidence.lines,
+                    *(i for i in suspicious_lines(lines, block) if i not in evidence.lines),
+                ]
+                for origin, candidate in boundary_candidates(request.text, order):
+                    proposals.append((origin, _const(candidate)))
+            fims: list[tuple[str, Callable[[], str | None]]] = []
             if fim_template is not None:
-                holes = _fim_holes(round_no, kind, lines, block, first, last, problem, failures)
+                holes = _fim_holes(
+                    round_no, kind, lines, block, first, last, problem, failures, evidence.lines
+                )
                 for origin, (lo, hi), hint in holes:
                     marked = f"{comment} {hint}" if hint else None
-                    proposals.append((origin, _bind_fim(lines, lo, hi, fim_template, generate, hint=marked)))
-            proposals.append(
-                ("rewrite", _bind_chat(request, lines, block, first, last, failures, previous, generate))
+                    fims.append((origin, _bind_fim(lines, lo, hi, fim_template, generate, hint=marked)))
+            rewrite = (
+                "rewrite",
+                _bind_chat(request, lines, block, first, last, failures, previous, generate),
             )
+            if evidence.exception and evidence.exception not in BOUNDARY_EXCEPTIONS:
+                # A TypeError or AttributeError is rarely one token: the rewrite sees the whole
+                # function and the traceback; re-infills of single lines come after it.
+                proposals += [rewrite, *fims]
+            else:
+                proposals += [*fims, rewrite]
             for i, (origin, make) in enumerate(proposals):
                 cancel.check()
                 pct = 10 + int(80 * ((round_no - 1) * len(proposals) + i) / (max_rounds * len(proposals)))
-                progress(f"round {round_no}: {origin}", pct)
+                progress(f"trying {origin}" + (f" (last: {tried[-1]})" if tried else ""), pct)
                 t0 = time.perf_counter()
                 text = make()
                 timings["model_s"] += time.perf_counter() - t0
                 if text is None:
                     rejected.append((origin, "no answer"))
+                    tried.append(f"✗ {origin}: no answer")
                     continue
                 if text in verified:
                     continue
@@ -687,6 +779,7 @@ def fix(
                 verdict = verify_candidate(request, kind, name, text, tests)
                 timings["verify_s"] += time.perf_counter() - t0
                 log.info("fix candidate %s: %s", origin, verdict.checks if verdict.ok else verdict.reason)
+                tried.append(_tried_line(origin, verdict))
                 if not verdict.ok:
                     rejected.append((origin, verdict.reason))
                     if origin == "rewrite":
@@ -716,7 +809,34 @@ def fix(
             sandbox.close()
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
-    return FixResult(kind, ranked, rejected, rounds, test_files, timings)
+    return FixResult(kind, ranked, rejected, rounds, test_files, timings, tried, evidence.describe(), notes)
+
+
+# Exceptions whose cause is often a boundary (an index, a key, a divisor one off).
+BOUNDARY_EXCEPTIONS = frozenset(
+    {"IndexError", "KeyError", "ZeroDivisionError", "ValueError", "RecursionError", "StopIteration"}
+)
+# Characters of a verdict kept on a candidate's line.
+MAX_TRIED_CHARS = 110
+
+
+def _boundary_first(kind: Kind, evidence: Evidence, tests: TestContext) -> bool:
+    """Boundary candidates need failing tests to judge them and a bug that may be one token."""
+    base = tests.baseline
+    if kind is not Kind.OTHER or base is None or base.collection_error or not base.failed():
+        return False
+    return evidence.exception is None or evidence.exception in BOUNDARY_EXCEPTIONS
+
+
+def _tried_line(origin: str, verdict: Verdict) -> str:
+    """`✓ line 8 `<` -> `<=`: 3/3 related tests pass` / `✗ rewrite: breaks test_a`."""
+    if verdict.ok:
+        return f"✓ {origin}: {', '.join(verdict.checks)}"
+    reason = verdict.reason.split("\n", 1)[0]
+    reason = reason.split(": ", 1)[0] if reason.startswith(("breaks ", "tests still fail")) else reason
+    if len(reason) > MAX_TRIED_CHARS:
+        reason = reason[: MAX_TRIED_CHARS - 1] + "…"
+    return f"✗ {origin}: {reason}"
 
 
 def _const(text: str) -> Callable[[], str | None]:

@@ -37,6 +37,15 @@ _COMPARE_SWAPS: dict[type[ast.cmpop], tuple[type[ast.cmpop], ...]] = {
     ast.Is: (ast.IsNot,),
     ast.IsNot: (ast.Is,),
 }
+# Fix-this's boundary candidates try every other operator of a comparison's family: the bug may
+# be any of them, while a mutant needs only one plausible change.
+_COMPARE_REPAIRS: dict[type[ast.cmpop], tuple[type[ast.cmpop], ...]] = {
+    ast.Lt: (ast.LtE, ast.Gt, ast.GtE),
+    ast.LtE: (ast.Lt, ast.GtE, ast.Gt),
+    ast.Gt: (ast.GtE, ast.Lt, ast.LtE),
+    ast.GtE: (ast.Gt, ast.LtE, ast.Lt),
+    **{op: swaps for op, swaps in _COMPARE_SWAPS.items() if op not in (ast.Lt, ast.LtE, ast.Gt, ast.GtE)},
+}
 _BINOP_SWAPS: dict[type[ast.operator], type[ast.operator]] = {
     ast.Add: ast.Sub,
     ast.Sub: ast.Add,
@@ -67,6 +76,10 @@ _OP_TEXT = {
 }
 
 
+# Repairs of one line, most likely first: boundaries are the commonest single-line bugs.
+REPAIR_ORDER = ("comparison", "constant", "negation", "boolean", "arithmetic", "return")
+
+
 @dataclass(frozen=True)
 class Mutant:
     """The module text with one line of the function changed (line 1-based)."""
@@ -84,11 +97,12 @@ def _line_offsets(text: str) -> list[int]:
     return offsets
 
 
-def _variants(node: ast.AST) -> Iterator[tuple[str, str, ast.AST]]:
+def _variants(node: ast.AST, repair: bool = False) -> Iterator[tuple[str, str, ast.AST]]:
     """(kind, description, replacement node) for each single change of `node` itself."""
     if isinstance(node, ast.Compare):
+        swaps = _COMPARE_REPAIRS if repair else _COMPARE_SWAPS
         for i, op in enumerate(node.ops):
-            for new in _COMPARE_SWAPS.get(type(op), ()):
+            for new in swaps.get(type(op), ()):
                 ops = list(node.ops)
                 ops[i] = new()
                 desc = f"`{_OP_TEXT[type(op)]}` -> `{_OP_TEXT[new]}`"
@@ -110,13 +124,17 @@ def _variants(node: ast.AST) -> Iterator[tuple[str, str, ast.AST]]:
         yield "return", f"`{node.value}` -> `{not node.value}`", ast.Constant(not node.value)
 
 
-def mutants(text: str, first_line: int, last_line: int, *, lines: set[int] | None = None) -> list[Mutant]:
+def mutants(
+    text: str, first_line: int, last_line: int, *, lines: set[int] | None = None, repair: bool = False
+) -> list[Mutant]:
     """Every single-node mutant on single-line expressions of lines first..last (1-based).
 
     `lines` restricts to those lines. The replaced segment is the node's own text, so the rest
     of the line (comments, spacing) stays; only compiling mutants different from the original
-    are returned, in line order. Every swap stays within one precedence level (`<` for `<=`,
-    `+` for `-`, `and` for `or`), so no parentheses are needed around the new segment.
+    are returned, in line order (`repair`: the wider set Fix this tries: every comparison of a
+    family, conditions negated, no "returns None"; comparisons first on each line). Every swap
+    stays within one precedence level (`<` for `<=`, `+` for `-`, `and` for `or`), so no
+    parentheses are needed around the new segment.
     """
     try:
         tree = ast.parse(text)
@@ -132,6 +150,7 @@ def mutants(text: str, first_line: int, last_line: int, *, lines: set[int] | Non
         and isinstance(node.body[0], ast.Expr)
         and isinstance(node.body[0].value, ast.Constant)
     }
+    conditions = {id(n.test) for n in ast.walk(tree) if isinstance(n, ast.If | ast.While | ast.IfExp)}
     seen: set[str] = set()
     out: list[Mutant] = []
     for node in ast.walk(tree):
@@ -144,8 +163,20 @@ def mutants(text: str, first_line: int, last_line: int, *, lines: set[int] | Non
             continue
         start = offsets[lineno - 1] + node.col_offset
         end = offsets[lineno - 1] + (node.end_col_offset or node.col_offset)
-        variants = list(_variants(node))
-        if isinstance(node, ast.Return) and node.value is not None and not _is_none(node.value):
+        variants = list(_variants(node, repair))
+        if (
+            repair
+            and isinstance(node, ast.expr)
+            and id(node) in conditions
+            and not isinstance(node, ast.UnaryOp)
+        ):
+            variants.append(("negation", "condition negated", ast.UnaryOp(ast.Not(), node)))
+        elif (
+            not repair
+            and isinstance(node, ast.Return)
+            and node.value is not None
+            and not _is_none(node.value)
+        ):
             variants.append(("return", "returns None", ast.Return(None)))
         for kind, desc, new in variants:
             try:
@@ -161,7 +192,10 @@ def mutants(text: str, first_line: int, last_line: int, *, lines: set[int] | Non
                 continue
             seen.add(mutated)
             out.append(Mutant(lineno, kind, desc, mutated))
-    out.sort(key=lambda m: m.line)
+    if repair:
+        out.sort(key=lambda m: (m.line, REPAIR_ORDER.index(m.kind) if m.kind in REPAIR_ORDER else 99))
+    else:
+        out.sort(key=lambda m: m.line)
     return out
 
 

@@ -588,10 +588,17 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
         "rounds": result.rounds,
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
         "applied": False,
+        "tried": result.tried,
+        "evidence": result.evidence,
+        "notes": result.notes,
     }
+    # One line per candidate tried, in order, under the headline.
+    tried = "".join(f"\n{line}" for line in result.tried[-MAX_TRIED_SHOWN:])
+    if len(result.tried) > MAX_TRIED_SHOWN:
+        tried = f"\n({len(result.tried) - MAX_TRIED_SHOWN} earlier candidates not shown)" + tried
     if not result.verified:
-        reasons = "; ".join(sorted({r.split(":")[0] for _, r in result.rejected})) or "no candidate"
-        server.show(f"no fix passed verification ({reasons})")
+        headline = f"no fix passed verification ({len(result.tried)} candidate(s) tried)"
+        server.show(headline + tried)
         return answer
     state: ActionState = server.code_action_state  # type: ignore[attr-defined]
     stale, _ = basis.stale(server.documents)
@@ -617,7 +624,11 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
     if applied.applied:
         # The applied edit bumps the version: alternatives computed for the old text are stale.
         state.offered.pop(args.uri, None)
-        server.show(f"applied a verified fix: {result.verified[0].title}", types.MessageType.Info)
+        best, took = result.verified[0], result.timings["total_s"]
+        server.show(
+            f"applied a verified fix ({best.origin}): {best.title} in {took:.1f} s{tried}",
+            types.MessageType.Info,
+        )
     else:
         state.offered[args.uri] = Offered(version, args.range, edits)
         server.show(
@@ -625,6 +636,10 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
             f"({applied.failure_reason or 'the document changed'}); it stays in the code actions"
         )
     return answer
+
+
+# Candidate lines shown in the final message (all of them are in the command's answer).
+MAX_TRIED_SHOWN = 8
 
 
 def register(server: InfillerServer) -> None:
