@@ -220,32 +220,45 @@ def _tune(
         f"{_pct(choice.default.executable)}, {choice.default.prompt_tokens:.0f}) on {first.cases} cases",
         file=sys.stderr,
     )
-    check_text = "no second sample (the default kept)"
-    if choice.changed:
-        check = replace(
-            options,
-            configs={DEFAULT: options.configs[DEFAULT], choice.config: options.configs[choice.config]},
-            out=options.out / "check",
-            seed=options.seed + CHECK_SEED_OFFSET,
-            minutes=check_minutes,
-            sample=1,
-            exclude=frozenset(r.key for r in records),
+    if not choice.changed:
+        # Writing the defaults would pin them: later changes of infiller's defaults would not apply.
+        print(
+            f"tune: nothing beat {DEFAULT} at no more than its prompt length; no settings written",
+            file=sys.stderr,
         )
-        check_summaries, check_records = _run(workspace, check, args, "check")
-        if check_summaries is None:
-            return 1
-        print(table(check_summaries, check_records))
-        rows = {s.config: s for s in check_summaries if s.model == model}
-        if DEFAULT in rows and choice.config in rows:
-            pair = paired(check_records, model, DEFAULT, choice.config)
-            a, b = rows[DEFAULT], rows[choice.config]
-            check_text = (
-                f"second sample ({b.cases} other cases, seed {check.seed}): exact {b.exact_match:.1%} vs "
-                f"{a.exact_match:.1%} ({b.exact_match - a.exact_match:+.1%}), executable "
-                f"{_pct(b.executable)} vs {_pct(a.executable)}; only one right: {pair.only_this} vs "
-                f"{pair.only_default}, sign test p={pair.p:.2f}"
-            )
-        (options.out / "check" / "report.md").write_text(table(check_summaries, check_records), "utf-8")
+        return 0
+    check = replace(
+        options,
+        configs={DEFAULT: options.configs[DEFAULT], choice.config: options.configs[choice.config]},
+        out=options.out / "check",
+        seed=options.seed + CHECK_SEED_OFFSET,
+        minutes=check_minutes,
+        sample=1,
+        exclude=frozenset(r.key for r in records),
+    )
+    check_text = "no second sample finished"
+    check_summaries, check_records = _run(workspace, check, args, "check")
+    if check_summaries is None:
+        return 1
+    print(table(check_summaries, check_records))
+    rows = {s.config: s for s in check_summaries if s.model == model}
+    if DEFAULT in rows and choice.config in rows:
+        pair = paired(check_records, model, DEFAULT, choice.config)
+        a, b = rows[DEFAULT], rows[choice.config]
+        check_text = (
+            f"second sample ({b.cases} other cases, seed {check.seed}): exact {b.exact_match:.1%} vs "
+            f"{a.exact_match:.1%} ({b.exact_match - a.exact_match:+.1%}), executable "
+            f"{_pct(b.executable)} vs {_pct(a.executable)}; only one right: {pair.only_this} vs "
+            f"{pair.only_default}, sign test p={pair.p:.2f}"
+        )
+    (options.out / "check" / "report.md").write_text(table(check_summaries, check_records), "utf-8")
+    if DEFAULT in rows and choice.config in rows and _key(rows[choice.config]) < _key(rows[DEFAULT]):
+        print(
+            f"tune: {choice.config} lost to {DEFAULT} on the second sample ({check_text}); "
+            "no settings written",
+            file=sys.stderr,
+        )
+        return 0
     reason = (
         f"infiller eval --tune, {model}, {time.strftime('%Y-%m-%d')}: {choice.config} "
         f"({first.exact_match:.1%} exact, executable {_pct(first.executable)}) over {DEFAULT} "
@@ -261,6 +274,10 @@ def _tune(
     )
     print(f"tune: wrote {path}\n  {reason}", file=sys.stderr)
     return 0
+
+
+def _key(summary: Any) -> tuple[float, float]:
+    return (summary.executable or 0.0, summary.exact_match)
 
 
 def _pct(value: float | None) -> str:
