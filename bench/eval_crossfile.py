@@ -45,6 +45,7 @@ class Config:
     prefix_tokens: int | None = None  # None: --prefix-tokens
     suffix_tokens: int | None = None  # None: --suffix-tokens
     cursor_line_in_middle: bool = True
+    function_body_in_middle: bool = True
 
 
 # The editor's in-file window since the typing-loop work (CompletionSettings' defaults).
@@ -63,6 +64,10 @@ CONFIGS: dict[str, Config] = {
     "plain long FIM": Config(None, LONG_PREFIX, LONG_SUFFIX, cursor_line_in_middle=False),
     # The editor's default prompt: the long window plus retrieved definitions.
     "long + context": Config(("definitions", "recent"), LONG_PREFIX, LONG_SUFFIX),
+    # The default before the function body went after the middle marker: the cursor line only.
+    "long + context (cursor-line middle)": Config(
+        ("definitions", "recent"), LONG_PREFIX, LONG_SUFFIX, function_body_in_middle=False
+    ),
     "long + context (classic layout)": Config(
         ("definitions", "recent"), LONG_PREFIX, LONG_SUFFIX, cursor_line_in_middle=False
     ),
@@ -279,6 +284,7 @@ def run_config(
                 prefix_tokens=config.prefix_tokens or prefix_tokens,
                 suffix_tokens=config.suffix_tokens or suffix_tokens,
                 cursor_line_in_middle=config.cursor_line_in_middle,
+                function_body_in_middle=config.function_body_in_middle,
             )
             index = indexes[case.package] if config.sources else None
             completer = completers[case.package] = Completer(

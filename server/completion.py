@@ -11,10 +11,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from context.anchor import middle_start
 from context.syntax import language_for_path
 from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
 from server.model.registry import ProgressFn as Report
@@ -39,6 +40,11 @@ SUFFIX_MAX_LINES = 12
 HEAL_TAIL = re.compile(r"(?:[ \t]*\w+|[ \t]+)$")
 # Longer tails (a long identifier) are not healed: each healed character costs generated tokens.
 MAX_HEAL_CHARS = 24
+# The middle (the function body typed so far, after the FIM middle marker) holds at most this many
+# tokens; a longer body moves the middle's start down in steps of MIDDLE_SNAP_LINES lines, so that
+# the start still stays put for many keystrokes.
+MAX_MIDDLE_TOKENS = 384
+MIDDLE_SNAP_LINES = 8
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
 
@@ -58,6 +64,9 @@ class CompletionSettings:
     max_tokens_block: int = 128
     # The cursor line's typed text after the FIM middle marker (llama.vim's layout): see build_prompt.
     cursor_line_in_middle: bool = True
+    # ... and, inside a function, the whole body typed so far (context/anchor.py); retrieval then
+    # looks around the body's start instead of the cursor.
+    function_body_in_middle: bool = True
     sources: tuple[str, ...] | None = None
 
 
@@ -112,6 +121,13 @@ class CompletionResult:
                 for c in self.chunks
             ],
         }
+
+
+def _first_line_end(raw: str) -> int | None:
+    """Where the first line with code in `raw` ends (its new line), if it has ended."""
+    start = len(raw) - len(raw.lstrip())
+    end = raw.find("\n", start) if start < len(raw) else -1
+    return end if end >= 0 else None
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -231,6 +247,18 @@ class Completer:
             text = text[: self.settings.suffix_tokens]
         return text
 
+    def _middle_start(self, prefix: str) -> int:
+        """Where the middle starts: the enclosing function's body, in MIDDLE_SNAP_LINES steps
+        while it is over MAX_MIDDLE_TOKENS, and at the latest the cursor line."""
+        cut = prefix.rfind("\n") + 1
+        if not self.settings.function_body_in_middle:
+            return cut
+        start = middle_start(prefix)
+        while start < cut and self.count_tokens(prefix[start:]) > MAX_MIDDLE_TOKENS:
+            for _ in range(MIDDLE_SNAP_LINES):
+                start = prefix.find("\n", start, cut) + 1 or cut
+        return start
+
     def retrieve(self, request: CompletionContext) -> RetrievalResult | None:
         if self._retriever is None or self.settings.context_tokens <= 0:
             return None
@@ -250,7 +278,11 @@ class Completer:
         language = request.language or language_for_path(request.file)
         prefix, suffix = request.prefix, request.suffix
         plan = plan_completion(prefix, suffix, language)
-        retrieval = self.retrieve(request)
+        cut = self._middle_start(prefix) if self._middle_layout else len(prefix)
+        # Retrieval reads the text around the middle's start, not the cursor: it then stays the
+        # same (and so does the prompt's head, in the KV cache) while the user types the body.
+        in_body = cut < prefix.rfind("\n") + 1
+        retrieval = self.retrieve(replace(request, prefix=prefix[:cut]) if in_body else request)
         retrieval_ms = (time.perf_counter() - start) * 1000
         chunks = list(retrieval.chunks) if retrieval else []
         template = self.runtime.template
@@ -260,14 +292,12 @@ class Completer:
             [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
         )
         suffix_w = self._window_suffix(self._clean(suffix))
-        cut = prefix.rfind("\n") + 1
         head = self._clean(prefix[cut:]) if self._middle_layout else ""
-        head_tokens = self.count_tokens(head) if self._middle_layout else 0
-        if self._middle_layout and head_tokens < self.settings.prefix_tokens:
-            # The cursor line's text before the cursor goes after the FIM middle marker, as if the
-            # model had written it: typing on a line then only appends to the prompt, so every
-            # token before the cursor line (context, lines above, the suffix) stays in the KV cache.
-            above = self._window_prefix(self._clean(prefix[:cut]), self.settings.prefix_tokens - head_tokens)
+        if self._middle_layout:
+            # The function body typed so far goes after the FIM middle marker, as if the model had
+            # written it (context/anchor.py): typing in a body then only appends to the prompt, so
+            # every token before the body (context, lines above, the suffix) stays in the KV cache.
+            above = self._window_prefix(self._clean(prefix[:cut]), self.settings.prefix_tokens)
             # The head's unfinished end (a partial word, trailing spaces) is healed: the model
             # writes it again with its own tokens instead of continuing a split one.
             found = HEAL_TAIL.search(head)
@@ -303,11 +333,14 @@ class Completer:
         prompt: Prompt | None = None,
         max_tokens: int | None = None,
         limit: Callable[[str], bool] | None = None,
+        first_line: bool = False,
     ) -> CompletionResult:
         """Run one completion. Raises runtime.Cancelled when superseded.
 
         `max_tokens` lowers the mode's token budget; `limit(raw)` is asked after each piece and
         stops generation (reason "limit") when it returns False (a client's deadline or indent rule).
+        `first_line`: where a block is expected, stop after its first line (reason "first-line"):
+        what a typist reads in a pause, at a line's cost; the hot streak prepares the next one.
         """
         start = time.perf_counter()
         prompt = prompt or self.build_prompt(request)
@@ -317,17 +350,26 @@ class Completer:
         budget = (
             self.settings.max_tokens_line if prompt.plan.mode is Mode.LINE else self.settings.max_tokens_block
         )
+        one_line = first_line and prompt.plan.mode is Mode.BLOCK
+        if one_line:
+            budget = min(budget, self.settings.max_tokens_line)
         if max_tokens is not None:
             budget = min(budget, max_tokens)
-        limited = False
+        limited = ""
 
         def on_text(piece: str) -> bool:
             nonlocal limited
             keep_going = filt.feed(piece)
+            if keep_going and one_line:
+                end = _first_line_end(filt.raw)
+                if end is not None:
+                    filt.raw = filt.raw[:end]
+                    limited = "first-line"
+                    keep_going = False
             if on_partial is not None:
                 on_partial(filt.raw)
             if keep_going and limit is not None and not limit(filt.raw):
-                limited = True
+                limited = "limit"
                 return False
             return keep_going
 
@@ -342,7 +384,7 @@ class Completer:
             text=outcome.text,
             reason=outcome.reason
             if outcome.suppressed
-            else ("limit" if limited else str(filt.stop_reason or stats.stop_reason)),
+            else (limited or str(filt.stop_reason or stats.stop_reason)),
             mode=str(prompt.plan.mode),
             model=self.model_name,
             timings={

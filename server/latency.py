@@ -118,6 +118,7 @@ class Suggestion:
     stats_id: int = 0
     created: float = field(default_factory=time.monotonic)
     origin: object = None  # what the door made it from (the daemon's Answer: its file and context)
+    first_line: bool = False  # the first line of a block the model would have written on
 
 
 class SuggestionCache:

@@ -171,6 +171,8 @@ class Suggester:
             index.note_view(now.path, now.line)
 
         hit = self.cache.lookup(now)
+        if hit is not None and explicit and hit[0].first_line:
+            hit = None  # asked for: the whole block, not the line shown while typing
         if hit is not None:
             entry, rest = hit
             if entry.stats_id:
@@ -196,7 +198,7 @@ class Suggester:
             await asyncio.sleep(delay)
             if self._latest.get(uri) != seq:  # a newer request, or the document was closed
                 return Answer(None, "superseded")
-        return await self._generate(completer, now)
+        return await self._generate(completer, now, first_line=not explicit)
 
     async def _follow(self, now: CompletionContext) -> Answer | None:
         """Serve `now` from the running generation unless its output already contradicts what was typed."""
@@ -262,9 +264,11 @@ class Suggester:
         flight = InFlight(at, wrapped, token)
         return flight
 
-    async def _generate(self, completer: Completer, now: CompletionContext) -> Answer:
+    async def _generate(self, completer: Completer, now: CompletionContext, *, first_line: bool) -> Answer:
+        """Ask the model; an automatic request gets one line (a block when the user asked for it)."""
         log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], now.line)
-        flight = self._submit(_complete, completer, now, supersede=self.supersede)
+        work = _complete_line if first_line else _complete
+        flight = self._submit(work, completer, now, supersede=self.supersede)
         self.inflight = flight
         try:
             result = await self._await(flight)
@@ -280,7 +284,7 @@ class Suggester:
         log.info("model: %s; %s", result.tokens, result.timings)
         if not result.text:
             return Answer(None, result.reason or "empty", result=result)
-        entry = Suggestion(now, result.text, "model")
+        entry = Suggestion(now, result.text, "model", first_line=result.reason == "first-line")
         self.cache.put(entry)
         if self.settings.hot_streak:
             self.prepare_next_line(now, result.text)
@@ -313,7 +317,7 @@ class Suggester:
         target = next_line_cursor(at, text)
         if target is None or self.cache.lookup(target) is not None:
             return
-        flight = self._background(target, _complete)
+        flight = self._background(target, _complete_line)
         if flight is not None:
             self.inflight = flight  # a request at the target follows it instead of starting over
 
@@ -341,6 +345,12 @@ def _complete(
     completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
 ) -> CompletionResult:
     return completer.complete(at, token, on_partial=on_partial)
+
+
+def _complete_line(
+    completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
+) -> CompletionResult:
+    return completer.complete(at, token, on_partial=on_partial, first_line=True)
 
 
 def _prefill(

@@ -24,6 +24,7 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("x = foo", "_baz(2)\n"),
     ("x = fo", "o_bar(1)\n"),
     ("items.ap", "pend(item)\n"),
+    ("def twice(n):\n    ", "doubled = n * 2\n    return doubled\n"),
 )
 FALLBACK = "pass\n"
 # Seconds per generated token for the slow engine: long enough to type during a generation.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -498,6 +499,49 @@ def test_overload_gets_clear_503s_and_everything_else_is_served() -> None:
             assert _metric(
                 metrics, "infiller_requests_total", endpoint="/completion", status="503"
             ) == statuses.count(503)
+            assert _metric(metrics, "infiller_queue_depth") == 0
+
+    asyncio.run(main())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_twenty_clients_two_hundred_requests_no_errors_no_leaks() -> None:
+    """The bounded load test: only intended 503s, no leaked threads, flat memory."""
+    clients, per_client = 20, 10
+
+    async def main() -> None:
+        async with (
+            daemon(lambda p: "x" * (len(p) % 7 + 1), delay_s=0.0005, max_queue=8) as (url, _core, _m),
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+
+            async def one_client(n: int) -> list[int]:
+                statuses = []
+                for i in range(per_client):
+                    body = {
+                        "input_prefix": f"def f{n}_{i}(x):\n",
+                        "input_suffix": "\n",
+                        "prompt": "    return ",
+                    }
+                    reply = await client.post("/infill", json=body)
+                    assert reply.status_code in (200, 503), reply.text
+                    statuses.append(reply.status_code)
+                return statuses
+
+            await asyncio.gather(*(one_client(n) for n in range(clients)))  # warm-up
+            threads, rss = threading.active_count(), _rss_mb()
+            statuses = [
+                s for run in await asyncio.gather(*(one_client(n) for n in range(clients))) for s in run
+            ]
+            assert len(statuses) == clients * per_client
+            assert statuses.count(200) >= clients, statuses  # the queue serves, it does not only refuse
+            assert threading.active_count() <= threads + 2
+            assert _rss_mb() - rss < 32, (rss, _rss_mb())
+            metrics = (await client.get("/metrics")).text
             assert _metric(metrics, "infiller_queue_depth") == 0
 
     asyncio.run(main())

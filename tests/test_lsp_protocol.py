@@ -287,6 +287,19 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
+def test_typing_gets_a_line_and_asking_gets_the_block(tmp_path: Path) -> None:
+    """An automatic request in an empty body gets its first line; an invoked one the whole block."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
+        items = await s.inline(uri, 1, 4, invoked=False)
+        assert [i.insert_text for i in items] == ["doubled = n * 2"]
+        items = await s.inline(uri, 1, 4)
+        assert [i.insert_text for i in items] == ["doubled = n * 2\n    return doubled"]
+
+    run(tmp_path, "fast", scenario)
+
+
 def test_a_request_typed_along_an_in_flight_generation_follows_it(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         uri = s.open(s.root / "emoji.py", "x = fo")

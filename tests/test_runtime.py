@@ -242,3 +242,17 @@ def test_a_model_marked_for_the_classic_layout_gets_it() -> None:
     assert classic.build_prompt(request("x = 1\ny = █\n")).text.endswith("<|fim_middle|>")
     middle = Completer(Runtime(engine, default))
     assert middle.build_prompt(request("x = 1\ny = █\n")).text.endswith("<|fim_middle|>y =")
+
+
+def test_first_line_stops_a_block_after_its_first_line() -> None:
+    """What an automatic request asks for: the block's first line, at a line's cost."""
+    body = "total = 0\n    for x in xs:\n        total += x\n    return total\n"
+    comp, _ = completer(body)
+    block = comp.complete(request("def f(xs):\n    █\n"))
+    assert block.text is not None and block.text.count("\n") >= 2
+    line = comp.complete(request("def f(xs):\n    █\n"), first_line=True)
+    assert line.text == "total = 0"
+    assert line.reason == "first-line"
+    assert line.tokens["generated"] <= len("    total = 0\n")  # the healed indentation, the line
+    # A line completion is unchanged by it.
+    assert comp.complete(request("y = █\n"), first_line=True).text == "total = 0"

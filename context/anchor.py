@@ -1,0 +1,72 @@
+"""Where the fill-in-the-middle "middle" starts: the body of the function the cursor is in.
+
+The prompt puts everything from this anchor to the cursor after the FIM middle marker, as if the
+model had written it. While the user types in one function body the anchor does not move, so
+every token before it (repository context, the lines above the function, the suffix) stays in
+the model's KV cache and a keystroke, even a new line, only appends to the prompt. The anchor is
+a pure function of the text before the cursor, so an evaluation measures exactly the prompt the
+editor gets.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A line that opens a function or method (Python, JS/TS, Go, Rust, Kotlin, Ruby, Lua, shell-ish).
+DEF_LINE = re.compile(
+    r"^[ \t]*(?:(?:export|default|public|private|protected|static|pub(?:\([^)]*\))?|async|override|"
+    r"local|suspend|inline)[ \t]+)*(?:def|function|func|fn|fun|sub)\b"
+)
+# A function header is at most this many lines long (arguments wrapped one per line).
+MAX_HEADER_LINES = 12
+# Lines searched upwards for the enclosing function: beyond this, a body is too long to be one
+# middle anyway.
+MAX_SCAN_LINES = 400
+# Python's header ends with ':' (after an optional return annotation); brace languages with '{'.
+HEADER_END = re.compile(r"(?::|\{|=>|\bdo)[ \t]*(?:#.*|//.*)?$")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def function_body_start(lines: list[str]) -> int | None:
+    """Index of the first body line of the function enclosing the last line, or None.
+
+    `lines` is the text before the cursor split on new lines; the last one is the cursor line.
+    The enclosing function is the nearest line above that opens one with less indentation than
+    every non-blank line between it and the cursor; its body starts after its header.
+    """
+    cursor = len(lines) - 1
+    # The indentation the body has reached: the least among the non-blank lines seen so far.
+    # The cursor line's indentation counts even before anything is typed on it (the editor's).
+    floor: int | None = _indent(lines[cursor]) if lines[cursor] else None
+    for i in range(cursor - 1, max(-1, cursor - 1 - MAX_SCAN_LINES), -1):
+        line = lines[i]
+        if not line.strip():
+            continue
+        indent = _indent(line)
+        if floor is not None and indent >= floor:
+            continue
+        if DEF_LINE.match(line):
+            for j in range(i, min(cursor, i + MAX_HEADER_LINES)):
+                if HEADER_END.search(lines[j].rstrip()):
+                    return j + 1 if j + 1 <= cursor else None
+            return None
+        if floor is not None and indent < floor:
+            if indent == 0:
+                return None  # reached top-level code that is not a function
+            floor = indent
+        elif floor is None:
+            floor = indent + 1  # the first non-blank line above a blank cursor line
+    return None
+
+
+def middle_start(prefix: str) -> int:
+    """Offset in `prefix` where the middle starts: the enclosing function body, else the cursor line."""
+    cut = prefix.rfind("\n") + 1
+    lines = prefix.split("\n")
+    body = function_body_start(lines)
+    if body is None:
+        return cut
+    return sum(len(line) + 1 for line in lines[:body])

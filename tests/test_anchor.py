@@ -1,0 +1,88 @@
+"""Where the FIM middle starts (context/anchor.py), and that typing a function body only appends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from context.anchor import function_body_start, middle_start
+from server.completion import MAX_MIDDLE_TOKENS, Completer, CompletionSettings
+from server.model.fake import FakeEngine
+from server.model.runtime import Runtime
+from server.request import CompletionContext
+
+MODULE = '''import os
+
+
+def area(width: float,
+         height: float) -> float:
+    """The area."""
+    if width < 0:
+        raise ValueError(width)
+'''
+
+
+def body_start(prefix: str) -> int | None:
+    return function_body_start(prefix.split("\n"))
+
+
+def test_the_middle_starts_after_the_enclosing_functions_header() -> None:
+    # A wrapped header: the body starts after the line that ends it.
+    assert body_start(MODULE + "    return wid") == 5
+    # Inside a nested block of the body, and on a line with only the editor's indentation.
+    assert body_start(MODULE + "        x = 1\n        ") == 5
+    assert middle_start(MODULE + "    ret") == MODULE.index('    """The area."""')
+
+
+def test_methods_braces_and_arrow_functions() -> None:
+    method = (
+        "class Cart:\n    items = []\n\n    def total(self):\n        s = 0\n        for i in self.items:\n"
+        "            s"
+    )
+    assert body_start(method) == 4
+    js = "export async function load(url) {\n  const r = await fetch(url);\n  return r"
+    assert body_start(js) == 1
+    go = "package m\n\nfunc Sum(xs []int) int {\n\ttotal := 0\n\tfor _, x := range xs {\n\t\ttot"
+    assert body_start(go) == 3
+
+
+def test_no_function_means_the_cursor_line() -> None:
+    # Top-level code, a class body, and a cursor that left the function (dedented to column 0).
+    assert body_start("import os\nx = 1\nif x:\n    y") is None
+    assert body_start("class A:\n    name = 'a'\n    ti") is None
+    prefix = "def f():\n    return 1\n\nresult = f"
+    assert body_start(prefix) is None
+    assert middle_start(prefix) == prefix.rindex("\n") + 1
+    # A header still being typed has no body yet.
+    assert body_start("def f(a,\n      b") is None
+
+
+def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
+    """The point of the anchor: new lines in a body never invalidate the cached prompt head."""
+    engine = FakeEngine(lambda prompt: "\n")
+    completer = Completer(Runtime(engine), settings=CompletionSettings())
+    body = "    if width < 0:\n        raise ValueError(width)\n    return width * height\n"
+    head = MODULE[: MODULE.index('    """')]
+    suffix = "\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"
+    previous: list[int] | None = None
+    for typed in range(1, len(body)):
+        ctx = CompletionContext(
+            "file:///m.py", head + body[:typed], suffix, path=Path("m.py"), language="python"
+        )
+        prompt = completer.build_prompt(ctx)
+        tokens = prompt.tokens + completer.runtime.tokenize(prompt.heal)
+        if previous is not None:
+            # All of the previous prompt but its last few tokens (a word being typed) is kept.
+            kept = next((i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous))
+            assert kept >= len(previous) - 8, (typed, body[:typed])
+        previous = tokens
+    assert "if width < 0:\n        raise" in completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
+
+
+def test_a_long_body_moves_the_middle_down_in_steps() -> None:
+    engine = FakeEngine(lambda prompt: "\n")
+    completer = Completer(Runtime(engine), settings=CompletionSettings())
+    body = "".join(f"    value_{i} = compute_something(value_{i - 1}, {i})\n" for i in range(1, 200))
+    ctx = CompletionContext("file:///m.py", "def f():\n" + body + "    ret", "\n", path=Path("m.py"))
+    middle = completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
+    assert 0 < completer.count_tokens(middle) <= MAX_MIDDLE_TOKENS
+    assert middle.startswith("    value_")
