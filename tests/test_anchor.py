@@ -72,7 +72,9 @@ def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
         tokens = prompt.tokens + completer.runtime.tokenize(prompt.heal)
         if previous is not None:
             # All of the previous prompt but its last few tokens (a word being typed) is kept.
-            kept = next((i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous))
+            kept = next(
+                (i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous)
+            )
             assert kept >= len(previous) - 8, (typed, body[:typed])
         previous = tokens
     assert "if width < 0:\n        raise" in completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
