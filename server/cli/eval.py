@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configs", help="comma-separated configurations (default: all standard ones)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--minutes", type=float, help="stop starting new cases after this long")
-    p.add_argument("--out", help="results folder (default: .infiller/eval/<repo> under the current folder)")
+    p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
     p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
     p.add_argument("--test-timeout", type=float, default=60.0, help="seconds per pytest run")
@@ -51,10 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _cache_dir() -> Path:
+def _cache_dir(kind: str) -> Path:
+    """Fetched sdists ("src") and runs ("runs"): outside the repository, whose index and test
+    runs must not see a second copy of it."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("infiller")) / "eval" / "src"
+    return Path(user_cache_dir("infiller")) / "eval" / kind
 
 
 def _machine() -> dict[str, Any]:
@@ -86,10 +88,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return fail(str(exc))
     try:
         models = [load_registry().get(m).name for m in (args.model or [None])]
-        source = resolve_repo(args.repo, _cache_dir())
+        source = resolve_repo(args.repo, _cache_dir("src"))
     except (ModelError, FileNotFoundError, OSError) as exc:
         return fail(str(exc))
-    out = Path(args.out) if args.out else Path(".infiller") / "eval" / source.name
+    out = Path(args.out) if args.out else _cache_dir("runs") / source.name
     out.mkdir(parents=True, exist_ok=True)
     minutes = args.minutes
     check_minutes = None

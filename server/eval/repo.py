@@ -23,7 +23,18 @@ from context.masking import Mask
 PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
 # Folders never copied into the scratch tree (environments, caches, VCS data).
 SKIP_DIRS = frozenset(
-    {".git", ".hg", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox"}
+    {
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".tox",
+        ".infiller",
+    }
 )
 # Folders whose files are not masked: tests are what checks the completions, docs and examples
 # are not the code a user completes most.
