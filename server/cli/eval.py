@@ -156,7 +156,7 @@ def _report(
     from server.eval.chart import ChartUnavailable, write_chart
     from server.eval.report import table
 
-    body = table(summaries, records)
+    body = table(summaries, records, executed=options.execute)
     meta = {
         "repo": options.repo,
         "source": str(source),
@@ -242,7 +242,7 @@ def _tune(
     check_summaries, check_records = _run(workspace, check, args, "check")
     if check_summaries is None:
         return 1
-    print(table(check_summaries, check_records))
+    print(table(check_summaries, check_records, executed=options.execute))
     rows = {s.config: s for s in check_summaries if s.model == model}
     if DEFAULT in rows and choice.config in rows:
         pair = paired(check_records, model, DEFAULT, choice.config)
@@ -253,7 +253,8 @@ def _tune(
             f"{_pct(b.executable)} vs {_pct(a.executable)}; only one right: {pair.only_this} vs "
             f"{pair.only_default}, sign test p={pair.p:.2f}"
         )
-    (options.out / "check" / "report.md").write_text(table(check_summaries, check_records), "utf-8")
+    check_report = table(check_summaries, check_records, executed=options.execute)
+    (options.out / "check" / "report.md").write_text(check_report, "utf-8")
     if DEFAULT in rows and choice.config in rows and _key(rows[choice.config]) < _key(rows[DEFAULT]):
         print(
             f"tune: {choice.config} lost to {DEFAULT} on the second sample ({check_text}); "

@@ -121,8 +121,9 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def table(summaries: Sequence[Summary], records: Sequence[Record]) -> str:
-    """The markdown report body: the summary, per level, paired with the default."""
+def table(summaries: Sequence[Summary], records: Sequence[Record], *, executed: bool = True) -> str:
+    """The markdown report body: the summary, per level, paired with the default (and the share
+    of cases with covering tests when the tests were run)."""
     lines = [
         "| model | configuration | cases | exact match | edit sim. | identifier F1 | executable (cases) "
         "| prompt tokens | mean / p50 ms |",
@@ -171,7 +172,9 @@ def table(summaries: Sequence[Summary], records: Sequence[Record]) -> str:
                     f"{p.exec_only_default} | {p.exec_only_this} | {p.exec_p:.2f} |"
                 )
     total, covered, usable = coverage_share(records)
-    if total:
+    if not executed:
+        lines += ["", "Executable correctness not measured (--no-exec)."]
+    elif total:
         lines += [
             "",
             f"Covering tests: {covered} of {total} cases ({covered / total:.0%}) have a test file that "

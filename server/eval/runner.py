@@ -161,10 +161,14 @@ def run(
     workspace: Workspace,
     options: RunOptions,
     *,
-    loader: Loader = default_loader,
+    loader: Loader | None = None,
     progress: Progress | None = None,
 ) -> list[Record]:
-    """Run (or resume) the evaluation; returns every record of this sample, old and new."""
+    """Run (or resume) the evaluation; returns every record of this sample, old and new.
+
+    `loader(model, threads)` gives the model backend (default: the registry model, in its process).
+    """
+    loader = loader or default_loader
     check_resume(options.out, options)
     records_path = options.out / RECORDS_FILE
     records = load_records(records_path)

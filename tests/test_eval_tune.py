@@ -1,0 +1,67 @@
+"""`infiller eval --tune` through the command line, with a scripted model whose answers depend on
+the prompt: it is right only without retrieved context, so tuning must pick `no context`, check it
+on a second sample and write it where the language server reads it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+from server.eval import runner
+from server.model.fake import FakeEngine
+from server.model.runtime import Runtime
+from server.settings import read_settings
+from server.settings_file import load_workspace_settings, merge
+
+TINY = Path(__file__).parent / "data" / "eval" / "tinyrepo"
+FILE_SEP = "<|file_sep|>"
+
+
+def oracle(root: Path) -> runner.Loader:
+    """Answers the true target when the prompt holds no retrieved file, a wrong one otherwise."""
+    texts = {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*.py")}
+
+    def script(prompt: str) -> str:
+        if "<|fim_middle|>" not in prompt:
+            return ""  # asked while the prompt is still being read
+        if prompt.count(FILE_SEP) > 1:  # the current file's own header is one
+            return "wrong_answer()\n"
+        above = prompt.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")[0]
+        suffix = prompt.split("<|fim_suffix|>")[1].split("<|fim_middle|>")[0]
+        head = prompt.split("<|fim_middle|>")[1]
+        for text in texts.values():
+            for start in [0, *(i + 1 for i, c in enumerate(text) if c == "\n")]:
+                # The cursor's line: the lines above end the prefix, the line starts with the head.
+                if not text[:start].endswith(above) or not text[start:].startswith(head):
+                    continue
+                rest = text[start + len(head) :]
+                if suffix and suffix in rest:
+                    return rest[: rest.index(suffix)] + "\n"  # the healed end, then the target
+        return "unknown()\n"
+
+    return lambda model, threads: Runtime(FakeEngine(script))
+
+
+def test_tune_picks_what_wins_checks_it_and_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "tinyrepo"
+    shutil.copytree(TINY, repo)
+    monkeypatch.setattr(runner, "default_loader", oracle(repo))
+    out = tmp_path / "out"
+    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
+    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
+    assert main(argv) == 0
+    assert "not measured (--no-exec)" in (out / "report.md").read_text()
+    assert (out / "check" / "report.md").is_file()
+    loaded = load_workspace_settings(repo)
+    assert loaded is not None
+    assert loaded.settings == {
+        "context": {"sources": [], "budgetTokens": 0, "prefixTokens": 1536, "suffixTokens": 256}
+    }
+    assert "no context" in loaded.reason and "second sample" in loaded.reason
+    settings, errors = read_settings(merge({"infiller": {}}, loaded))
+    assert errors == [] and settings.context.budget_tokens == 0
