@@ -133,12 +133,15 @@ def _run(workspace: Any, options: Any, args: argparse.Namespace, label: str) -> 
     from server.eval.runner import run
     from server.model.registry import ModelError
 
-    bar = tqdm(total=0, desc=label, unit="case", file=sys.stderr, disable=not sys.stderr.isatty())
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=0, desc=label, unit="case", file=sys.stderr, disable=not tty)
 
     def progress(done: int, total: int, what: str) -> None:
         bar.total = total
         bar.n = done
         bar.set_postfix_str(what[-50:], refresh=True)
+        if not tty and what:  # a log, not a bar, when stderr is a file
+            print(f"{label} {done}/{total} {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
     try:
         records = run(workspace, options, progress=progress)
