@@ -120,7 +120,12 @@ class Editor:
                 uri = change.text_document.uri
                 path = Path(to_fs_path(uri) or "")
                 text = self.texts.get(uri, path.read_text() if path.exists() else "")
-                edits = [e for e in change.edits if isinstance(e, types.TextEdit)]
+                # Annotated edits (confirmation asked) count as accepted: the user said yes.
+                edits = [
+                    e if isinstance(e, types.TextEdit) else types.TextEdit(range=e.range, new_text=e.new_text)
+                    for e in change.edits
+                    if isinstance(e, types.TextEdit | types.AnnotatedTextEdit)
+                ]
                 new = apply_text_edits(text, edits)
                 path.write_text(new)
                 if uri in self.texts:

@@ -63,7 +63,11 @@ def test_offered_actions_for_a_function_a_diagnostic_and_a_selection() -> None:
     selected = code_actions_for(
         text, "python", "u", 1, _rng(5, 0, 8, 10), types.CodeActionContext(diagnostics=[])
     )
-    assert [a.title for a in selected] == ["infiller: Fix this", "infiller: Generate tests for `total`"]
+    assert [a.title for a in selected] == [
+        "infiller: Fix this",
+        "infiller: Edit selection by instruction…",
+        "infiller: Generate tests for `total`",
+    ]
 
 
 def test_fix_edit_is_versioned_and_whole_lines() -> None:

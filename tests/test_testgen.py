@@ -175,14 +175,39 @@ def test_pipeline_keeps_passing_tests_and_repairs_a_wrong_expectation(textkit: P
     assert "3 passed" in proc.stdout
 
 
-def test_tests_failing_after_every_round_are_reported_as_possible_bugs(textkit: Path) -> None:
+def test_a_failing_test_the_docstring_does_not_back_is_dropped_not_reported(textkit: Path) -> None:
+    # The code is right; the model insists on its own wrong value through every round.
     result = generate_tests(_request(textkit), runtime_generator(_runtime(STUBBORN_REPAIR, [])))
-    assert [t.name for t in result.failing] == ["test_slugify_accents"]
-    assert "creme_brulee" in result.failing[0].message
-    assert result.rounds == 3
+    assert result.failing == [] and result.rounds == 3
+    assert (
+        "test_slugify_accents",
+        "its expected value is the model's own: nothing in the docstring backs it",
+    ) in (result.dropped)
+    assert "failing test(s) dropped as the model's mistakes" in result.summary()
+    assert "possible bug" not in new_tests_edit(result, None).text
+
+
+def test_a_failing_test_the_docstring_backs_is_reported_as_a_possible_bug(textkit: Path) -> None:
+    # A real bug: slugify no longer lowercases (so drops capitals), against its docstring.
+    slug = textkit / "textkit" / "slug.py"
+    slug.write_text(slug.read_text().replace("ascii_title.lower()", "ascii_title"))
+
+    def script(prompt: str) -> str:
+        if "was run against the code above and failed" in prompt:
+            if prompt.endswith("def test_slugify_basic():\n"):
+                return '    assert slugify("Hello, World!") == "hello-world"\n```'
+            return REPAIR_ANSWER
+        return FIRST_ANSWER
+
+    result = generate_tests(_request(textkit), runtime_generator(Runtime(FakeEngine(script))))
+    assert [t.name for t in result.failing] == ["test_slugify_basic"]
+    message = result.failing[0].message
+    assert "'ello-orld' == 'hello-world'" in message  # the capitals are dropped as non-word
+    # The message names the workspace's test file, never the sandbox's temporary one.
+    assert "tests/test_slug.py (generated `test_slugify_basic`)" in message and "_infiller_gen" not in message
     text = new_tests_edit(result, None).text
-    assert "# infiller: possible bug: `test_slugify_accents` fails against the current code:" in text
-    assert "# def test_slugify_accents():" in text
+    assert "# infiller: possible bug: `test_slugify_basic` fails against the current code:" in text
+    assert "# def test_slugify_basic():" in text
     compile(text, "generated", "exec")
 
 
@@ -229,5 +254,6 @@ def test_a_model_that_keeps_writing_tests_is_cut_at_six(textkit: Path) -> None:
 def test_a_repair_that_repeats_the_failing_test_ends_the_rounds(textkit: Path) -> None:
     echo = '    assert slugify("Crème Brûlée") == "creme-brulee!"\n```'
     result = generate_tests(_request(textkit), runtime_generator(_runtime(echo, [])))
-    assert [t.name for t in result.failing] == ["test_slugify_accents"]
+    assert result.failing == []  # the docstring does not back "creme-brulee!": dropped, counted
+    assert [name for name, _ in result.dropped] == ["test_slugify_accents"]
     assert result.rounds == 2 and result.notes == ["round 2: the model repeated the failing tests"]

@@ -8,7 +8,10 @@ nothing shows it to be the model's mistake:
   no missing required one);
 - it fails on an assertion or an exception raised in the code under test, not on its own
   NameError/ImportError/TypeError of the call;
-- its expectation does not contradict the function's own doctests (same call, other value).
+- its expectation does not contradict the function's own doctests (same call, other value);
+- its expectation is backed by the docstring: a doctest with that value, or the value written in
+  it. A small model's failing test is far more often its own miscalculation than a bug, and a
+  false "possible bug" costs the user more than a missed one (the passing tests still guard).
 
 The others are dropped and counted, with the reason, in the action's result.
 """
@@ -161,10 +164,52 @@ def _contradicts(test_source: str, facts: list[DoctestFact]) -> str:
     return ""
 
 
+def _expected_values(test_source: str) -> list[object]:
+    """The literal right-hand sides of the test's `assert x == literal` (either side)."""
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return []
+    out: list[object] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1:
+            for side in (node.test.comparators[0], node.test.left):
+                try:
+                    out.append(ast.literal_eval(side))
+                    break
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    continue
+    return out
+
+
+def supported(test_source: str, docstring: str, facts: list[DoctestFact]) -> bool:
+    """Whether the docstring backs the test's expectation: a doctest with the same value, or the
+    expected value written in the docstring. A model's own arithmetic is not evidence of a bug."""
+    expected = _expected_values(test_source)
+    if not expected:
+        return False
+    values = [f.value for f in facts]
+    for value in expected:
+        if value in values:
+            return True
+        if isinstance(value, bool | type(None)):
+            continue  # `True` / `None` in prose says nothing about this call
+        if repr(value) in docstring or (isinstance(value, str) and len(value) > 1 and value in docstring):
+            return True
+    return False
+
+
 def not_a_bug(
-    test_source: str, message: str, name: str, signature: Signature | None, facts: list[DoctestFact]
+    test_source: str,
+    message: str,
+    name: str,
+    signature: Signature | None,
+    facts: list[DoctestFact],
+    docstring: str | None = None,
 ) -> str:
-    """Why a failing test is the test's mistake, not the code's ("" when it may be a real bug)."""
+    """Why a failing test is the test's mistake, not the code's ("" when it may be a real bug).
+
+    With `docstring` given, a failing assertion must also be backed by it (`supported`)."""
     if signature is not None:
         for call in _calls(test_source, name):
             why = signature.binds(call)
@@ -175,7 +220,20 @@ def not_a_bug(
     mistake = _TEST_MISTAKES.search(message)
     if mistake:
         return f"the test itself fails ({mistake.group(1)})"
-    return _contradicts(test_source, facts)
+    contradiction = _contradicts(test_source, facts)
+    if contradiction:
+        return contradiction
+    if docstring is not None and not supported(test_source, docstring, facts):
+        return "its expected value is the model's own: nothing in the docstring backs it"
+    return ""
 
 
-__all__ = ["DoctestFact", "Signature", "doctest_facts", "not_a_bug", "parameters_given", "signature_of"]
+__all__ = [
+    "DoctestFact",
+    "Signature",
+    "doctest_facts",
+    "not_a_bug",
+    "parameters_given",
+    "signature_of",
+    "supported",
+]

@@ -92,6 +92,7 @@ class Kind(enum.Enum):
     SYNTAX = "syntax"
     UNDEFINED_NAME = "undefined-name"
     OTHER = "other"
+    EDIT = "edit"  # edit by instruction: verified like a fix, but nothing is expected to start passing
 
 
 @dataclass(frozen=True)

@@ -874,6 +874,18 @@ def _signature_of(target: Target, text: str) -> Signature | None:
     return None
 
 
+def _docstring(target: Target) -> str:
+    """The target's own docstring ("" when it has none or does not parse alone)."""
+    try:
+        tree = ast.parse(textwrap.dedent(target.source))
+    except SyntaxError:
+        return ""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return ast.get_docstring(node) or ""
+    return ""
+
+
 def _possible_bugs(
     target: Target,
     text: str,
@@ -888,10 +900,11 @@ def _possible_bugs(
     Messages name the workspace's test file instead of the sandbox's temporary one."""
     signature = _signature_of(target, text)
     facts = doctest_facts(target.source)
+    docstring = _docstring(target)
     shown = test_path.relative_to(root).as_posix() if test_path.is_relative_to(root) else test_path.name
     out = []
     for test in failing:
-        why = not_a_bug(test.source, test.message, target.import_name, signature, facts)
+        why = not_a_bug(test.source, test.message, target.import_name, signature, facts, docstring)
         if why:
             dropped.append((test.name, why))
             continue

@@ -66,6 +66,8 @@ TITLE_PREFIX = "infiller: "
 # lightbulb menu and not only under "Source Action...".
 KIND_GENERATE_TESTS = types.CodeActionKind.Refactor.value + ".generateTests"
 KIND_FIX = types.CodeActionKind.QuickFix.value
+# Edit by instruction (server/features/edit_selection.py).
+KIND_EDIT = types.CodeActionKind.RefactorRewrite.value + ".instruction"
 # Languages the actions support (tests are pytest; fixes need a Python sandbox to run tests,
 # but syntax fixes work for every tree-sitter language).
 TEST_LANGUAGES = frozenset({"python"})
@@ -245,6 +247,10 @@ def code_actions_for(
                     command=types.Command(title=title, command=COMMAND_FIX, arguments=[args.to_json()]),
                 )
             )
+    if params_range.start != params_range.end and _wanted(KIND_EDIT, only):
+        from server.features.edit_selection import edit_action  # it imports this module
+
+        actions.append(edit_action(uri, version, params_range))
     if language in TEST_LANGUAGES and _wanted(KIND_GENERATE_TESTS, only):
         target = find_target(doc_text, params_range.start.line)
         if target is not None:
@@ -648,8 +654,11 @@ def register(server: InfillerServer) -> None:
     threading.Thread(target=_check_isolation, name="sandbox-check", daemon=True).start()
     server.code_action_state = state  # type: ignore[attr-defined]
     options = types.CodeActionOptions(
-        code_action_kinds=[KIND_FIX, KIND_GENERATE_TESTS], resolve_provider=False
+        code_action_kinds=[KIND_FIX, KIND_GENERATE_TESTS, KIND_EDIT], resolve_provider=False
     )
+    from server.features import edit_selection  # it imports this module
+
+    edit_selection.register(server)
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, options)
     def code_action(ls: InfillerServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:

@@ -7,3 +7,11 @@ vim.g.loaded_infiller = true
 vim.api.nvim_create_user_command("InfillerStats", function()
   require("infiller").show_stats()
 end, { desc = "infiller: show the completion statistics" })
+
+-- Edit by instruction (the code action "Edit selection by instruction…" asks through this too).
+vim.api.nvim_create_user_command("InfillerEdit", function(opts)
+  require("infiller.edit").run({ line1 = opts.line1, line2 = opts.line2, instruction = opts.args })
+end, { range = true, nargs = "*", desc = "infiller: rewrite the selected lines by instruction (verified)" })
+vim.lsp.commands["infiller.promptEdit"] = function(command, ctx)
+  require("infiller.edit").prompt_command(command, ctx)
+end
