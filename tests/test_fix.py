@@ -305,3 +305,30 @@ def test_minimal_line_edit(old: str, new: str, span: tuple[int, int, str]) -> No
     assert edit is not None and (edit.start, edit.end, edit.new_text) == span
     assert apply_line_edit(old, edit).rstrip("\n") == new.rstrip("\n")
     assert minimal_line_edit(old, old) is None
+
+
+def test_a_lost_return_value_is_restored_without_the_model(tmp_path: Path) -> None:
+    root = _copy(tmp_path, "fixbug")
+    path = root / "intervals.py"
+    text = (
+        path.read_text()
+        .replace("start < result", "start <= result")
+        .replace("    return result", "    return")
+    )
+    path.write_text(text)
+    start = _line_of(text, "def merge(")
+    never = _fake(lambda p, s: "        pass\n", lambda prompt: "```")
+    result = fix(
+        FixRequest(path, text, "python", Problem(start, 0, start + 9, 0, ""), root),
+        runtime_generator(never),
+        fim_template=QWEN,
+    )
+    line = _line_of(text, "    return") + 1
+    # "assert None == [...]": the function's bare return is the suspect, tried first.
+    assert result.evidence == f"an assertion saw a wrong value; implicated line(s) {line}"
+    [best] = result.verified
+    assert best.origin == f"line {line} returns `result`" and best.checks == [
+        "parses",
+        "3/3 related tests pass",
+    ]
+    assert result.tried == [f"✓ line {line} returns `result`: parses, 3/3 related tests pass"]

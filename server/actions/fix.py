@@ -21,7 +21,7 @@ import symtable
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,14 +171,20 @@ class Evidence:
         elif self.wrong_value:
             parts.append("an assertion saw a wrong value")
         if self.lines:
-            parts.append("traceback through line(s) " + ", ".join(str(i + 1) for i in self.lines))
+            parts.append("implicated line(s) " + ", ".join(str(i + 1) for i in self.lines))
         return "; ".join(parts)
 
 
 _EXCEPTION = re.compile(r"^E\s+(\w+(?:Error|Exception)|StopIteration|KeyError)\b", re.MULTILINE)
 
 
-def read_evidence(failures: str, rel_path: str, block: Block | None) -> Evidence:
+_GOT_NONE = re.compile(r"assert None (?:==|is|!=)|\bwhere None = ")
+_BARE_RETURN = re.compile(r"^\s*return(?:\s+None)?\s*(?:#.*)?$")
+
+
+def read_evidence(
+    failures: str, rel_path: str, block: Block | None, block_lines: Sequence[str] = ()
+) -> Evidence:
     """Evidence from the baseline's failure messages (pytest --tb=short)."""
     if not failures:
         return Evidence()
@@ -189,6 +195,10 @@ def read_evidence(failures: str, rel_path: str, block: Block | None) -> Evidence
             found.append(line)
     # The deepest frame in the file is the likeliest place; tracebacks list it last.
     lines = tuple(dict.fromkeys(reversed(found)))
+    if block is not None and _GOT_NONE.search(failures):
+        # The function gave None where a value was expected: its bare returns are the suspects.
+        bare = [i for i in range(block.start, block.end) if _BARE_RETURN.match(block_lines[i])]
+        lines = tuple(dict.fromkeys([*lines, *bare]))
     exc = _EXCEPTION.search(failures)
     exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None
     wrong_value = exception is None and ("assert " in failures or "AssertionError" in failures)
@@ -721,7 +731,7 @@ def fix(
         evidence = Evidence()
         if kind is Kind.OTHER and tests.baseline is not None:
             full = "\n".join(o.message for o in tests.baseline.failed())
-            evidence = read_evidence(full, rel_path, block)
+            evidence = read_evidence(full, rel_path, block, lines)
         notes = list(sandbox.notes) if sandbox is not None else []
 
         verified: dict[str, Candidate] = {}

@@ -76,6 +76,8 @@ _OP_TEXT = {
 }
 
 
+# Names tried for a return value that went missing (Fix this's repair of `return`).
+MAX_RETURN_NAMES = 3
 # Repairs of one line, most likely first: boundaries are the commonest single-line bugs.
 REPAIR_ORDER = ("comparison", "constant", "negation", "boolean", "arithmetic", "return")
 
@@ -151,6 +153,7 @@ def mutants(
         and isinstance(node.body[0].value, ast.Constant)
     }
     conditions = {id(n.test) for n in ast.walk(tree) if isinstance(n, ast.If | ast.While | ast.IfExp)}
+    bare_returns = _bare_returns(tree) if repair else {}
     seen: set[str] = set()
     out: list[Mutant] = []
     for node in ast.walk(tree):
@@ -171,6 +174,10 @@ def mutants(
             and not isinstance(node, ast.UnaryOp)
         ):
             variants.append(("negation", "condition negated", ast.UnaryOp(ast.Not(), node)))
+        elif repair and isinstance(node, ast.Return) and (node.value is None or _is_none(node.value)):
+            # A lost return value: the function's latest assignments (and arguments) first.
+            for name in bare_returns.get(id(node), [])[:MAX_RETURN_NAMES]:
+                variants.append(("return", f"returns `{name}`", ast.Return(ast.Name(name, ast.Load()))))
         elif (
             not repair
             and isinstance(node, ast.Return)
@@ -196,6 +203,34 @@ def mutants(
         out.sort(key=lambda m: (m.line, REPAIR_ORDER.index(m.kind) if m.kind in REPAIR_ORDER else 99))
     else:
         out.sort(key=lambda m: m.line)
+    return out
+
+
+def _bare_returns(tree: ast.AST) -> dict[int, list[str]]:
+    """For each `return`/`return None` of a function: the names bound in it before that line,
+    latest assignment first, then loop variables, then its arguments."""
+    out: dict[int, list[str]] = {}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        # Loop and comprehension variables rarely hold the result: they come after assignments.
+        loop_targets = {
+            id(name)
+            for n in ast.walk(fn)
+            if isinstance(n, ast.For | ast.AsyncFor | ast.comprehension)
+            for name in ast.walk(n.target)
+        }
+        bound = [
+            (id(n) in loop_targets, n.lineno, n.id)
+            for n in ast.walk(fn)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        ]
+        params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+        for ret in ast.walk(fn):
+            if isinstance(ret, ast.Return) and (ret.value is None or _is_none(ret.value)):
+                before = sorted((loop, -ln, n) for loop, ln, n in bound if ln <= ret.lineno)
+                names = list(dict.fromkeys(n for _, _, n in before))
+                out[id(ret)] = [*names, *(p for p in params if p not in names and p != "self")]
     return out
 
 
