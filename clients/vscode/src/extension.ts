@@ -126,9 +126,55 @@ async function showStats(): Promise<void> {
   await vscode.window.showTextDocument(doc, { preview: true });
 }
 
+/** What the code action "Edit selection by instruction…" carries (LSP positions, UTF-16). */
+interface EditTarget {
+  uri: string;
+  version?: number | null;
+  range: { start: { line: number; character: number }; end: { line: number; character: number } };
+}
+
+/**
+ * Edit by instruction: ask what to change, then let the server rewrite and verify the selection
+ * (`infiller.editSelection`). It answers with a workspace/applyEdit whose change needs
+ * confirmation, which VS Code shows in its refactor preview for the user to apply or discard.
+ * From the command palette the target is the active editor's selection.
+ */
+async function promptEdit(target?: EditTarget): Promise<void> {
+  if (!client?.isRunning()) {
+    void vscode.window.showWarningMessage("infiller is not running.");
+    return;
+  }
+  if (!target) {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || editor.selection.isEmpty) {
+      void vscode.window.showWarningMessage("infiller: select the code to edit first.");
+      return;
+    }
+    const c2p = client.code2ProtocolConverter;
+    target = {
+      uri: c2p.asUri(editor.document.uri),
+      version: editor.document.version,
+      range: c2p.asRange(editor.selection),
+    };
+  }
+  const instruction = await vscode.window.showInputBox({
+    title: "infiller: edit the selection",
+    prompt: "What should change? The rewrite is verified (it parses, related tests still pass) before you see it.",
+    placeHolder: "handle None",
+  });
+  if (!instruction?.trim()) {
+    return;
+  }
+  await client.sendRequest("workspace/executeCommand", {
+    command: "infiller.editSelection",
+    arguments: [{ ...target, instruction }],
+  });
+}
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   context.subscriptions.push(
     vscode.commands.registerCommand("infiller.showStats", showStats),
+    vscode.commands.registerCommand("infiller.promptEdit", promptEdit),
     vscode.commands.registerCommand("infiller.restart", async () => {
       await client?.stop();
       client = undefined;
