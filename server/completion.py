@@ -45,6 +45,13 @@ MAX_HEAL_CHARS = 24
 # the start still stays put for many keystrokes.
 MAX_MIDDLE_TOKENS = 384
 MIDDLE_SNAP_LINES = 8
+# A prompt in a new place starts small and grows while the user types (Completer.grow): a first
+# answer in seconds instead of the full prompt's minute on a slow CPU. The cold prompt's budgets:
+COLD_PREFIX_TOKENS = 256
+COLD_SUFFIX_TOKENS = 64
+# Each growth step adds about this many tokens (the suffix first, then older lines of the prefix
+# window, then all of the repository context at once): a step fits in a typing pause.
+GROW_STEP_TOKENS = 32
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
 
@@ -68,6 +75,23 @@ class CompletionSettings:
     # looks around the body's start instead of the cursor.
     function_body_in_middle: bool = True
     sources: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Token budgets of one prompt's parts."""
+
+    prefix: int
+    suffix: int
+    context: int
+
+
+@dataclass
+class _Growth:
+    """How far the prompt of one place (the text before the middle, the suffix) has grown."""
+
+    place: tuple[object, ...]
+    step: int = 0
 
 
 @dataclass
@@ -163,6 +187,7 @@ class Completer:
             self._retriever = Retriever(index, sources=tuple(chosen))
         self._sanitize = runtime.template.special_tokens()
         self._blocks: dict[str, int] = {}
+        self._growth: _Growth | None = None
         spec = runtime.spec
         self._middle_layout = self.settings.cursor_line_in_middle and (
             spec is None or spec.cursor_line_in_middle
@@ -238,14 +263,64 @@ class Completer:
                 window = window[max(1, len(window) // 4) :]
         return window
 
-    def _window_suffix(self, suffix: str) -> str:
+    def _window_suffix(self, suffix: str, budget: int) -> str:
         lines = suffix.split("\n")[:SUFFIX_MAX_LINES]
-        while len(lines) > 1 and self.count_tokens("\n".join(lines)) > self.settings.suffix_tokens:
+        while len(lines) > 1 and self.count_tokens("\n".join(lines)) > budget:
             lines.pop()
         text = "\n".join(lines)
-        if self.count_tokens(text) > self.settings.suffix_tokens:
-            text = text[: self.settings.suffix_tokens]
+        if self.count_tokens(text) > budget:
+            text = text[:budget]
         return text
+
+    def _tail_lines(self, window: str, budget: int) -> str:
+        """The last whole lines of `window` within `budget` tokens (a growing window's visible part)."""
+        lines = window.split("\n")
+        start, total = len(lines), 0
+        while start > 0:
+            total += self._block_tokens(lines[start - 1]) + 1
+            if total > budget:
+                break
+            start -= 1
+        return "\n".join(lines[start:])
+
+    def budgets(self, step: int | None = None) -> Budgets:
+        """The full budgets, or those of growth step `step` (0: a cold prompt)."""
+        full = Budgets(self.settings.prefix_tokens, self.settings.suffix_tokens, self.settings.context_tokens)
+        if step is None:
+            return full
+        suffix = min(full.suffix, COLD_SUFFIX_TOKENS + step * GROW_STEP_TOKENS)
+        step -= -(-(full.suffix - COLD_SUFFIX_TOKENS) // GROW_STEP_TOKENS)  # steps the suffix took
+        prefix = min(full.prefix, COLD_PREFIX_TOKENS + max(0, step) * GROW_STEP_TOKENS)
+        step -= -(-(full.prefix - COLD_PREFIX_TOKENS) // GROW_STEP_TOKENS)
+        return Budgets(prefix, suffix, full.context if step > 0 else 0)
+
+    def _place(self, request: CompletionContext, cut: int) -> tuple[object, ...]:
+        """What a grown prompt is valid for: the text before the middle and after the cursor."""
+        before = request.prefix[:cut]
+        return (request.file, len(before), hash(before[-4000:]), hash(request.suffix[:4000]))
+
+    def _grow_step(self, request: CompletionContext, cut: int) -> int:
+        place = self._place(request, cut)
+        if self._growth is None or self._growth.place != place:
+            self._growth = _Growth(place)
+        return self._growth.step
+
+    def grow(self, request: CompletionContext, cancel: CancelToken | None = None) -> bool:
+        """Read the next growth step of this place's prompt into the KV cache; False once full.
+
+        Only the added text is read (Runtime reuses the cached prompt around an insertion). The
+        step counts once the read completes: a cancelled step leaves the prompt as it was.
+        """
+        cut = self._middle_start(request.prefix) if self._middle_layout else len(request.prefix)
+        step = self._grow_step(request, cut)
+        growth, full = self._growth, self.budgets()
+        if self.budgets(step) == full:
+            return False
+        self.runtime.prefill(self.build_prompt(request, step=step + 1).tokens, cancel)
+        if growth is not None and self._growth is growth:
+            growth.step = step + 1
+        return self.budgets(step + 1) != full
+
 
     def _middle_start(self, prefix: str) -> int:
         """Where the middle starts: the enclosing function's body, in MIDDLE_SNAP_LINES steps
@@ -259,30 +334,42 @@ class Completer:
                 start = prefix.find("\n", start, cut) + 1 or cut
         return start
 
-    def retrieve(self, request: CompletionContext) -> RetrievalResult | None:
-        if self._retriever is None or self.settings.context_tokens <= 0:
+    def retrieve(self, request: CompletionContext, budget: int | None = None) -> RetrievalResult | None:
+        budget = self.settings.context_tokens if budget is None else budget
+        if self._retriever is None or budget <= 0:
             return None
         result: RetrievalResult = self._retriever.retrieve(
             request.file,
             request.text,
             request.line,
             request.column,
-            self.settings.context_tokens,
+            budget,
             self.count_tokens,
         )
         return result
 
-    def build_prompt(self, request: CompletionContext) -> Prompt:
-        """The exact prompt the model will see for this cursor."""
+    def build_prompt(
+        self, request: CompletionContext, *, grow: bool = False, step: int | None = None
+    ) -> Prompt:
+        """The exact prompt the model will see for this cursor.
+
+        `grow`: the prompt as far as this place's has grown (a new place starts cold: see
+        `grow`); `step`: that of a given growth step. Otherwise the full budgets.
+        """
         start = time.perf_counter()
         language = request.language or language_for_path(request.file)
         prefix, suffix = request.prefix, request.suffix
         plan = plan_completion(prefix, suffix, language)
         cut = self._middle_start(prefix) if self._middle_layout else len(prefix)
+        if grow and step is None:
+            step = self._grow_step(request, cut)
+        budgets = self.budgets(step)
         # Retrieval reads the text around the middle's start, not the cursor: it then stays the
         # same (and so does the prompt's head, in the KV cache) while the user types the body.
         in_body = cut < prefix.rfind("\n") + 1
-        retrieval = self.retrieve(replace(request, prefix=prefix[:cut]) if in_body else request)
+        retrieval = self.retrieve(
+            replace(request, prefix=prefix[:cut]) if in_body else request, budgets.context
+        )
         retrieval_ms = (time.perf_counter() - start) * 1000
         chunks = list(retrieval.chunks) if retrieval else []
         template = self.runtime.template
@@ -291,13 +378,16 @@ class Completer:
         context_text = template.render_context(
             [ContextFile(c.path, self._clean(c.text)) for c in chunks], repo=repo, path=rel
         )
-        suffix_w = self._window_suffix(self._clean(suffix))
+        suffix_w = self._window_suffix(self._clean(suffix), budgets.suffix)
         head = self._clean(prefix[cut:]) if self._middle_layout else ""
         if self._middle_layout:
             # The function body typed so far goes after the FIM middle marker, as if the model had
             # written it (context/anchor.py): typing in a body then only appends to the prompt, so
             # every token before the body (context, lines above, the suffix) stays in the KV cache.
             above = self._window_prefix(self._clean(prefix[:cut]), self.settings.prefix_tokens)
+            if budgets.prefix < self.settings.prefix_tokens:
+                # Growing: the full window's last lines, so that growth inserts lines above them.
+                above = self._tail_lines(above, budgets.prefix)
             # The head's unfinished end (a partial word, trailing spaces) is healed: the model
             # writes it again with its own tokens instead of continuing a split one.
             found = HEAL_TAIL.search(head)
@@ -307,6 +397,8 @@ class Completer:
         else:
             heal = ""
             prefix_w = self._window_prefix(self._clean(prefix), self.settings.prefix_tokens)
+            if budgets.prefix < self.settings.prefix_tokens:
+                prefix_w = self._tail_lines(prefix_w, budgets.prefix)
             text = context_text + template.render_fim(prefix_w, suffix_w)
         tokens = self.runtime.tokenize(text)
         return Prompt(
@@ -334,6 +426,7 @@ class Completer:
         max_tokens: int | None = None,
         limit: Callable[[str], bool] | None = None,
         first_line: bool = False,
+        grow: bool = False,
     ) -> CompletionResult:
         """Run one completion. Raises runtime.Cancelled when superseded.
 
@@ -341,9 +434,10 @@ class Completer:
         stops generation (reason "limit") when it returns False (a client's deadline or indent rule).
         `first_line`: where a block is expected, stop after its first line (reason "first-line"):
         what a typist reads in a pause, at a line's cost; the hot streak prepares the next one.
+        `grow`: the prompt as far as it has grown in this place (see `grow`), not the full one.
         """
         start = time.perf_counter()
-        prompt = prompt or self.build_prompt(request)
+        prompt = prompt or self.build_prompt(request, grow=grow)
         if reset_cache:
             self.runtime.reset()
         filt = StreamFilter(prompt.plan)

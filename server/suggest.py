@@ -105,6 +105,7 @@ class Suggester:
         self._latest: dict[str, int] = {}
         self.inflight: InFlight | None = None
         self.background: asyncio.Future[CompletionResult | None] | None = None
+        self._growing: asyncio.Future[bool] | None = None
 
     def apply_settings(self, settings: SuggestSettings) -> None:
         self.settings = settings
@@ -288,6 +289,7 @@ class Suggester:
         self.cache.put(entry)
         if self.settings.hot_streak:
             self.prepare_next_line(now, result.text)
+        self.grow(now)
         return Answer(result.text, "ok", "model", entry=entry, result=result)
 
     # --- background work (any completion supersedes it) -------------------------------------
@@ -322,9 +324,27 @@ class Suggester:
             self.inflight = flight  # a request at the target follows it instead of starting over
 
     def prefill(self, at: CompletionContext) -> None:
-        """Read the prompt for this spot into the KV cache, generating nothing."""
+        """Read the prompt for this spot into the KV cache, generating nothing; then let it grow."""
         if self.settings.prefill:
             self._background(at, _prefill)
+            self.grow(at)
+
+    def grow(self, at: CompletionContext) -> None:
+        """Grow this place's prompt towards the full budgets, a step at a time, while the model is
+        idle (Completer.grow); any request supersedes it, and the next answer resumes it."""
+        completer = self.session.completer(at.root)
+        if completer is None:
+            return
+        future, _ = self.session.submit(lambda token: completer.grow(at, token), supersede=False)
+        growing: asyncio.Future[bool] = asyncio.wrap_future(future)
+        self._growing = growing
+
+        def done(f: asyncio.Future[bool]) -> None:
+            if not f.cancelled() and f.exception() is None and f.result() and self._growing is f:
+                self.grow(at)
+
+        growing.add_done_callback(done)
+        growing.add_done_callback(_log_failure)
 
     def observe(self, uri: str) -> None:
         """A keystroke in `uri` (the debounce learns the typing speed)."""
@@ -344,19 +364,19 @@ class Suggester:
 def _complete(
     completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
 ) -> CompletionResult:
-    return completer.complete(at, token, on_partial=on_partial)
+    return completer.complete(at, token, on_partial=on_partial, grow=True)
 
 
 def _complete_line(
     completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
 ) -> CompletionResult:
-    return completer.complete(at, token, on_partial=on_partial, first_line=True)
+    return completer.complete(at, token, on_partial=on_partial, first_line=True, grow=True)
 
 
 def _prefill(
     completer: Completer, at: CompletionContext, token: CancelToken, _: Callable[[str], None]
 ) -> None:
-    prompt = completer.build_prompt(at)
+    prompt = completer.build_prompt(at, grow=True)
     completer.runtime.prefill(prompt.tokens, token)
 
 

@@ -88,3 +88,36 @@ def test_a_long_body_moves_the_middle_down_in_steps() -> None:
     middle = completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
     assert 0 < completer.count_tokens(middle) <= MAX_MIDDLE_TOKENS
     assert middle.startswith("    value_")
+
+
+def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_it_adds() -> None:
+    """A new place gets a small prompt at once; growth steps then read only their added text, and
+    the grown prompt is exactly the full one (what the evaluation measures)."""
+    engine = FakeEngine(lambda prompt: "x\n")
+    completer = Completer(Runtime(engine), settings=CompletionSettings(prefix_tokens=1024, suffix_tokens=128))
+    above = "".join(f"setting_{i} = {i}\n" for i in range(200))
+    below = "".join(f"other_{i} = {i}\n" for i in range(40))
+    ctx = CompletionContext(
+        "file:///m.py", above + "def f(a):\n    return a", "\n\n" + below, path=Path("m.py")
+    )
+    cold = completer.build_prompt(ctx, grow=True)
+    full = completer.build_prompt(ctx)
+    assert len(cold.tokens) < len(full.tokens) // 2
+    completer.complete(ctx, grow=True)
+    steps, read = 0, []
+    while True:
+        before = engine.evaluated
+        more = completer.grow(ctx)
+        read.append(engine.evaluated - before)
+        steps += 1
+        if not more:
+            break
+        assert steps < 100
+    assert completer.build_prompt(ctx, grow=True).tokens == full.tokens
+    # Prefix steps insert a few lines (far from the cursor); suffix steps re-read the short middle.
+    assert max(read) < 200, read
+    assert sum(read) < len(full.tokens), (sum(read), len(full.tokens))
+    # A request in the grown place reads only what was typed.
+    before = engine.evaluated
+    completer.complete(ctx.forward(" + 1"), grow=True)
+    assert engine.evaluated - before < 20

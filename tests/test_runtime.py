@@ -9,7 +9,7 @@ import pytest
 
 from server.completion import PREFIX_SNAP_LINES, Completer, CompletionSettings
 from server.model.fake import FakeEngine
-from server.model.runtime import PROMPT_CHUNK_TOKENS, Cancelled, CancelToken, Runtime
+from server.model.runtime import MIN_INSERT_DISTANCE, PROMPT_CHUNK_TOKENS, Cancelled, CancelToken, Runtime
 from server.model.worker import ModelWorker
 from server.request import CompletionContext, split_at
 
@@ -172,6 +172,29 @@ def test_a_short_moved_run_is_read_again() -> None:
     runtime.generate(engine.tokenize("abc\n") + tail, max_tokens=2, on_text=lambda _: True)
     stats = runtime.generate(engine.tokenize("ab\n") + tail, max_tokens=2, on_text=lambda _: True)
     assert stats.reused_tokens == 2
+
+
+def test_text_inserted_far_above_the_cursor_is_read_alone() -> None:
+    """Older lines inserted at the top of a long prompt (a growing prefix window) cost only their
+    own reading; the same insertion near the end is read again with everything after it."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    start = engine.tokenize("<|fim_prefix|>")
+    window = engine.tokenize("".join(f"value_{i} = {i}\n" for i in range(60)))
+    end = engine.tokenize("<|fim_suffix|>\n<|fim_middle|>")
+    older = engine.tokenize("import os\nimport sys\n")
+    assert len(window) > MIN_INSERT_DISTANCE
+    runtime.generate(start + window + end, max_tokens=4, on_text=lambda _: True)
+    before = engine.evaluated
+    stats = runtime.generate(start + older + window + end, max_tokens=4, on_text=lambda _: True)
+    assert engine.evaluated - before <= len(older) + 1 + 3  # the insertion, the last token, the answer
+    assert stats.reused_tokens >= len(start) + len(window) + len(end) - 1
+    assert list(engine.cached_tokens())[: len(start + older + window)] == start + older + window
+    # Near the end (within MIN_INSERT_DISTANCE): everything from the insertion on is read again.
+    before = engine.evaluated
+    near = start + older + window[:-100] + engine.tokenize("# note\n") + window[-100:] + end
+    stats = runtime.generate(near, max_tokens=4, on_text=lambda _: True)
+    assert engine.evaluated - before >= 100 + len(end)
 
 
 def test_prefix_window_tokenizes_little_per_keystroke_in_a_huge_file() -> None:

@@ -68,6 +68,13 @@ class FakeEngine:
         del self._cache[n:]
         self._pending = []
 
+    def insert(self, at: int, tokens: Sequence[int], check: Callable[[], None] | None = None) -> None:
+        if check is not None:
+            check()
+        self.evaluated += len(tokens)
+        self._cache[at:at] = list(tokens)
+        self._pending = []
+
     def move(self, keep: int, start: int, end: int) -> None:
         self._cache = [*self._cache[:keep], *self._cache[start:end]]
         self._pending = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,9 @@ class LlamaEngine:
         params.n_ubatch = PROMPT_CHUNK_TOKENS
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
+        # A second sequence reads text inserted into the cached prompt (insert), in one KV buffer.
+        params.n_seq_max = 2
+        params.kv_unified = True
         self._ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
         self.n_ctx = self._ctx.n_ctx()
         self._batch = _internals.LlamaBatch(n_tokens=PROMPT_CHUNK_TOKENS, embd=0, n_seq_max=1, verbose=False)
@@ -172,6 +175,42 @@ class LlamaEngine:
         self._ctx.kv_cache_seq_rm(-1, keep, start)
         self._ctx.kv_cache_seq_shift(0, start, end, keep - start)
         self._tokens = [*self._tokens[:keep], *self._tokens[start:end]]
+
+    def insert(self, at: int, tokens: Sequence[int], check: Callable[[], None] | None = None) -> None:
+        """Read `tokens` at position `at`; the cached tokens from `at` on move up to follow them.
+
+        llama.cpp wants each sequence's new positions to follow its last one, so the new text is
+        read in sequence 1, which shares the cache's first `at` entries, then joins sequence 0.
+        `check` runs between chunks; if it raises, the cache is left as it was.
+        """
+        ctx, n = self._ctx, len(tokens)
+        ctx.kv_cache_seq_rm(1, -1, -1)
+        ctx.kv_cache_seq_cp(0, 1, 0, at)
+        try:
+            for start in range(0, n, PROMPT_CHUNK_TOKENS):
+                if check is not None:
+                    check()
+                chunk = list(tokens[start : start + PROMPT_CHUNK_TOKENS])
+                self._fill_batch(chunk, at + start, seq=1)
+                ctx.decode(self._batch)
+        except BaseException:
+            ctx.kv_cache_seq_rm(1, -1, -1)
+            raise
+        ctx.kv_cache_seq_shift(0, at, -1, n)
+        ctx.kv_cache_seq_cp(1, 0, at, at + n)
+        ctx.kv_cache_seq_rm(1, -1, -1)
+        self._tokens[at:at] = list(tokens)
+
+    def _fill_batch(self, tokens: list[int], pos: int, *, seq: int) -> None:
+        """The batch for `tokens` at positions pos.. in sequence `seq`, logits for the last one only."""
+        batch = self._batch.batch
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = pos + i
+            batch.seq_id[i][0] = seq
+            batch.n_seq_id[i] = 1
+            batch.logits[i] = i == len(tokens) - 1
 
     def eval(self, tokens: Sequence[int]) -> None:
         for start in range(0, len(tokens), PROMPT_CHUNK_TOKENS):

@@ -37,6 +37,15 @@ PROMPT_CHUNK_TOKENS = 128
 # smaller pieces of one prompt (a context chunk, a prefix window that lost its first lines).
 MIN_REUSE_TOKENS = 64
 
+# A run of cached tokens is also reused after text inserted before it (shifted up, the new text
+# read in place), but only when the insertion is at least this many tokens before the prompt's
+# end: the entries near the cursor then only lack text far above them (older lines of a growing
+# prefix window), as with llama.cpp's context shift. Nearer insertions are read again: measured
+# with a changed token right before the suffix, the reused suffix still answered for the old text.
+MIN_INSERT_DISTANCE = 256
+# ... and at most this long (a longer one is a different prompt, not a grown one).
+MAX_INSERT_TOKENS = 1024
+
 # Context window we allocate; prompts are budgeted far below it (a cold 1.5B read of 4k tokens is ~40 s).
 DEFAULT_N_CTX = 4096
 
@@ -105,6 +114,12 @@ class Engine(Protocol):
         The shifted entries keep what they attended to before (an approximation llama.cpp's
         server makes with --cache-reuse as well).
         """
+        ...
+
+    def insert(self, at: int, tokens: Sequence[int], check: Callable[[], None] | None = None) -> None:
+        """Evaluate `tokens` at cached position `at`, shifting the cached tokens from `at` on after
+        them; their entries keep what they attended to before (they did not see `tokens`).
+        `check()` runs between chunks; when it raises, the cache is left unchanged."""
         ...
 
     def eval(self, tokens: Sequence[int]) -> None:
@@ -257,17 +272,26 @@ class Runtime:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {engine.n_ctx}")
         cached = engine.cached_tokens()
         reused = common_prefix(cached, tokens)
+        read = 0
         run = _moved_run(cached, tokens, reused) if self.reuse_chunks else None
+        inserted = _inserted_run(cached, tokens, reused) if self.reuse_chunks and run is None else None
         if run is not None:
             # Text deleted before a long cached run: shift the run into place instead of reading it.
             start, length = run
             engine.move(reused, start, start + length)
             reused += length
+        elif inserted is not None:
+            # Text inserted far before a long cached run: read only the new text, in place.
+            at, length = inserted
+            engine.insert(reused, tokens[reused:at], cancel.check)
+            read = at - reused
+            reused = at + length
         if keep_last and reused == len(tokens):
             # Logits of the last prompt token are needed to sample: re-evaluate it.
             reused -= 1
         engine.truncate(reused)
         pos = reused
+        reused -= read  # the inserted text was read, not reused
         while pos < len(tokens):
             cancel.check()
             end = min(len(tokens), pos + PROMPT_CHUNK_TOKENS)
@@ -329,6 +353,25 @@ class Runtime:
 
 # Runs are found by windows of this many tokens: long enough to be unlikely by chance.
 RUN_WINDOW_TOKENS = 16
+
+
+def _inserted_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tuple[int, int] | None:
+    """Where the cache's tokens after the common prefix reappear later in the prompt, and for how
+    long: (prompt position, length) of a run of at least MIN_REUSE_TOKENS after text inserted at
+    `reused`, when that is at least MIN_INSERT_DISTANCE tokens before the prompt's end; else None."""
+    head = tuple(cached[reused : reused + RUN_WINDOW_TOKENS])
+    if len(tokens) - reused < MIN_INSERT_DISTANCE or len(head) < RUN_WINDOW_TOKENS:
+        return None
+    last = min(len(tokens) - MIN_REUSE_TOKENS, reused + MAX_INSERT_TOKENS)
+    for k in range(reused + 1, last + 1):
+        if tuple(tokens[k : k + RUN_WINDOW_TOKENS]) != head:
+            continue
+        n, limit = 0, min(len(cached) - reused, len(tokens) - k)
+        while n < limit and cached[reused + n] == tokens[k + n]:
+            n += 1
+        if n >= MIN_REUSE_TOKENS:
+            return k, n
+    return None
 
 
 def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tuple[int, int] | None:
