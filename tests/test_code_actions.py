@@ -231,6 +231,14 @@ def test_generate_tests_creates_a_test_file_that_passes(tmp_path: Path) -> None:
             "test_slugify_basic",
             "test_slugify_separator",
         ]
+        # What the tests would catch, measured in the sandbox and told to the user.
+        quality = result["quality"]
+        assert quality["tests"] == 2 and quality["branchesCovered"] == quality["branchesTotal"] > 0
+        assert quality["mutantsTotal"] >= 1
+        assert any(
+            f"`slugify`: 2 tests, 100% of {quality['unit']}, catch {quality['mutantsKilled']} of" in m
+            for m in ed.messages
+        )
         [edit] = ed.applied
         create, insert = edit.document_changes or []
         assert isinstance(create, types.CreateFile) and create.uri.endswith("/tests/test_slug.py")

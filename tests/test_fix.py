@@ -332,3 +332,24 @@ def test_a_lost_return_value_is_restored_without_the_model(tmp_path: Path) -> No
         "3/3 related tests pass",
     ]
     assert result.tried == [f"✓ line {line} returns `result`: parses, 3/3 related tests pass"]
+
+
+def test_a_project_without_pytest_gets_a_verified_fix_and_is_told(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = _copy(tmp_path, "fixbug")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / ".venv")], check=True)
+    path = root / "intervals.py"
+    text = path.read_text()
+    start = _line_of(text, "def merge(")
+    result = fix(
+        FixRequest(path, text, "python", Problem(start, 0, start + 9, 0, ""), root),
+        runtime_generator(_fake(lambda p, s: "        pass\n", lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert [c.checks for c in result.verified] == [["parses", "3/3 related tests pass"]]
+    assert result.notes == [
+        f"pytest and coverage provided by infiller: the project's environment ({root / '.venv/bin/python'}) "
+        "lacks them"
+    ]

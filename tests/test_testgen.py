@@ -257,3 +257,19 @@ def test_a_repair_that_repeats_the_failing_test_ends_the_rounds(textkit: Path) -
     assert result.failing == []  # the docstring does not back "creme-brulee!": dropped, counted
     assert [name for name, _ in result.dropped] == ["test_slugify_accents"]
     assert result.rounds == 2 and result.notes == ["round 2: the model repeated the failing tests"]
+
+
+def test_a_project_without_pytest_gets_working_tests_and_is_told(textkit: Path) -> None:
+    import subprocess
+    import sys
+
+    # The project's own environment: a real venv with neither pytest nor coverage.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(textkit / ".venv")], check=True)
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(REPAIR_ANSWER, [])))
+    assert len(result.passing) == 3 and result.failing == []
+    python = textkit / ".venv" / "bin" / "python"
+    assert f"pytest and coverage provided by infiller: the project's environment ({python}) lacks them" in (
+        result.notes
+    )
+    # coverage (lent too) measured the function: the figures are real, not absent.
+    assert result.quality is not None and result.quality.branches_total > 0

@@ -598,10 +598,11 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
         "evidence": result.evidence,
         "notes": result.notes,
     }
-    # One line per candidate tried, in order, under the headline.
+    # One line per candidate tried, in order, under the headline; then how the tests ran.
     tried = "".join(f"\n{line}" for line in result.tried[-MAX_TRIED_SHOWN:])
     if len(result.tried) > MAX_TRIED_SHOWN:
         tried = f"\n({len(result.tried) - MAX_TRIED_SHOWN} earlier candidates not shown)" + tried
+    tried += "".join(f"\n({note})" for note in result.notes)
     if not result.verified:
         headline = f"no fix passed verification ({len(result.tried)} candidate(s) tried)"
         server.show(headline + tried)

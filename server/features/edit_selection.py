@@ -129,7 +129,7 @@ async def run_edit(server: InfillerServer, args: EditArgs) -> dict[str, Any]:
         "diff": result.diff,
         "applied": False,
     }
-    tried = "".join(f"\n{line}" for line in result.tried)
+    tried = "".join(f"\n{line}" for line in result.tried) + "".join(f"\n({n})" for n in result.notes)
     if result.edit is None:
         server.show(result.summary + tried)
         return answer
