@@ -49,8 +49,11 @@ MIDDLE_SNAP_LINES = 8
 # answer in seconds instead of the full prompt's minute on a slow CPU. The cold prompt's budgets:
 COLD_PREFIX_TOKENS = 256
 COLD_SUFFIX_TOKENS = 64
+# ... and the best-ranked repository context (the definitions the code near the middle's start
+# uses): the first answer already knows the rest of the repository.
+COLD_CONTEXT_TOKENS = 128
 # Each growth step adds about this many tokens (the suffix first, then older lines of the prefix
-# window, then all of the repository context at once): a step fits in a typing pause.
+# window, then the rest of the repository context at once): a step fits in a typing pause.
 GROW_STEP_TOKENS = 32
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
@@ -292,7 +295,7 @@ class Completer:
         step -= -(-(full.suffix - COLD_SUFFIX_TOKENS) // GROW_STEP_TOKENS)  # steps the suffix took
         prefix = min(full.prefix, COLD_PREFIX_TOKENS + max(0, step) * GROW_STEP_TOKENS)
         step -= -(-(full.prefix - COLD_PREFIX_TOKENS) // GROW_STEP_TOKENS)
-        return Budgets(prefix, suffix, full.context if step > 0 else 0)
+        return Budgets(prefix, suffix, full.context if step > 0 else min(full.context, COLD_CONTEXT_TOKENS))
 
     def _place(self, request: CompletionContext, cut: int) -> tuple[object, ...]:
         """What a grown prompt is valid for: the text before the middle and after the cursor."""

@@ -47,6 +47,11 @@ ORPHAN_GRACE_S = 0.35
 # generation takes 1-3 s, i.e. 8-20 keystrokes); a finished answer still serves the typed text
 # when the model predicted it (typing-through).
 FOLLOW_BLIND_CHARS = 24
+# While typing, a block is asked for one line at a time unless the model generates at least this
+# many tokens per second (a few lines of ~40 tokens within a second); asked for, it is whole.
+BLOCK_MIN_TOKENS_S = 40.0
+# Weight of the newest measurement in the generation speed's moving average.
+SPEED_EWMA_ALPHA = 0.3
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Suggester:
         self.inflight: InFlight | None = None
         self.background: asyncio.Future[CompletionResult | None] | None = None
         self._growing: asyncio.Future[bool] | None = None
+        self.tokens_per_s: float | None = None  # generation speed, a moving average
 
     def apply_settings(self, settings: SuggestSettings) -> None:
         self.settings = settings
@@ -199,7 +205,8 @@ class Suggester:
             await asyncio.sleep(delay)
             if self._latest.get(uri) != seq:  # a newer request, or the document was closed
                 return Answer(None, "superseded")
-        return await self._generate(completer, now, first_line=not explicit)
+        slow = self.tokens_per_s is not None and self.tokens_per_s < BLOCK_MIN_TOKENS_S
+        return await self._generate(completer, now, first_line=slow and not explicit)
 
     async def _follow(self, now: CompletionContext) -> Answer | None:
         """Serve `now` from the running generation unless its output already contradicts what was typed."""
@@ -283,6 +290,7 @@ class Suggester:
                 return Answer(None, "failed")
             return Answer(None, "superseded")
         log.info("model: %s; %s", result.tokens, result.timings)
+        self._measure(result)
         if not result.text:
             return Answer(None, result.reason or "empty", result=result)
         entry = Suggestion(now, result.text, "model", first_line=result.reason == "first-line")
@@ -291,6 +299,13 @@ class Suggester:
             self.prepare_next_line(now, result.text)
         self.grow(now)
         return Answer(result.text, "ok", "model", entry=entry, result=result)
+
+    def _measure(self, result: CompletionResult) -> None:
+        generated, ms = result.tokens.get("generated", 0), result.timings.get("generation_ms", 0.0)
+        if generated >= 2 and ms > 0:
+            rate = generated / (ms / 1000)
+            previous = self.tokens_per_s
+            self.tokens_per_s = rate if previous is None else previous + SPEED_EWMA_ALPHA * (rate - previous)
 
     # --- background work (any completion supersedes it) -------------------------------------
 

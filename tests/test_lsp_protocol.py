@@ -287,14 +287,28 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
-def test_typing_gets_a_line_and_asking_gets_the_block(tmp_path: Path) -> None:
-    """An automatic request in an empty body gets its first line; an invoked one the whole block."""
+def test_typing_with_a_slow_model_gets_a_line_and_asking_gets_the_block(tmp_path: Path) -> None:
+    """Once the model is measured slow, an automatic request in an empty body gets the block's
+    first line (at a line's cost); an invoked one gets the whole block."""
 
     async def scenario(s: Session) -> None:
+        adder = s.open(s.root / "adder.py")
+        assert [i.insert_text for i in await s.inline(adder, 1, len("    return a"))] == [" + b"]
         uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
         items = await s.inline(uri, 1, 4, invoked=False)
         assert [i.insert_text for i in items] == ["doubled = n * 2"]
         items = await s.inline(uri, 1, 4)
+        assert [i.insert_text for i in items] == ["doubled = n * 2\n    return doubled"]
+
+    run(tmp_path, "slow", scenario)
+
+
+def test_typing_with_a_fast_model_gets_the_block(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        adder = s.open(s.root / "adder.py")
+        assert [i.insert_text for i in await s.inline(adder, 1, len("    return a"))] == [" + b"]
+        uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
+        items = await s.inline(uri, 1, 4, invoked=False)
         assert [i.insert_text for i in items] == ["doubled = n * 2\n    return doubled"]
 
     run(tmp_path, "fast", scenario)
