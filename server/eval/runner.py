@@ -101,9 +101,12 @@ Loader = Callable[[str, int], Backend]
 
 
 def default_loader(model: str, threads: int) -> Backend:
+    """The registry model in this process: an evaluation runs one request at a time and must not
+    be stopped by the editor's hang watchdog when a niced run on busy cores reads a long prompt
+    for minutes."""
     from server.model.loader import load_runtime
 
-    return load_runtime(model, n_threads=threads)
+    return load_runtime(model, n_threads=threads, in_process=True)
 
 
 def load_records(path: Path) -> list[Record]:
