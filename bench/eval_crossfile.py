@@ -8,8 +8,9 @@ configuration runs the same cases with the same model in one process, the KV cac
     .venv/bin/python -m bench.eval_crossfile                 # default: 48 cases, all configurations
     .venv/bin/python -m bench.eval_crossfile --cases 200 --model qwen2.5-coder-1.5b
 
-Writes bench/results/eval_crossfile.json and .md. Built to be generalised by the evaluation
-harness: `build_cases` and `run_config` take any package list and any retrieval configuration.
+Writes bench/results/eval_crossfile.json and .md. The product's harness is `infiller eval`
+(server/eval/, docs/eval.md: any repository, six masking levels, executable correctness, --tune);
+this script keeps the fixed development and report package sets and shares its metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import re
 import sys
@@ -233,18 +233,10 @@ def _is_code_identifier(tree: Any, row: int, line: str, start: int, end: int) ->
 
 
 def edit_similarity(a: str, b: str) -> float:
-    """1 - Levenshtein(a, b) / max(len): 1.0 is identical."""
-    if a == b:
-        return 1.0
-    if not a or not b:
-        return 0.0
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return 1.0 - previous[-1] / max(len(a), len(b))
+    """1 - Levenshtein(a, b) / max(len): 1.0 is identical (the product's metric: server/eval/metrics.py)."""
+    from server.eval.metrics import edit_similarity as product_edit_similarity
+
+    return product_edit_similarity(a, b)
 
 
 def shows_definition(name: str, texts: Sequence[str]) -> bool:
@@ -350,9 +342,9 @@ def paired(outcomes: Sequence[Outcome], a: str, b: str) -> tuple[int, int, float
     shared = hits[a].keys() & hits[b].keys()
     only_a = sum(hits[a][c] and not hits[b][c] for c in shared)
     only_b = sum(hits[b][c] and not hits[a][c] for c in shared)
-    n, k = only_a + only_b, min(only_a, only_b)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-    return only_a, only_b, p
+    from server.eval.metrics import sign_test
+
+    return only_a, only_b, sign_test(only_a, only_b)
 
 
 def markdown(summaries: Sequence[Summary], meta: dict[str, Any], outcomes: Sequence[Outcome] = ()) -> str:
