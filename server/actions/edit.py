@@ -25,6 +25,7 @@ from server.actions.fix import (
     Kind,
     Problem,
     TestContext,
+    candidate_timeout,
     enclosing_block,
     related_test_files,
     verify_candidate,
@@ -207,6 +208,8 @@ def edit_selection(
         t0 = time.perf_counter()
         tests.baseline = tests.run(request.text)
         timings["verify_s"] += time.perf_counter() - t0
+        if sandbox is not None and tests.baseline is not None:
+            sandbox.timeout_s = candidate_timeout(tests.baseline.duration_s, sandbox.timeout_s)
         selected = len("".join(lines[start:end]))
         budget = min(MAX_TOKENS, max(MIN_TOKENS, TOKENS_PER_SELECTED_CHAR * selected))
         for round_no in range(1, max_rounds + 1):

@@ -727,6 +727,8 @@ def fix(
         t0 = time.perf_counter()
         tests.baseline = tests.run(request.text)
         timings["verify_s"] += time.perf_counter() - t0
+        if sandbox is not None and tests.baseline is not None:
+            sandbox.timeout_s = candidate_timeout(tests.baseline.duration_s, sandbox.timeout_s)
         failures = _failures_text(tests.baseline)
         evidence = Evidence()
         if kind is Kind.OTHER and tests.baseline is not None:
@@ -821,6 +823,17 @@ def fix(
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
     return FixResult(kind, ranked, rejected, rounds, test_files, timings, tried, evidence.describe(), notes)
+
+
+# A candidate's test run may take this many times the baseline's (at least the minimum) before
+# it counts as hanging: a changed loop bound often loops forever, and 30 s per such candidate
+# would cost more than the whole search.
+CANDIDATE_TIMEOUT_FACTOR = 4
+MIN_CANDIDATE_TIMEOUT_S = 10.0
+
+
+def candidate_timeout(baseline_s: float, default_s: float) -> float:
+    return min(default_s, max(MIN_CANDIDATE_TIMEOUT_S, CANDIDATE_TIMEOUT_FACTOR * baseline_s))
 
 
 # Exceptions whose cause is often a boundary (an index, a key, a divisor one off).

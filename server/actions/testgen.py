@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server.actions.bugs import Signature, doctest_facts, not_a_bug, parameters_given, signature_of
+from server.actions.fix import candidate_timeout
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -693,6 +694,7 @@ def generate_tests(
     header: list[str] = []
     notes: list[str] = []
     dropped: list[tuple[str, str]] = []
+    last_run_s = 0.0  # the latest test run's duration: bounds the mutant runs
     rounds = 0
     root = request.root.resolve()
     import_from = (
@@ -715,6 +717,8 @@ def generate_tests(
             return sandbox.run_pytest(files, [rel_test], python_path=[import_from], coverage=cover)
 
         def quality_now() -> Quality:
+            # Mutants of loop bounds can loop forever: bound each run by the suite's own time.
+            sandbox.timeout_s = candidate_timeout(last_run_s, sandbox.timeout_s)
             t0 = time.perf_counter()
             progress(f"measuring {len(passing)} test(s): coverage and mutants", 90)
             q = measure(
@@ -774,6 +778,7 @@ def generate_tests(
             )
             t0 = time.perf_counter()
             result = run(suite)
+            last_run_s = result.duration_s
             if result.collection_error and suite.header:
                 # A bad helper or import in the header sinks every test: retry with imports only.
                 suite.header = _complete_imports([], suite, module, provided)

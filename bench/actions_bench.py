@@ -1,0 +1,481 @@
+"""Code actions on functions the project never tuned on: Fix-this repairs and generated tests.
+
+Small pure functions come from pinned sdists (toolz, more-itertools), chosen at run time and
+deterministically (a seeded hash of their names) among top-level functions with a short body
+and passing doctests. Their doctest examples, evaluated on the original code, become oracle
+tests that record its behaviour. Single-line mutants are made at run time by the built-in
+mutator (comparisons, ±1 constants, and/or, arithmetic, negation, return values); only mutants
+the oracle tests catch are kept.
+
+- Fix this: the workspace holds the mutated module and the oracle tests; the user "selects the
+  function". Repaired = the applied candidate passes the oracle tests in a fresh sandbox run.
+- Generate tests: the workspace holds the original module and no tests. The delivered tests are
+  run against every kept mutant (kill rate); branch coverage is the action's own measure; every
+  "possible bug" reported is false (the code is the released one).
+
+    nice -n 19 .venv/bin/python -m bench.actions_bench --model qwen2.5-coder-1.5b --threads 1
+
+Writes bench/results/actions_bench[_<tag>].{json,md} with machine info and load averages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import doctest
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType, ModuleType
+
+from bench.sdist import fetch_sdist
+from server.actions.fix import FixRequest, Problem, fix
+from server.actions.quality import Mutant, mutants
+from server.actions.sandbox import Sandbox
+from server.actions.testgen import GenerateTestsRequest, Suite, generate_tests
+from server.model.chat import runtime_generator
+from server.model.loader import load_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "work"
+RESULTS = ROOT / "bench" / "results"
+# (sdist, package folder inside it, modules whose functions are candidates)
+SOURCES = (
+    ("toolz==1.0.0", "toolz", ("toolz/itertoolz.py", "toolz/dicttoolz.py", "toolz/functoolz.py")),
+    ("more-itertools==10.5.0", "more_itertools", ("more_itertools/recipes.py", "more_itertools/more.py")),
+)
+# "Small pure function": body lines without the docstring.
+MIN_BODY_LINES = 2
+MAX_BODY_LINES = 14
+# A doctest example or a mutant that runs longer than this is hanging (an infinite loop).
+EXAMPLE_TIMEOUT_S = 1
+# Mutants kept per function for the kill rate (the Fix bench takes one of them).
+MAX_MUTANTS_PER_FUNCTION = 8
+# A run of the delivered tests against a mutant: longer is an infinite loop (killed, counted).
+MUTANT_TIMEOUT_S = 10
+# Names doctests use that make a function impure or slow.
+IMPURE = ("print(", "open(", "random", "time.", "sleep", "input(", "threading")
+
+
+@dataclass
+class Function:
+    package: str  # folder copied into the workspace
+    source_root: str  # the unpacked sdist
+    module_path: str  # workspace-relative
+    module: str  # dotted
+    name: str
+    start_line: int  # 1-based, the `def` line (decorators excluded: candidates have none)
+    end_line: int
+    oracle: str = ""  # the oracle test file
+    killed: list[tuple[int, str, str]] = field(default_factory=list)  # (line, kind, description)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    def boom(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _load(module: str, text: str, path: Path) -> ModuleType:
+    """The module from `text` (a mutant or the original), fresh, in its package."""
+    mod = ModuleType(module)
+    mod.__file__ = str(path)
+    mod.__package__ = module.rpartition(".")[0]
+    exec(compile(text, str(path), "exec"), mod.__dict__)
+    return mod
+
+
+def _examples(node: ast.FunctionDef) -> list[doctest.Example]:
+    doc = ast.get_docstring(node) or ""
+    return doctest.DocTestParser().get_examples(doc)
+
+
+def _record(mod: ModuleType, examples: list[doctest.Example]) -> list[tuple[str, str | None]] | None:
+    """(source, repr of its value or None for a statement) for each example, on `mod`."""
+    env = dict(vars(mod))
+    out: list[tuple[str, str | None]] = []
+    try:
+        with _deadline(EXAMPLE_TIMEOUT_S):
+            for ex in examples:
+                # Unparsed: the oracle test gets the code without doctest directives (`# doctest:`).
+                src = ex.source.strip()
+                try:
+                    expr = ast.parse(src, mode="eval")
+                except SyntaxError:
+                    src = ast.unparse(ast.parse(src))
+                    exec(src, env)
+                    out.append((src, None))
+                    continue
+                src = ast.unparse(expr)
+                value = eval(compile(expr, "<example>", "eval"), env)
+                if isinstance(value, Iterator) or " at 0x" in repr(value):
+                    return None  # lazy or identity-bound: the oracle could not compare it
+                out.append((src, repr(value)))
+    except BaseException:  # the original must run every example cleanly (a mutant may not)
+        return None
+    return out
+
+
+def _oracle_text(fn: Function, recorded: list[tuple[str, str | None]]) -> str:
+    lines = [
+        f'"""Oracle tests: `{fn.name}`\'s doctest examples as recorded on the released code."""',
+        "",
+        f"import {fn.module} as _module",
+        "",
+        "globals().update({k: v for k, v in vars(_module).items() if not k.startswith('__')})",
+        f"from {fn.module} import {fn.name}",
+        "",
+    ]
+    setup: list[str] = []
+    n = 0
+    for src, value in recorded:
+        if value is None:
+            setup.append(src)
+            continue
+        n += 1
+        lines += ["", f"def test_{fn.name}_example_{n}():"]
+        lines += [f"    {s}" for stmt in setup for s in stmt.splitlines()]
+        lines.append(f"    assert repr({src}) == {value!r}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _kills(fn: Function, mod_path: Path, recorded: list[tuple[str, str | None]], mutant: Mutant) -> bool:
+    try:
+        with _deadline(EXAMPLE_TIMEOUT_S):
+            mod = _load(fn.module, mutant.text, mod_path)
+    except BaseException:
+        return True
+    got = _record(mod, [doctest.Example(src, "") for src, _ in recorded])
+    return got is None or [v for _, v in got] != [v for _, v in recorded]
+
+
+def _rank(seed: str, name: str) -> str:
+    return hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()
+
+
+def choose(count: int, seed: str) -> list[tuple[Function, list[Mutant]]]:
+    """`count` functions with an oracle and oracle-killed mutants, chosen by seeded hash."""
+    pool: list[tuple[str, Function, ast.FunctionDef, str]] = []
+    for spec, package, modules in SOURCES:
+        tree_root = fetch_sdist(spec, WORK)
+        if str(tree_root) not in sys.path:
+            sys.path.insert(0, str(tree_root))
+        for rel in modules:
+            text = (tree_root / rel).read_text()
+            for node in ast.parse(text).body:
+                if not isinstance(node, ast.FunctionDef) or node.name.startswith("_") or node.decorator_list:
+                    continue
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                if not body:
+                    continue
+                size = (node.end_lineno or node.lineno) - body[0].lineno + 1
+                examples = _examples(node)
+                if not (MIN_BODY_LINES <= size <= MAX_BODY_LINES and examples):
+                    continue
+                if any(word in ex.source for ex in examples for word in IMPURE):
+                    continue
+                module = rel[:-3].replace("/", ".")
+                fn = Function(
+                    package, str(tree_root), rel, module, node.name, node.lineno, node.end_lineno or 0
+                )
+                pool.append((_rank(seed, f"{module}.{node.name}"), fn, node, text))
+    pool.sort(key=lambda item: item[0])
+    chosen: list[tuple[Function, list[Mutant]]] = []
+    for _, fn, node, text in pool:
+        path = Path(fn.source_root) / fn.module_path
+        try:
+            original = _load(fn.module, text, path)
+        except BaseException:
+            continue
+        recorded = _record(original, _examples(node))
+        if not recorded or all(v is None for _, v in recorded):
+            continue
+        body_start = (node.body[1] if ast.get_docstring(node) else node.body[0]).lineno
+        candidates = [m for m in mutants(text, body_start, fn.end_line) if _kills(fn, path, recorded, m)]
+        if not candidates:
+            continue
+        candidates.sort(key=lambda m: _rank(seed, f"{fn.name}:{m.line}:{m.description}"))
+        kept = candidates[:MAX_MUTANTS_PER_FUNCTION]
+        fn.oracle = _oracle_text(fn, recorded)
+        fn.killed = [(m.line, m.kind, m.description) for m in kept]
+        chosen.append((fn, kept))
+        if len(chosen) >= count:
+            break
+    return chosen
+
+
+def _workspace(fn: Function, into: Path) -> Path:
+    root = into / "ws"
+    shutil.copytree(
+        Path(fn.source_root) / fn.package,
+        root / fn.package,
+        ignore=shutil.ignore_patterns("tests", "__pycache__", "*.pyi"),
+    )
+    return root
+
+
+def _oracle_passes(root: Path, fn: Function, text: str) -> bool:
+    with Sandbox(root) as sandbox:
+        run = sandbox.run_pytest(
+            {fn.module_path: text, "tests/test_oracle.py": fn.oracle}, ["tests/test_oracle.py"]
+        )
+    return bool(run.outcomes) and not run.failed() and not run.collection_error
+
+
+@dataclass
+class FixRow:
+    function: str
+    mutant: str
+    repaired: bool
+    verified: bool
+    wall_s: float
+    origin: str
+    tried: int
+    lines: list[str]
+
+
+@dataclass
+class TestgenRow:
+    function: str
+    tests: int
+    branches: str
+    branch_ratio: float
+    own_mutants: str
+    bench_mutants_killed: int
+    bench_mutants: int
+    false_bug_reports: int
+    dropped: int
+    wall_s: float
+    summary: str
+
+
+def bench_fix(fn: Function, mutant: Mutant, generate: object, template: object) -> FixRow:
+    with tempfile.TemporaryDirectory(prefix="actions-bench-") as tmp:
+        root = _workspace(fn, Path(tmp))
+        (root / "tests").mkdir()
+        (root / "tests" / "test_oracle.py").write_text(fn.oracle)
+        path = root / fn.module_path
+        path.write_text(mutant.text)
+        problem = Problem(fn.start_line - 1, 0, fn.end_line, 0, "")
+        t0 = time.perf_counter()
+        result = fix(
+            FixRequest(path, mutant.text, "python", problem, root),
+            generate,  # type: ignore[arg-type]
+            fim_template=template,  # type: ignore[arg-type]
+        )
+        wall = time.perf_counter() - t0
+        best = result.verified[0] if result.verified else None
+        repaired = best is not None and best.cause_verified and _oracle_passes(root, fn, best.text)
+    return FixRow(
+        f"{fn.module}.{fn.name}",
+        f"line {mutant.line}: {mutant.description}",
+        repaired,
+        best is not None,
+        round(wall, 1),
+        best.origin if best else "",
+        len(result.tried),
+        result.tried,
+    )
+
+
+def bench_testgen(fn: Function, kept: list[Mutant], generate: object) -> TestgenRow:
+    with tempfile.TemporaryDirectory(prefix="actions-bench-") as tmp:
+        root = _workspace(fn, Path(tmp))
+        path = root / fn.module_path
+        text = path.read_text()
+        t0 = time.perf_counter()
+        result = generate_tests(GenerateTestsRequest(root, path, text, fn.start_line - 1), generate)  # type: ignore[arg-type]
+        wall = time.perf_counter() - t0
+        killed = 0
+        if result.passing:
+            suite = Suite(result.header, result.passing).render()
+            with Sandbox(root, timeout_s=MUTANT_TIMEOUT_S) as sandbox:
+                for m in kept:
+                    run = sandbox.run_pytest(
+                        {fn.module_path: m.text, "tests/test_gen.py": suite}, ["tests/test_gen.py"]
+                    )
+                    killed += bool(run.failed() or run.collection_error or run.timed_out)
+        q = result.quality
+    return TestgenRow(
+        f"{fn.module}.{fn.name}",
+        len(result.passing),
+        f"{q.branches_covered}/{q.branches_total} {q.unit}" if q else "-",
+        round(q.branch_ratio, 3) if q else 0.0,
+        f"{q.mutants_killed}/{q.mutants_total}" if q else "-",
+        killed,
+        len(kept),
+        len(result.failing),
+        len(result.dropped),
+        round(wall, 1),
+        result.summary(),
+    )
+
+
+def _machine() -> dict[str, object]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": commit.stdout.strip(),
+        "nice": os.nice(0),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="registry name (default: the default model)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--functions", type=int, default=6)
+    parser.add_argument("--seed", default="actions-1")
+    parser.add_argument("--skip-fix", action="store_true")
+    parser.add_argument("--skip-testgen", action="store_true")
+    parser.add_argument("--budget-s", type=float, default=3600, help="no new case starts after this")
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    chosen = choose(args.functions, args.seed)
+    sys.stderr.write(f"chose {[f.name for f, _ in chosen]} in {time.perf_counter() - started:.0f} s\n")
+    runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
+    generate = runtime_generator(runtime)
+    fixes: list[FixRow] = []
+    tests: list[TestgenRow] = []
+    loads: list[float] = []
+    for fn, kept in chosen:
+        if time.perf_counter() - started > args.budget_s:
+            break
+        if not args.skip_fix:
+            row = bench_fix(fn, kept[0], generate, runtime.template)
+            fixes.append(row)
+            loads.append(os.getloadavg()[0])
+            sys.stderr.write(f"fix {row.function} {row.mutant}: repaired={row.repaired} {row.wall_s} s\n")
+        if not args.skip_testgen and time.perf_counter() - started <= args.budget_s:
+            trow = bench_testgen(fn, kept, generate)
+            tests.append(trow)
+            loads.append(os.getloadavg()[0])
+            sys.stderr.write(
+                f"tests {trow.function}: {trow.summary}; "
+                f"bench mutants {trow.bench_mutants_killed}/{trow.bench_mutants}\n"
+            )
+
+    totals: dict[str, object] = {}
+    if fixes:
+        walls = [r.wall_s for r in fixes]
+        totals["fix_repaired"] = f"{sum(r.repaired for r in fixes)}/{len(fixes)}"
+        totals["fix_wall_p50_s"] = round(statistics.median(walls), 1)
+        totals["fix_wall_max_s"] = max(walls)
+    if tests:
+        killed = sum(r.bench_mutants_killed for r in tests)
+        total = sum(r.bench_mutants for r in tests)
+        totals["tests_kill_rate"] = round(killed / total, 3) if total else None
+        totals["tests_kill"] = f"{killed}/{total}"
+        totals["tests_branch_coverage_mean"] = round(statistics.mean(r.branch_ratio for r in tests), 3)
+        totals["false_bug_reports"] = sum(r.false_bug_reports for r in tests)
+        totals["tests_wall_p50_s"] = round(statistics.median(r.wall_s for r in tests), 1)
+    report = {
+        "command": " ".join(["nice -n", str(os.nice(0)), "python -m bench.actions_bench", *sys.argv[1:]]),
+        "model": runtime.name,
+        "threads": args.threads,
+        "seed": args.seed,
+        "machine": _machine(),
+        "load_average_before": load_before,
+        "load_average_during": loads,
+        "load_average_after": os.getloadavg(),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "functions": [asdict(f) | {"oracle": None} for f, _ in chosen],
+        "totals": totals,
+        "fix": [asdict(r) for r in fixes],
+        "testgen": [asdict(r) for r in tests],
+    }
+    stem = "actions_bench" + (f"_{args.tag}" if args.tag else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(_markdown(report))
+    print(_markdown(report))
+    return 0
+
+
+def _markdown(report: dict[str, object]) -> str:
+    m = report["machine"]
+    assert isinstance(m, dict)
+    out = [
+        f"# Code actions benchmark ({report['model']}, {report['threads']} thread(s))",
+        "",
+        f"`{report['command']}` at {m['commit']}; {m['cpus']} CPUs ({m['cpu']}), load average before "
+        f"{report['load_average_before']}, after {report['load_average_after']}; "
+        f"{report['wall_s']} s in all.",
+        "",
+        "| Measure | Value |",
+        "|---|---|",
+    ]
+    totals = report["totals"]
+    assert isinstance(totals, dict)
+    out += [f"| {k} | {v} |" for k, v in totals.items()]
+    fixes = report["fix"]
+    assert isinstance(fixes, list)
+    if fixes:
+        out += [
+            "",
+            "## Fix this",
+            "",
+            "| Function | Mutant | Repaired | Wall s | Fix | Tried |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| `{r['function']}` | {r['mutant']} | {'yes' if r['repaired'] else 'no'} | {r['wall_s']} | "
+            f"{r['origin']} | {r['tried']} |"
+            for r in fixes
+        ]
+    tests = report["testgen"]
+    assert isinstance(tests, list)
+    if tests:
+        out += [
+            "",
+            "## Generate tests",
+            "",
+            "| Function | Tests | Coverage | Own mutants | Bench mutants killed | False bug reports "
+            "| Wall s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| `{r['function']}` | {r['tests']} | {r['branches']} | {r['own_mutants']} | "
+            f"{r['bench_mutants_killed']}/{r['bench_mutants']} | {r['false_bug_reports']} | {r['wall_s']} |"
+            for r in tests
+        ]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
