@@ -70,14 +70,27 @@ def collect() -> str:
                 f"{s['prompt_tokens']:.0f} | {s['total_ms_mean']:.0f} |"
             )
         meta = data["meta"]
-        machines.append(f"- {spec}: `{meta['command']}`; {meta['machine']}; finished {meta['finished']}")
+        machine = meta["machine"]
+        load = ", ".join(str(x) for x in machine["load_average"])
+        levels = ", ".join(f"{lv} {n}" for lv, (n, _, _) in data["summaries"][0]["per_level"].items())
         name = name_of(spec)
+        machines.append(
+            f"- {spec} ({levels}): `{meta['command']}`; {machine['cpus']} CPUs, {machine['platform']}, "
+            f"load average {load} at the end; finished {meta['finished']}; report [{name}.md]({name}.md), "
+            f"chart [{name}.png]({name}.png)"
+        )
         shutil.copy(out / "report.md", RESULTS / f"{name}.md")
         if (out / "chart.png").is_file():
             shutil.copy(out / "chart.png", RESULTS / f"{name}.png")
         if (out / "check" / "report.md").is_file():
             shutil.copy(out / "check" / "report.md", RESULTS / f"{name}-tune-check.md")
-    lines += ["", "Runs (command, machine, load average at the end):", "", *machines, ""]
+    lines += ["", "Runs (cases per level, command, machine, load average at the end):", "", *machines, ""]
+    lines += [
+        f"![{name_of(spec)}]({name_of(spec)}.png)"
+        for spec in REPOS
+        if (RESULTS / f"{name_of(spec)}.png").is_file()
+    ]
+    lines.append("")
     load = os.getloadavg()
     lines.append(f"Collected {time.strftime('%Y-%m-%d %H:%M %Z')}, load average now {load[0]:.2f}.")
     text = "\n".join(lines) + "\n"
