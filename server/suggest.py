@@ -50,6 +50,9 @@ FOLLOW_BLIND_CHARS = 24
 # While typing, a block is asked for one line at a time unless the model generates at least this
 # many tokens per second (a few lines of ~40 tokens within a second); asked for, it is whole.
 BLOCK_MIN_TOKENS_S = 40.0
+# A block asked for ends at the first new line after this much generation: the user sees its
+# finished lines instead of waiting for all of it (llama.vim's t_max_predict_ms does the same).
+BLOCK_DEADLINE_MS = 2500
 # Weight of the newest measurement in the generation speed's moving average.
 SPEED_EWMA_ALPHA = 0.3
 
@@ -379,7 +382,21 @@ class Suggester:
 def _complete(
     completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
 ) -> CompletionResult:
-    return completer.complete(at, token, on_partial=on_partial, grow=True)
+    return completer.complete(at, token, on_partial=on_partial, grow=True, limit=_Deadline(BLOCK_DEADLINE_MS))
+
+
+class _Deadline:
+    """Stop at the first new line after `ms` of generation (counted from the first piece)."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = ms
+        self.start: float | None = None
+
+    def __call__(self, raw: str) -> bool:
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = now
+        return (now - self.start) * 1000 <= self.ms or not raw.rstrip(" \t").endswith("\n")
 
 
 def _complete_line(

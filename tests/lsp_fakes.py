@@ -25,6 +25,7 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("x = fo", "o_bar(1)\n"),
     ("items.ap", "pend(item)\n"),
     ("def twice(n):\n    ", "doubled = n * 2\n    return doubled\n"),
+    ("def steps(n):\n    ", "".join(f"n = n + {i}\n    " for i in range(1, 12)) + "return n\n"),
 )
 FALLBACK = "pass\n"
 # Seconds per generated token for the slow engine: long enough to type during a generation.

@@ -303,6 +303,23 @@ def test_typing_with_a_slow_model_gets_a_line_and_asking_gets_the_block(tmp_path
     run(tmp_path, "slow", scenario)
 
 
+def test_a_long_block_asked_for_from_a_slow_model_shows_its_first_whole_lines(tmp_path: Path) -> None:
+    """The deadline (BLOCK_DEADLINE_MS) ends a slow block at a line end: seconds, not the whole."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "steps.py", "def steps(n):\n    \n")
+        started = asyncio.get_running_loop().time()
+        items = await s.inline(uri, 1, 4)
+        elapsed = asyncio.get_running_loop().time() - started
+        full = "".join(f"n = n + {i}\n    " for i in range(1, 12)) + "return n"
+        (text,) = [i.insert_text for i in items]
+        assert isinstance(text, str) and full.startswith(text) and text != full, text
+        assert (full[len(text) :]).startswith("\n"), "ends at a line end"
+        assert elapsed < 6, elapsed  # the whole block takes over 11 s at SLOW_TOKEN_S
+
+    run(tmp_path, "slow", scenario)
+
+
 def test_typing_with_a_fast_model_gets_the_block(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         adder = s.open(s.root / "adder.py")
