@@ -72,5 +72,14 @@ def slow_reader(model: str | None) -> Runtime:
     return Runtime(SlowReader(script))
 
 
+def sees_far(prompt: str) -> str:
+    """Says whether the prompt reaches the file's top line (a grown prompt does, a cold one not)."""
+    return "far()\n" if "FAR_ABOVE = 1" in prompt else "near()\n"
+
+
+def growing(model: str | None) -> Runtime:
+    return Runtime(FakeEngine(sees_far))
+
+
 def missing(model: str | None) -> Runtime:
     raise ModelError(f"model {model or 'qwen2.5-coder-0.5b'} is not pulled yet: run `infiller models pull`")

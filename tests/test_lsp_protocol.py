@@ -320,6 +320,22 @@ def test_a_long_block_asked_for_from_a_slow_model_shows_its_first_whole_lines(tm
     run(tmp_path, "slow", scenario)
 
 
+def test_a_prompt_grows_while_idle_to_reach_the_top_of_the_window(tmp_path: Path) -> None:
+    """The first answer in a new place comes from a small prompt; while the model is idle the
+    prompt grows in place, and the next answer there sees the lines far above."""
+    filler = "".join(f"value_{i} = {i}\n" for i in range(60))  # ~700 bytes: beyond the cold window
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "far.py", f"FAR_ABOVE = 1\n{filler}\n\ndef f():\n    return \n")
+        line = filler.count("\n") + 4
+        assert [i.insert_text for i in await s.inline(uri, line, 11)] == ["near()"]
+        await asyncio.sleep(1.0)  # idle: the growth steps run
+        s.edit(uri, (line, 11), (line, 11), "x")
+        assert [i.insert_text for i in await s.inline(uri, line, 12)] == ["far()"]
+
+    run(tmp_path, "growing", scenario)
+
+
 def test_typing_with_a_fast_model_gets_the_block(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         adder = s.open(s.root / "adder.py")
