@@ -377,7 +377,13 @@ def main() -> int:
         if time.perf_counter() - started > args.budget_s:
             break
         if not args.skip_fix:
-            row = bench_fix(fn, kept[0], generate, runtime.template)
+            case_start = time.perf_counter()
+            try:
+                row = bench_fix(fn, kept[0], generate, runtime.template)
+            except Exception as exc:  # a crash is a failed case, recorded, not the end of the run
+                mutant = f"line {kept[0].line}: {kept[0].description}"
+                took = round(time.perf_counter() - case_start, 1)
+                row = FixRow(f"{fn.module}.{fn.name}", mutant, False, False, took, f"crashed: {exc}", 0, [])
             fixes.append(row)
             loads.append(os.getloadavg()[0])
             sys.stderr.write(f"fix {row.function} {row.mutant}: repaired={row.repaired} {row.wall_s} s\n")

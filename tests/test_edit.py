@@ -105,13 +105,19 @@ def _rng(l1: int, c1: int, l2: int, c2: int) -> types.Range:
     return types.Range(start=types.Position(line=l1, character=c1), end=types.Position(line=l2, character=c2))
 
 
-def _run(tmp_path: Path, serve_args: list[str], body: Any, timeout: float = SCENARIO_TIMEOUT_S) -> None:
+def _run(
+    tmp_path: Path,
+    serve_args: list[str],
+    body: Any,
+    timeout: float = SCENARIO_TIMEOUT_S,
+    options: dict[str, Any] | None = None,
+) -> None:
     root = tmp_path / "ws"
     shutil.copytree(DATA / "fixbug", root)
     editor = Editor(root, tmp_path / "state")
 
     async def main() -> None:
-        await editor.start(*serve_args)
+        await editor.start(*serve_args, options=options)
         try:
             await editor.wait_model(timeout)
             await body(editor)
@@ -198,7 +204,9 @@ def test_over_stdio_with_the_real_model_a_verified_rewrite(tmp_path: Path) -> No
         else:
             assert ed.applied == [] and answer["tried"] and all(t.startswith("✗") for t in answer["tried"])
 
-    _run(tmp_path, ["--model", TEST_MODEL], body, MODEL_TIMEOUT_S)
+    # One thread: the machine is shared (the model's own speed matters less than its neighbours').
+    options = {"infiller": {"model": TEST_MODEL, "threads": 1}}
+    _run(tmp_path, ["--model", TEST_MODEL], body, MODEL_TIMEOUT_S, options=options)
 
 
 # ---------------------------------------------------------------------------------------------

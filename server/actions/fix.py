@@ -779,7 +779,11 @@ def fix(
                 pct = 10 + int(80 * ((round_no - 1) * len(proposals) + i) / (max_rounds * len(proposals)))
                 progress(f"trying {origin}" + (f" (last: {tried[-1]})" if tried else ""), pct)
                 t0 = time.perf_counter()
-                text = make()
+                try:
+                    text = make()
+                except ValueError as exc:  # e.g. a prompt the context window cannot hold
+                    log.warning("fix candidate %s not generated: %s", origin, exc)
+                    text = None
                 timings["model_s"] += time.perf_counter() - t0
                 if text is None:
                     rejected.append((origin, "no answer"))
@@ -798,7 +802,7 @@ def fix(
                     if origin == "rewrite":
                         changed = minimal_line_edit(request.text, text)
                         shown = changed.new_text if changed is not None else "(the code, unchanged)"
-                        previous = (shown, verdict.reason)
+                        previous = (shown[:MAX_FEEDBACK_CHARS], verdict.reason[:MAX_FEEDBACK_CHARS])
                     continue
                 edit = minimal_line_edit(request.text, text)
                 if edit is None:
@@ -829,7 +833,7 @@ def fix(
 # it counts as hanging: a changed loop bound often loops forever, and 30 s per such candidate
 # would cost more than the whole search.
 CANDIDATE_TIMEOUT_FACTOR = 4
-MIN_CANDIDATE_TIMEOUT_S = 10.0
+MIN_CANDIDATE_TIMEOUT_S = 15.0
 
 
 def candidate_timeout(baseline_s: float, default_s: float) -> float:
