@@ -80,6 +80,7 @@ def collect() -> str:
             f"chart [{name}.png]({name}.png)"
         )
         shutil.copy(out / "report.md", RESULTS / f"{name}.md")
+        shutil.copy(out / "cases.jsonl", RESULTS / f"{name}.jsonl")  # every case, for re-scoring
         if (out / "chart.png").is_file():
             shutil.copy(out / "chart.png", RESULTS / f"{name}.png")
         if (out / "check" / "report.md").is_file():
