@@ -324,7 +324,6 @@ class Completer:
             growth.step = step + 1
         return self.budgets(step + 1) != full
 
-
     def _middle_start(self, prefix: str) -> int:
         """Where the middle starts: the enclosing function's body, in MIDDLE_SNAP_LINES steps
         while it is over MAX_MIDDLE_TOKENS, and at the latest the cursor line."""
