@@ -305,19 +305,32 @@ def test_accept_word_then_line(editor: Editor) -> None:
     editor.stats(lambda s: s["accepted"] == 1, "accepting the last part runs the item's command")
 
 
-def test_multiline_suggestion_drawn_below_and_accepted(editor: Editor) -> None:
-    editor.keys(f"{FAREWELL_DEF}Go")  # a new line in the empty function body (auto-indented)
-    state = editor.wait_ghost("a block suggestion in an empty function body")
-    assert state["ghost"]["text"] == 'message = f"Bye, {name}!"\n    return message'
+def test_multiline_suggestion_drawn_below_and_accepted(workdir: Path) -> None:
+    """A fast model's block is shown whole while typing (a slow one's a line at a time: below)."""
+    editor = Editor(workdir, fake_setup("fast", workdir), "greetings.py")
+    try:
+        editor.keys(f"{FAREWELL_DEF}Go")  # a new line in the empty function body (auto-indented)
+        state = editor.wait_ghost("a block suggestion in an empty function body")
+        assert state["ghost"]["text"] == 'message = f"Bye, {name}!"\n    return message'
 
-    editor.keys("<Tab>")
-    editor.wait(lambda s: s["line"] == "    return message", "the block to be inserted")
-    lines = editor.buffer()
-    assert lines[FAREWELL_DEF - 1 : FAREWELL_DEF + 2] == [
-        "def farewell(name: str) -> str:",
-        '    message = f"Bye, {name}!"',
-        "    return message",
-    ]
+        editor.keys("<Tab>")
+        editor.wait(lambda s: s["line"] == "    return message", "the block to be inserted")
+        lines = editor.buffer()
+        assert lines[FAREWELL_DEF - 1 : FAREWELL_DEF + 2] == [
+            "def farewell(name: str) -> str:",
+            '    message = f"Bye, {name}!"',
+            "    return message",
+        ]
+    finally:
+        editor.close()
+
+
+def test_a_slow_model_suggests_a_block_a_line_at_a_time(editor: Editor) -> None:
+    open_greeting(editor, "gr")  # one answer first: the server measures the model's speed
+    editor.wait_ghost("a suggestion")
+    editor.keys(f"<Esc>{FAREWELL_DEF}Go")
+    state = editor.wait_ghost("the block's first line", check=lambda s: s["line"] == "    ")
+    assert state["ghost"]["text"] == 'message = f"Bye, {name}!"'
 
 
 def test_dismiss_esc_and_tab_fallback(editor: Editor) -> None:
