@@ -366,9 +366,7 @@ def _inserted_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> 
     for k in range(reused + 1, last + 1):
         if tuple(tokens[k : k + RUN_WINDOW_TOKENS]) != head:
             continue
-        n, limit = 0, min(len(cached) - reused, len(tokens) - k)
-        while n < limit and cached[reused + n] == tokens[k + n]:
-            n += 1
+        n = _equal_run(cached, reused, tokens, k)
         if n >= MIN_REUSE_TOKENS:
             return k, n
     return None
@@ -390,9 +388,15 @@ def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tup
     for j in range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1):
         if tuple(cached[j : j + RUN_WINDOW_TOKENS]) != head:
             continue
-        n, limit = 0, min(len(cached) - j, len(tokens) - reused)
-        while n < limit and cached[j + n] == tokens[reused + n]:
-            n += 1
+        n = _equal_run(cached, j, tokens, reused)
         if n >= MIN_REUSE_TOKENS:
             return j, n
     return None
+
+
+def _equal_run(cached: Sequence[int], at: int, tokens: Sequence[int], start: int) -> int:
+    """How many tokens match from cached[at] and tokens[start] on."""
+    n, limit = 0, min(len(cached) - at, len(tokens) - start)
+    while n < limit and cached[at + n] == tokens[start + n]:
+        n += 1
+    return n
