@@ -91,6 +91,8 @@ class InFlight:
     partial: str = ""
     waiters: int = 0
     orphan_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    finished: bool = False  # its answer was taken in (cached, hot streak started)
+    entry: Suggestion | None = None  # the cache entry of its answer
 
 
 Work = Callable[
@@ -281,6 +283,9 @@ class Suggester:
         work = _complete_line if first_line else _complete
         flight = self._submit(work, completer, now, supersede=self.supersede)
         self.inflight = flight
+        # Whoever ends up waiting for it (this request, or a later keystroke's that follows it), the
+        # answer is cached and the next line prepared as soon as it exists.
+        flight.future.add_done_callback(lambda _: self._finish(flight))
         try:
             result = await self._await(flight)
         finally:
@@ -292,16 +297,30 @@ class Suggester:
             if failed and not isinstance(future.exception(), Cancelled):
                 return Answer(None, "failed")
             return Answer(None, "superseded")
+        self._finish(flight)
         log.info("model: %s; %s", result.tokens, result.timings)
-        self._measure(result)
         if not result.text:
             return Answer(None, result.reason or "empty", result=result)
-        entry = Suggestion(now, result.text, "model", first_line=result.reason == "first-line")
-        self.cache.put(entry)
+        return Answer(result.text, "ok", "model", entry=flight.entry, result=result)
+
+    def _finish(self, flight: InFlight) -> None:
+        """Take in a finished foreground generation once: learn its speed, cache its answer, prepare
+        the line after it (hot streak) and grow the place's prompt."""
+        future = flight.future
+        if flight.finished or not future.done() or future.cancelled() or future.exception() is not None:
+            return
+        flight.finished = True
+        result = future.result()
+        if result is None:
+            return
+        self._measure(result)
+        if not result.text:
+            return
+        flight.entry = Suggestion(flight.at, result.text, "model", first_line=result.reason == "first-line")
+        self.cache.put(flight.entry)
         if self.settings.hot_streak:
-            self.prepare_next_line(now, result.text)
-        self.grow(now)
-        return Answer(result.text, "ok", "model", entry=entry, result=result)
+            self.prepare_next_line(flight.at, result.text)
+        self.grow(flight.at)
 
     def _measure(self, result: CompletionResult) -> None:
         generated, ms = result.tokens.get("generated", 0), result.timings.get("generation_ms", 0.0)

@@ -287,6 +287,36 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
+def test_the_next_line_is_prepared_even_when_the_request_that_started_the_generation_was_cancelled(
+    tmp_path: Path,
+) -> None:
+    """While typing, the request that started a generation is almost always cancelled by the next
+    key, and a later request follows the generation: its answer must still be cached and the line
+    after it prepared, or nothing is ready when the user presses Enter."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        col = len("    total = a")
+        params = Session.inline_params(uri, 5, col, types.InlineCompletionTriggerKind.Automatic)
+        first = s.client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="typing-1"
+        )
+        await asyncio.sleep(0.1)
+        s.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="typing-1"))
+        s.edit(uri, (5, col), (5, col), " ")
+        assert [i.insert_text for i in await s.inline(uri, 5, col + 1, invoked=False)] == ["+ b"]
+        with pytest.raises(JsonRpcRequestCancelled):
+            await first
+        await s.wait_for(lambda st: len(st["served_by"]) == 1, "the follower to be counted")
+        await asyncio.sleep(1.5)  # the slow model writes the next line in the background
+        s.edit(uri, (5, col + 1), (5, col + 1), "+ b\n    ")
+        assert [i.insert_text for i in await s.inline(uri, 6, 4, invoked=False)] == ["return total"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"inflight": 1, "hot-streak": 1}
+
+    run(tmp_path, "slow", scenario)
+
+
 def test_typing_with_a_slow_model_gets_a_line_and_asking_gets_the_block(tmp_path: Path) -> None:
     """Once the model is measured slow, an automatic request in an empty body gets the block's
     first line (at a line's cost); an invoked one gets the whole block."""
