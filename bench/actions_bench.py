@@ -253,6 +253,12 @@ class FixRow:
     origin: str
     tried: int
     lines: list[str]
+    # Where the time went: model calls and seconds, candidates verified and their test runs' seconds.
+    generations: int = 0
+    model_s: float = 0.0
+    candidates: int = 0
+    verify_s: float = 0.0
+    evidence: str = ""
 
 
 @dataclass
@@ -296,6 +302,11 @@ def bench_fix(fn: Function, mutant: Mutant, generate: object, template: object) 
         best.origin if best else "",
         len(result.tried),
         result.tried,
+        result.generations,
+        round(result.timings.get("model_s", 0.0), 1),
+        result.candidates,
+        round(result.timings.get("verify_s", 0.0), 1),
+        result.evidence,
     )
 
 
@@ -402,6 +413,8 @@ def main() -> int:
         totals["fix_repaired"] = f"{sum(r.repaired for r in fixes)}/{len(fixes)}"
         totals["fix_wall_p50_s"] = round(statistics.median(walls), 1)
         totals["fix_wall_max_s"] = max(walls)
+        totals["fix_generations_mean"] = round(statistics.mean(r.generations for r in fixes), 1)
+        totals["fix_candidates_mean"] = round(statistics.mean(r.candidates for r in fixes), 1)
     if tests:
         killed = sum(r.bench_mutants_killed for r in tests)
         total = sum(r.bench_mutants for r in tests)
@@ -456,14 +469,19 @@ def _markdown(report: dict[str, object]) -> str:
             "",
             "## Fix this",
             "",
-            "| Function | Mutant | Repaired | Wall s | Fix | Tried |",
-            "|---|---|---|---|---|---|",
+            "| Function | Mutant | Repaired | Wall s | Fix | Tried | Generations (s) | Verified (s) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         out += [
             f"| `{r['function']}` | {r['mutant']} | {'yes' if r['repaired'] else 'no'} | {r['wall_s']} | "
-            f"{r['origin']} | {r['tried']} |"
+            f"{r['origin']} | {r['tried']} | {r.get('generations', '-')} ({r.get('model_s', '-')}) | "
+            f"{r.get('candidates', '-')} ({r.get('verify_s', '-')}) |"
             for r in fixes
         ]
+        out += ["", "Candidates tried, one line each:", ""]
+        for r in fixes:
+            out.append(f"- `{r['function']}` ({r['mutant']}; evidence: {r.get('evidence') or '-'}):")
+            out += [f"  - {line}" for line in r["lines"]]
     tests = report["testgen"]
     assert isinstance(tests, list)
     if tests:

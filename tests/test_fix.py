@@ -147,14 +147,14 @@ def test_failing_function_fixed_on_its_suspicious_line_and_proved_by_its_tests(t
     [best] = result.verified
     assert best.origin == f"re-infill line {_line_of(text, 'result.append(') + 1}"
     assert best.cause_verified and best.checks == ["parses", "3/3 related tests pass"]
-    # The failing assertion, from the real pytest run, was the hint.
-    assert (
-        hints
-        and hints[0]
-        == "        # FIXME: make this pass: assert merge([(1, 3), (2, 6), (8, 10)]) == [(1, 6), (8, 10)]"
-    )
+    # The failing assertion, from the real pytest run, was the hint; a wrong value returned
+    # without a traceback into the function: the return line first, then the lines that build
+    # what it returns, nearest first (the appended line has no operator to suspect).
+    hint = "# FIXME: make this pass: assert merge([(1, 3), (2, 6), (8, 10)]) == [(1, 6), (8, 10)]"
+    assert hints == [f"    {hint}", f"            {hint}"]
     assert result.tried[-1].startswith("✓ re-infill line")
     assert sum(t.startswith("✗ line ") for t in result.tried) >= 1  # boundary candidates went first
+    assert result.generations == 2 and len(result.tried) <= 12  # bounded, and stopped at the fix
 
 
 def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
@@ -164,8 +164,10 @@ def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
     start = _line_of(text, "def merge(")
 
     def fim(prefix: str, suffix: str) -> str:
-        if suffix.lstrip().startswith("result[-1] = (result[-1][0]"):
-            return "        if result and start < result[-1][1] - 1:\n"  # plausible, and wrong
+        if not suffix.strip():  # the return line, re-infilled first (a wrong value came back)
+            return "    return result)\n"
+        if suffix.lstrip().startswith("return result"):  # then what builds the result
+            return "            result.append((end, end))\n"  # plausible, and wrong
         return "        pass\n"
 
     runtime = _fake(fim, lambda prompt: "".join(split_lines(text)[start:]) + "```")
@@ -177,11 +179,12 @@ def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:
         boundary=False,  # the model's candidates only
     )
     assert result.verified == []
-    assert result.rounds == 2
+    assert result.rounds == 2 and result.generations == 4  # the cap: 2 re-infills, 2 rewrites
     reasons = [reason for _, reason in result.rejected]
-    assert reasons[0].startswith("breaks test_merge_overlapping: ")  # a regression is never offered
-    assert any(r.startswith("does not compile: unexpected indent") for r in reasons)
+    assert reasons[0] == "does not parse: unexpected 'return result)' at line 12"
+    assert reasons[1].startswith("breaks test_merge_")  # a regression is never offered
     assert "no change" in reasons  # the rewrite that echoed the function
+    assert [origin for origin, _ in result.rejected][-1] == "rewrite"  # round 2 starts with it
 
 
 def test_a_typo_is_fixed_without_the_model(tmp_path: Path) -> None:

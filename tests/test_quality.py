@@ -53,6 +53,21 @@ def test_the_mutator_changes_one_operator_or_constant_on_one_line() -> None:
     assert not mutants(CLAMP, 2, 5)
 
 
+def test_every_single_line_mutant_has_its_inverse_among_the_repairs() -> None:
+    """Fix this's boundary candidates undo whatever the mutator does to an operator or constant
+    (a lost return value excepted: only the model can restore an expression)."""
+    source = "def f(form, a, b):\n    x = form[0] + a * b\n    return x // 2 if a < 3 else x / 2 % 7\n"
+    for m in mutants(source, 1, 3):
+        if m.kind == "return":
+            continue
+        repairs = {r.text for r in mutants(m.text, m.line, m.line, repair=True)}
+        assert source in repairs, m.description
+    # A negative constant is repaired as the number it reads as, never through `-0`.
+    minus = next(m for m in mutants(source, 2, 2) if m.description == "`0` -> `-1`")
+    fixes = [r.description for r in mutants(minus.text, 2, 2, repair=True) if r.kind == "constant"]
+    assert fixes == ["`-1` -> `0`", "`-1` -> `-2`"]
+
+
 def test_spread_takes_every_line_before_a_second_mutant_of_one() -> None:
     chosen = spread(mutants(CLAMP, 1, 11), 5)
     assert len({m.line for m in chosen}) == 5

@@ -5,8 +5,9 @@ type hints", "make it iterative"); the result is spliced back at the selection's
 checked as Fix-this checks a candidate (`fix.verify_candidate` with Kind.EDIT): the file parses
 and compiles, no new undefined name, and the related tests (test files that mention a function
 in or around the selection) pass in the sandbox as they did before (no regression). A rejected
-rewrite goes back to the model once with the reason (2 rounds, as Fix this). Nothing is applied
-here: the caller offers the minimal line edit as a diff the user accepts.
+rewrite goes back to the model once with the reason (2 rounds, in the round loop Fix this
+uses: server/actions/rounds.py). Nothing is applied here: the caller offers the minimal line
+edit as a diff the user accepts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from server.actions.fix import (
     related_test_files,
     verify_candidate,
 )
+from server.actions.rounds import Budget, Proposal, Verdict, run_rounds
 from server.actions.sandbox import Sandbox
 from server.actions.textedit import LineEdit, minimal_line_edit, split_lines
 from server.model.chat import (
@@ -159,6 +161,33 @@ def unified_diff(path: Path, old: str, new: str) -> str:
     )
 
 
+class Instructed:
+    """The rewrite strategy: the selection as the instruction asks; each round's prompt shows
+    why the previous rewrite was rejected."""
+
+    def __init__(self, request: EditRequest, lines: list[str], max_tokens: int, generate: Generate) -> None:
+        self.request, self.lines, self.max_tokens, self.generate = request, lines, max_tokens, generate
+        self.previous: tuple[str, str] | None = None
+
+    def propose(self, round_no: int) -> list[Proposal]:
+        return [Proposal(f"rewrite {round_no}", self.make)]
+
+    def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
+        changed = minimal_line_edit(self.request.text, text)
+        self.previous = (
+            changed.new_text if changed is not None else "(the code, unchanged)",
+            verdict.reason or "no change",
+        )
+
+    def make(self) -> str:
+        request = self.request
+        prompt, prefill = edit_prompt(request, self.lines, self.previous)
+        answer = prefill + self.generate(prompt, max_tokens=self.max_tokens, stop_when=closing_fence)
+        if not extract_code(answer, request.language).strip():
+            return request.text  # an empty answer is no rewrite, not a deletion
+        return splice(self.lines, request.start_line, request.end_line, answer, request.language)
+
+
 def edit_selection(
     request: EditRequest,
     generate: Generate,
@@ -199,9 +228,6 @@ def edit_selection(
         sandbox = sandbox_factory(request.root)
         notes = sandbox.notes
         rel_path = request.path.resolve().relative_to(request.root.resolve()).as_posix()
-    tried: list[str] = []
-    previous: tuple[str, str] | None = None
-    rounds = 0
     best: tuple[str, LineEdit, list[str]] | None = None
     try:
         tests = TestContext(sandbox, rel_path, test_files, None)
@@ -212,39 +238,35 @@ def edit_selection(
             sandbox.timeout_s = candidate_timeout(tests.baseline.duration_s, sandbox.timeout_s)
         selected = len("".join(lines[start:end]))
         budget = min(MAX_TOKENS, max(MIN_TOKENS, TOKENS_PER_SELECTED_CHAR * selected))
-        for round_no in range(1, max_rounds + 1):
-            rounds = round_no
-            cancel.check()
-            progress(
-                f"round {round_no}: rewriting" + (f" (last: {tried[-1]})" if tried else ""),
-                10 + 40 * (round_no - 1),
-            )
-            prompt, prefill = edit_prompt(request, lines, previous)
-            t0 = time.perf_counter()
-            answer = prefill + generate(prompt, max_tokens=budget, stop_when=closing_fence)
-            timings["model_s"] += time.perf_counter() - t0
-            text = splice(lines, start, end, answer, request.language)
-            if not extract_code(answer, request.language).strip():
-                text = request.text  # an empty answer is no rewrite, not a deletion
-            cancel.check()
-            progress(f"round {round_no}: verifying the rewrite", 30 + 40 * (round_no - 1))
-            t0 = time.perf_counter()
+        rewrite = Instructed(request, lines, budget, generate)
+
+        def verify(text: str) -> Verdict:
             verdict = verify_candidate(fix_request, Kind.EDIT, None, text, tests)
-            timings["verify_s"] += time.perf_counter() - t0
-            edit = minimal_line_edit(request.text, text) if verdict.ok else None
-            if verdict.ok and edit is not None:
-                if not test_files:
-                    verdict.checks.append("no related tests to run")
-                tried.append(f"✓ rewrite {round_no}: {', '.join(verdict.checks)}")
-                best = (text, edit, verdict.checks)
-                break
-            reason = verdict.reason or "no change"
-            tried.append(f"✗ rewrite {round_no}: {reason.splitlines()[0][:110]}")
-            changed = minimal_line_edit(request.text, text)
-            previous = (changed.new_text if changed is not None else "(the code, unchanged)", reason)
+            if verdict.ok and minimal_line_edit(request.text, text) is None:
+                return Verdict(False, "no change")
+            if verdict.ok and not test_files:
+                verdict.checks.append("no related tests to run")
+            return verdict
+
+        found = run_rounds(
+            lambda round_no: [rewrite],
+            verify,
+            budget=Budget(max_rounds, max_rounds, max_rounds),
+            final=lambda verdict: verdict.ok,
+            cancel=cancel,
+            progress=progress,
+        )
+        if found.accepted:
+            accepted = found.accepted[0]
+            edit = minimal_line_edit(request.text, accepted.text)
+            assert edit is not None  # verify() rejected the unchanged text
+            best = (accepted.text, edit, accepted.verdict.checks)
     finally:
         if sandbox is not None:
             sandbox.close()
+    timings["model_s"] += found.model_s
+    timings["verify_s"] += found.verify_s
+    tried, rounds = found.tried, found.rounds
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
     if best is None:

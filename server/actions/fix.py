@@ -1,13 +1,18 @@
 """Fix this: propose repairs for a diagnostic or a selection, keep only the ones that verify.
 
-Candidates come from two generators: FIM re-infill of the faulty lines (the diagnostic message
-as a hint comment just before the hole, which the edit never keeps) and a chat rewrite of the
-enclosing function (with the message and the failing tests' output). Each candidate is checked:
-the whole file parses (tree-sitter without ERROR/MISSING nodes, and Python's compiler), it adds
-no undefined name, the diagnostic's cause is gone where that can be re-checked (syntax errors,
-undefined names), and the related tests (tests that mention the function) pass in the sandbox
-without regressions. When nothing verifies, one more round feeds the failure back (2 rounds in
-all: later rounds decay). Survivors are ranked: cause verified, more tests passing, smaller edit.
+Strategies, in the order the evidence chooses (the failing assertion, the traceback's lines in
+the function, the exception, the diagnostic's kind): exact candidates without the model (a typo
+of a defined name, a missing import; one operator or constant of a suspect line changed, the
+off-by-ones and boundaries single-line bugs mostly are); FIM re-infills of the suspect lines
+(the diagnostic or failing assertion as a hint comment just before the hole, which the edit
+never keeps); a chat rewrite of the enclosing function (with the failing tests' output). Each
+candidate is checked: the whole file parses (tree-sitter without ERROR/MISSING nodes, and
+Python's compiler), it adds no undefined name, the diagnostic's cause is gone where that can be
+re-checked (syntax errors, undefined names), and the related tests (tests that mention the
+function) pass in the sandbox without regressions. The shared round loop
+(server/actions/rounds.py) runs them: the first candidate that verifies its cause ends the
+search; a second round shows the rewrite why the first failed; candidates, generations and time
+are capped (FIX_BUDGET). Survivors are ranked: cause verified, more tests passing, smaller edit.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from server.actions.quality import mutants
+from server.actions.rounds import Budget, Constant, Proposal, Strategy, Verdict, run_rounds
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.textedit import LineEdit, apply_line_edit, minimal_line_edit, split_lines
 from server.actions.verify import (
@@ -52,6 +58,13 @@ log = logging.getLogger(__name__)
 
 # Generate -> verify rounds; the second one sees why the first round's candidates failed.
 MAX_ROUNDS = 2
+# The hard caps of one Fix this (server/actions/rounds.py): gains stop after 2-3 rounds; a
+# candidate verified is a sandbox run (1-3 s), a generation 5-20 s on 2 cores; the unbounded
+# search took 17 candidates and 18 minutes to find nothing (bench/results/actions_bench_1.5b.md).
+MAX_CANDIDATES = 12
+MAX_GENERATIONS = 4
+FIX_BUDGET_S = 120.0
+FIX_BUDGET = Budget(MAX_ROUNDS, MAX_CANDIDATES, MAX_GENERATIONS, FIX_BUDGET_S)
 # FIM window around the hole: enough to see the function and its neighbours, cheap to read.
 FIM_PREFIX_LINES = 80
 FIM_SUFFIX_LINES = 30
@@ -63,11 +76,9 @@ FIM_MAX_TOKENS = 320
 FIM_EXTRA_LINES = 3
 # A logic-error span up to this long is re-infilled whole; a longer one line by line.
 MAX_FIM_SPAN_LINES = 3
-# Suspicious lines re-infilled per round when the faulty line is unknown (one call each).
-LINE_REINFILLS_PER_ROUND = 4
-# Stop proposing once this many candidates verified their cause: each further one costs a
-# generation and a test run, and the first is usually the one taken.
-ENOUGH_VERIFIED = 1
+# Suspect lines re-infilled per round when the faulty line is unknown (one generation each):
+# the evidence ranks the likeliest first, and the rewrite follows.
+LINE_REINFILLS_PER_ROUND = 2
 # A chat rewrite returns the whole function: room for ~60 lines.
 CHAT_MAX_TOKENS = 900
 # Enclosing functions longer than this are not rewritten whole (the model cannot echo them intact).
@@ -76,11 +87,12 @@ MAX_REWRITE_LINES = 120
 FALLBACK_CONTEXT_LINES = 4
 # Related test files run per candidate (each run is a pytest process).
 MAX_RELATED_TEST_FILES = 3
-# Boundary candidates (no model: one operator or constant of an implicated line changed, the
-# related tests decide) verified per round before any generation; each costs one test run.
-MAX_BOUNDARY_CANDIDATES = 12
-# Per implicated line, so that several lines get a try within the budget.
-MAX_BOUNDARY_PER_LINE = 6
+# Boundary candidates (no model: one operator or constant of a suspect line changed, the
+# related tests decide) verified before any generation; each costs one test run, so they leave
+# room in MAX_CANDIDATES for the model's.
+MAX_BOUNDARY_CANDIDATES = 8
+# Per suspect line, so that several lines get a try within the budget.
+MAX_BOUNDARY_PER_LINE = 4
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")
@@ -153,6 +165,8 @@ class FixResult:
     tried: list[str] = field(default_factory=list)
     evidence: str = ""  # what chose the order of the strategies
     notes: list[str] = field(default_factory=list)
+    generations: int = 0  # model calls made
+    candidates: int = 0  # candidates verified (a sandbox run each where there are tests)
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class Evidence:
     lines: tuple[int, ...] = ()
     wrong_value: bool = False
     exception: str | None = None
+    none_returned: tuple[int, ...] = ()  # the bare returns, when the function gave None
 
     def describe(self) -> str:
         parts = []
@@ -178,7 +193,10 @@ class Evidence:
 _EXCEPTION = re.compile(r"^E\s+(\w+(?:Error|Exception)|StopIteration|KeyError)\b", re.MULTILINE)
 
 
-_GOT_NONE = re.compile(r"assert None (?:==|is|!=)|\bwhere None = ")
+# The function gave None where a value was expected, as pytest reports it (also through repr()).
+_GOT_NONE = re.compile(
+    r"assert (?:None|'None') (?:==|is|!=)|== (?:None|'None')$|\bwhere None = |'NoneType' object", re.M
+)
 _BARE_RETURN = re.compile(r"^\s*return(?:\s+None)?\s*(?:#.*)?$")
 
 
@@ -195,6 +213,7 @@ def read_evidence(
             found.append(line)
     # The deepest frame in the file is the likeliest place; tracebacks list it last.
     lines = tuple(dict.fromkeys(reversed(found)))
+    bare: list[int] = []
     if block is not None and _GOT_NONE.search(failures):
         # The function gave None where a value was expected: its bare returns are the suspects.
         bare = [i for i in range(block.start, block.end) if _BARE_RETURN.match(block_lines[i])]
@@ -202,7 +221,7 @@ def read_evidence(
     exc = _EXCEPTION.search(failures)
     exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None
     wrong_value = exception is None and ("assert " in failures or "AssertionError" in failures)
-    return Evidence(lines, wrong_value, exception)
+    return Evidence(lines, wrong_value, exception, tuple(bare))
 
 
 def boundary_candidates(
@@ -392,6 +411,68 @@ def suspicious_lines(lines: list[str], block: Block) -> list[int]:
     return [i for _, i in sorted(scored)]
 
 
+def suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
+    """Lines of the function to change first (0-based): the lines the failing tests' tracebacks
+    pass through (innermost first), then the lines that assign what those lines read (latest
+    first), then the rest by suspicion (`suspicious_lines`)."""
+    ranked = list(evidence.lines)
+    ranked += [i for i in _feeders(lines, block, evidence.lines) if i not in ranked]
+    ranked += [i for i in suspicious_lines(lines, block) if i not in ranked]
+    return ranked
+
+
+def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
+    """Lines to re-infill first (0-based): where the tracebacks point, as `suspects`; for a wrong
+    value returned without a traceback into the function, the return lines and then the lines
+    that mention what they return, nearest first: the value is computed there, whatever the
+    operators (a re-infill, unlike a one-token change, can rewrite a line that has none)."""
+    ranked = suspects(lines, block, evidence)
+    if evidence.lines or not evidence.wrong_value:
+        return ranked
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
+        return ranked
+    returns = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Return) and n.value is not None and block.start <= n.lineno - 1 < block.end
+    ]
+    names = {x.id for r in returns for x in ast.walk(r) if isinstance(x, ast.Name)}
+    mentions = {
+        n.lineno - 1
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and n.id in names and block.start <= n.lineno - 1 < block.end
+    }
+    flow = [r.lineno - 1 for r in returns]
+    last = max(flow, default=block.end)
+    flow += sorted((i for i in mentions if i < last and not _DEF.match(lines[i])), reverse=True)
+    flow = list(dict.fromkeys(flow))
+    return [*flow, *(i for i in ranked if i not in flow)]
+
+
+def _feeders(lines: list[str], block: Block, implicated: Sequence[int]) -> list[int]:
+    """Lines of the block before each implicated line that assign a name it reads."""
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
+        return []
+    stores: dict[str, list[int]] = {}
+    loads: dict[int, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Name) or not block.start <= node.lineno - 1 < block.end:
+            continue
+        if isinstance(node.ctx, ast.Store):
+            stores.setdefault(node.id, []).append(node.lineno - 1)
+        else:
+            loads.setdefault(node.lineno - 1, set()).add(node.id)
+    out: list[int] = []
+    for line in implicated:
+        for name in sorted(loads.get(line, ())):
+            out += sorted((i for i in stores.get(name, []) if i < line and i not in out), reverse=True)
+    return out
+
+
 def _fim_holes(
     round_no: int,
     kind: Kind,
@@ -401,7 +482,7 @@ def _fim_holes(
     last: int,
     problem: Problem,
     failures: str,
-    implicated: tuple[int, ...] = (),
+    ranked: Sequence[int] = (),
 ) -> list[tuple[str, tuple[int, int], str | None]]:
     """(origin, hole, hint) of the FIM proposals of a round."""
     message_hint = _hint(problem)
@@ -418,14 +499,14 @@ def _fim_holes(
             holes.append(("re-infill (wider)", wide, None))
         return holes
     # A logic error: the message does not say where. A small span is re-infilled whole; in a
-    # function with failing tests, the lines their tracebacks implicate, then its most
-    # suspicious lines, one by one, with the failing assertion as the hint; the tests decide.
+    # function with failing tests, its suspects (`suspects`: the lines the tracebacks implicate
+    # first), one by one, with the failing assertion as the hint; the tests decide.
     hint = _assertion_hint(failures) or message_hint
     if last - first + 1 <= MAX_FIM_SPAN_LINES:
         return [("re-infill", (first, last + 1), hint)] if round_no == 1 else []
     if block is None or not failures:
         return []
-    ranked = [*implicated, *(i for i in suspicious_lines(lines, block) if i not in implicated)]
+    ranked = list(ranked) or suspicious_lines(lines, block)
     chosen = ranked[(round_no - 1) * LINE_REINFILLS_PER_ROUND : round_no * LINE_REINFILLS_PER_ROUND]
     return [(f"re-infill line {i + 1}", (i, i + 1), hint) for i in chosen]
 
@@ -593,15 +674,6 @@ def _import_insert_line(lines: list[str]) -> int:
 
 
 @dataclass
-class Verdict:
-    ok: bool
-    reason: str = ""
-    checks: list[str] = field(default_factory=list)
-    cause_verified: bool = False
-    tests_passed: int = 0
-
-
-@dataclass
 class TestContext:
     sandbox: Sandbox | None
     rel_path: str
@@ -681,6 +753,81 @@ def verify_candidate(
 
 
 # ---------------------------------------------------------------------------------------------
+# Strategies (the shared round loop in server/actions/rounds.py runs them)
+
+
+class FimLines:
+    """FIM re-infills of faulty lines: the holes each round names (see `_fim_holes`)."""
+
+    def __init__(
+        self,
+        holes: Callable[[int], list[tuple[str, tuple[int, int], str | None]]],
+        lines: list[str],
+        template: FimTemplate,
+        generate: Generate,
+        comment: str,
+    ) -> None:
+        self.holes, self.lines, self.template, self.generate = holes, lines, template, generate
+        self.comment = comment
+
+    def propose(self, round_no: int) -> list[Proposal]:
+        out = []
+        for origin, (lo, hi), hint in self.holes(round_no):
+            marked = f"{self.comment} {hint}" if hint else None
+            out.append(Proposal(origin, _bind_fim(self.lines, lo, hi, self.template, self.generate, marked)))
+        return out
+
+    def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
+        return None  # the next round re-infills other lines; a re-infill shows no failure
+
+
+class Rewrite:
+    """A chat rewrite of the enclosing function; each round's prompt shows why the last failed."""
+
+    def __init__(
+        self,
+        request: FixRequest,
+        lines: list[str],
+        block: Block | None,
+        span: tuple[int, int],
+        failures: str,
+        generate: Generate,
+    ) -> None:
+        self.request, self.lines, self.block, self.span = request, lines, block, span
+        self.failures, self.generate = failures, generate
+        self.previous: tuple[str, str] | None = None
+
+    def propose(self, round_no: int) -> list[Proposal]:
+        return [Proposal("rewrite", self.make)]
+
+    def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
+        changed = minimal_line_edit(self.request.text, text)
+        shown = changed.new_text if changed is not None else "(the code, unchanged)"
+        reason = verdict.reason or "no change"
+        self.previous = (shown[:MAX_FEEDBACK_CHARS], reason[:MAX_FEEDBACK_CHARS])
+
+    def make(self) -> str | None:
+        lines, (first, last) = self.lines, self.span
+        if self.block is not None and self.block.end - self.block.start <= MAX_REWRITE_LINES:
+            target = self.block
+        else:
+            start = max(0, first - FALLBACK_CONTEXT_LINES)
+            end = min(len(lines), last + 1 + FALLBACK_CONTEXT_LINES)
+            indent = lines[first][: _indent(lines[first])] if first < len(lines) else ""
+            # Keep a common indentation so the re-indent in splice_rewrite is right.
+            while start < first and _indent(lines[start]) < len(indent) and lines[start].strip():
+                start += 1
+            target = Block(start, end, None, indent)
+        block_text = "".join(lines[target.start : target.end])
+        context = "".join(ln for ln in lines[: min(target.start, 30)] if ln.startswith(("import ", "from ")))
+        prompt, prefill = chat_prompt(
+            self.request, block_text, target.name, context, self.failures, self.previous
+        )
+        answer = prefill + self.generate(prompt, max_tokens=CHAT_MAX_TOKENS, stop_when=closing_fence)
+        return splice_rewrite(lines, target, answer, target.name, self.request.language)
+
+
+# ---------------------------------------------------------------------------------------------
 # The pipeline
 
 
@@ -694,11 +841,14 @@ def fix(
     sandbox_factory: Callable[[Path], Sandbox] = Sandbox,
     max_rounds: int = MAX_ROUNDS,
     boundary: bool = True,
+    budget: Budget | None = None,
 ) -> FixResult:
     """The whole Fix-this action, without LSP. Raises Cancelled when cancelled.
 
-    `boundary`: try one-token changes of the implicated lines (no model) before generating."""
+    `boundary`: try one-token changes of the implicated lines (no model) before generating;
+    `budget`: the caps on rounds, candidates, generations and time (FIX_BUDGET by default)."""
     cancel = cancel or CancelToken()
+    budget = budget or replace(FIX_BUDGET, rounds=max_rounds)
     started = time.perf_counter()
     timings = {"model_s": 0.0, "verify_s": 0.0}
     kind, name = classify(request.problem, request.text, request.language)
@@ -735,98 +885,125 @@ def fix(
             full = "\n".join(o.message for o in tests.baseline.failed())
             evidence = read_evidence(full, rel_path, block, lines)
         notes = list(sandbox.notes) if sandbox is not None else []
-
+        plan = _plan(
+            request, kind, name, lines, block, (first, last), evidence, tests, failures,
+            generate, fim_template, comment, boundary,
+        )  # fmt: skip
         verified: dict[str, Candidate] = {}
-        rejected: list[tuple[str, str]] = []
-        tried: list[str] = []
-        previous: tuple[str, str] | None = None
-        rounds = 0
-        for round_no in range(1, max_rounds + 1):
-            rounds = round_no
-            proposals: list[tuple[str, Callable[[], str | None]]] = []
-            if round_no == 1 and kind is Kind.UNDEFINED_NAME and name and request.language == "python":
-                # Cheap and exact first: a typo of a defined name, a missing stdlib import.
-                for origin, candidate in name_candidates(request.text, name, first, last):
-                    proposals.append((origin, _const(candidate)))
-            if boundary and round_no == 1 and block is not None and _boundary_first(kind, evidence, tests):
-                # Cheap and common: an off-by-one or a wrong operator on an implicated line.
-                order = [
-                    *evidence.lines,
-                    *(i for i in suspicious_lines(lines, block) if i not in evidence.lines),
-                ]
-                for origin, candidate in boundary_candidates(request.text, order):
-                    proposals.append((origin, _const(candidate)))
-            fims: list[tuple[str, Callable[[], str | None]]] = []
-            if fim_template is not None:
-                holes = _fim_holes(
-                    round_no, kind, lines, block, first, last, problem, failures, evidence.lines
-                )
-                for origin, (lo, hi), hint in holes:
-                    marked = f"{comment} {hint}" if hint else None
-                    fims.append((origin, _bind_fim(lines, lo, hi, fim_template, generate, hint=marked)))
-            rewrite = (
-                "rewrite",
-                _bind_chat(request, lines, block, first, last, failures, previous, generate),
+        # Without tests that fail now, nothing can prove a logic fix: the first candidate that
+        # passes the other checks is as good as the search gets.
+        provable = kind is not Kind.OTHER or _tests_fail(tests)
+        found = run_rounds(
+            plan,
+            lambda text: verify_candidate(request, kind, name, text, tests),
+            budget=budget,
+            final=lambda verdict: verdict.cause_verified or not provable,
+            cancel=cancel,
+            progress=progress,
+            skip=lambda text: text in verified,
+        )
+        for accepted in found.accepted:
+            edit = minimal_line_edit(request.text, accepted.text)
+            if edit is None:
+                continue
+            v = accepted.verdict
+            verified[accepted.text] = Candidate(
+                accepted.origin, accepted.text, edit, v.checks, v.cause_verified, v.tests_passed, request.text
             )
-            if evidence.exception and evidence.exception not in BOUNDARY_EXCEPTIONS:
-                # A TypeError or AttributeError is rarely one token: the rewrite sees the whole
-                # function and the traceback; re-infills of single lines come after it.
-                proposals += [rewrite, *fims]
-            else:
-                proposals += [*fims, rewrite]
-            for i, (origin, make) in enumerate(proposals):
-                cancel.check()
-                pct = 10 + int(80 * ((round_no - 1) * len(proposals) + i) / (max_rounds * len(proposals)))
-                progress(f"trying {origin}" + (f" (last: {tried[-1]})" if tried else ""), pct)
-                t0 = time.perf_counter()
-                try:
-                    text = make()
-                except ValueError as exc:  # e.g. a prompt the context window cannot hold
-                    log.warning("fix candidate %s not generated: %s", origin, exc)
-                    text = None
-                timings["model_s"] += time.perf_counter() - t0
-                if text is None:
-                    rejected.append((origin, "no answer"))
-                    tried.append(f"✗ {origin}: no answer")
-                    continue
-                if text in verified:
-                    continue
-                cancel.check()
-                t0 = time.perf_counter()
-                verdict = verify_candidate(request, kind, name, text, tests)
-                timings["verify_s"] += time.perf_counter() - t0
-                log.info("fix candidate %s: %s", origin, verdict.checks if verdict.ok else verdict.reason)
-                tried.append(_tried_line(origin, verdict))
-                if not verdict.ok:
-                    rejected.append((origin, verdict.reason))
-                    if origin == "rewrite":
-                        changed = minimal_line_edit(request.text, text)
-                        shown = changed.new_text if changed is not None else "(the code, unchanged)"
-                        previous = (shown[:MAX_FEEDBACK_CHARS], verdict.reason[:MAX_FEEDBACK_CHARS])
-                    continue
-                edit = minimal_line_edit(request.text, text)
-                if edit is None:
-                    continue
-                verified[text] = Candidate(
-                    origin,
-                    text,
-                    edit,
-                    verdict.checks,
-                    verdict.cause_verified,
-                    verdict.tests_passed,
-                    request.text,
-                )
-                if sum(c.cause_verified for c in verified.values()) >= ENOUGH_VERIFIED:
-                    break  # each further proposal costs a generation and a test run
-            if any(c.cause_verified for c in verified.values()):
-                break
         ranked = sorted(verified.values(), key=Candidate.sort_key)
     finally:
         if sandbox is not None:
             sandbox.close()
+    timings["model_s"] += found.model_s
+    timings["verify_s"] += found.verify_s
     timings["total_s"] = time.perf_counter() - started
+    if found.stopped and not any(c.cause_verified for c in ranked):
+        notes.append(f"stopped: {found.stopped}")
     progress("done", 100)
-    return FixResult(kind, ranked, rejected, rounds, test_files, timings, tried, evidence.describe(), notes)
+    return FixResult(
+        kind,
+        ranked,
+        found.rejected,
+        found.rounds,
+        test_files,
+        timings,
+        found.tried,
+        evidence.describe(),
+        notes,
+        found.generations,
+        found.candidates,
+    )
+
+
+def _plan(
+    request: FixRequest,
+    kind: Kind,
+    name: str | None,
+    lines: list[str],
+    block: Block | None,
+    span: tuple[int, int],
+    evidence: Evidence,
+    tests: TestContext,
+    failures: str,
+    generate: Generate,
+    fim_template: FimTemplate | None,
+    comment: str,
+    boundary: bool,
+) -> Callable[[int], list[Strategy]]:
+    """The strategies in the order the evidence chooses, per round.
+
+    Exact and cheap first (no model: a typo, a missing import, one operator or constant of an
+    implicated line, the tests decide); then the model: re-infills of the implicated lines, and
+    a rewrite of the function, first when an exception says the bug is not one token. In round
+    2 the rewrite, which sees why round 1 failed, goes before further re-infills."""
+    first, last = span
+    cheap: list[Strategy] = []
+    if kind is Kind.UNDEFINED_NAME and name and request.language == "python":
+        cheap.append(Constant(name_candidates(request.text, name, first, last)))
+    order = suspects(lines, block, evidence) if block is not None else []
+    fim_order = value_suspects(lines, block, evidence) if block is not None else []
+    none_first: list[Strategy] = []
+    if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests):
+        cands = boundary_candidates(request.text, order)
+        if evidence.none_returned:
+            # None came back: the names a bare return may have lost first (no model), then
+            # the return line re-infilled (a lost expression), then the other lines.
+            lost = boundary_candidates(request.text, list(evidence.none_returned))
+            none_first.append(Constant(lost))
+            cands = [c for c in cands if c not in lost]
+        cheap.append(Constant(cands))
+    fims: list[Strategy] = []
+    if fim_template is not None:
+        if none_first:
+            line = evidence.none_returned[0]
+            hint = _assertion_hint(failures)
+            none_first.append(
+                FimLines(
+                    lambda round_no: [(f"re-infill line {line + 1}", (line, line + 1), hint)]
+                    if round_no == 1
+                    else [],
+                    lines, fim_template, generate, comment,
+                )
+            )  # fmt: skip
+            fim_order = [i for i in fim_order if i != line]
+        fims.append(
+            FimLines(
+                lambda round_no: _fim_holes(
+                    round_no, kind, lines, block, first, last, request.problem, failures, fim_order
+                ),
+                lines, fim_template, generate, comment,
+            )
+        )  # fmt: skip
+    rewrite = Rewrite(request, lines, block, span, failures, generate)
+    rewrite_first = bool(evidence.exception) and evidence.exception not in BOUNDARY_EXCEPTIONS
+
+    def plan(round_no: int) -> list[Strategy]:
+        if round_no > 1:
+            return [rewrite, *fims]
+        model: list[Strategy] = [rewrite, *fims] if rewrite_first else [*fims, rewrite]
+        return [*none_first, *cheap, *model]
+
+    return plan
 
 
 # A candidate's test run may take this many times the baseline's (at least the minimum) before
@@ -840,71 +1017,23 @@ def candidate_timeout(baseline_s: float, default_s: float) -> float:
     return min(default_s, max(MIN_CANDIDATE_TIMEOUT_S, CANDIDATE_TIMEOUT_FACTOR * baseline_s))
 
 
-# Exceptions whose cause is often a boundary (an index, a key, a divisor one off).
+# Exceptions whose cause is often a boundary (an index, a key, a divisor one off); others (a
+# TypeError, an AttributeError) are rarely one token, so the rewrite goes before re-infills.
 BOUNDARY_EXCEPTIONS = frozenset(
     {"IndexError", "KeyError", "ZeroDivisionError", "ValueError", "RecursionError", "StopIteration"}
 )
-# Characters of a verdict kept on a candidate's line.
-MAX_TRIED_CHARS = 110
 
 
-def _boundary_first(kind: Kind, evidence: Evidence, tests: TestContext) -> bool:
-    """Boundary candidates need failing tests to judge them and a bug that may be one token."""
+def _tests_fail(tests: TestContext) -> bool:
+    """Failing related tests: the only judge of a logic fix (and of boundary candidates)."""
     base = tests.baseline
-    if kind is not Kind.OTHER or base is None or base.collection_error or not base.failed():
-        return False
-    return evidence.exception is None or evidence.exception in BOUNDARY_EXCEPTIONS
-
-
-def _tried_line(origin: str, verdict: Verdict) -> str:
-    """`✓ line 8 `<` -> `<=`: 3/3 related tests pass` / `✗ rewrite: breaks test_a`."""
-    if verdict.ok:
-        return f"✓ {origin}: {', '.join(verdict.checks)}"
-    reason = verdict.reason.split("\n", 1)[0]
-    reason = reason.split(": ", 1)[0] if reason.startswith(("breaks ", "tests still fail")) else reason
-    if len(reason) > MAX_TRIED_CHARS:
-        reason = reason[: MAX_TRIED_CHARS - 1] + "…"
-    return f"✗ {origin}: {reason}"
-
-
-def _const(text: str) -> Callable[[], str | None]:
-    return lambda: text
+    return base is not None and not base.collection_error and bool(base.failed())
 
 
 def _bind_fim(
-    lines: list[str], start: int, end: int, template: FimTemplate, generate: Generate, *, hint: str | None
+    lines: list[str], start: int, end: int, template: FimTemplate, generate: Generate, hint: str | None
 ) -> Callable[[], str | None]:
     return lambda: fim_candidate(lines, start, end, template, generate, hint=hint)
-
-
-def _bind_chat(
-    request: FixRequest,
-    lines: list[str],
-    block: Block | None,
-    first: int,
-    last: int,
-    failures: str,
-    previous: tuple[str, str] | None,
-    generate: Generate,
-) -> Callable[[], str | None]:
-    def run() -> str | None:
-        if block is not None and block.end - block.start <= MAX_REWRITE_LINES:
-            target = block
-        else:
-            start = max(0, first - FALLBACK_CONTEXT_LINES)
-            end = min(len(lines), last + 1 + FALLBACK_CONTEXT_LINES)
-            indent = lines[first][: _indent(lines[first])] if first < len(lines) else ""
-            # Keep a common indentation so the re-indent in splice_rewrite is right.
-            while start < first and _indent(lines[start]) < len(indent) and lines[start].strip():
-                start += 1
-            target = Block(start, end, None, indent)
-        block_text = "".join(lines[target.start : target.end])
-        context = "".join(ln for ln in lines[: min(target.start, 30)] if ln.startswith(("import ", "from ")))
-        prompt, prefill = chat_prompt(request, block_text, target.name, context, failures, previous)
-        answer = prefill + generate(prompt, max_tokens=CHAT_MAX_TOKENS, stop_when=closing_fence)
-        return splice_rewrite(lines, target, answer, target.name, request.language)
-
-    return run
 
 
 __all__ = [

@@ -54,6 +54,15 @@ _BINOP_SWAPS: dict[type[ast.operator], type[ast.operator]] = {
     ast.Div: ast.Mult,
     ast.Mod: ast.FloorDiv,
 }
+# Fix this's arithmetic repairs: every operator a slip could have come from, not just one.
+_BINOP_REPAIRS: dict[type[ast.operator], tuple[type[ast.operator], ...]] = {
+    ast.Add: (ast.Sub,),
+    ast.Sub: (ast.Add,),
+    ast.Mult: (ast.FloorDiv, ast.Div),
+    ast.FloorDiv: (ast.Mult, ast.Div, ast.Mod),
+    ast.Div: (ast.Mult, ast.FloorDiv),
+    ast.Mod: (ast.FloorDiv,),
+}
 _OP_TEXT = {
     ast.Lt: "<",
     ast.LtE: "<=",
@@ -92,6 +101,15 @@ class Mutant:
     text: str
 
 
+def _negative_int(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) is int
+    )
+
+
 def _line_offsets(text: str) -> list[int]:
     offsets = [0]
     for line in text.splitlines(keepends=True):
@@ -112,14 +130,23 @@ def _variants(node: ast.AST, repair: bool = False) -> Iterator[tuple[str, str, a
     elif isinstance(node, ast.Constant) and type(node.value) is int:
         for delta in (1, -1):
             yield "constant", f"`{node.value}` -> `{node.value + delta}`", ast.Constant(node.value + delta)
+    elif repair and _negative_int(node):
+        # `-1` is `-(1)` to ast: repaired as the number it reads as (`-1` -> `0`, not `-0`).
+        assert isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
+        number = -int(node.operand.value)  # type: ignore[arg-type]
+        for other in (number + 1, number - 1):
+            yield "constant", f"`{number}` -> `{other}`", ast.Constant(other)
     elif isinstance(node, ast.BoolOp):
         new_op: ast.boolop = ast.Or() if isinstance(node.op, ast.And) else ast.And()
         desc = f"`{_OP_TEXT[type(node.op)]}` -> `{_OP_TEXT[type(new_op)]}`"
         yield "boolean", desc, ast.BoolOp(new_op, node.values)
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS:
-        swapped = _BINOP_SWAPS[type(node.op)]
-        desc = f"`{_OP_TEXT[type(node.op)]}` -> `{_OP_TEXT[swapped]}`"
-        yield "arithmetic", desc, ast.BinOp(node.left, swapped(), node.right)
+        arith: tuple[type[ast.operator], ...] = (
+            _BINOP_REPAIRS[type(node.op)] if repair else (_BINOP_SWAPS[type(node.op)],)
+        )
+        for op_type in arith:
+            desc = f"`{_OP_TEXT[type(node.op)]}` -> `{_OP_TEXT[op_type]}`"
+            yield "arithmetic", desc, ast.BinOp(node.left, op_type(), node.right)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         yield "negation", "`not` removed", node.operand
     elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
@@ -154,11 +181,17 @@ def mutants(
     }
     conditions = {id(n.test) for n in ast.walk(tree) if isinstance(n, ast.If | ast.While | ast.IfExp)}
     bare_returns = _bare_returns(tree) if repair else {}
+    # Repairs change `-1` as a whole; its `1` alone would give `-0` and `-2` again.
+    negated = {
+        id(n.operand) for n in ast.walk(tree) if repair and isinstance(n, ast.UnaryOp) and _negative_int(n)
+    }
     seen: set[str] = set()
     out: list[Mutant] = []
     for node in ast.walk(tree):
         lineno = getattr(node, "lineno", None)
         if lineno is None or id(node) in docstrings or getattr(node, "end_lineno", None) != lineno:
+            continue
+        if id(node) in negated:
             continue
         if not first_line <= lineno <= last_line or (lines is not None and lineno not in lines):
             continue

@@ -81,6 +81,10 @@ MAX_RESULTS_BYTES = 16_000_000
 DRAIN_S = 2.0
 # How often the reading loop wakes up to check whether the runner has exited.
 POLL_S = 0.1
+# A run that waited for a CPU (a loaded machine, a niced editor) is slow, not hanging: the time
+# its processes spent runnable but not running (schedstat) extends its deadline, by at most this
+# many timeouts. A loop that really hangs runs, so it gains nothing and dies on time.
+MAX_STARVED_EXTENSIONS = 3
 # Interpreters of the project, in the order we look for them (relative to the workspace root).
 VENV_PYTHONS = (".venv/bin/python", "venv/bin/python", ".venv/Scripts/python.exe", "venv/Scripts/python.exe")
 # What infiller lends a project whose environment lacks pytest or coverage: the import names of
@@ -468,6 +472,8 @@ def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float)
     (and with it the sandbox's PID namespace) is killed and the pipes are drained for a moment."""
     assert proc.stdout is not None
     cap = _Capture()
+    latest = deadline + MAX_STARVED_EXTENSIONS * max(0.0, deadline - time.monotonic())
+    waited = 0.0  # CPU-wait seconds already granted
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout.fileno(), selectors.EVENT_READ, cap.output)
     sel.register(results_fd, selectors.EVENT_READ, cap.results)
@@ -484,6 +490,10 @@ def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float)
             if now >= end:
                 if killed_at is not None or exited_at is not None:
                     break  # pipes held past the end: stop reading, the verdict is already formed
+                wait = _tree_wait_s(proc.pid)
+                if wait > waited and deadline < latest:
+                    deadline, waited = min(latest, deadline + wait - waited), wait
+                    continue
                 cap.timed_out = True
                 killed_at = now
                 _kill_group(proc)
@@ -508,6 +518,28 @@ def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float)
     except subprocess.TimeoutExpired:
         log.error("sandbox runner %d did not die after SIGKILL", proc.pid)
     return cap
+
+
+def _tree_wait_s(root: int) -> float:
+    """Seconds the processes under `root` (itself included) spent runnable but waiting for a
+    CPU, from /proc/<pid>/schedstat; 0 where the kernel does not say."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold spaces
+                children.setdefault(ppid, []).append(int(entry))
+    total_ns = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total_ns += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    return total_ns / 1e9
 
 
 def _keep(cap: _Capture, buffer: bytearray, chunk: bytes) -> None:

@@ -645,8 +645,9 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
     return answer
 
 
-# Candidate lines shown in the final message (all of them are in the command's answer).
-MAX_TRIED_SHOWN = 8
+# Candidate lines shown in the final message (all of them are in the command's answer): as
+# many as Fix this may verify (fix.MAX_CANDIDATES), so every one is shown.
+MAX_TRIED_SHOWN = 12
 
 
 def register(server: InfillerServer) -> None:
