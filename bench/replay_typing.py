@@ -86,7 +86,9 @@ async def run_one(
     if engine == "infiller":
         from bench.replay.lsp_driver import InfillerDriver
 
-        driver: Any = InfillerDriver(model, threads, lambda v, t, k: user.show(v, t, k), args.settings)
+        driver: Any = InfillerDriver(
+            model, threads, lambda v, t, k: user.show(v, t, k), args.settings, updates=args.updates
+        )
     else:
         from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver
 
@@ -248,6 +250,7 @@ def markdown(report: dict[str, Any]) -> str:
             s = d["server_stats"]
             lines.append(
                 f"  - requests {d['requests']}, cancelled by the client {d['cancellations']},"
+                f" asked again on suggestionUpdated {d.get('updates', 0)},"
                 f" server: served by {s['served_by']}, no suggestion {s['no_suggestion']},"
                 f" model latency {s['model_latency_ms']}"
             )
@@ -320,6 +323,12 @@ def main() -> int:
     parser.add_argument("--no-infiller", dest="infiller", action="store_false", help="the peer only")
     parser.add_argument("--files", type=int, default=len(REGIONS), help="type only the first N regions")
     parser.add_argument("--settings", default="{}", help="extra infiller settings (JSON, camelCase)")
+    parser.add_argument(
+        "--no-updates",
+        dest="updates",
+        action="store_false",
+        help="infiller's client does not announce suggestionUpdates (no early answers)",
+    )
     parser.add_argument(
         "--peer-ctx", type=int, default=0, help="llama-server -c (0: the model's, as llama.vim's preset)"
     )

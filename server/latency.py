@@ -6,6 +6,8 @@
   (prefix + typed|suffix) when its output so far agrees with `typed`.
 - Hot streak: once a line is shown, the next line's suggestion is prepared for the cursor the
   user will have after accepting it and pressing Enter.
+- Early answers: when the user has paused and the model has written a few whole words of the
+  line, those are shown at once; the rest follows when the generation ends.
 - Adaptive debounce: during a fast typing burst wait a little longer than the user's
   inter-key interval (the next key will probably supersede the request anyway); when typing
   slowly, ask at once.
@@ -16,6 +18,7 @@ synchronous, allocation-light and tested without a server (tests/test_latency_lo
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
@@ -40,6 +43,11 @@ DEBOUNCE_INTERVAL_FACTOR = 1.25
 DEFAULT_INDENT = "    "
 # Lines whose end opens a block (the editor indents the next line one level deeper).
 BLOCK_OPENER_ENDS = (":", "{", "(", "[")
+
+
+# An early answer shows at least this many non-blank characters (fewer are not worth a glance).
+EARLY_MIN_CHARS = 3
+_WORD_TAIL = re.compile(r"\w+$")
 
 
 def continuation(made_at: CompletionContext, text: str, now: CompletionContext) -> str | None:
@@ -69,6 +77,24 @@ def agrees(made_at: CompletionContext, partial: str, now: CompletionContext) -> 
         return False
     typed = now.prefix[len(made_at.prefix) :]
     return partial.startswith(typed) or typed.startswith(partial)
+
+
+def early_text(partial: str, typed: str = "") -> str | None:
+    """What of a generation still running can be shown already: the words it has finished on its
+    first line, past what was typed since it started; None when that is not worth a key.
+
+    A trailing run of word characters may be half a name (`self.valu`), so it waits for the next
+    piece; the rest of the line comes when the generation ends (the door asks the editor again).
+    """
+    if not partial.startswith(typed):
+        return None
+    line = partial[len(typed) :].split("\n", 1)[0]
+    if "\n" not in partial[len(typed) :]:
+        line = _WORD_TAIL.sub("", line)
+    line = line.rstrip()
+    if sum(1 for ch in line if not ch.isspace()) < EARLY_MIN_CHARS or not any(c.isalnum() for c in line):
+        return None
+    return line
 
 
 def _indent_of(line: str) -> str:

@@ -26,6 +26,7 @@ from server.latency import (
     SuggestionCache,
     agrees,
     continuation,
+    early_text,
     next_line_cursor,
 )
 from server.model.process import ModelProcessDied
@@ -55,6 +56,12 @@ BLOCK_MIN_TOKENS_S = 40.0
 BLOCK_DEADLINE_MS = 2500
 # Weight of the newest measurement in the generation speed's moving average.
 SPEED_EWMA_ALPHA = 0.3
+# Once no key has come for this long after a request, the user has paused: show the words the
+# model has finished (early_text) instead of waiting for its whole line (~1 s for the 1.5B on 2
+# cores). Shorter shows fragments during bursts (keys come every ~0.14 s); longer wastes the pause.
+EARLY_ANSWER_MS = 300
+# While paused, how often to look at the running generation for words to show.
+EARLY_POLL_S = 0.03
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class SuggestSettings:
     debounce_adaptive: bool = True
     hot_streak: bool = True
     prefill: bool = True
+    # Early answers (EARLY_ANSWER_MS; 0: off): only for a door whose editor asks again when told
+    # that a suggestion grew (the language server: a client announcing `suggestionUpdates`).
+    early_answer_ms: int = 0
 
 
 @dataclass
@@ -92,6 +102,7 @@ class InFlight:
     waiters: int = 0
     orphan_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     finished: bool = False  # its answer was taken in (cached, hot streak started)
+    early: bool = False  # a request was shown part of it before it ended
     entry: Suggestion | None = None  # the cache entry of its answer
 
 
@@ -117,6 +128,8 @@ class Suggester:
         self.background: asyncio.Future[CompletionResult | None] | None = None
         self._growing: asyncio.Future[bool] | None = None
         self.tokens_per_s: float | None = None  # generation speed, a moving average
+        # Called with a uri when a suggestion shown early there is complete (the door tells the editor).
+        self.on_update: Callable[[str], None] | None = None
 
     def apply_settings(self, settings: SuggestSettings) -> None:
         self.settings = settings
@@ -133,7 +146,7 @@ class Suggester:
         stats.record_request()
         name = now.uri.rsplit("/", 1)[-1]
         try:
-            answer = await self._suggest(now, explicit)
+            answer = await self._suggest(now, explicit, start)
         except asyncio.CancelledError:
             stats.record_cancelled("cancelled")  # the client cancelled (LSP $/cancelRequest, a disconnect)
             log.info(
@@ -176,7 +189,7 @@ class Suggester:
         if text:
             self.cache.put(Suggestion(at, text, "model", origin=origin))
 
-    async def _suggest(self, now: CompletionContext, explicit: bool) -> Answer:
+    async def _suggest(self, now: CompletionContext, explicit: bool, start: float) -> Answer:
         session = self.session
         index = session.index_for(now.root)
         if index is not None and now.path is not None:
@@ -211,7 +224,10 @@ class Suggester:
             if self._latest.get(uri) != seq:  # a newer request, or the document was closed
                 return Answer(None, "superseded")
         slow = self.tokens_per_s is not None and self.tokens_per_s < BLOCK_MIN_TOKENS_S
-        return await self._generate(completer, now, first_line=slow and not explicit)
+        early = self.settings.early_answer_ms if not explicit else 0
+        return await self._generate(
+            completer, now, first_line=slow and not explicit, early_at=start + early / 1000 if early else None
+        )
 
     async def _follow(self, now: CompletionContext) -> Answer | None:
         """Serve `now` from the running generation unless its output already contradicts what was typed."""
@@ -277,8 +293,11 @@ class Suggester:
         flight = InFlight(at, wrapped, token)
         return flight
 
-    async def _generate(self, completer: Completer, now: CompletionContext, *, first_line: bool) -> Answer:
-        """Ask the model; an automatic request gets one line (a block when the user asked for it)."""
+    async def _generate(
+        self, completer: Completer, now: CompletionContext, *, first_line: bool, early_at: float | None = None
+    ) -> Answer:
+        """Ask the model; an automatic request gets one line (a block when the user asked for it),
+        and from `early_at` (perf_counter) on, the words the model has finished (early_text)."""
         log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], now.line)
         work = _complete_line if first_line else _complete
         flight = self._submit(work, completer, now, supersede=self.supersede)
@@ -287,7 +306,17 @@ class Suggester:
         # answer is cached and the next line prepared as soon as it exists.
         flight.future.add_done_callback(lambda _: self._finish(flight))
         try:
-            result = await self._await(flight)
+            if early_at is None:
+                result = await self._await(flight)
+            else:
+                waiting = asyncio.ensure_future(self._await(flight))
+                shown = await self._early(flight, waiting, early_at)
+                if shown is not None:
+                    # The generation goes on (`waiting` keeps it from being orphaned); when it ends,
+                    # _finish caches the whole answer and the door asks the editor to look again.
+                    flight.early = True
+                    return Answer(shown, "ok", "early")
+                result = waiting.result()
         finally:
             if self.inflight is flight and flight.future.done():
                 self.inflight = None
@@ -302,6 +331,24 @@ class Suggester:
         if not result.text:
             return Answer(None, result.reason or "empty", result=result)
         return Answer(result.text, "ok", "model", entry=flight.entry, result=result)
+
+    async def _early(
+        self, flight: InFlight, waiting: asyncio.Future[CompletionResult | None], at: float
+    ) -> str | None:
+        """Wait for `waiting`; None when it ended, else the early text once after `at` there is one."""
+        try:
+            while True:
+                timeout = max(at - time.perf_counter(), EARLY_POLL_S)
+                done, _ = await asyncio.wait({waiting}, timeout=timeout)
+                if done:
+                    return None
+                if time.perf_counter() >= at:
+                    shown = early_text(flight.partial)
+                    if shown is not None:
+                        return shown
+        except asyncio.CancelledError:
+            waiting.cancel()  # asyncio.wait leaves it running: this request no longer waits
+            raise
 
     def _finish(self, flight: InFlight) -> None:
         """Take in a finished foreground generation once: learn its speed, cache its answer, prepare
@@ -318,6 +365,8 @@ class Suggester:
             return
         flight.entry = Suggestion(flight.at, result.text, "model", first_line=result.reason == "first-line")
         self.cache.put(flight.entry)
+        if flight.early and self.on_update is not None:
+            self.on_update(flight.at.uri)
         if self.settings.hot_streak:
             self.prepare_next_line(flight.at, result.text)
         self.grow(flight.at)

@@ -15,6 +15,7 @@ from server.latency import (
     SuggestionCache,
     agrees,
     continuation,
+    early_text,
     indent_unit,
     next_line_cursor,
 )
@@ -97,6 +98,26 @@ def test_in_flight_agreement() -> None:
 
 
 # --- hot streak ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("partial", "shown"),
+    [
+        ("return self.valu", "return self."),  # half a name waits for the next piece
+        ("if value is None:", "if value is None:"),
+        ("total = a + b\n    retu", "total = a + b"),  # a finished line is shown whole
+        ("x = fo", None),  # "x =": too little to be worth a key
+        ("    ", None),
+        ("))", None),  # punctuation alone is not a suggestion
+    ],
+)
+def test_early_text_shows_finished_words_of_the_first_line(partial: str, shown: str | None) -> None:
+    assert early_text(partial) == shown
+
+
+def test_early_text_is_what_comes_after_the_text_typed_since() -> None:
+    assert early_text("for item in items:", "for ") == "item in items:"
+    assert early_text("for item in items:", "while") is None
 
 
 def test_next_line_cursor_keeps_the_indentation() -> None:

@@ -42,7 +42,14 @@ class Session:
         self.progress: list[types.ProgressParams] = []
         self.init_result: types.InitializeResult | None = None
         self.versions: dict[str, int] = {}
+        self.updated: list[str] = []  # uris of infiller/suggestionUpdated notifications
+        self.update_seen = asyncio.Event()
         client = self.client
+
+        @client.feature("infiller/suggestionUpdated")
+        def suggestion_updated(ls: Any, params: Any) -> None:
+            self.updated.append(params.uri)
+            self.update_seen.set()
 
         @client.feature(types.WINDOW_SHOW_MESSAGE)
         def show(ls: Any, params: types.ShowMessageParams) -> None:
@@ -65,7 +72,11 @@ class Session:
             return None
 
     async def start(
-        self, engine: str, options: dict[str, Any] | None = None, wait_model: bool = True
+        self,
+        engine: str,
+        options: dict[str, Any] | None = None,
+        wait_model: bool = True,
+        experimental: dict[str, Any] | None = None,
     ) -> None:
         env = {**os.environ, "INFILLER_STATE_DIR": str(self.state)}
         await self.client.start_io(
@@ -81,6 +92,7 @@ class Session:
             cwd=str(REPO),
         )
         caps = types.ClientCapabilities(
+            experimental=experimental,
             window=types.WindowClientCapabilities(work_done_progress=True),
             text_document=types.TextDocumentClientCapabilities(
                 inline_completion=types.InlineCompletionClientCapabilities()
@@ -190,6 +202,7 @@ def run(
     *,
     options: dict[str, Any] | None = None,
     wait_model: bool = True,
+    experimental: dict[str, Any] | None = None,
 ) -> Session:
     root = tmp_path / "repo"
     root.mkdir()
@@ -199,7 +212,7 @@ def run(
     session = Session(root, tmp_path / "state")
 
     async def main() -> None:
-        await session.start(engine, options, wait_model)
+        await session.start(engine, options, wait_model, experimental)
         try:
             await scenario(session)
         finally:
@@ -313,6 +326,41 @@ def test_the_next_line_is_prepared_even_when_the_request_that_started_the_genera
         assert [i.insert_text for i in await s.inline(uri, 6, 4, invoked=False)] == ["return total"]
         stats = await s.stats()
         assert stats["served_by"] == {"inflight": 1, "hot-streak": 1}
+
+    run(tmp_path, "slow", scenario)
+
+
+def test_a_pause_shows_the_finished_words_at_once_and_the_client_is_told_when_the_line_is_complete(
+    tmp_path: Path,
+) -> None:
+    """A client that announces `infillerSuggestionUpdates` gets, in a pause, the words the model has
+    finished (not half a name), then a notification, and asking again gives the whole line."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
+        started = asyncio.get_running_loop().time()
+        (early,) = [i.insert_text for i in await s.inline(uri, 1, 4, invoked=False)]
+        waited = asyncio.get_running_loop().time() - started
+        full = "doubled = n * 2\n    return doubled"
+        assert isinstance(early, str) and early and full.startswith(early) and early != full, early
+        assert early in ("doubled", "doubled =", "doubled = n", "doubled = n *"), "whole words only"
+        # The slow model writes one byte every SLOW_TOKEN_S: the whole block takes ~2.7 s.
+        assert waited < 2.0, waited
+        await asyncio.wait_for(s.update_seen.wait(), 10)
+        assert s.updated == [uri]
+        assert [i.insert_text for i in await s.inline(uri, 1, 4, invoked=False)] == [full]
+        stats = await s.stats()
+        assert stats["served_by"] == {"early": 1, "cache": 1}
+
+    run(tmp_path, "slow", scenario, experimental={"infillerSuggestionUpdates": True})
+
+
+def test_without_the_capability_a_pause_waits_for_the_whole_answer(tmp_path: Path) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
+        items = await s.inline(uri, 1, 4, invoked=False)
+        assert [i.insert_text for i in items] == ["doubled = n * 2\n    return doubled"]
+        assert s.updated == []
 
     run(tmp_path, "slow", scenario)
 

@@ -267,18 +267,27 @@ def open_greeting(ed: Editor, typed: str) -> None:
 
 
 def consistent(shown: list[dict[str, str]], finished_lines: set[str]) -> list[dict[str, str]]:
-    """Suggestions shown on a line they do not complete into one of finished_lines (stale ones)."""
-    return [s for s in shown if s["line"] + s["text"].split("\n")[0] not in finished_lines]
+    """Suggestions shown on a line they do not complete into (the start of: an early part) one of
+    finished_lines: stale ones."""
+    return [
+        s
+        for s in shown
+        if not any(done.startswith(s["line"] + s["text"].split("\n")[0]) for done in finished_lines)
+    ]
 
 
 # --- scripted model ------------------------------------------------------------------------------
 
 
+def whole(text: str) -> Callable[[dict[str, Any]], bool]:
+    """The ghost shows all of `text` (the slow model's words come early, the rest when it ends)."""
+    return lambda s: s["ghost"]["text"] == text
+
+
 def test_ghost_text_drawn_at_cursor_and_accepted_with_tab(editor: Editor) -> None:
     open_greeting(editor, "gr")
-    state = editor.wait_ghost("a suggestion after `greeting = gr`")
+    state = editor.wait_ghost("a suggestion after `greeting = gr`", check=whole("eet(name)"))
     assert state["mode"] == "i"
-    assert state["ghost"]["text"] == "eet(name)"
     assert state["ghost"]["pos"] == "inline" and state["ghost"]["marks"] == 1
     assert state["line"] == "    greeting = gr", "ghost text must not be written into the buffer"
 
@@ -291,9 +300,22 @@ def test_ghost_text_drawn_at_cursor_and_accepted_with_tab(editor: Editor) -> Non
     )
 
 
+def test_a_pause_shows_the_finished_words_first_and_the_whole_line_when_it_is_ready(
+    editor: Editor,
+) -> None:
+    """The client announces suggestionUpdates: in a pause the server shows the words the slow model
+    has finished, then tells the client, which asks again and draws the whole line in place."""
+    open_greeting(editor, "gr")
+    state = editor.wait_ghost("the whole suggestion", check=whole("eet(name)"))
+    texts = [s["text"] for s in state["shown"] if s["line"] == "    greeting = gr"]
+    assert texts[-1] == "eet(name)" and len(texts) >= 2, texts
+    assert texts[0] == "eet(", f"the early part ends at a whole word: {texts}"
+    assert state["line"] == "    greeting = gr"
+
+
 def test_accept_word_then_line(editor: Editor) -> None:
     open_greeting(editor, "gr")
-    editor.wait_ghost("a suggestion")
+    editor.wait_ghost("a suggestion", check=whole("eet(name)"))
     editor.keys("<M-Right>")
     state = editor.wait(lambda s: s["line"] == "    greeting = greet", "the next word to be inserted")
     assert state["ghost"] is not None and state["ghost"]["text"] == "(name)", "the rest stays shown"
@@ -329,8 +351,11 @@ def test_a_slow_model_suggests_a_block_a_line_at_a_time(editor: Editor) -> None:
     open_greeting(editor, "gr")  # one answer first: the server measures the model's speed
     editor.wait_ghost("a suggestion")
     editor.keys(f"<Esc>{FAREWELL_DEF}Go")
-    state = editor.wait_ghost("the block's first line", check=lambda s: s["line"] == "    ")
-    assert state["ghost"]["text"] == 'message = f"Bye, {name}!"'
+    state = editor.wait_ghost(
+        "the block's first line",
+        check=lambda s: s["line"] == "    " and s["ghost"]["text"] == 'message = f"Bye, {name}!"',
+    )
+    assert "return message" not in state["ghost"]["text"]
 
 
 def test_dismiss_esc_and_tab_fallback(editor: Editor) -> None:
@@ -364,9 +389,9 @@ def test_typing_during_a_generation_cancels_it_and_never_shows_a_stale_suggestio
         editor.keys(key)
         time.sleep(KEY_INTERVAL_S)
     state = editor.wait_ghost(
-        "the suggestion for the new text", check=lambda s: s["line"] == "    greeting = fa"
+        "the suggestion for the new text",
+        check=lambda s: s["line"] == "    greeting = fa" and s["ghost"]["text"] == "rewell(name)",
     )
-    assert state["ghost"]["text"] == "rewell(name)"
     assert not consistent(state["shown"], {GREET_DONE, FAREWELL_DONE}), "a stale suggestion was shown"
     assert state["cancels"] >= 1, "the request for the older text was cancelled ($/cancelRequest)"
     assert state["max_pending"] == 1, "never more than one inline request in flight per buffer"

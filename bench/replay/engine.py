@@ -104,6 +104,13 @@ class User:
                 self.log.shows.append(Show(version, self.now(), text, origin=visible.show))
             return
         self._answered.add(version)
+        if visible is not None and text.startswith(visible.text):
+            # The suggestion on screen grew (an early answer completed): the same suggestion, whose
+            # new part the user has yet to read.
+            self.log.shows.append(Show(version, self.now(), text, origin=visible.show))
+            self._visible = _Visible(text, self.now(), visible.show, token)
+            self._shown.set()
+            return
         self.log.shows.append(Show(version, self.now(), text))
         self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token)
         self._shown.set()

@@ -2,7 +2,9 @@
 
 Every edit is a didChange and an automatic inlineCompletion request; a request still pending when
 the next edit comes is cancelled with $/cancelRequest (as VS Code does). Opening a file is didOpen
-and an invoked request at the cursor. Accepting runs the item's `infiller.accepted` command.
+and an invoked request at the cursor. Accepting runs the item's `infiller.accepted` command. The
+client announces that it asks again on `infiller/suggestionUpdated` (a suggestion shown early
+grew), as the VS Code and Neovim clients do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pygls.lsp.client import LanguageClient
 
 from bench.replay.accept import Take
 from bench.replay.procs import children_matching
+from server.lsp.server import SUGGESTION_UPDATED, SUGGESTION_UPDATES
 
 REPO = Path(__file__).resolve().parents[2]
 # Longest wait for the model to load and the workspace index to be built before typing starts.
@@ -59,8 +62,17 @@ def _plain(value: Any) -> Any:
 class InfillerDriver:
     label = "infiller"
 
-    def __init__(self, model: str, threads: int, show: Callable[[int, str, Any], None], settings: str = "{}"):
+    def __init__(
+        self,
+        model: str,
+        threads: int,
+        show: Callable[[int, str, Any], None],
+        settings: str = "{}",
+        *,
+        updates: bool = True,
+    ):
         self.model = model
+        self.announce_updates = updates  # False: a client that does not ask again (no early answers)
         self.threads = threads
         self.settings = json.loads(settings)
         self._show = show
@@ -73,6 +85,8 @@ class InfillerDriver:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._uri = ""
+        self._now: tuple[int, str, int] | None = None  # the document as last sent: version, text, cursor
+        self.updates = 0  # infiller/suggestionUpdated notifications (each answered with a new request)
         self._stderr: asyncio.Task[None] | None = None
 
     async def start(self, workspace: Path) -> None:
@@ -81,6 +95,14 @@ class InfillerDriver:
         @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
         def create(ls: Any, params: Any) -> None:
             return None
+
+        @client.feature(SUGGESTION_UPDATED)
+        def updated(ls: Any, params: Any) -> None:
+            # As the VS Code client does: a suggestion shown early grew; ask again where the cursor is.
+            self.updates += 1
+            uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
+            if uri == self._uri and self._now is not None:
+                self._request(*self._now, types.InlineCompletionTriggerKind.Automatic)
 
         for method in (
             types.PROGRESS,
@@ -111,6 +133,7 @@ class InfillerDriver:
                 process_id=os.getpid(),
                 root_uri=workspace.as_uri(),
                 capabilities=types.ClientCapabilities(
+                    experimental={SUGGESTION_UPDATES: True} if self.announce_updates else None,
                     window=types.WindowClientCapabilities(work_done_progress=True),
                     text_document=types.TextDocumentClientCapabilities(
                         inline_completion=types.InlineCompletionClientCapabilities()
@@ -145,6 +168,7 @@ class InfillerDriver:
                 )
             )
         )
+        self._now = (version, text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Invoked)
 
     def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
@@ -157,6 +181,7 @@ class InfillerDriver:
                 ],
             )
         )
+        self._now = (version, text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Automatic)
 
     def _request(
@@ -237,6 +262,7 @@ class InfillerDriver:
             "cancellations": self.client_cancels,
             "errors": self.errors,
             "ready_s": self.ready_s,
+            "updates": self.updates,
             "server_stats": {
                 k: stats.get(k)
                 for k in (

@@ -35,6 +35,7 @@ import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -55,6 +56,7 @@ from server.session import Loader, ModelChoice, Session, default_loader
 from server.settings import Settings
 from server.stats import Stats
 from server.stats import load as load_stats
+from server.suggest import EARLY_ANSWER_MS
 
 if TYPE_CHECKING:
     from context.index import Index
@@ -64,6 +66,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The client capability (under `experimental`) that says the client asks for inline completions
+# again on SUGGESTION_UPDATED, and that notification (params: {"uri": ...}); docs/lsp.md.
+SUGGESTION_UPDATES = "infillerSuggestionUpdates"
+SUGGESTION_UPDATED = "infiller/suggestionUpdated"
 
 EngineFactory = Callable[[str | None], Backend]
 """Builds the model runtime for a registry model name (None: the default); runs on the model thread."""
@@ -87,6 +94,10 @@ class InfillerServer(LanguageServer):
             on_model_event=self._model_event_threadsafe,
         )
         self.session.suggester.apply_settings(self.settings.suggest_settings())
+        self.session.suggester.on_update = self._suggestion_updated
+        # The client asks for inline completions again when told that a suggestion grew
+        # (`infiller/suggestionUpdated`): early answers are then worth showing (server/suggest.py).
+        self.suggestion_updates = False
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
         self.index_ready = False
         self.root: Path | None = None
@@ -252,12 +263,21 @@ class InfillerServer(LanguageServer):
         path = to_fs_path(uri) if uri else None
         self.root = Path(path).resolve() if path else None
 
+    def adopt(self, settings: Settings) -> None:
+        """Make `settings` the ones in force, down to the completer and the suggester."""
+        self.settings = settings
+        self.session.set_completion(settings.completion_settings())
+        knobs = settings.suggest_settings()
+        if self.suggestion_updates:
+            knobs = replace(knobs, early_answer_ms=EARLY_ANSWER_MS)
+        self.session.suggester.apply_settings(knobs)
+
     def apply_settings(self, settings: Settings, errors: list[str]) -> None:
         """Adopt new settings: report problems, reload the model if it changed."""
         for message in errors:
             self.show(message)
         old = self.settings
-        self.settings = settings
+        self.adopt(settings)
         reload = (settings.model, settings.threads, settings.backend, settings.backend_api_key_env) != (
             old.model,
             old.threads,
@@ -266,8 +286,6 @@ class InfillerServer(LanguageServer):
         )
         # A load already started (finished, failed or still running) must restart with the new
         # model: otherwise a change sent while the first load runs would be lost.
-        self.session.set_completion(settings.completion_settings())
-        self.session.suggester.apply_settings(settings.suggest_settings())
         if reload and self._model_task is not None:
             self.start_model()
 
@@ -336,6 +354,11 @@ class InfillerServer(LanguageServer):
         self.index_ready = True
         progress.end(f"indexed ({files} files)")
 
+    def _suggestion_updated(self, uri: str) -> None:
+        """A suggestion shown early is complete: the client asks again and gets all of it."""
+        if self.suggestion_updates and not self.closing:
+            self.protocol.notify(SUGGESTION_UPDATED, {"uri": uri})
+
     def _model_event_threadsafe(self, kind: str, message: str) -> None:
         """The model process died, was restarted, or keeps dying (from the model thread)."""
         if self._loop is not None:
@@ -374,7 +397,9 @@ def _register_lifecycle(server: InfillerServer) -> None:
         ls.set_root(params)
         ls.workspace_settings = load_workspace_settings(ls.root)
         settings, errors = read_settings(merge(params.initialization_options, ls.workspace_settings))
-        ls.settings = settings
+        extra = params.capabilities.experimental
+        ls.suggestion_updates = isinstance(extra, dict) and extra.get(SUGGESTION_UPDATES) is True
+        ls.adopt(settings)
         ls.pending_messages.extend(ls.workspace_settings.problems if ls.workspace_settings else ())
         ls.pending_messages.extend(errors)
 

@@ -13,10 +13,16 @@ import {
 } from "vscode-languageclient/node";
 
 const SECTION = "infiller";
+// The server shows the words it has finished when the user pauses, and sends this notification
+// when the rest of that suggestion is ready; we then ask for inline completions again.
+const SUGGESTION_UPDATED = "infiller/suggestionUpdated";
+const SUGGESTION_UPDATES = "infillerSuggestionUpdates";
 // Keys under `infiller` that only this extension reads (see clients/gen_schema.py, VSCODE_ONLY).
 const CLIENT_ONLY_KEYS = ["server", "trace"];
 
 let client: LanguageClient | undefined;
+// Where the last non-empty inline suggestion was shown (a suggestionUpdated there asks again).
+let lastShown: { uri: string; version: number; position: vscode.Position } | undefined;
 
 /** The `infiller` section as the server reads it: VS Code nests `infiller.a.b` keys for us. */
 function serverSettings(): Record<string, unknown> {
@@ -92,6 +98,14 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     ]),
     initializationOptions: { [SECTION]: serverSettings() },
     middleware: {
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        const result = await next(document, position, context, token);
+        const items = Array.isArray(result) ? result : result?.items;
+        lastShown = items?.length
+          ? { uri: document.uri.toString(), version: document.version, position }
+          : undefined;
+        return result;
+      },
       workspace: {
         // The server asks with workspace/configuration when told that settings changed.
         configuration: (params) =>
@@ -100,6 +114,29 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     },
   };
   const starting = new LanguageClient(SECTION, "infiller", serverOptions, clientOptions);
+  starting.registerFeature({
+    fillClientCapabilities: (capabilities) => {
+      capabilities.experimental = { ...(capabilities.experimental ?? {}), [SUGGESTION_UPDATES]: true };
+    },
+    initialize: () => {},
+    getState: () => ({ kind: "static" }),
+    clear: () => {},
+  });
+  starting.onNotification(SUGGESTION_UPDATED, (params: { uri: string }) => {
+    // Ask again only where the early part was shown and nothing moved since.
+    const editor = vscode.window.activeTextEditor;
+    const shown = lastShown;
+    if (
+      editor &&
+      shown &&
+      shown.uri === params.uri &&
+      editor.document.uri.toString() === params.uri &&
+      editor.document.version === shown.version &&
+      editor.selection.active.isEqual(shown.position)
+    ) {
+      void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+    }
+  });
   try {
     await starting.start();
   } catch {

@@ -93,6 +93,8 @@ local function capabilities()
   caps.textDocument = caps.textDocument or {}
   -- Neovim 0.11 does not announce inline completion: infiller.inline is the client side of it.
   caps.textDocument.inlineCompletion = { dynamicRegistration = false }
+  -- We ask again on infiller/suggestionUpdated, so the server may show a pause's first words early.
+  caps.experimental = vim.tbl_extend("force", caps.experimental or {}, { infillerSuggestionUpdates = true })
   return caps
 end
 
@@ -118,6 +120,12 @@ function M.attach(bufnr)
     root_dir = root,
     capabilities = capabilities(),
     init_options = { [M.NAME] = M.config.settings },
+    handlers = {
+      -- A suggestion shown early is complete: ask for it again where the cursor is now.
+      ["infiller/suggestionUpdated"] = function(_, params)
+        require("infiller.inline").refresh(params and params.uri)
+      end,
+    },
     on_init = function(client)
       -- Set here, not in the config: Neovim would send them again in a didChangeConfiguration
       -- right after initialize (and the server would repeat its warnings). Answers the server's

@@ -256,6 +256,19 @@ end
 
 -- Public API ------------------------------------------------------------------------------------
 
+--- The server says a suggestion it showed early in `uri` is complete: ask again at the cursor.
+--- Only while its early part is still on screen: not after a dismiss, a move, or with a newer request.
+function M.refresh(uri)
+  local buf = api.nvim_get_current_buf()
+  if uri ~= vim.uri_from_bufnr(buf) or not in_insert() or not client_for(buf) then
+    return
+  end
+  local st = state(buf)
+  if st.ghost and not st.request_id and cursor_key(buf) == st.key then
+    request(buf, AUTOMATIC)
+  end
+end
+
 --- The suggestion shown in a buffer (default: current), or nil.
 function M.current(buf)
   local st = states[buf or api.nvim_get_current_buf()]
