@@ -208,7 +208,9 @@ class Suggester:
 
         uri = now.uri
         seq = self._latest[uri] = self._latest.get(uri, 0) + 1
-        followed = await self._follow(now)
+        early_ms = self.settings.early_answer_ms if not explicit else 0
+        early_at = start + early_ms / 1000 if early_ms else None
+        followed = await self._follow(now, early_at)
         if followed is not None:
             return followed
         if self._latest.get(uri) != seq:
@@ -224,13 +226,11 @@ class Suggester:
             if self._latest.get(uri) != seq:  # a newer request, or the document was closed
                 return Answer(None, "superseded")
         slow = self.tokens_per_s is not None and self.tokens_per_s < BLOCK_MIN_TOKENS_S
-        early = self.settings.early_answer_ms if not explicit else 0
-        return await self._generate(
-            completer, now, first_line=slow and not explicit, early_at=start + early / 1000 if early else None
-        )
+        return await self._generate(completer, now, first_line=slow and not explicit, early_at=early_at)
 
-    async def _follow(self, now: CompletionContext) -> Answer | None:
-        """Serve `now` from the running generation unless its output already contradicts what was typed."""
+    async def _follow(self, now: CompletionContext, early_at: float | None = None) -> Answer | None:
+        """Serve `now` from the running generation unless its output already contradicts what was
+        typed; from `early_at` on, with the words it has finished past the typed text."""
         flight = self.inflight
         if flight is None or (flight.future.done() and flight.future.cancelled()):
             return None
@@ -248,7 +248,10 @@ class Suggester:
             # No output yet and the prompt is stale: start over (the KV cache keeps what was read).
             return None
         log.info("following the generation at %d (+%d typed)", len(flight.at.prefix), len(typed))
-        result = await self._await(flight)
+        waited = await self._wait(flight, early_at, typed)
+        if isinstance(waited, Answer):
+            return waited
+        result = waited
         if result is None or not result.text:
             return None
         rest = continuation(flight.at, result.text, now) if typed else result.text
@@ -306,17 +309,10 @@ class Suggester:
         # answer is cached and the next line prepared as soon as it exists.
         flight.future.add_done_callback(lambda _: self._finish(flight))
         try:
-            if early_at is None:
-                result = await self._await(flight)
-            else:
-                waiting = asyncio.ensure_future(self._await(flight))
-                shown = await self._early(flight, waiting, early_at)
-                if shown is not None:
-                    # The generation goes on (`waiting` keeps it from being orphaned); when it ends,
-                    # _finish caches the whole answer and the door asks the editor to look again.
-                    flight.early = True
-                    return Answer(shown, "ok", "early")
-                result = waiting.result()
+            waited = await self._wait(flight, early_at)
+            if isinstance(waited, Answer):
+                return waited
+            result = waited
         finally:
             if self.inflight is flight and flight.future.done():
                 self.inflight = None
@@ -332,20 +328,27 @@ class Suggester:
             return Answer(None, result.reason or "empty", result=result)
         return Answer(result.text, "ok", "model", entry=flight.entry, result=result)
 
-    async def _early(
-        self, flight: InFlight, waiting: asyncio.Future[CompletionResult | None], at: float
-    ) -> str | None:
-        """Wait for `waiting`; None when it ended, else the early text once after `at` there is one."""
+    async def _wait(
+        self, flight: InFlight, early_at: float | None, typed: str = ""
+    ) -> CompletionResult | Answer | None:
+        """The generation's result; or, from `early_at` on (perf_counter), an early Answer with the
+        words it has finished past `typed`. The generation then goes on (the waiting task keeps it
+        from being orphaned); when it ends, its answer is cached and the door asks the editor to
+        look again (on_update)."""
+        if early_at is None:
+            return await self._await(flight)
+        waiting = asyncio.ensure_future(self._await(flight))
         try:
             while True:
-                timeout = max(at - time.perf_counter(), EARLY_POLL_S)
+                timeout = max(early_at - time.perf_counter(), EARLY_POLL_S)
                 done, _ = await asyncio.wait({waiting}, timeout=timeout)
                 if done:
-                    return None
-                if time.perf_counter() >= at:
-                    shown = early_text(flight.partial)
+                    return waiting.result()
+                if time.perf_counter() >= early_at:
+                    shown = early_text(flight.partial, typed)
                     if shown is not None:
-                        return shown
+                        flight.early = True
+                        return Answer(shown, "ok", "early")
         except asyncio.CancelledError:
             waiting.cancel()  # asyncio.wait leaves it running: this request no longer waits
             raise
@@ -396,6 +399,8 @@ class Suggester:
             result = f.result()
             if result is not None and result.text:
                 self.cache.put(Suggestion(at, result.text, "hot-streak"))
+                if flight.early and self.on_update is not None:
+                    self.on_update(at.uri)
 
         flight.future.add_done_callback(done)
         return flight

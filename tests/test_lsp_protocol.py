@@ -355,6 +355,25 @@ def test_a_pause_shows_the_finished_words_at_once_and_the_client_is_told_when_th
     run(tmp_path, "slow", scenario, experimental={"infillerSuggestionUpdates": True})
 
 
+def test_a_pause_while_following_a_generation_shows_its_finished_words_past_the_typed_text(
+    tmp_path: Path,
+) -> None:
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "emoji.py", "x = fo")
+        first = asyncio.ensure_future(s.inline(uri, 0, 6, invoked=False))
+        await asyncio.sleep(0.2)  # the slow model has written "o_" of "o_bar(1)"
+        s.edit(uri, (0, 6), (0, 6), "o")
+        (early,) = [i.insert_text for i in await s.inline(uri, 0, 7, invoked=False)]
+        assert early == "_bar(", "the words finished past the typed `o`, not half a name"
+        await asyncio.wait_for(s.update_seen.wait(), 10)
+        assert [i.insert_text for i in await s.inline(uri, 0, 7, invoked=False)] == ["_bar(1)"]
+        await first
+        stats = await s.stats()
+        assert stats["served_by"].get("early", 0) >= 1 and stats["served_by"].get("cache") == 1
+
+    run(tmp_path, "slow", scenario, experimental={"infillerSuggestionUpdates": True})
+
+
 def test_without_the_capability_a_pause_waits_for_the_whole_answer(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         uri = s.open(s.root / "twice.py", "def twice(n):\n    \n")
