@@ -197,6 +197,24 @@ def test_text_inserted_far_above_the_cursor_is_read_alone() -> None:
     assert engine.evaluated - before >= 100 + len(end)
 
 
+def test_an_insertion_that_changes_the_tokens_at_the_seam_still_reads_only_the_new_text() -> None:
+    """Real tokenizers join text across the seam differently (Qwen: "\n" + indentation is one
+    token), so the old first tokens of a grown prefix window change; the rest is still reused."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    start = engine.tokenize("<|fim_prefix|>")
+    window = engine.tokenize("".join(f"value_{i} = {i}\n" for i in range(60)))
+    end = engine.tokenize("<|fim_suffix|>\n<|fim_middle|>")
+    older = engine.tokenize("import os\nimport sys\n")
+    seam = engine.tokenize("#")  # stands for the token the window's first two became
+    runtime.generate(start + window + end, max_tokens=4, on_text=lambda _: True)
+    before = engine.evaluated
+    grown = start + older + seam + window[2:] + end
+    runtime.generate(grown, max_tokens=4, on_text=lambda _: True)
+    assert engine.evaluated - before <= len(older) + len(seam) + 1 + 3  # + the last token, the answer
+    assert list(engine.cached_tokens())[: len(grown)] == grown
+
+
 def test_prefix_window_tokenizes_little_per_keystroke_in_a_huge_file() -> None:
     """Windowing counts grid blocks once each: a keystroke re-tokenizes about one window, not the file."""
     comp, engine = completer(prefix_tokens=1536)
