@@ -174,16 +174,22 @@ def test_a_short_moved_run_is_read_again() -> None:
     assert stats.reused_tokens == 2
 
 
-def test_text_inserted_far_above_the_cursor_is_read_alone() -> None:
-    """Older lines inserted at the top of a long prompt (a growing prefix window) cost only their
-    own reading; the same insertion near the end is read again with everything after it."""
-    engine = FakeEngine(lambda prompt: "ok")
-    runtime = Runtime(engine)
+def _window_prompt(engine: FakeEngine) -> tuple[list[int], list[int], list[int], list[int]]:
+    """A FIM prompt's pieces: its start, a long prefix window, its end, and older lines to insert."""
     start = engine.tokenize("<|fim_prefix|>")
     window = engine.tokenize("".join(f"value_{i} = {i}\n" for i in range(60)))
     end = engine.tokenize("<|fim_suffix|>\n<|fim_middle|>")
     older = engine.tokenize("import os\nimport sys\n")
     assert len(window) > MIN_INSERT_DISTANCE
+    return start, window, end, older
+
+
+def test_text_inserted_far_above_the_cursor_is_read_alone() -> None:
+    """Older lines inserted at the top of a long prompt (a growing prefix window) cost only their
+    own reading; the same insertion near the end is read again with everything after it."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    start, window, end, older = _window_prompt(engine)
     runtime.generate(start + window + end, max_tokens=4, on_text=lambda _: True)
     before = engine.evaluated
     stats = runtime.generate(start + older + window + end, max_tokens=4, on_text=lambda _: True)
@@ -202,10 +208,7 @@ def test_an_insertion_that_changes_the_tokens_at_the_seam_still_reads_only_the_n
     token), so the old first tokens of a grown prefix window change; the rest is still reused."""
     engine = FakeEngine(lambda prompt: "ok")
     runtime = Runtime(engine)
-    start = engine.tokenize("<|fim_prefix|>")
-    window = engine.tokenize("".join(f"value_{i} = {i}\n" for i in range(60)))
-    end = engine.tokenize("<|fim_suffix|>\n<|fim_middle|>")
-    older = engine.tokenize("import os\nimport sys\n")
+    start, window, end, older = _window_prompt(engine)
     seam = engine.tokenize("#")  # stands for the token the window's first two became
     runtime.generate(start + window + end, max_tokens=4, on_text=lambda _: True)
     before = engine.evaluated
