@@ -453,8 +453,12 @@ def test_real_model_suggestion_appears_and_is_accepted(model_editor: Editor) -> 
     ed = model_editor
     started = time.monotonic()
     retype_line(ed, "return 0.0", "return sum(")
+    # The first words may come early (the server shows them in a pause and tells the client when
+    # the rest is ready): wait for the whole suggestion, one that closes the call.
     state = ed.wait_ghost(
-        "a suggestion from the real model", MODEL_TIMEOUT_S, check=lambda s: s["line"] == "    return sum("
+        "a whole suggestion from the real model",
+        MODEL_TIMEOUT_S,
+        check=lambda s: s["line"] == "    return sum(" and _closes_call("sum(" + s["ghost"]["text"]),
     )
     ghost = state["ghost"]["text"]
     print(f"\nreal model: first suggestion {time.monotonic() - started:.1f}s after typing: {ghost!r}")
@@ -469,6 +473,15 @@ def test_real_model_suggestion_appears_and_is_accepted(model_editor: Editor) -> 
     assert after == expected
     compile("\n".join(after) + "\n", "report.py", "exec")  # the accepted code is valid Python
     ed.stats(lambda s: s["accepted"] >= 1, "the acceptance is counted")
+
+
+def _closes_call(text: str) -> bool:
+    """`text`'s first line is a complete Python expression."""
+    try:
+        compile(text.split("\n", 1)[0], "<ghost>", "eval")
+    except SyntaxError:
+        return False
+    return True
 
 
 @pytest.mark.model
