@@ -97,6 +97,15 @@ GHOST_JS = """() => {
 }"""
 
 
+def _completes_sum(ghost: str) -> bool:
+    """`sum(` + the ghost's first line + VS Code's auto-closed `)` is a complete expression."""
+    try:
+        compile(f"sum({ghost.split(chr(10), 1)[0]})", "<ghost>", "eval")
+    except SyntaxError:
+        return False
+    return True
+
+
 def chromium_path() -> str | None:
     """Debian's chromium (Playwright's own browser builds cannot be downloaded here)."""
     for candidate in (os.environ.get("INFILLER_CHROMIUM"), "chromium", "chromium-browser"):
@@ -401,7 +410,14 @@ def test_real_model_ghost_text_is_shown_accepted_with_tab_and_counted(workbench:
     wb.page.keyboard.type(TYPED, delay=KEY_DELAY_MS)
     typed_line = f"    {TYPED})"  # the closing bracket is VS Code's own auto-closing
     wb.wait_until(wb.lines, lambda ls: ls[TOTAL_LINE - 1 : TOTAL_LINE] == [typed_line], "the typed line")
-    wb.wait_until(wb.ghost, lambda g: bool(g), f"ghost text after `{TYPED}`", MODEL_TIMEOUT_S)
+    # Its first words may come early (the server shows them in a pause and the extension asks
+    # again on infiller/suggestionUpdated): wait for the whole suggestion, one that closes the call.
+    wb.wait_until(
+        wb.ghost,
+        lambda g: bool(g) and _completes_sum(g),
+        f"a whole suggestion after `{TYPED}`",
+        MODEL_TIMEOUT_S,
+    )
     time.sleep(1.0)  # a suggestion still streaming in is drawn again: take the settled one
     ghost = wb.ghost()
     print(f"real model: ghost text {time.monotonic() - started:.1f}s after typing: {ghost!r}")
