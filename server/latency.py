@@ -88,8 +88,8 @@ def early_text(partial: str, typed: str = "") -> str | None:
     """
     if not partial.startswith(typed):
         return None
-    line = partial[len(typed) :].split("\n", 1)[0]
-    if "\n" not in partial[len(typed) :]:
+    line, newline, _ = partial[len(typed) :].partition("\n")
+    if not newline:
         line = _WORD_TAIL.sub("", line)
     line = line.rstrip()
     if sum(1 for ch in line if not ch.isspace()) < EARLY_MIN_CHARS or not any(c.isalnum() for c in line):

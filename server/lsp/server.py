@@ -93,11 +93,11 @@ class InfillerServer(LanguageServer):
             loader=_factory_loader(engine_factory) if engine_factory is not None else default_loader,
             on_model_event=self._model_event_threadsafe,
         )
-        self.session.suggester.apply_settings(self.settings.suggest_settings())
         self.session.suggester.on_update = self._suggestion_updated
         # The client asks for inline completions again when told that a suggestion grew
         # (`infiller/suggestionUpdated`): early answers are then worth showing (server/suggest.py).
         self.suggestion_updates = False
+        self.adopt(self.settings)
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
         self.index_ready = False
         self.root: Path | None = None
