@@ -60,6 +60,8 @@ class BufferFeeder:
 
     def _flush(self, path: Path) -> None:
         self._timers.pop(path, None)
+        if self.server.closing:
+            return  # a burst's timer that fires after shutdown: the index thread is gone
         index = self.server.index
         if index is None:
             return  # fed when the index opens (resend_all)
