@@ -65,8 +65,10 @@ def function_body_start(lines: list[str]) -> int | None:
 def middle_start(prefix: str) -> int:
     """Offset in `prefix` where the middle starts: the enclosing function body, else the cursor line."""
     cut = prefix.rfind("\n") + 1
-    lines = prefix.split("\n")
+    # Only the last MAX_SCAN_LINES lines can matter (function_body_start looks no further up): a
+    # keystroke near the end of a 9,000-line file does not split the whole file.
+    lines = prefix.rsplit("\n", MAX_SCAN_LINES + 1)
     body = function_body_start(lines)
     if body is None:
         return cut
-    return sum(len(line) + 1 for line in lines[:body])
+    return len(prefix) - sum(map(len, lines[body:])) - (len(lines) - 1 - body)

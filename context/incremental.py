@@ -150,6 +150,38 @@ def _statements(root: ts.Node) -> list[tuple[int, ts.Node]]:
     return out
 
 
+class IncrementalTree:
+    """The syntax tree of a text that changes a little between calls (a buffer, keystroke by
+    keystroke): each call re-parses only the span changed since the previous one. Thread-safe; a
+    returned tree is never edited afterwards (the next call edits a copy)."""
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        self._source = b""
+        self._tree: ts.Tree | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, source: bytes) -> ts.Tree:
+        with self._lock:
+            old_tree = None
+            if self._tree is not None:
+                edit = _edit_between(self._source, source)
+                if edit is None:
+                    return self._tree
+                old_tree = self._tree.copy()
+                old_tree.edit(
+                    start_byte=edit.start_byte,
+                    old_end_byte=edit.old_end_byte,
+                    new_end_byte=edit.new_end_byte,
+                    start_point=edit.start_point,
+                    old_end_point=edit.old_end_point,
+                    new_end_point=edit.new_end_point,
+                )
+            tree = parse(self.language, source, old_tree=old_tree)
+            self._source, self._tree = source, tree
+            return tree
+
+
 def _edit_between(old: bytes, new: bytes) -> _Edit | None:
     """The single replaced span turning `old` into `new` (None when they are equal)."""
     if old == new:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from context.anchor import middle_start
 from context.syntax import language_for_path
@@ -29,15 +29,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # The prefix window's first line is a multiple of this: typing never shifts it, so the
 # KV cache of everything before the cursor stays valid until the window really must move.
 PREFIX_SNAP_LINES = 32
 # Lines after the cursor shown as suffix at most: the lines right after the cursor are what FIM
 # needs; further ones cost reading time on every new line.
 SUFFIX_MAX_LINES = 12
-# The end of the cursor line that is healed rather than put in the prompt: trailing spaces, or a
-# partial word with the spaces before it (`x = ` -> " ", `total = su` -> " su").
-HEAL_TAIL = re.compile(r"(?:[ \t]*\w+|[ \t]+)$")
+# The end of the cursor line that is healed rather than put in the prompt: trailing spaces, a
+# partial word with the spaces before it (`x = ` -> " ", `total = su` -> " su"), or an attribute
+# access begun (`shapes.` -> ".", `self.va` -> ".va"): the tokenizer has `.name` tokens, and a
+# model shown a bare `.` tends to go on with a word token that has its leading space (` scaled`).
+HEAL_TAIL = re.compile(r"(?:\.\w*|[ \t]*\w+|[ \t]+)$")
 # Longer tails (a long identifier) are not healed: each healed character costs generated tokens.
 MAX_HEAL_CHARS = 24
 # The middle (the function body typed so far, after the FIM middle marker) holds at most this many
@@ -55,6 +59,10 @@ COLD_CONTEXT_TOKENS = 128
 # Each growth step adds about this many tokens (the suffix first, then older lines of the prefix
 # window, then the rest of the repository context at once): a step fits in a typing pause.
 GROW_STEP_TOKENS = 32
+# A retrieval for a function body is reused while the text around the body's start is the same,
+# the index has no change to another file, and within periods of this many seconds (the regions
+# the user viewed elsewhere feed retrieval too).
+RETRIEVAL_MEMO_S = 10.0
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
 
@@ -190,6 +198,11 @@ class Completer:
             self._retriever = Retriever(index, sources=tuple(chosen))
         self._sanitize = runtime.template.special_tokens()
         self._blocks: dict[str, int] = {}
+        # The last input and result of each pure, costly step of build_prompt (see _memo).
+        self._memos: dict[str, tuple[object, Any]] = {}
+        # Whether the prompt's tokens may be taken as the memoized tokens of its fixed part plus the
+        # tokens of the body typed after the middle marker (checked on every fixed-part miss).
+        self._split_tokens = True
         self._growth: _Growth | None = None
         spec = runtime.spec
         self._middle_layout = self.settings.cursor_line_in_middle and (
@@ -235,7 +248,23 @@ class Completer:
             count = self._blocks[block] = self.count_tokens(block)
         return count
 
+    def _memo(self, step: str, key: object, compute: Callable[[], T]) -> T:
+        """`compute()`, or its result from the previous call of `step` when `key` is equal: while the
+        user types in a function body neither the text above it nor the text after the cursor
+        changes, so windowing and counting them again each keystroke would repeat the same work
+        (tens of ms per keystroke in a 9,000-line file)."""
+        last = self._memos.get(step)
+        if last is not None and last[0] == key:
+            result: T = last[1]
+            return result
+        value = compute()
+        self._memos[step] = (key, value)
+        return value
+
     def _window_prefix(self, prefix: str, budget: int) -> str:
+        return self._memo("prefix", (prefix, budget), lambda: self._compute_window_prefix(prefix, budget))
+
+    def _compute_window_prefix(self, prefix: str, budget: int) -> str:
         """The last lines of `prefix` within `budget` tokens, starting on the PREFIX_SNAP_LINES grid.
 
         Token counts are summed per grid block, each counted once and remembered by its text
@@ -267,13 +296,43 @@ class Completer:
         return window
 
     def _window_suffix(self, suffix: str, budget: int) -> str:
-        lines = suffix.split("\n")[:SUFFIX_MAX_LINES]
+        return self._memo("suffix", (suffix, budget), lambda: self._compute_window_suffix(suffix, budget))
+
+    def _compute_window_suffix(self, suffix: str, budget: int) -> str:
+        lines = suffix.split("\n", SUFFIX_MAX_LINES)[:SUFFIX_MAX_LINES]
         while len(lines) > 1 and self.count_tokens("\n".join(lines)) > budget:
             lines.pop()
         text = "\n".join(lines)
         if self.count_tokens(text) > budget:
             text = text[:budget]
         return text
+
+    def _freshness(self, request: CompletionContext) -> tuple[int, int]:
+        """What a remembered retrieval for this file must still match: the index's last change to
+        another file, and the RETRIEVAL_MEMO_S period (recently viewed regions change without one)."""
+        generation = 0
+        if self.index is not None and request.path is not None:
+            rel = self.index.rel(request.path)
+            generation = self.index.generation_excluding(rel) if rel is not None else 0
+        return generation, int(time.monotonic() // RETRIEVAL_MEMO_S)
+
+    def _tokens_after(self, fixed: str, typed: str) -> list[int]:
+        """The tokens of `fixed + typed`, where `fixed` ends with the FIM middle marker (a special
+        token, so tokenizing stops and starts again there): `fixed`'s tokens are remembered, and
+        a keystroke tokenizes only the body typed after the marker."""
+        if not self._split_tokens:
+            return self.runtime.tokenize(fixed + typed)
+        last = self._memos.get("fixed")
+        if last is not None and last[0] == fixed:
+            head: list[int] = last[1]
+            return head + self.runtime.tokenize(typed)
+        whole = self.runtime.tokenize(fixed + typed)
+        head = self.runtime.tokenize(fixed)
+        if whole[: len(head)] != head:
+            self._split_tokens = False  # a tokenizer that merges across the marker: never split
+            return whole
+        self._memos["fixed"] = (fixed, head)
+        return whole
 
     def _tail_lines(self, window: str, budget: int) -> str:
         """The last whole lines of `window` within `budget` tokens (a growing window's visible part)."""
@@ -369,9 +428,15 @@ class Completer:
         # Retrieval reads the text around the middle's start, not the cursor: it then stays the
         # same (and so does the prompt's head, in the KV cache) while the user types the body.
         in_body = cut < prefix.rfind("\n") + 1
-        retrieval = self.retrieve(
-            replace(request, prefix=prefix[:cut]) if in_body else request, budgets.context
-        )
+        if in_body:
+            anchored = replace(request, prefix=prefix[:cut])
+            retrieval = self._memo(
+                "retrieval",
+                (request.file, anchored.prefix, request.suffix, budgets.context, *self._freshness(request)),
+                lambda: self.retrieve(anchored, budgets.context),
+            )
+        else:
+            retrieval = self.retrieve(request, budgets.context)
         retrieval_ms = (time.perf_counter() - start) * 1000
         chunks = list(retrieval.chunks) if retrieval else []
         template = self.runtime.template
@@ -394,15 +459,17 @@ class Completer:
             # writes it again with its own tokens instead of continuing a split one.
             found = HEAL_TAIL.search(head)
             heal = found.group(0) if found and len(found.group(0)) <= MAX_HEAL_CHARS else ""
-            text = context_text + template.render_fim(above, suffix_w) + head[: len(head) - len(heal)]
+            fixed = context_text + template.render_fim(above, suffix_w)
+            text = fixed + head[: len(head) - len(heal)]
             prefix_w = above + head
+            tokens = self._tokens_after(fixed, text[len(fixed) :])
         else:
             heal = ""
             prefix_w = self._window_prefix(self._clean(prefix), self.settings.prefix_tokens)
             if budgets.prefix < self.settings.prefix_tokens:
                 prefix_w = self._tail_lines(prefix_w, budgets.prefix)
             text = context_text + template.render_fim(prefix_w, suffix_w)
-        tokens = self.runtime.tokenize(text)
+            tokens = self.runtime.tokenize(text)
         return Prompt(
             text=text,
             tokens=tokens,

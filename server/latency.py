@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
+from server.model.postprocess import no_space_inside_bracket
 from server.request import CompletionContext
 
 # Suggestions remembered per document for typing-through: the last few are enough, since a
@@ -79,9 +80,10 @@ def agrees(made_at: CompletionContext, partial: str, now: CompletionContext) -> 
     return partial.startswith(typed) or typed.startswith(partial)
 
 
-def early_text(partial: str, typed: str = "") -> str | None:
+def early_text(partial: str, typed: str = "", line_prefix: str = "") -> str | None:
     """What of a generation still running can be shown already: the words it has finished on its
     first line, past what was typed since it started; None when that is not worth a key.
+    `line_prefix`: the cursor line before the cursor now (the same style fixes as the whole answer).
 
     A trailing run of word characters may be half a name (`self.valu`), so it waits for the next
     piece; the rest of the line comes when the generation ends (the door asks the editor again).
@@ -91,7 +93,7 @@ def early_text(partial: str, typed: str = "") -> str | None:
     line, newline, _ = partial[len(typed) :].partition("\n")
     if not newline:
         line = _WORD_TAIL.sub("", line)
-    line = line.rstrip()
+    line = no_space_inside_bracket(line.rstrip(), line_prefix)
     if sum(1 for ch in line if not ch.isspace()) < EARLY_MIN_CHARS or not any(c.isalnum() for c in line):
         return None
     return line
@@ -201,9 +203,11 @@ class AdaptiveDebounce:
         old = self._interval.get(uri)
         self._interval[uri] = gap if old is None else EWMA_ALPHA * gap + (1 - EWMA_ALPHA) * old
 
-    def delay(self, uri: str) -> float:
-        """Seconds to wait before asking the model for `uri`."""
-        if not self.adaptive:
+    def delay(self, uri: str, fresh_line: bool = False) -> float:
+        """Seconds to wait before asking the model for `uri`; `fresh_line`: the cursor follows only
+        indentation (Enter was just pressed), where a user reads before typing on, so the next key
+        seldom comes within the debounce and waiting for it would only delay the answer."""
+        if not self.adaptive or fresh_line:
             return self.min_s
         interval = self._interval.get(uri)
         if interval is None:

@@ -220,7 +220,8 @@ class Suggester:
         if completer is None:
             return Answer(None, "model-unavailable" if session.model_error else "model-loading")
 
-        delay = 0.0 if explicit else self.debounce.delay(uri)
+        fresh_line = not now.prefix[now.prefix.rfind("\n") + 1 :].strip()
+        delay = 0.0 if explicit else self.debounce.delay(uri, fresh_line)
         if delay > 0:
             await asyncio.sleep(delay)
             if self._latest.get(uri) != seq:  # a newer request, or the document was closed
@@ -345,7 +346,8 @@ class Suggester:
                 if done:
                     return waiting.result()
                 if time.perf_counter() >= early_at:
-                    shown = early_text(flight.partial, typed)
+                    line = flight.at.prefix[flight.at.prefix.rfind("\n") + 1 :] + typed
+                    shown = early_text(flight.partial, typed, line)
                     if shown is not None:
                         flight.early = True
                         return Answer(shown, "ok", "early")

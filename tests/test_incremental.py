@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from context.extract import FileFacts, extract
-from context.incremental import BufferFacts
+from context.incremental import BufferFacts, IncrementalTree
+from context.syntax import parse
 
 DATA = Path(__file__).parent / "data" / "context" / "shop"
 
@@ -88,3 +89,17 @@ def test_a_real_file_edited_line_by_line_matches_a_full_pass() -> None:
             facts = buffer.update(edited.encode())
             full = extract("python", edited.encode(), windows=False, references=False)
             assert facts_key(facts) == facts_key(full)
+
+
+def test_an_incremental_tree_equals_a_fresh_parse_and_never_changes_a_tree_it_returned() -> None:
+    trees = IncrementalTree("python")
+    before = module_source(200).encode()
+    first = trees.parse(before)
+    shape = str(first.root_node)
+    assert trees.parse(before) is first  # the same text: no parse at all
+    # A keystroke in the middle: `x` typed at the end of some line, then the line finished.
+    at = before.index(b"\n", len(before) // 2)
+    for typed in (b" x", b" x = (", b" x = (1,"):
+        after = before[:at] + typed + before[at:]
+        assert str(trees.parse(after).root_node) == str(parse("python", after).root_node)
+    assert str(first.root_node) == shape

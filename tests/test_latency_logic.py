@@ -117,6 +117,8 @@ def test_early_text_shows_finished_words_of_the_first_line(partial: str, shown: 
 
 def test_early_text_is_what_comes_after_the_text_typed_since() -> None:
     assert early_text("for item in items:", "for ") == "item in items:"
+    # As the whole answer: no space just inside the bracket the line ends with.
+    assert early_text(" rect.area() for", "", "    return sum(") == "rect.area()"
     assert early_text("for item in items:", "while") is None
 
 
@@ -166,6 +168,7 @@ def test_debounce_follows_typing_speed() -> None:
     for n in range(10):
         deb.observe(URI, n * 0.1)  # a fast burst: 100 ms between keys
     assert deb.delay(URI) == pytest.approx(0.125, abs=0.01)  # wait a little longer than a key
+    assert deb.delay(URI, fresh_line=True) == 0.02  # after Enter the user reads: ask at once
     slow = "file:///slow.py"
     for n in range(10):
         deb.observe(slow, n * 0.4)  # 400 ms between keys: the next key will not come in time

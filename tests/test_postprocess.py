@@ -205,6 +205,20 @@ CASES = [
         Reason.EMPTY,
     ),
     (
+        "no space just inside an opening bracket",
+        "def total(rects):\n    return sum(█)\n",
+        " rect.area() for rect in rects\n",
+        "rect.area() for rect in rects",
+        Reason.LINE_END,
+    ),
+    (
+        "a space after a comma stays",
+        "point = (1,█)\n",
+        " 2\n",
+        " 2",
+        Reason.LINE_END,
+    ),
+    (
         "unicode text survives",
         "greeting = █\n",
         '"héllo wörld 👋"\n',

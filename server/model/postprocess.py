@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
-from context.syntax import LANGUAGES, parse
+from context.incremental import IncrementalTree
+from context.syntax import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,18 @@ UNFINISHED_ENDINGS = (
     " or",
     " not",
 )
+# Non-blank lines after the cursor line that a plan remembers (the next line decides block ends).
+FOLLOWING_LINES = 3
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
+# Just inside these the code has no space (PEP 8, black, prettier); a model's ` rect` after `sum(` is
+# its tokenizer's habit (a word with its leading space is one token), not the code's style. Braces
+# are left alone: `{ a: 1 }` is common style in JavaScript.
+NO_SPACE_AFTER = ("(", "[")
+# The last text planned per language, parsed again only where it changed: a keystroke in a
+# 9,000-line file then costs a re-parse of the statement around it, not of the whole file.
+_TREES: dict[str, IncrementalTree] = {}
+_TREES_LOCK = threading.Lock()
 # Node types inside which a completion must stay on its line (strings, comments).
 LINE_ONLY_NODES = frozenset({"comment", "string_content", "string_fragment", "line_comment", "block_comment"})
 # Python node types whose children form an indented block.
@@ -132,8 +144,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     """Decide single-line vs block from the text around the cursor (and the syntax tree when known)."""
     line_prefix = prefix.rsplit("\n", 1)[-1]
     line_suffix = suffix.split("\n", 1)[0]
-    rest = suffix.split("\n")[1:]
-    following = tuple(s.strip() for s in rest if s.strip())[:3]
+    following = _following_lines(suffix, FOLLOWING_LINES)
     next_line = following[0] if following else ""
     info = LANGUAGES.get(language or "")
     openers = info.block_openers if info else (":", "{")
@@ -163,13 +174,30 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     )
 
 
+def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
+    """The first `count` non-blank lines after the cursor line, stripped (without splitting the
+    rest of the file: the suffix of a cursor early in a big file is most of it)."""
+    found: list[str] = []
+    start = suffix.find("\n") + 1
+    while start and len(found) < count:
+        end = suffix.find("\n", start)
+        line = suffix[start:] if end < 0 else suffix[start:end]
+        if line.strip():
+            found.append(line.strip())
+        start = end + 1
+    return tuple(found)
+
+
 def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: ignore[no-untyped-def]
     if not language or language not in LANGUAGES:
         return None
     source = (prefix + suffix).encode("utf-8")
     point = (prefix.count("\n"), len(prefix.rsplit("\n", 1)[-1].encode("utf-8")))
-    tree = parse(language, source)
-    return tree.root_node.descendant_for_point_range(point, point)
+    with _TREES_LOCK:
+        trees = _TREES.get(language)
+        if trees is None:
+            trees = _TREES[language] = IncrementalTree(language)
+    return trees.parse(source).root_node.descendant_for_point_range(point, point)
 
 
 def _in_line_only_node(prefix: str, suffix: str, language: str | None) -> bool:
@@ -334,6 +362,13 @@ class StreamFilter:
         return finalize(self.raw, self.plan, cut_off=cut_off and self.stop_reason is None)
 
 
+def no_space_inside_bracket(text: str, line_prefix: str) -> str:
+    """`text` without the one space a model put right after an opening bracket the line ends with."""
+    if line_prefix.endswith(NO_SPACE_AFTER) and text.startswith(" ") and text[1:2] not in (" ", "\t", ""):
+        return text[1:]
+    return text
+
+
 def _repeats_typed(text: str, plan: Plan) -> bool:
     """The completion begins by re-typing the cursor line's own text (`x = ` + `x = 1`)."""
     typed = plan.line_prefix.strip()
@@ -378,6 +413,7 @@ def finalize(raw: str, plan: Plan, *, cut_off: bool = False) -> Outcome:
         return Outcome(None, Reason.REPEATS_TYPED)
     if plan.mode is Mode.BLOCK and _repeats_suffix(text, plan):
         return Outcome(None, Reason.REPEATS_SUFFIX)
+    text = no_space_inside_bracket(text, plan.line_prefix)
     last_start = text.rfind("\n") + 1
     fixed, suppress = (
         _fix_line_end(text[last_start:], plan)
