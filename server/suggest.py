@@ -59,6 +59,7 @@ SPEED_EWMA_ALPHA = 0.3
 # Once no key has come for this long after a request, the user has paused: show the words the
 # model has finished (early_text) instead of waiting for its whole line (~1 s for the 1.5B on 2
 # cores). Shorter shows fragments during bursts (keys come every ~0.14 s); longer wastes the pause.
+# At the start of a new line (after Enter) there is no burst: no wait at all.
 EARLY_ANSWER_MS = 300
 # While paused, how often to look at the running generation for words to show.
 EARLY_POLL_S = 0.03
@@ -209,7 +210,10 @@ class Suggester:
         uri = now.uri
         seq = self._latest[uri] = self._latest.get(uri, 0) + 1
         early_ms = self.settings.early_answer_ms if not explicit else 0
-        early_at = start + early_ms / 1000 if early_ms else None
+        # After Enter the user reads before typing on (no burst to wait out): the first finished
+        # words are shown as soon as they exist.
+        fresh_line = not now.prefix[now.prefix.rfind("\n") + 1 :].strip()
+        early_at = start + (0 if fresh_line else early_ms / 1000) if early_ms else None
         followed = await self._follow(now, early_at)
         if followed is not None:
             return followed
@@ -220,7 +224,6 @@ class Suggester:
         if completer is None:
             return Answer(None, "model-unavailable" if session.model_error else "model-loading")
 
-        fresh_line = not now.prefix[now.prefix.rfind("\n") + 1 :].strip()
         delay = 0.0 if explicit else self.debounce.delay(uri, fresh_line)
         if delay > 0:
             await asyncio.sleep(delay)
