@@ -216,6 +216,13 @@ class AdaptiveDebounce:
         # Slow typing: the next key will not come within max_s, so waiting only adds latency.
         return self.min_s if wait > self.max_s else max(self.min_s, wait)
 
+    def since_last_key(self, uri: str, now: float | None = None) -> float | None:
+        """Seconds since the last keystroke in `uri` (None: none seen)."""
+        last = self._last.get(uri)
+        if last is None:
+            return None
+        return (time.monotonic() if now is None else now) - last
+
     def forget(self, uri: str) -> None:
         self._last.pop(uri, None)
         self._interval.pop(uri, None)

@@ -61,6 +61,11 @@ SPEED_EWMA_ALPHA = 0.3
 # cores). Shorter shows fragments during bursts (keys come every ~0.14 s); longer wastes the pause.
 # At the start of a new line (after Enter) there is no burst: no wait at all.
 EARLY_ANSWER_MS = 300
+# A growth step is one uncancellable read of ~GROW_STEP_TOKENS tokens (0.5-1 s for the 1.5B on 2
+# cores): started while the user types, it holds up the request after the next Enter, the pause
+# that most wants an answer. Steps wait until no key has come for this long (a pause, not the gap
+# between two keys of a burst: under ~0.35 s).
+GROW_QUIET_S = 0.4
 # While paused, how often to look at the running generation for words to show.
 EARLY_POLL_S = 0.03
 
@@ -128,6 +133,7 @@ class Suggester:
         self.inflight: InFlight | None = None
         self.background: asyncio.Future[CompletionResult | None] | None = None
         self._growing: asyncio.Future[bool] | None = None
+        self._grow_timer: asyncio.TimerHandle | None = None
         self.tokens_per_s: float | None = None  # generation speed, a moving average
         # Called with a uri when a suggestion shown early there is complete (the door tells the editor).
         self.on_update: Callable[[str], None] | None = None
@@ -427,7 +433,16 @@ class Suggester:
 
     def grow(self, at: CompletionContext) -> None:
         """Grow this place's prompt towards the full budgets, a step at a time, while the model is
-        idle (Completer.grow); any request supersedes it, and the next answer resumes it."""
+        idle (Completer.grow); any request supersedes it, and the next answer resumes it. A step
+        starts only once the keyboard has been quiet for GROW_QUIET_S (see there)."""
+        if self._grow_timer is not None:
+            self._grow_timer.cancel()
+            self._grow_timer = None
+        since = self.debounce.since_last_key(at.uri)
+        if since is not None and since < GROW_QUIET_S:
+            loop = asyncio.get_running_loop()
+            self._grow_timer = loop.call_later(GROW_QUIET_S - since, self.grow, at)
+            return
         completer = self.session.completer(at.root)
         if completer is None:
             return

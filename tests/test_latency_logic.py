@@ -179,6 +179,15 @@ def test_debounce_follows_typing_speed() -> None:
     assert deb.delay(URI) == 0.02
 
 
+def test_the_debounce_knows_how_long_the_keyboard_has_been_quiet() -> None:
+    deb = AdaptiveDebounce(min_s=0.02, max_s=0.2)
+    assert deb.since_last_key(URI) is None
+    deb.observe(URI, 10.0)
+    assert deb.since_last_key(URI, now=10.3) == pytest.approx(0.3)
+    deb.forget(URI)
+    assert deb.since_last_key(URI) is None
+
+
 def test_fixed_debounce() -> None:
     deb = AdaptiveDebounce(min_s=0.05, max_s=0.2, adaptive=False)
     for n in range(5):
