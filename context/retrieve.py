@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
 from context.extract import identifiers, one_line
 from context.imports import ImportBinding, Target, find_symbol, python_bindings, resolve_chain
 from context.index import Index, Symbol
+from context.name_counts import NameCounts, starts_a_name
 from context.repomap import RepoMap
 from context.syntax import get_language, language_for_path, parse
 
@@ -97,6 +98,8 @@ MAX_FULL_SNIPPETS = 3
 OUTLINE_LINE = -1
 # Members of an imported module listed because the file uses them elsewhere (`setters.NO_OP`).
 MAX_MODULE_MEMBERS_USED = 6
+# Buffers whose name counts are kept (the files being switched between; each holds its text).
+COUNTED_BUFFERS = 4
 # Members listed when the cursor is right after `module.` or `obj.` with nothing typed yet.
 MAX_MEMBERS_AT_DOT = 6
 
@@ -123,6 +126,8 @@ LOCAL_BINDING_RE = re.compile(
     r"(?:\b(?:def|class|as|for|global|nonlocal)\s+([A-Za-z_]\w*))|(?:^\s*([A-Za-z_]\w*)\s*(?::[^=\n]*)?=[^=])",
     re.MULTILINE,
 )
+# The member named after `module.` in the buffer (`setters.NO_OP`): see _attributes_used.
+ATTRIBUTE_RE = re.compile(r"[A-Za-z_]\w*")
 CLASS_LINE_RE = re.compile(r"^(\s*)class\s+\w+\s*(?:\(([^)]*)\))?\s*:")
 
 PYTHON_IMPORT_QUERY = "(import_statement) @import (import_from_statement) @import"
@@ -222,7 +227,10 @@ class Retriever:
         self._memo_resolve: dict[tuple[str, tuple[str, ...]], tuple[Target, int] | None] = {}
         self._memo_symbols: dict[tuple[str, str, str | None], list[Symbol]] = {}
         self._memo_top: dict[str, set[str]] = {}
+        self._memo_outline: dict[tuple[Symbol, ...], str] = {}
         self._memo_bases: tuple[int, list[str]] | None = None
+        # Uses of the imported names per buffer, carried from keystroke to keystroke.
+        self._name_counts: dict[str, NameCounts] = {}
 
     # -----------------------------------------------------------------------------------------
 
@@ -352,7 +360,8 @@ class Retriever:
         unused: dict[tuple[str, str, str | None], float] = defaultdict(float)
         if python:
             raising = RAISE_CUE_RE.search(near.line_prefix) is not None
-            pending = _pending_imports(rel, text, bindings)
+            counts = self._counts_of(rel, text)
+            pending = _pending_imports(rel, text, bindings, counts)
             for binding in bindings:
                 local = binding.local
                 if local and local not in looked_up and local != "*":
@@ -360,7 +369,7 @@ class Retriever:
                         weight = PENDING_IMPORT_WEIGHT
                     else:
                         # A name used often elsewhere in the file is likely to be used here too.
-                        uses = min(text.count(local) - 1, MAX_COUNTED_USES)
+                        uses = min(counts.occurrences(local) - 1, MAX_COUNTED_USES)
                         weight = IMPORTED_UNUSED_WEIGHT * (1 + uses)
                     if raising and EXCEPTION_NAME_RE.search(local):
                         weight *= RAISE_CUE_BOOST
@@ -394,7 +403,7 @@ class Retriever:
                 key=lambda e: (-e[1], e[0].start_line),
             )[:OUTLINE_MAX_ENTRIES]
             if entries:
-                text = self._outline([symbol for symbol, _ in entries])
+                text = self._outline(tuple(symbol for symbol, _ in entries))
                 # Its best entry, not the sum: a long list of maybe-used names must not outrank
                 # the one name the cursor's neighbourhood actually uses.
                 out.append(
@@ -402,8 +411,18 @@ class Retriever:
                 )
         return _best_first(out)
 
-    def _outline(self, symbols: list[Symbol]) -> str:
-        """One line per symbol, methods indented under their class, classes with their constructor."""
+    def _outline(self, symbols: tuple[Symbol, ...]) -> str:
+        """One line per symbol, methods indented under their class, classes with their constructor.
+
+        Memoised until another file changes (outlines are of other files): a cursor's outlines
+        mostly repeat the previous cursor's, and each costs an index query per class.
+        """
+        text = self._memo_outline.get(symbols)
+        if text is None:
+            text = self._memo_outline[symbols] = self._build_outline(symbols)
+        return text
+
+    def _build_outline(self, symbols: tuple[Symbol, ...]) -> str:
         lines: list[str] = []
         owner: str | None = None
         methods_of = {s.parent for s in symbols if s.kind == "method"}
@@ -476,10 +495,7 @@ class Retriever:
             for symbol in self._module_members(resolved[0].path):
                 scores[(resolved[0].path, symbol.name, None)] += PENDING_IMPORT_WEIGHT * PENDING_MEMBER_SHARE
             return
-        # A literal pattern (found at memchr speed) filtered in Python: a lookbehind pattern has
-        # no literal prefix and steps through every position of the buffer.
-        attribute = re.compile(rf"{re.escape(local)}\.([A-Za-z_]\w*)")
-        uses = Counter(m.group(1) for m in attribute.finditer(text) if _starts_a_name(text, m.start()))
+        uses = Counter(_attributes_used(text, local))
         for member, count in uses.most_common(MAX_MODULE_MEMBERS_USED):
             weight = IMPORTED_UNUSED_WEIGHT * (1 + min(count, MAX_COUNTED_USES))
             scores[(resolved[0].path, member, None)] += weight
@@ -719,7 +735,17 @@ class Retriever:
         if stamp != self._memo_stamp:
             self._memo_stamp = stamp
             self._memo_resolve, self._memo_symbols, self._memo_top = {}, {}, {}
+            self._memo_outline = {}
         self._memo_bases = None
+
+    def _counts_of(self, rel: str, text: str) -> NameCounts:
+        """The name counts of buffer `rel`, brought up to date with `text`."""
+        counts = self._name_counts.pop(rel, None) or NameCounts()
+        counts.update(text)
+        self._name_counts[rel] = counts  # most recently used last
+        while len(self._name_counts) > COUNTED_BUFFERS:
+            del self._name_counts[next(iter(self._name_counts))]
+        return counts
 
     def _symbols(self, path: str, name: str, parent: str | None) -> list[Symbol]:
         key = (path, name, parent)
@@ -810,46 +836,39 @@ def _class_fields(snippet: str) -> list[str]:
     return fields
 
 
-def _pending_imports(rel: str, text: str, bindings: Sequence[ImportBinding]) -> set[str]:
+def _pending_imports(
+    rel: str, text: str, bindings: Sequence[ImportBinding], counts: NameCounts | None = None
+) -> set[str]:
     """Names bound by an import of the buffer and not used anywhere else in it.
 
     A package's `__init__.py` imports to re-export, not to use: nothing there is pending.
+    `counts` are the buffer's (kept across requests); without them the names are counted afresh.
     """
     if rel.rsplit("/", 1)[-1] == "__init__.py":
         return set()
-    return {
-        b.local
-        for b in bindings
-        if b.local and b.local != "*" and _whole_name_count(text, b.local, limit=2) <= 1
-    }
+    if counts is None:
+        counts = NameCounts()
+        counts.update(text)
+    return {b.local for b in bindings if b.local and b.local != "*" and counts.whole_uses(b.local) <= 1}
 
 
-def _whole_name_count(text: str, name: str, limit: int) -> int:
-    """Occurrences of `name` as a whole name, not an attribute (`x.name`), counted up to `limit`.
+def _attributes_used(text: str, module: str) -> Iterator[str]:
+    """The attributes of `module.attr` uses in `text`, in order, as `module\\.(\\w+)` would find them.
 
-    str.find (memchr speed) rather than a regex: a lookbehind pattern has no literal prefix to
-    search for and steps through every position, which cost 50 ms per request on a 100 KB file.
+    str.find (memchr speed) for `module.`, filtered in Python: a lookbehind pattern has no literal
+    prefix and steps through every position of the buffer, and even a literal prefix is searched
+    by the regex engine several times slower than by str.find.
     """
-    count, start = 0, 0
-    while count < limit:
-        at = text.find(name, start)
-        if at < 0:
-            break
-        end = at + len(name)
-        after = text[end] if end < len(text) else " "
-        # `Table` inside `TableRow` or `self.Table` is not a use of the imported `Table`.
-        if _starts_a_name(text, at) and not (after.isalnum() or after == "_"):
-            count += 1
-        start = end
-    return count
-
-
-def _starts_a_name(text: str, at: int) -> bool:
-    """Whether `text[at]` begins a name of its own: not inside a longer name, not after a dot."""
-    if at == 0:
-        return True
-    before = text[at - 1]
-    return not (before.isalnum() or before in "_.")
+    prefix = module + "."
+    start = text.find(prefix)
+    while start >= 0:
+        found = ATTRIBUTE_RE.match(text, start + len(prefix))
+        if found is None:  # `module.(`: the regex would go on from the next character
+            start = text.find(prefix, start + 1)
+            continue
+        if starts_a_name(text, start):
+            yield found.group(0)
+        start = text.find(prefix, found.end())
 
 
 def _docstring_lines(lines: list[str], first: int, last: int) -> set[int]:
