@@ -173,6 +173,9 @@ def test_doctor_on_a_machine_where_repacking_crashes_picks_a_configuration_that_
     assert repacking and all(not t["ok"] for t in repacking)
     assert "SIGSEGV" in repacking[0]["error"]
     assert any(t["ok"] and t["prompt_tps"] > 0 for t in report["trials"])
+    # The small-batch cliff is measured by every trial that ran, and decided for the chosen one.
+    assert all(t["small_batch_ratio"] > 0 for t in report["trials"] if t["ok"])
+    assert report["config"]["small_batch"] in (0, 7)
     # The decision is cached: a completion on this "machine" runs, with no manual step.
     sample = REPO / "examples" / "invoice" / "invoice" / "refunds.py"
     done = subprocess.run(

@@ -319,3 +319,25 @@ def test_a_prompt_built_keystroke_by_keystroke_equals_one_built_from_scratch() -
     for state in states:
         fresh = Completer(Runtime(engine))
         assert typing.build_prompt(request(state)).tokens == fresh.build_prompt(request(state)).tokens
+
+
+@pytest.mark.model
+def test_a_small_read_split_in_two_batches_leaves_the_same_cache_and_next_token() -> None:
+    """EngineConfig.small_batch: 8-15 new tokens read as two batches (a slower kernel takes 8 at
+    once on some CPUs) put the same tokens in the KV cache, and the model predicts the same."""
+    from server.model.llamacpp import EngineConfig, LlamaEngine
+    from server.model.registry import load_registry, resolve
+    from tests.conftest import TEST_MODEL
+
+    spec = load_registry().get(TEST_MODEL)
+    text = "def mean(values):\n    total = sum(values)\n    return total / len("
+    answers = []
+    for small in (0, 7):
+        engine = LlamaEngine(resolve(spec), spec.family, n_ctx=512, config=EngineConfig(1, False, small))
+        tokens = engine.vocab.tokenize(text)
+        engine.eval(tokens[:-12])
+        engine.eval(tokens[-12:])  # 12 tokens: one batch, or two of 6
+        assert list(engine.cached_tokens()) == tokens
+        answers.append(engine.vocab.token_bytes(engine.argmax()))
+        engine.close()
+    assert answers[0] == answers[1] and b"values" in answers[0], answers

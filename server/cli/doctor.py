@@ -63,8 +63,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             row = f"{trial.prompt_tps:12.1f}  {trial.gen_tps:9.1f}  {trial.typical_ms:10.0f}  ok"
         else:
             row = f"{'-':>12}  {'-':>9}  {'-':>10}  {trial.error}"
-        chosen = "  <- chosen" if config == decision.config else ""
+        picked = (config.threads, config.extra_bufts) == (
+            decision.config.threads,
+            decision.config.extra_bufts,
+        )
+        chosen = "  <- chosen" if picked else ""
         print(f"  {config.threads:>7}  {'on' if config.extra_bufts else 'off':<9}  {row}{chosen}")
+    chosen_config = (decision.config.threads, decision.config.extra_bufts)
+    best = next(
+        (t for t in decision.trials if t.ok and (t.config.threads, t.config.extra_bufts) == chosen_config),
+        None,
+    )
+    if best is not None and best.small_batch_ratio:
+        small = decision.config.small_batch
+        split = f"reads of {small + 1}-{2 * small + 1} tokens split in two" if small else "not split"
+        print(f"  small reads: {best.small_batch_ratio:.1f}x the time for one more token; {split}")
     print(f"sandbox     {'available' if sandbox_ok else 'NOT available'}: {sandbox_why}")
     return 0
 

@@ -108,6 +108,8 @@ class ModelProcess:
             str(config.threads),
             "--extra-bufts",
             "1" if config.extra_bufts else "0",
+            "--small-batch",
+            str(config.small_batch),
         ]
         self.proc = subprocess.Popen(
             command,
@@ -402,6 +404,10 @@ class _Link(CancelToken):
         return reply == "go"
 
 
+# The batch size below the cliff the self-test looks for (see EngineConfig.small_batch).
+SMALL_BATCH = 7
+
+
 def _bench(runtime: Runtime, prompt_tokens: int, gen_tokens: int) -> dict[str, float]:
     """Prompt reading and generation speed (tokens/s), from a cold cache."""
     engine = runtime.engine
@@ -420,8 +426,21 @@ def _bench(runtime: Runtime, prompt_tokens: int, gen_tokens: int) -> dict[str, f
     for _ in range(gen_tokens):
         engine.eval([engine.argmax()])
     gen_s = time.perf_counter() - start
+    # The small-batch cliff: a read of SMALL_BATCH + 1 tokens against one of SMALL_BATCH, after
+    # the prompt (best of two each).
+    base = len(engine.cached_tokens())
+    cost: dict[int, float] = {}
+    for n in (SMALL_BATCH, SMALL_BATCH + 1) * 2:
+        start = time.perf_counter()
+        engine.eval(tokens[:n])
+        cost[n] = min(cost.get(n, float("inf")), time.perf_counter() - start)
+        engine.truncate(base)
     runtime.reset()
-    return {"prompt_tps": prompt_tokens / prompt_s, "gen_tps": gen_tokens / gen_s}
+    return {
+        "prompt_tps": prompt_tokens / prompt_s,
+        "gen_tps": gen_tokens / gen_s,
+        "small_batch_ratio": cost[SMALL_BATCH + 1] / cost[SMALL_BATCH],
+    }
 
 
 def _serve(conn: Connection, runtime: Runtime) -> None:
@@ -480,6 +499,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--extra-bufts", type=int, choices=(0, 1), default=1)
+    parser.add_argument("--small-batch", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=int(os.environ.get("INFILLER_LOG_LEVEL", logging.WARNING)),
@@ -490,7 +510,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     from server.model.llamacpp import LlamaEngine
 
     try:
-        config = EngineConfig(threads=args.threads, extra_bufts=bool(args.extra_bufts))
+        config = EngineConfig(
+            threads=args.threads, extra_bufts=bool(args.extra_bufts), small_batch=args.small_batch
+        )
         engine = LlamaEngine(args.model, args.family, n_ctx=args.n_ctx, config=config)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

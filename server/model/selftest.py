@@ -11,6 +11,7 @@ cached per machine, llama-cpp-python build and model file; `infiller doctor` sho
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,14 +25,14 @@ from typing import Any
 import platformdirs
 
 from server.model.llamacpp import EngineConfig
-from server.model.process import ModelProcess, ModelProcessDied
+from server.model.process import SMALL_BATCH, ModelProcess, ModelProcessDied
 from server.model.registry import ModelSpec
 from server.model.runtime import model_threads
 
 log = logging.getLogger(__name__)
 
 # Bump when the measurement or the decision rule changes: old decisions are then re-measured.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # A short prompt and a few tokens: enough for a stable rate, cheap enough for first use
 # (about 4 s per configuration for the 1.5B on 2 cores, 4 configurations).
 BENCH_PROMPT_TOKENS = 128
@@ -40,6 +41,10 @@ BENCH_GEN_TOKENS = 12
 # generated line. The configuration with the least time for this work wins.
 TYPICAL_PROMPT_TOKENS = 256
 TYPICAL_GEN_TOKENS = 24
+
+# Reads just over SMALL_BATCH tokens are split (EngineConfig.small_batch) when one costs this many
+# times a read of SMALL_BATCH: two half batches then cost about 1.2x one of SMALL_BATCH.
+SMALL_BATCH_SPLIT_RATIO = 1.5
 
 Report = Callable[[str, int, int], None]
 """report(phase, done, total), as registry.ProgressFn."""
@@ -52,6 +57,8 @@ class Trial:
     prompt_tps: float = 0.0
     gen_tps: float = 0.0
     error: str = ""
+    # A read of SMALL_BATCH + 1 tokens over one of SMALL_BATCH (0: not measured).
+    small_batch_ratio: float = 0.0
 
     @property
     def typical_ms(self) -> float:
@@ -162,7 +169,13 @@ def run_trial(path: Path, family: str, config: EngineConfig) -> Trial:
         return Trial(config, ok=False, error=f"{type(exc).__name__}: {exc}")
     try:
         speeds = process.call(("bench", BENCH_PROMPT_TOKENS, BENCH_GEN_TOKENS))
-        return Trial(config, ok=True, prompt_tps=speeds["prompt_tps"], gen_tps=speeds["gen_tps"])
+        return Trial(
+            config,
+            ok=True,
+            prompt_tps=speeds["prompt_tps"],
+            gen_tps=speeds["gen_tps"],
+            small_batch_ratio=speeds.get("small_batch_ratio", 0.0),
+        )
     except ModelProcessDied as exc:
         return Trial(config, ok=False, error=str(exc))
     except Exception as exc:
@@ -198,7 +211,9 @@ def measure(spec: ModelSpec, path: Path, report: Report | None = None) -> Decisi
             "pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python"
         )
     best = min(working, key=lambda t: t.typical_ms)
-    return Decision(model=spec.name, config=best.config, trials=trials, machine=machine_facts())
+    split = SMALL_BATCH if best.small_batch_ratio > SMALL_BATCH_SPLIT_RATIO else 0
+    config = dataclasses.replace(best.config, small_batch=split)
+    return Decision(model=spec.name, config=config, trials=trials, machine=machine_facts())
 
 
 def choose(spec: ModelSpec, path: Path, *, report: Report | None = None, retest: bool = False) -> Decision:
@@ -227,5 +242,5 @@ def configure(
     """The configuration to run: the self-test's choice, with the user's thread count if set."""
     config = choose(spec, path, report=report).config
     if threads and threads > 0 and threads != config.threads:
-        config = EngineConfig(threads=threads, extra_bufts=config.extra_bufts)
+        config = dataclasses.replace(config, threads=threads)
     return config
