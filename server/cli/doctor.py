@@ -76,7 +76,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     )
     if best is not None and best.small_batch_ratio:
         small = decision.config.small_batch
-        split = f"reads of {small + 1}-{2 * small + 1} tokens split in two" if small else "not split"
+        split = f"reads of {small + 1}-{2 * small} tokens split in two" if small else "not split"
         print(f"  small reads: {best.small_batch_ratio:.1f}x the time for one more token; {split}")
     print(f"sandbox     {'available' if sandbox_ok else 'NOT available'}: {sandbox_why}")
     return 0

@@ -52,10 +52,11 @@ class EngineConfig:
     threads: int
     # llama.cpp's extra buffer types (CPU weight repacking, AMX). Off avoids the AMX crash above.
     extra_bufts: bool = True
-    # Reads of small_batch+1 .. 2*small_batch+1 tokens go in even batches of at most small_batch
-    # (0: one batch). On some CPUs a batch of 8 tokens takes a slower kernel than one of 7 (measured
-    # on the reference machine, 1.5B: 7 tokens 365 ms, 8 tokens 848 ms, two of 4 424 ms); the
-    # self-test measures it. Those are the reads of a typed line after Enter.
+    # Reads of small_batch+1 .. 2*small_batch tokens go in two batches (0: one batch). On some CPUs
+    # a batch of 8 tokens takes a slower kernel than one of 7 (the reference machine, 1.5B, 2
+    # threads, after 1,600 cached tokens: 8 tokens 898 ms in one batch, 580 in two; 10: 953 / 714;
+    # 12: 918 / 827; 15 tokens in three batches were slower); the self-test measures it. Those are
+    # the reads of a typed line after Enter.
     small_batch: int = 0
 
     def describe(self) -> str:
@@ -219,9 +220,8 @@ class LlamaEngine:
 
     def eval(self, tokens: Sequence[int]) -> None:
         step, small = PROMPT_CHUNK_TOKENS, self.config.small_batch
-        if small and small < len(tokens) <= 2 * small + 1:
-            batches = -(-len(tokens) // small)
-            step = -(-len(tokens) // batches)
+        if small and small < len(tokens) <= 2 * small:
+            step = -(-len(tokens) // 2)  # two batches of at most `small`
         for start in range(0, len(tokens), step):
             chunk = list(tokens[start : start + step])
             self._batch.set_batch(batch=chunk, n_past=len(self._tokens), logits_all=False)
