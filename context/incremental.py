@@ -42,6 +42,18 @@ class _Edit:
     old_end_point: tuple[int, int]
     new_end_point: tuple[int, int]
 
+    def apply(self, tree: ts.Tree) -> ts.Tree:
+        """`tree`, edited in place to match the new text (tree-sitter then re-parses only this span)."""
+        tree.edit(
+            start_byte=self.start_byte,
+            old_end_byte=self.old_end_byte,
+            new_end_byte=self.new_end_byte,
+            start_point=self.start_point,
+            old_end_point=self.old_end_point,
+            new_end_point=self.new_end_point,
+        )
+        return tree
+
 
 class BufferFacts:
     """Definitions and imports of one buffer (no references or windows: those wait for a save)."""
@@ -63,15 +75,7 @@ class BufferFacts:
             if self._tree is not None:
                 edit = _edit_between(self._source, source)
                 if edit is not None:
-                    self._tree.edit(
-                        start_byte=edit.start_byte,
-                        old_end_byte=edit.old_end_byte,
-                        new_end_byte=edit.new_end_byte,
-                        start_point=edit.start_point,
-                        old_end_point=edit.old_end_point,
-                        new_end_point=edit.new_end_point,
-                    )
-                    old_tree = self._tree
+                    old_tree = edit.apply(self._tree)
             try:
                 tree = parse(self.language, source, timeout_s=PARSE_TIMEOUT_S, old_tree=old_tree)
             except Exception:
@@ -168,15 +172,7 @@ class IncrementalTree:
                 edit = _edit_between(self._source, source)
                 if edit is None:
                     return self._tree
-                old_tree = self._tree.copy()
-                old_tree.edit(
-                    start_byte=edit.start_byte,
-                    old_end_byte=edit.old_end_byte,
-                    new_end_byte=edit.new_end_byte,
-                    start_point=edit.start_point,
-                    old_end_point=edit.old_end_point,
-                    new_end_point=edit.new_end_point,
-                )
+                old_tree = edit.apply(self._tree.copy())
             tree = parse(self.language, source, old_tree=old_tree)
             self._source, self._tree = source, tree
             return tree
