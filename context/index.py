@@ -70,6 +70,8 @@ BUFFER_HASH_MARK = "buffer:"
 HASH_BYTES = 16
 # How long a writer waits for another process's transaction (a refresh batch takes well under this).
 BUSY_TIMEOUT_S = 30.0
+# Pause between attempts to open a database another indexer is creating (see _connect).
+CONNECT_RETRY_S = 0.05
 # SQLite's result codes for a damaged file: only these make the index rebuild from scratch (a
 # busy database belongs to another indexer and must never be deleted).
 CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -866,6 +868,21 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
+    """A connection to the index database, set up; retried while another indexer is creating it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return _connect_once(db_path)
+        except sqlite3.OperationalError as exc:
+            # Two indexers opening a new database at once: until one has switched it to WAL, the
+            # other's lock upgrade can be refused at once, without the busy timeout (SQLite's
+            # deadlock avoidance in rollback-journal mode). Seen once in CI; a retry then finds WAL.
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(CONNECT_RETRY_S)
+
+
+def _connect_once(db_path: Path) -> sqlite3.Connection:
     # IMMEDIATE: every write transaction takes the write lock when it starts. A deferred one would
     # upgrade a read lock later and fail at once ("database is locked") if another process wrote meanwhile.
     conn = sqlite3.connect(

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,7 @@ def test_two_indexes_in_one_process_share_a_database(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join(timeout=CLI_TIMEOUT_S)
-    assert errors == []
+    assert errors == [], "".join(traceback.format_exception(errors[0]))
     with Index.open(root, db, WalkOptions(use_git=False)) as index:
         assert len(index.files()) == MANY_FILES
         assert [s.name for s in index.symbols("mod_000.py")] == ["changed"]
