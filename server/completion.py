@@ -201,8 +201,8 @@ class Completer:
         # The last input and result of each pure, costly step of build_prompt (see _memo).
         self._memos: dict[str, tuple[object, Any]] = {}
         # Whether the prompt's tokens may be taken as the memoized tokens of its fixed part plus the
-        # tokens of the body typed after the middle marker (checked on every fixed-part miss).
-        self._split_tokens = True
+        # tokens of the body typed after the middle marker (None: not checked yet; see _tokens_after).
+        self._split_tokens: bool | None = None
         self._growth: _Growth | None = None
         spec = runtime.spec
         self._middle_layout = self.settings.cursor_line_in_middle and (
@@ -319,20 +319,16 @@ class Completer:
     def _tokens_after(self, fixed: str, typed: str) -> list[int]:
         """The tokens of `fixed + typed`, where `fixed` ends with the FIM middle marker (a special
         token, so tokenizing stops and starts again there): `fixed`'s tokens are remembered, and
-        a keystroke tokenizes only the body typed after the marker."""
+        a keystroke tokenizes only the body typed after the marker. Whether this tokenizer really
+        starts again at the marker is checked once, on the first prompt."""
+        if self._split_tokens is None:
+            whole = self.runtime.tokenize(fixed + typed)
+            head = self._memo("fixed", fixed, lambda: self.runtime.tokenize(fixed))
+            self._split_tokens = whole[: len(head)] == head
+            return whole
         if not self._split_tokens:
             return self.runtime.tokenize(fixed + typed)
-        last = self._memos.get("fixed")
-        if last is not None and last[0] == fixed:
-            head: list[int] = last[1]
-            return head + self.runtime.tokenize(typed)
-        whole = self.runtime.tokenize(fixed + typed)
-        head = self.runtime.tokenize(fixed)
-        if whole[: len(head)] != head:
-            self._split_tokens = False  # a tokenizer that merges across the marker: never split
-            return whole
-        self._memos["fixed"] = (fixed, head)
-        return whole
+        return self._memo("fixed", fixed, lambda: self.runtime.tokenize(fixed)) + self.runtime.tokenize(typed)
 
     def _tail_lines(self, window: str, budget: int) -> str:
         """The last whole lines of `window` within `budget` tokens (a growing window's visible part)."""

@@ -70,6 +70,11 @@ class CompletionContext:
         return len(self.prefix) - (self.prefix.rfind("\n") + 1)
 
     @cached_property
+    def line_prefix(self) -> str:
+        """The cursor line's text before the cursor."""
+        return self.prefix[len(self.prefix) - self.column :]
+
+    @cached_property
     def text(self) -> str:
         return self.prefix + self.suffix
 

@@ -218,7 +218,7 @@ class Suggester:
         early_ms = self.settings.early_answer_ms if not explicit else 0
         # After Enter the user reads before typing on (no burst to wait out): the first finished
         # words are shown as soon as they exist.
-        fresh_line = not now.prefix[now.prefix.rfind("\n") + 1 :].strip()
+        fresh_line = not now.line_prefix.strip()
         early_at = start + (0 if fresh_line else early_ms / 1000) if early_ms else None
         followed = await self._follow(now, early_at)
         if followed is not None:
@@ -355,8 +355,7 @@ class Suggester:
                 if done:
                     return waiting.result()
                 if time.perf_counter() >= early_at:
-                    line = flight.at.prefix[flight.at.prefix.rfind("\n") + 1 :] + typed
-                    shown = early_text(flight.partial, typed, line)
+                    shown = early_text(flight.partial, typed, flight.at.line_prefix + typed)
                     if shown is not None:
                         flight.early = True
                         return Answer(shown, "ok", "early")
