@@ -54,6 +54,12 @@ class ModelWorker:
 
         return self._pool.submit(run), token
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or running that is still wanted (a superseded job may finish its batch)."""
+        with self._lock:
+            return not self._live
+
     def cancel_all(self, reason: str = "cancelled") -> None:
         with self._lock:
             for token in self._live:
