@@ -324,6 +324,7 @@ class Suggester:
         # Whoever ends up waiting for it (this request, or a later keystroke's that follows it), the
         # answer is cached and the next line prepared as soon as it exists.
         flight.future.add_done_callback(lambda _: self._finish(flight))
+        flight.future.add_done_callback(_log_stopped)
         try:
             waited = await self._wait(flight, early_at)
             if isinstance(waited, Answer):
@@ -524,6 +525,12 @@ def _cancel_orphan(flight: InFlight) -> None:
     """Nobody followed a cancelled request's generation in time: stop it."""
     if flight.waiters == 0:
         flight.token.cancel("orphaned")
+
+
+def _log_stopped(f: asyncio.Future[Any]) -> None:
+    """Log how far a cancelled generation got: what superseding it cost, for latency diagnosis."""
+    if not f.cancelled() and isinstance(exc := f.exception(), Cancelled) and exc.progress:
+        log.info("generation %s %s", exc, exc.progress)
 
 
 def _log_failure(f: asyncio.Future[Any]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -341,3 +343,60 @@ def test_a_small_read_split_in_two_batches_leaves_the_same_cache_and_next_token(
         answers.append(engine.vocab.token_bytes(engine.argmax()))
         engine.close()
     assert answers[0] == answers[1] and b"values" in answers[0], answers
+
+
+class WordFake(FakeEngine):
+    """A fake whose tokens are whole words with their leading spaces, and which also knows other
+    splits of the same text (as a real tokenizer does): the model may write a text one way and the
+    prompt tokenize it another."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda prompt: "ok")
+        self._words: dict[bytes, int] = {}
+
+    def word(self, text: str) -> int:
+        return self._words.setdefault(text.encode(), 10_000 + len(self._words))
+
+    def tokenize(self, text: str) -> list[int]:
+        out: list[int] = []
+        for piece in re.findall(r"<\|\w+\|>|\s*\w+|\s+|.", text):
+            out += super().tokenize(piece) if piece in self._specials else [self.word(piece)]
+        return out
+
+    def token_bytes(self, token: int) -> bytes:
+        found = next((word for word, tid in self._words.items() if tid == token), None)
+        return found if found is not None else super().token_bytes(token)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return "".join(
+            self.token_bytes(t).decode() if t >= 10_000 else FakeEngine.detokenize(self, [t]) for t in tokens
+        )
+
+
+def test_text_the_model_wrote_is_not_read_again_when_the_prompt_splits_it_differently() -> None:
+    """The user typed what the model wrote; the prompt's tokens for that text differ from the
+    model's own (`"    " + "for"` against `"   " + " for"`): only the new text is read."""
+    engine = WordFake()
+    runtime = Runtime(engine)
+    head = engine.tokenize("def f(n):<|fim_suffix|>\n<|fim_middle|>")
+    written = [engine.word(w) for w in ("    ", "for", " i", " in", " range", "(", "n")]
+    runtime.prefill(head + written)  # as after a generation: the prompt, then the model's tokens
+    before = engine.evaluated
+    typed = engine.tokenize("    for i in range(n):\n")
+    assert typed[:2] != written[:2]  # the canonical split starts differently
+    runtime.prefill(head + typed)
+    new = engine.tokenize("):\n")
+    assert engine.evaluated - before == len(new)
+    assert list(engine.cached_tokens()) == head + written + new
+
+
+def test_realigning_never_splits_a_word_the_user_typed_longer() -> None:
+    engine = WordFake()
+    runtime = Runtime(engine)
+    head = engine.tokenize("<|fim_middle|>")
+    written = [engine.word(w) for w in ("    ", "x", " =", " item")]
+    runtime.prefill(head + written)
+    runtime.prefill(head + engine.tokenize("    x = items"))
+    cached = list(engine.cached_tokens())
+    assert cached[: len(head) + 3] == head + written[:3]
+    assert engine.token_bytes(cached[-1]) == b" items"  # not " item" + "s"

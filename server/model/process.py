@@ -180,7 +180,7 @@ class ModelProcess:
             elif kind == "done":
                 return message[1]
             elif kind == "cancelled":
-                raise Cancelled(message[1])
+                raise Cancelled(*message[1:])
             else:
                 raise RuntimeError(f"the model process failed: {message[1]}")
 
@@ -470,7 +470,7 @@ def _serve(conn: Connection, runtime: Runtime) -> None:
             else:
                 raise ValueError(f"unknown request {op!r}")
         except Cancelled as exc:
-            conn.send(("cancelled", str(exc)))
+            conn.send(("cancelled", str(exc), exc.progress))
             continue
         except (EOFError, OSError):
             return

@@ -69,7 +69,12 @@ def model_threads(setting: int = 0, cpus: int | None = None) -> int:
 
 
 class Cancelled(Exception):
-    """The request was superseded or cancelled; the model is free again."""
+    """The request was superseded or cancelled; the model is free again. `progress` says how far a
+    generation had got (for the log: what a keystroke's cancellation cost)."""
+
+    def __init__(self, reason: str = "cancelled", progress: str = "") -> None:
+        super().__init__(reason)
+        self.progress = progress
 
 
 class CancelToken:
@@ -181,6 +186,11 @@ OnText = Callable[[str], bool]
 """Receives each decoded piece of text; returns False to stop generating."""
 
 
+def _word_byte(b: int) -> bool:
+    """A byte of an identifier (ASCII letters, digits, underscore; any byte of a UTF-8 sequence)."""
+    return b >= 0x80 or b == 0x5F or 0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -239,6 +249,7 @@ class Runtime:
         self.spec = spec
         self.reuse_chunks = reuse_chunks
         self.lock = threading.Lock()
+        self._reading_from = 0  # the cached tokens the prompt being read started from
 
     @property
     def name(self) -> str:
@@ -264,12 +275,48 @@ class Runtime:
 
     def prefill(self, tokens: Sequence[int], cancel: CancelToken | None = None) -> GenerationStats:
         """Evaluate a prompt without generating, so the next request on it starts warm."""
+        tokens = self._realign(tokens)
         stats = GenerationStats(prompt_tokens=len(tokens))
         start = time.perf_counter()
         stats.reused_tokens = self._ingest(tokens, cancel or CancelToken(), keep_last=False)
         stats.prompt_ms = (time.perf_counter() - start) * 1000
         stats.stop_reason = "prefill"
         return stats
+
+    def _realign(self, tokens: Sequence[int]) -> Sequence[int]:
+        """`tokens` with the cache's own tokens where the cache holds the same text differently split.
+
+        After the user typed what the model wrote (typing through, a suggestion accepted) the cache
+        holds the model's tokens for that text, and the prompt's tokenization of it often differs
+        from the first token of the line on (`"    " + "for"` against `"   " + " for"`): the whole
+        line would be read again (~1 s for the 1.5B on 2 cores) where the new text is a few tokens.
+        The model's own split of the text is kept, and only what follows is tokenized afresh.
+        """
+        engine = self.engine
+        cached = engine.cached_tokens()
+        same = common_prefix(cached, tokens)
+        if same == len(tokens) or same == len(cached):
+            return tokens
+        new = b"".join(engine.token_bytes(t) for t in tokens[same:])
+        at = 0
+        ends: list[tuple[int, int]] = []  # (tokens kept, bytes covered) where the rest can start
+        for kept, token in enumerate(cached[same:], 1):
+            piece = engine.token_bytes(token)
+            if not piece or new[at : at + len(piece)] != piece:
+                break  # a control token (no bytes) or other text
+            at += len(piece)
+            if at == len(new) or not (_word_byte(new[at - 1]) and _word_byte(new[at])):
+                ends.append((kept, at))
+        # The rest is tokenized from a word's start, never from inside one (`" item" + "s"`).
+        kept, at = ends[-1] if ends else (0, 0)
+        if kept == 0 or b"" in (engine.token_bytes(t) for t in tokens[same:]):
+            return tokens  # nothing in common, or FIM markers after the split (text is not all)
+        try:
+            rest = new[at:].decode("utf-8")
+        except UnicodeDecodeError:
+            return tokens  # the cache's split falls inside a character
+        realigned = [*tokens[:same], *cached[same : same + kept], *(engine.tokenize(rest) if rest else ())]
+        return realigned if len(realigned) - same - kept < len(tokens) - same else tokens
 
     def _ingest(self, tokens: Sequence[int], cancel: CancelToken, *, keep_last: bool = True) -> int:
         """Make the KV cache hold `tokens`, reusing the longest common prefix; returns tokens reused."""
@@ -299,7 +346,7 @@ class Runtime:
             # Logits of the last prompt token are needed to sample: re-evaluate it.
             reused -= 1
         engine.truncate(reused)
-        pos = reused
+        pos = self._reading_from = reused
         reused -= read  # the inserted text was read, not reused
         while pos < len(tokens):
             cancel.check()
@@ -326,37 +373,65 @@ class Runtime:
         """
         cancel = cancel or CancelToken()
         pending = heal.encode("utf-8")
-        engine = self.engine
-        stats = GenerationStats(prompt_tokens=len(prompt))
         with self.lock:
+            prompt = self._realign(prompt)
+            stats = GenerationStats(prompt_tokens=len(prompt))
             start = time.perf_counter()
-            stats.reused_tokens = self._ingest(prompt, cancel)
-            stats.prompt_ms = (time.perf_counter() - start) * 1000
-            gen_start = time.perf_counter()
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stats.stop_reason = "max-tokens"
-            room = engine.n_ctx - len(prompt) - 1
-            for _ in range(min(max_tokens + len(pending), room)):
-                cancel.check()
-                token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
-                if token in engine.stop_ids:
-                    stats.stop_reason = "end-token"
-                    break
-                stats.generated_tokens += 1
-                stats.logprobs.append(engine.logprob(token))
-                engine.eval([token])
-                data = engine.token_bytes(token)
-                if pending:
-                    data, pending = data[len(pending) :], pending[len(data) :]
-                piece = decoder.decode(data)
-                if piece and not on_text(piece):
-                    stats.stop_reason = "postprocess"
-                    break
-            else:
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    on_text(tail)
-            stats.generation_ms = (time.perf_counter() - gen_start) * 1000
+            try:
+                return self._generate(prompt, max_tokens, on_text, cancel, pending, stats, start)
+            except Cancelled as exc:
+                ms = (time.perf_counter() - start) * 1000
+                if stats.prompt_ms:
+                    exc.progress = (
+                        f"after {ms:.0f} ms: prompt of {len(prompt)} tokens read in {stats.prompt_ms:.0f} ms "
+                        f"({stats.reused_tokens} cached), {stats.generated_tokens} tokens generated"
+                    )
+                else:
+                    exc.progress = (
+                        f"after {ms:.0f} ms reading a prompt of {len(prompt)} tokens "
+                        f"({self._reading_from} cached)"
+                    )
+                raise
+
+    def _generate(
+        self,
+        prompt: Sequence[int],
+        max_tokens: int,
+        on_text: OnText,
+        cancel: CancelToken,
+        pending: bytes,
+        stats: GenerationStats,
+        start: float,
+    ) -> GenerationStats:
+        """generate's work, under the lock; `stats` shows how far it got when Cancelled."""
+        engine = self.engine
+        stats.reused_tokens = self._ingest(prompt, cancel)
+        stats.prompt_ms = (time.perf_counter() - start) * 1000
+        gen_start = time.perf_counter()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stats.stop_reason = "max-tokens"
+        room = engine.n_ctx - len(prompt) - 1
+        for _ in range(min(max_tokens + len(pending), room)):
+            cancel.check()
+            token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
+            if token in engine.stop_ids:
+                stats.stop_reason = "end-token"
+                break
+            stats.generated_tokens += 1
+            stats.logprobs.append(engine.logprob(token))
+            engine.eval([token])
+            data = engine.token_bytes(token)
+            if pending:
+                data, pending = data[len(pending) :], pending[len(data) :]
+            piece = decoder.decode(data)
+            if piece and not on_text(piece):
+                stats.stop_reason = "postprocess"
+                break
+        else:
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                on_text(tail)
+        stats.generation_ms = (time.perf_counter() - gen_start) * 1000
         return stats
 
 
