@@ -56,9 +56,16 @@ COLD_SUFFIX_TOKENS = 64
 # ... and the best-ranked repository context (the definitions the code near the middle's start
 # uses): the first answer already knows the rest of the repository.
 COLD_CONTEXT_TOKENS = 128
-# Each growth step adds about this many tokens (the suffix first, then older lines of the prefix
-# window, then the rest of the repository context at once): a step fits in a typing pause.
+# Each growth step adds about this many tokens (older lines of the prefix window; before them the
+# whole suffix at once, after them the rest of the repository context at once): a step fits in a
+# typing pause.
 GROW_STEP_TOKENS = 32
+# Why the suffix grows in one step, counted as soon as it starts: the suffix comes right before the
+# middle, so growing it re-reads the function body typed so far, and a step cancelled half-way
+# leaves the cache truncated at the suffix. Counted only once complete, each cancelled step made
+# the next request re-read the old suffix and the body, and the next step the new one: in one
+# 1.5B replay, 14 requests after Enter were superseded while re-reading 130-600 tokens (~3 s each).
+# Counted at once, the request after a cancelled step goes on from where the step stopped.
 # A retrieval for a function body is reused while the text around the body's start is the same,
 # the index has no change to another file, and within periods of this many seconds (the regions
 # the user viewed elsewhere feed retrieval too).
@@ -346,8 +353,9 @@ class Completer:
         full = Budgets(self.settings.prefix_tokens, self.settings.suffix_tokens, self.settings.context_tokens)
         if step is None:
             return full
-        suffix = min(full.suffix, COLD_SUFFIX_TOKENS + step * GROW_STEP_TOKENS)
-        step -= -(-(full.suffix - COLD_SUFFIX_TOKENS) // GROW_STEP_TOKENS)  # steps the suffix took
+        suffix_steps = 1 if full.suffix > COLD_SUFFIX_TOKENS else 0
+        suffix = full.suffix if step >= suffix_steps else COLD_SUFFIX_TOKENS
+        step -= suffix_steps
         prefix = min(full.prefix, COLD_PREFIX_TOKENS + max(0, step) * GROW_STEP_TOKENS)
         step -= -(-(full.prefix - COLD_PREFIX_TOKENS) // GROW_STEP_TOKENS)
         return Budgets(prefix, suffix, full.context if step > 0 else min(full.context, COLD_CONTEXT_TOKENS))
@@ -366,15 +374,19 @@ class Completer:
     def grow(self, request: CompletionContext, cancel: CancelToken | None = None) -> bool:
         """Read the next growth step of this place's prompt into the KV cache; False once full.
 
-        Only the added text is read (Runtime reuses the cached prompt around an insertion). The
-        step counts once the read completes: a cancelled step leaves the prompt as it was.
+        Only the added text is read (Runtime reuses the cached prompt around an insertion). An
+        insertion step counts once the read completes (a cancelled one leaves the cache as it
+        was); the suffix step counts at once (see GROW_STEP_TOKENS).
         """
         cut = self._middle_start(request.prefix) if self._middle_layout else len(request.prefix)
         step = self._grow_step(request, cut)
         growth, full = self._growth, self.budgets()
         if self.budgets(step) == full:
             return False
-        self.runtime.prefill(self.build_prompt(request, step=step + 1).tokens, cancel)
+        grown = self.build_prompt(request, step=step + 1)
+        if growth is not None and self.budgets(step).suffix != self.budgets(step + 1).suffix:
+            growth.step = step + 1
+        self.runtime.prefill(grown.tokens, cancel)
         if growth is not None and self._growth is growth:
             growth.step = step + 1
         return self.budgets(step + 1) != full

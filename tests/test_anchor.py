@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from context.anchor import function_body_start, middle_start
 from server.completion import MAX_MIDDLE_TOKENS, Completer, CompletionSettings
 from server.model.fake import FakeEngine
-from server.model.runtime import Runtime
+from server.model.runtime import Cancelled, CancelToken, Runtime
 from server.request import CompletionContext
 
 MODULE = '''import os
@@ -121,3 +123,39 @@ def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_
     before = engine.evaluated
     completer.complete(ctx.forward(" + 1"), grow=True)
     assert engine.evaluated - before < 20
+
+
+class _CancelAfter(CancelToken):
+    """Cancels at its `n`-th check: a growth step superseded part-way through its read."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left = n
+
+    def check(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            self.cancel("superseded")
+        super().check()
+
+
+def test_a_suffix_step_cancelled_part_way_is_continued_not_undone() -> None:
+    """Growing the suffix re-reads the body after it; a request after a cancelled step uses the
+    grown suffix and reads only what the step had not, instead of the old suffix and body again."""
+    engine = FakeEngine(lambda prompt: "x\n")
+    completer = Completer(Runtime(engine), settings=CompletionSettings(prefix_tokens=256, suffix_tokens=128))
+    body = "".join(f"    total_{i} = total_{i - 1} + {i}\n" for i in range(1, 6)) + "    return total"
+    below = "".join(f"other_{i} = {i}\n" for i in range(60))
+    ctx = CompletionContext("file:///m.py", "def f(total_0):\n" + body, "\n\n" + below, path=Path("m.py"))
+    completer.complete(ctx, grow=True)
+    cold_suffix = completer.build_prompt(ctx, grow=True).suffix
+    with pytest.raises(Cancelled):
+        completer.grow(ctx, _CancelAfter(1))  # one chunk of the new suffix and the body read
+    kept = list(engine.cached_tokens())
+    grown = completer.build_prompt(ctx, grow=True)
+    assert len(grown.suffix) > len(cold_suffix)
+    assert grown.tokens[: len(kept)] == kept  # what the step read is the start of the next prompt
+    assert len(grown.tokens) > len(kept)  # and it was cancelled part-way
+    before = engine.evaluated
+    completer.complete(ctx, grow=True)
+    assert engine.evaluated - before <= len(grown.tokens) - len(kept) + len(grown.heal) + len("x\n")
