@@ -52,6 +52,9 @@ MAX_INSERT_TOKENS = 1024
 # for the 1.5B on 2 cores) instead of 32 tokens (~1 s).
 MAX_SEAM_TOKENS = 4
 
+# A read longer than this is logged (at DEBUG) with the text where the prompt left the cache.
+SMALL_READ_TOKENS = 16
+
 # Context window we allocate; prompts are budgeted far below it (a cold 1.5B read of 4k tokens is ~40 s).
 DEFAULT_N_CTX = 4096
 
@@ -318,6 +321,9 @@ class Runtime:
         realigned = [*tokens[:same], *cached[same : same + kept], *(engine.tokenize(rest) if rest else ())]
         return realigned if len(realigned) - same - kept < len(tokens) - same else tokens
 
+    def _text(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.engine.token_bytes(t) or b"<special>" for t in tokens).decode(errors="replace")
+
     def _ingest(self, tokens: Sequence[int], cancel: CancelToken, *, keep_last: bool = True) -> int:
         """Make the KV cache hold `tokens`, reusing the longest common prefix; returns tokens reused."""
         engine = self.engine
@@ -328,6 +334,17 @@ class Runtime:
         read = 0
         run = _moved_run(cached, tokens, reused) if self.reuse_chunks else None
         inserted = _inserted_run(cached, tokens, reused) if self.reuse_chunks and run is None else None
+        if log.isEnabledFor(logging.DEBUG) and len(tokens) - reused > SMALL_READ_TOKENS:
+            log.debug(
+                "ingest: %d cached, %d in the prompt, the same up to %d (moved %s, inserted %s): %r | %r",
+                len(cached),
+                len(tokens),
+                reused,
+                run,
+                inserted,
+                self._text(cached[max(0, reused - 8) : reused + 12]),
+                self._text(tokens[max(0, reused - 8) : reused + 12]),
+            )
         if run is not None:
             # Text deleted before a long cached run: shift the run into place instead of reading it.
             start, length = run
