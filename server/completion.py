@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from context.anchor import middle_start
+from context.budget import header_tokens
 from context.syntax import language_for_path
 from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
 from server.model.registry import ProgressFn as Report
@@ -170,6 +171,25 @@ def _first_line_end(raw: str) -> int | None:
     start = len(raw) - len(raw.lstrip())
     end = raw.find("\n", start) if start < len(raw) else -1
     return end if end >= 0 else None
+
+
+def _last_chunks(chunks: list[Chunk], budget: int, count_tokens: Callable[[str], int]) -> list[Chunk]:
+    """The longest run of chunks at the end of `chunks` within `budget` tokens (headers counted).
+
+    The retriever puts the most important chunk last, nearest the file; a growing prompt shows
+    these first, and the growth step that completes the context inserts the others before them,
+    unchanged. Retrieving at the small budget instead cut chunks differently (a definition's
+    first lines, then all of it), so the context changed from its first chunk on and the whole
+    prompt was read again: 280-600 tokens, 3-6 s for the 1.5B on 2 cores, at every new place.
+    """
+    total, start = 0, len(chunks)
+    while start > 0:
+        chunk = chunks[start - 1]
+        total += chunk.tokens + header_tokens(chunk.path, count_tokens)
+        if total > budget:
+            break
+        start -= 1
+    return chunks[start:]
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -447,18 +467,23 @@ class Completer:
         budgets = self.budgets(step)
         # Retrieval reads the text around the middle's start, not the cursor: it then stays the
         # same (and so does the prompt's head, in the KV cache) while the user types the body.
+        # Retrieved at the full budget even for a smaller (growing) prompt, which takes the last
+        # chunks of it (see _last_chunks): the context then only ever grows by an insertion.
+        full_context = self.settings.context_tokens
         in_body = cut < prefix.rfind("\n") + 1
         if in_body:
             anchored = replace(request, prefix=prefix[:cut])
             retrieval = self._memo(
                 "retrieval",
-                (request.file, anchored.prefix, request.suffix, budgets.context, *self._freshness(request)),
-                lambda: self.retrieve(anchored, budgets.context),
+                (request.file, anchored.prefix, request.suffix, full_context, *self._freshness(request)),
+                lambda: self.retrieve(anchored, full_context),
             )
         else:
-            retrieval = self.retrieve(request, budgets.context)
+            retrieval = self.retrieve(request, full_context)
         retrieval_ms = (time.perf_counter() - start) * 1000
         chunks = list(retrieval.chunks) if retrieval else []
+        if budgets.context < full_context:
+            chunks = _last_chunks(chunks, budgets.context, self._block_tokens)
         template = self.runtime.template
         rel = _relative(request.file, self.root)
         repo = self.root.name if self.root else None

@@ -9,8 +9,9 @@ import pytest
 from context.anchor import function_body_start, middle_start
 from server.completion import MAX_MIDDLE_TOKENS, Completer, CompletionSettings
 from server.model.fake import FakeEngine
-from server.model.runtime import Cancelled, CancelToken, Runtime
+from server.model.runtime import MAX_SEAM_TOKENS, Cancelled, CancelToken, Runtime
 from server.request import CompletionContext
+from tests.context_helpers import open_shop
 
 MODULE = '''import os
 
@@ -159,3 +160,26 @@ def test_a_suffix_step_cancelled_part_way_is_continued_not_undone() -> None:
     before = engine.evaluated
     completer.complete(ctx, grow=True)
     assert engine.evaluated - before <= len(grown.tokens) - len(kept) + len(grown.heal) + len("x\n")
+
+
+def test_a_growing_prompt_gains_context_chunks_before_those_it_shows_and_reads_only_them(
+    tmp_path: Path,
+) -> None:
+    """The cold prompt shows the retriever's last (most important) chunks as the full prompt
+    shows them; growing inserts the others before them, so only their text is read."""
+    root, index = open_shop(tmp_path)
+    engine = FakeEngine(lambda prompt: "x\n")
+    settings = CompletionSettings(context_tokens=800, prefix_tokens=256, suffix_tokens=64)
+    completer = Completer(Runtime(engine), root=root, index=index, settings=settings)
+    path = root / "app" / "main.py"
+    text = path.read_text()
+    at = text.index("        cart.add(")
+    ctx = CompletionContext(path.as_uri(), text[:at] + "        cart.", text[at:], path=path, root=root)
+    cold, full = completer.build_prompt(ctx, grow=True), completer.build_prompt(ctx)
+    assert 0 < len(cold.chunks) < len(full.chunks)
+    assert cold.chunks == full.chunks[-len(cold.chunks) :]
+    completer.complete(ctx, grow=True)
+    before = engine.evaluated
+    assert not completer.grow(ctx)  # one step: the rest of the context
+    assert engine.evaluated - before <= len(full.tokens) - len(cold.tokens) + MAX_SEAM_TOKENS
+    assert list(engine.cached_tokens())[: len(full.tokens)] == full.tokens
