@@ -48,6 +48,17 @@ def test_methods_braces_and_arrow_functions() -> None:
     assert body_start(go) == 3
 
 
+def test_a_nested_function_keeps_the_outer_functions_anchor() -> None:
+    """Typing a helper inside a function keeps the prompt's place (and its KV cache)."""
+    outer = "def sliced(seq, n, strict=False):\n    it = iter(seq)\n    if strict:\n\n        def ret():\n"
+    assert body_start(outer + "            for x in it:\n                yi") == 1
+    assert body_start(outer + "            ") == 1
+    method = "class A:\n    def run(self):\n        def step(x):\n            return x\n        retu"
+    assert body_start(method) == 2
+    # After the outer function, top-level code has none.
+    assert body_start(outer + "            pass\n\nvalue = sli") is None
+
+
 def test_no_function_means_the_cursor_line() -> None:
     # Top-level code, a class body, and a cursor that left the function (dedented to column 0).
     assert body_start("import os\nx = 1\nif x:\n    y") is None
