@@ -59,9 +59,10 @@ COLD_SUFFIX_TOKENS = 64
 # ... and the best-ranked repository context (the definitions the code near the middle's start
 # uses): the first answer already knows the rest of the repository.
 COLD_CONTEXT_TOKENS = 128
-# Each growth step adds about this many tokens (older lines of the prefix window; before them the
-# whole suffix at once, after them the rest of the repository context at once): a step fits in a
-# typing pause.
+# Each growth step adds about this many tokens (older lines of the prefix window, then context
+# chunks, each inserted before those shown; before them the whole suffix at once): a step is one
+# read that cannot be cancelled half-way, so it must fit in a typing pause. The context grew at
+# once before (up to 256 tokens, 2-5 s for the 1.5B on 2 cores): a key after it waited that long.
 GROW_STEP_TOKENS = 32
 # Why the suffix grows in one step, counted as soon as it starts: the suffix comes right before the
 # middle, so growing it re-reads the function body typed so far, and a step cancelled half-way
@@ -380,7 +381,8 @@ class Completer:
         step -= suffix_steps
         prefix = min(full.prefix, COLD_PREFIX_TOKENS + max(0, step) * GROW_STEP_TOKENS)
         step -= -(-(full.prefix - COLD_PREFIX_TOKENS) // GROW_STEP_TOKENS)
-        return Budgets(prefix, suffix, full.context if step > 0 else min(full.context, COLD_CONTEXT_TOKENS))
+        context = min(full.context, COLD_CONTEXT_TOKENS + max(0, step) * GROW_STEP_TOKENS)
+        return Budgets(prefix, suffix, context)
 
     def _place(self, request: CompletionContext, cut: int) -> tuple[object, ...]:
         """What a grown prompt is valid for: the text before the middle and after the cursor."""
