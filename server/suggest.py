@@ -66,10 +66,6 @@ EARLY_ANSWER_MS = 300
 # that most wants an answer. Steps wait until no key has come for this long (a pause, not the gap
 # between two keys of a burst: under ~0.35 s).
 GROW_QUIET_S = 0.4
-# Keys that come faster than the debounce never reach the model, so the typed text piles up unread
-# and the request after the pause (most often after Enter) reads the whole line first: 8-15
-# tokens, ~1 s for the 1.5B on 2 cores, before its first word. While a request waits out its
-# debounce and the model is idle, what was typed is read instead (see keep_current).
 # While paused, how often to look at the running generation for words to show.
 EARLY_POLL_S = 0.03
 
@@ -439,9 +435,13 @@ class Suggester:
 
     def keep_current(self, at: CompletionContext) -> None:
         """While keys come faster than the debounce and the model is idle, read what was typed
-        into the KV cache (all of the prompt but its last token: see _prefill), so that the request
-        after the pause reads only its last few tokens. Any request supersedes it between batches;
-        a shared daemon (no superseding) would make a client wait behind it, so it does not."""
+        into the KV cache (all of the prompt but its last token: see _prefill).
+
+        Such keys never reach the model, so the typed text piled up unread and the request after
+        the pause (most often after Enter) read the whole line first: 8-15 tokens, ~1 s for the
+        1.5B on 2 cores, before its first word; now it reads a few. Any request supersedes this
+        between batches; a shared daemon (no superseding) would make a client wait behind it,
+        so there it does not run."""
         if self.settings.prefill and self.supersede and self.session.worker.idle:
             self._background(at, _prefill)
 
