@@ -490,7 +490,6 @@ def test_real_model_typing_replaces_the_in_flight_suggestion(model_editor: Edito
     retype_line(ed, "return rects[0]", "return max(rects, key=lambda r: r.")
     ed.wait(lambda s: s["pending"] is not None and s["line"].endswith("r."), "a request for `r.` in flight")
     ed.call("reset_records")  # from here on: what is shown while and after typing `he`
-    time.sleep(0.3)
     ed.type("he")
     state = ed.wait_ghost(
         "a suggestion for `r.he`", MODEL_TIMEOUT_S, check=lambda s: s["line"].endswith("r.he")
@@ -502,5 +501,8 @@ def test_real_model_typing_replaces_the_in_flight_suggestion(model_editor: Edito
         text = shown["line"] + shown["text"]
         names = set(re.findall(r"\br\.(\w+)", text))
         assert names <= RECT_ATTRIBUTES, f"stale or mangled suggestion shown: {shown}"
-    assert state["cancels"] >= 1, "typing cancelled the older request"
+    # With the typed line already in the model's cache the answer for `r.` can come before the
+    # first key (typing then goes through it); otherwise typing must cancel the request in flight.
+    answered_first = any(shown["line"].endswith("r.") for shown in state["shown"])
+    assert answered_first or state["cancels"] >= 1, "typing cancelled the older request"
     assert state["max_pending"] == 1
