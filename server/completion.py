@@ -64,12 +64,6 @@ COLD_CONTEXT_TOKENS = 128
 # read that cannot be cancelled half-way, so it must fit in a typing pause. The context grew at
 # once before (up to 256 tokens, 2-5 s for the 1.5B on 2 cores): a key after it waited that long.
 GROW_STEP_TOKENS = 32
-# Why the suffix grows in one step, counted as soon as it starts: the suffix comes right before the
-# middle, so growing it re-reads the function body typed so far, and a step cancelled half-way
-# leaves the cache truncated at the suffix. Counted only once complete, each cancelled step made
-# the next request re-read the old suffix and the body, and the next step the new one: in one
-# 1.5B replay, 14 requests after Enter were superseded while re-reading 130-600 tokens (~3 s each).
-# Counted at once, the request after a cancelled step goes on from where the step stopped.
 # A retrieval for a function body is reused while the text around the body's start is the same,
 # the index has no change to another file, and within periods of this many seconds (the regions
 # the user viewed elsewhere feed retrieval too).
@@ -400,7 +394,12 @@ class Completer:
 
         Only the added text is read (Runtime reuses the cached prompt around an insertion). An
         insertion step counts once the read completes (a cancelled one leaves the cache as it
-        was); the suffix step counts at once (see GROW_STEP_TOKENS).
+        was). The suffix grows in one step that counts at once: it comes right before the middle,
+        so growing it re-reads the body typed so far, and cancelled half-way it leaves the cache
+        cut at the suffix. Counted only once complete, the next request re-read the old suffix and
+        the body, and the next step the new ones (in one 1.5B replay, 14 requests after Enter were
+        superseded re-reading 130-600 tokens, ~3 s each); counted at once, the request after a
+        cancelled step goes on from where it stopped.
         """
         cut = self._middle_start(request.prefix) if self._middle_layout else len(request.prefix)
         step = self._grow_step(request, cut)

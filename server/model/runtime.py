@@ -300,7 +300,10 @@ class Runtime:
         same = common_prefix(cached, tokens)
         if same == len(tokens) or same == len(cached):
             return tokens
-        new = b"".join(engine.token_bytes(t) for t in tokens[same:])
+        pieces = [engine.token_bytes(t) for t in tokens[same:]]
+        if not all(pieces):
+            return tokens  # FIM markers (no bytes) after the split: the text is not all that differs
+        new = b"".join(pieces)
         at = 0
         ends: list[tuple[int, int]] = []  # (tokens kept, bytes covered) where the rest can start
         for kept, token in enumerate(cached[same:], 1):
@@ -312,8 +315,8 @@ class Runtime:
                 ends.append((kept, at))
         # The rest is tokenized from a word's start, never from inside one (`" item" + "s"`).
         kept, at = ends[-1] if ends else (0, 0)
-        if kept == 0 or b"" in (engine.token_bytes(t) for t in tokens[same:]):
-            return tokens  # nothing in common, or FIM markers after the split (text is not all)
+        if kept == 0:
+            return tokens  # nothing in common
         try:
             rest = new[at:].decode("utf-8")
         except UnicodeDecodeError:
@@ -330,7 +333,7 @@ class Runtime:
         if len(tokens) >= engine.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context window of {engine.n_ctx}")
         cached = engine.cached_tokens()
-        reused = common_prefix(cached, tokens)
+        reused = self._reading_from = common_prefix(cached, tokens)
         read = 0
         run = _moved_run(cached, tokens, reused) if self.reuse_chunks else None
         inserted = _inserted_run(cached, tokens, reused) if self.reuse_chunks and run is None else None
