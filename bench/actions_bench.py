@@ -274,6 +274,9 @@ class TestgenRow:
     dropped: int
     wall_s: float
     summary: str
+    # What was reported as a possible bug on the released code (every one is false): the test
+    # and its failure, so that the filter's misses can be read.
+    false_reports: list[str] = field(default_factory=list)
 
 
 def bench_fix(fn: Function, mutant: Mutant, generate: object, template: object) -> FixRow:
@@ -340,6 +343,7 @@ def bench_testgen(fn: Function, kept: list[Mutant], generate: object) -> Testgen
         len(result.dropped),
         round(wall, 1),
         result.summary(),
+        [f"{t.source.strip()}\n# failed with: {t.message.strip()}" for t in result.failing],
     )
 
 

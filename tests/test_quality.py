@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.actions.bugs import doctest_facts, not_a_bug, signature_of
+from server.actions.bugs import doctest_facts, not_a_bug, signature_of, supported
 from server.actions.quality import branches_of, covered, measure, mutants, spread, useful_tests
 from server.actions.sandbox import RunResult, Sandbox, isolation_available
 
@@ -156,3 +156,31 @@ def test_a_failing_test_contradicted_by_the_doctest_is_not_a_bug() -> None:
 def test_a_test_failing_on_its_own_name_error_is_not_a_bug() -> None:
     msg = "E   NameError: name 'math' is not defined"
     assert "NameError" in not_a_bug("def test_g():\n    assert clamp(math.pi) == 3\n", msg, "clamp", None, [])
+
+
+POLYNOMIAL = '''def polynomial_eval(coefficients, x):
+    """Evaluate a polynomial at a specific value.
+
+    Example: evaluating x^3 - 4 * x^2 - 17 * x + 60 at x = 2.5:
+
+    >>> polynomial_eval([1, -4, -17, 60], 2.5)
+    8.125
+    >>> polynomial_eval([2, 3], 'spam')
+    'spam'
+    """
+'''
+
+
+def test_numbers_and_inputs_in_the_docstring_do_not_back_an_expectation() -> None:
+    facts = doctest_facts(POLYNOMIAL)
+    doc = ast.get_docstring(ast.parse(POLYNOMIAL).body[0]) or ""  # type: ignore[arg-type]
+
+    def backed(expected: str) -> bool:
+        return supported(f"def test_p():\n    assert polynomial_eval([1, 2], 3) == {expected}\n", doc, facts)
+
+    # A miscalculated value that happens to be a coefficient of the prose's example, or an input
+    # of a doctest, is the model's own arithmetic.
+    assert not backed("17") and not backed("60") and not backed("2.5") and not backed("[1, -4, -17, 60]")
+    # A doctest's output is evidence, and so is a string the prose states.
+    assert backed("8.125") and backed("'spam'")
+    assert supported("def test_q():\n    assert f() == 'a specific value'\n", doc, facts)

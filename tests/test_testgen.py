@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from server.actions.pin import COMMENT
 from server.actions.testgen import (
     REDUNDANT,
     GenerateTestsRequest,
@@ -49,7 +50,21 @@ These tests cover the basic behaviour."""
 REPAIR_ANSWER = """    assert slugify("Crème Brûlée") == "creme-brulee"
 ```"""
 
-STUBBORN_REPAIR = """    assert slugify("Crème Brûlée") == "creme_brulee"
+# A test the model wrote badly in ways a recorded value cannot mend: its input makes the code
+# raise, or its wrong expectation sits in a loop (one assert, several values).
+RAISING = FIRST_ANSWER.replace(
+    'def test_slugify_accents():\n    assert slugify("Crème Brûlée") == "creme-brulee!"',
+    'def test_slugify_number():\n    assert slugify(42) == "42"',
+)
+LOOPED = FIRST_ANSWER.replace(
+    '    assert slugify("Crème Brûlée") == "creme-brulee!"',
+    '    for title in ("Crème Brûlée",):\n        assert slugify(title) == "creme-brulee!"',
+)
+STUBBORN_REPAIR = """    for title in ("Crème Brûlée",):
+        assert slugify(title) == "creme_brulee"
+```"""
+ECHO_REPAIR = """    for title in ("Crème Brûlée",):
+        assert slugify(title) == "creme-brulee!"
 ```"""
 
 
@@ -67,11 +82,11 @@ def _request(root: Path, name: str = "slugify") -> GenerateTestsRequest:
     return GenerateTestsRequest(root, path, text, line + 2)
 
 
-def _runtime(repair: str, prompts: list[str]) -> Runtime:
+def _runtime(repair: str, prompts: list[str], first: str = FIRST_ANSWER) -> Runtime:
     def script(prompt: str) -> str:
         if prompt.endswith(("def test_", "():\n")):  # whole prompts, not the fake's chunks
             prompts.append(prompt)
-        return repair if "was run against the code above and failed" in prompt else FIRST_ANSWER
+        return repair if "was run against the code above and failed" in prompt else first
 
     return Runtime(FakeEngine(script))
 
@@ -131,30 +146,30 @@ def test_normalize_fixes_what_small_models_get_wrong() -> None:
     compile(rendered, "suite", "exec")
 
 
-def test_pipeline_keeps_passing_tests_and_repairs_a_wrong_expectation(textkit: Path) -> None:
+def test_pipeline_keeps_passing_tests_and_repairs_a_test_the_code_raises_on(textkit: Path) -> None:
     prompts: list[str] = []
     reports: list[tuple[str, int]] = []
     result = generate_tests(
         _request(textkit),
-        runtime_generator(_runtime(REPAIR_ANSWER, prompts)),
+        runtime_generator(_runtime(REPAIR_ANSWER, prompts, RAISING)),
         progress=lambda m, p: reports.append((m, p)),
     )
-    # All four pass after the repair; the accents test executes exactly the lines another does,
+    # All four pass after the repair; the repaired test executes exactly the lines another does,
     # passes no new parameter and catches no mutant it misses: dropped as redundant (counted).
     assert sorted(t.name for t in result.passing) == [
         "test_slugify_basic",
         "test_slugify_rejects_none",
         "test_slugify_separator",
     ]
-    assert result.dropped == [("test_slugify_accents", REDUNDANT)]
+    assert result.dropped == [("test_slugify_number", REDUNDANT)] and result.recorded == []
     assert result.failing == [] and result.rounds == 2
     assert result.quality is not None
     assert result.summary().startswith("`slugify`: 3 tests, 100% of lines, catch 1 of 1 mutants;")
     # Round 1 showed the code, its helpers and the project's test style; round 2 the failure.
     assert "_NON_WORD = re.compile" in prompts[0] and "from textkit.stats import" in prompts[0]
-    assert len(prompts) == 2 and "assert 'creme-brulee' == 'creme-brulee!'" in prompts[1]
+    assert len(prompts) == 2 and "normalize() argument 2 must be str, not int" in prompts[1]
     assert prompts[1].endswith(
-        "```python\nfrom textkit.slug import slugify\n\n\ndef test_slugify_accents():\n"
+        "```python\nfrom textkit.slug import slugify\n\n\ndef test_slugify_number():\n"
     )
     percentages = [p for _, p in reports]
     assert percentages == sorted(percentages) and percentages[-1] == 100
@@ -175,9 +190,37 @@ def test_pipeline_keeps_passing_tests_and_repairs_a_wrong_expectation(textkit: P
     assert "3 passed" in proc.stdout
 
 
+def test_a_miscalculated_value_is_recorded_from_the_code_without_asking_the_model_again(
+    textkit: Path,
+) -> None:
+    prompts: list[str] = []
+    first = """slugify_basic():
+    assert slugify("Hello, World!") == "hello-world"
+
+
+def test_slugify_separator():
+    assert slugify("Big  cats", sep="_") == "big__cats"
+```"""
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(REPAIR_ANSWER, prompts, first)))
+    # The separator test's inputs were good and its arithmetic wrong (one `_` per run of
+    # non-word characters); nothing in the docstring backs "big__cats": the code's value is
+    # recorded, with no repair generation.
+    assert len(prompts) == 1 and result.rounds == 1
+    assert result.failing == [] and result.recorded == ["test_slugify_separator"]
+    separator = next(t for t in result.passing if t.name == "test_slugify_separator")
+    assert separator.source == (
+        "def test_slugify_separator():\n"
+        f"    {COMMENT}\n"
+        '    assert slugify("Big  cats", sep="_") == \'big_cats\'\n'
+    )
+    assert "expected values of 1 test(s) recorded from the code" in result.summary()
+    assert COMMENT in new_tests_edit(result, None).text
+
+
 def test_a_failing_test_the_docstring_does_not_back_is_dropped_not_reported(textkit: Path) -> None:
-    # The code is right; the model insists on its own wrong value through every round.
-    result = generate_tests(_request(textkit), runtime_generator(_runtime(STUBBORN_REPAIR, [])))
+    # The code is right; the model insists on its own wrong value through every round, in a loop
+    # whose values cannot be recorded one by one.
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(STUBBORN_REPAIR, [], LOOPED)))
     assert result.failing == [] and result.rounds == 3
     assert (
         "test_slugify_accents",
@@ -252,8 +295,7 @@ def test_a_model_that_keeps_writing_tests_is_cut_at_six(textkit: Path) -> None:
 
 
 def test_a_repair_that_repeats_the_failing_test_ends_the_rounds(textkit: Path) -> None:
-    echo = '    assert slugify("Crème Brûlée") == "creme-brulee!"\n```'
-    result = generate_tests(_request(textkit), runtime_generator(_runtime(echo, [])))
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(ECHO_REPAIR, [], LOOPED)))
     assert result.failing == []  # the docstring does not back "creme-brulee!": dropped, counted
     assert [name for name, _ in result.dropped] == ["test_slugify_accents"]
     assert result.rounds == 2 and result.notes == ["round 2: the model repeated the failing tests"]

@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.actions.bugs import Signature, doctest_facts, not_a_bug, parameters_given, signature_of
+from server.actions.bugs import (
+    Signature,
+    doctest_facts,
+    miscalculated,
+    not_a_bug,
+    parameters_given,
+    signature_of,
+)
 from server.actions.fix import candidate_timeout
+from server.actions.pin import observed, observing_variant, pinned
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -142,6 +150,8 @@ class GenerateTestsResult:
     # Tests left out, with why: redundant (no new branch, no new mutant killed) or failing by
     # their own mistake (not reported as bugs).
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    # Tests whose expected values were taken from the code (`server.actions.pin`).
+    recorded: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """`6 tests, 92% of branches, catch 9 of 10 mutants` for `f`, and what was left out."""
@@ -149,6 +159,10 @@ class GenerateTestsResult:
             text = f"`{self.target.name}`: {self.quality.summary()}"
         else:
             text = f"{len(self.passing)} passing test(s) for `{self.target.name}`"
+        kept = {t.name for t in self.passing}
+        recorded = sum(1 for name in self.recorded if name in kept)
+        if recorded:
+            text += f"; expected values of {recorded} test(s) recorded from the code"
         if self.failing:
             text += f"; {len(self.failing)} failing test(s) kept as comments (possible bugs)"
         redundant = sum(1 for _, why in self.dropped if why == REDUNDANT)
@@ -694,6 +708,7 @@ def generate_tests(
     header: list[str] = []
     notes: list[str] = []
     dropped: list[tuple[str, str]] = []
+    recorded: list[str] = []
     last_run_s = 0.0  # the latest test run's duration: bounds the mutant runs
     rounds = 0
     root = request.root.resolve()
@@ -715,6 +730,49 @@ def generate_tests(
             files = {**overlay, rel_test: Suite(header, passing).render()}
             cover = [buffer_rel] if with_coverage else []
             return sandbox.run_pytest(files, [rel_test], python_path=[import_from], coverage=cover)
+
+        signature = _signature_of(target, request.text)
+        facts = doctest_facts(target.source)
+        docstring = _docstring(target)
+
+        def record_values(
+            tests: list[GeneratedTest], suite_header: list[str], percent: int
+        ) -> list[GeneratedTest]:
+            """The failing tests whose only fault is their expected values, with the code's values
+            instead (verified by a run); they leave `tests`."""
+            variants = []
+            for t in tests:
+                if not miscalculated(t.source, t.message, target.import_name, signature, facts, docstring):
+                    continue
+                variant = observing_variant(t.source)
+                if variant is not None:
+                    variants.append((t, GeneratedTest(t.name, variant)))
+            if not variants:
+                return []
+            cancel.check()
+            progress(f"recording the code's values for {len(variants)} test(s)", percent)
+            t0 = time.perf_counter()
+            seen = run(Suite(suite_header), [v for _, v in variants])
+            candidates = []
+            for t, v in variants:
+                values = observed(outcome_of(v, seen)[1])
+                source = pinned(t.source, values) if values is not None else None
+                if source is not None:
+                    candidates.append((t, GeneratedTest(t.name, source)))
+            if not candidates:
+                timings["sandbox_s"] += time.perf_counter() - t0
+                return []
+            check = run(Suite(suite_header), [c for _, c in candidates])
+            timings["sandbox_s"] += time.perf_counter() - t0
+            out = []
+            for t, c in candidates:
+                if outcome_of(c, check)[0]:
+                    t.source, t.message = c.source, ""
+                    tests.remove(t)
+                    recorded.append(t.name)
+                    out.append(t)
+            log.info("expected values recorded for %d of %d failing test(s)", len(out), len(variants))
+            return out
 
         def quality_now() -> Quality:
             # Mutants of loop bounds can loop forever: bound each run by the suite's own time.
@@ -772,10 +830,8 @@ def generate_tests(
                     notes.append(f"round {round_no}: the model repeated the failing tests")
                     break
             cancel.check()
-            progress(
-                f"round {round_no}: running {len(suite.tests)} test(s)",
-                10 + 80 * (2 * round_no - 1) // (2 * max_rounds),
-            )
+            running_percent = 10 + 80 * (2 * round_no - 1) // (2 * max_rounds)
+            progress(f"round {round_no}: running {len(suite.tests)} test(s)", running_percent)
             t0 = time.perf_counter()
             result = run(suite)
             last_run_s = result.duration_s
@@ -796,6 +852,7 @@ def generate_tests(
                     test.message = message
                     still_failing[test.name] = test
             failing = list(still_failing.values())
+            passing.extend(record_values(failing, header, running_percent))
             log.info("round %d: %d passing, %d failing", round_no, len(passing), len(failing))
             if not failing:
                 break
@@ -839,6 +896,11 @@ def generate_tests(
                 fresh = [t for t in extra.tests if outcome_of(t, result)[0]]
                 if result.collection_error or not all(outcome_of(t, result)[0] for t in passing):
                     fresh = []  # the new header or tests disturb the kept ones: keep the old suite
+                else:
+                    wrong = [t for t in extra.tests if t not in fresh]
+                    for t in wrong:
+                        t.message = outcome_of(t, result)[1]
+                    fresh += record_values(wrong, trial_header, 92)
                 unrepaired = len(extra.tests) - len(fresh)
                 if unrepaired:
                     notes.append(f"{unrepaired} coverage-round test(s) failed and were not kept")
@@ -847,7 +909,6 @@ def generate_tests(
                 header = trial_header
                 passing.extend(fresh)
                 quality = quality_now()
-            signature = _signature_of(target, request.text)
             params = {
                 t.name: parameters_given(t.source, target.import_name, signature) if signature else set()
                 for t in passing
@@ -861,8 +922,9 @@ def generate_tests(
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
     return GenerateTestsResult(
-        target, module, test_path, header, passing, failing, rounds, timings, notes, quality, dropped
-    )
+        target, module, test_path, header, passing, failing, rounds, timings, notes, quality, dropped,
+        recorded,
+    )  # fmt: skip
 
 
 def _signature_of(target: Target, text: str) -> Signature | None:

@@ -1,0 +1,65 @@
+"""Expected values recorded from the code (server/actions/pin.py): which tests can be recorded,
+what the observing variant reports when run, and the test it becomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.actions.pin import COMMENT, MARKER, observed, observing_variant, pinned
+
+WRONG = """def test_window_of_two():
+    rows = list(sliding_window(2, [1, 2, 3]))
+    assert rows == [(1, 2), (2, 4)]  # the model's miscount
+    assert len(rows) == 2
+    assert "é" == label(rows)
+"""
+
+
+def _run(variant: str, **names: object) -> str:
+    """What the sandbox reports for the variant: the message of the AssertionError it raises."""
+    env = dict(names)
+    exec(compile(variant, "variant", "exec"), env)
+    test = next(v for k, v in env.items() if k.startswith("test_"))
+    with pytest.raises(AssertionError) as raised:
+        test()
+    return f"E   AssertionError: {raised.value}"
+
+
+def test_a_wrong_expectation_is_replaced_by_what_the_code_returns() -> None:
+    variant = observing_variant(WRONG)
+    assert variant is not None
+    message = _run(
+        variant,
+        sliding_window=lambda n, xs: zip(*(xs[i:] for i in range(n)), strict=False),
+        label=lambda rows: "ü",
+    )
+    assert MARKER in message
+    values = observed(message)
+    assert values == ["[(1, 2), (2, 3)]", "2", "'ü'"]
+    fixed = pinned(WRONG, values)
+    assert fixed == (
+        "def test_window_of_two():\n"
+        f"    {COMMENT}\n"
+        "    rows = list(sliding_window(2, [1, 2, 3]))\n"
+        "    assert rows == [(1, 2), (2, 3)]  # the model's miscount\n"
+        "    assert len(rows) == 2\n"  # right already: the model's spelling stays
+        "    assert 'ü' == label(rows)\n"  # the literal on the left, past a non-ASCII one
+    )
+
+
+def test_tests_whose_values_cannot_be_recorded_faithfully_are_left_alone() -> None:
+    looped = "def test_a():\n    for x in (1, 2):\n        assert f(x) == 3\n"
+    parametrised = "@pytest.mark.parametrize('x', [1, 2])\ndef test_b(x):\n    assert f(x) == 3\n"
+    nothing_to_record = "def test_c():\n    assert f(1) in (2, 3)\n    assert f(1) == g(1)\n"
+    raises = "def test_d():\n    with pytest.raises(ValueError):\n        f(-1)\n"
+    for source in (looped, parametrised, nothing_to_record, raises):
+        assert observing_variant(source) is None, source
+    simple = "def test_e():\n    assert f(1) == 3\n"
+    # A value that does not read back as a literal, a NaN, a data dump, or nothing changed.
+    assert pinned(simple, ["<generator object f at 0x7f>"]) is None
+    assert pinned(simple, ["nan"]) is None
+    assert pinned(simple, [repr(list(range(100)))]) is None
+    assert pinned(simple, ["3"]) is None
+    assert pinned(simple, ["4"]) == f"def test_e():\n    {COMMENT}\n    assert f(1) == 4\n"
+    # The variant failed on something else (an exception in the code): nothing was observed.
+    assert observed("E   TypeError: unsupported operand type(s)") is None
