@@ -502,6 +502,12 @@ def _markdown(report: dict[str, object]) -> str:
             f"{r['bench_mutants_killed']}/{r['bench_mutants']} | {r['false_bug_reports']} | {r['wall_s']} |"
             for r in tests
         ]
+        reports = [(r["function"], text) for r in tests for text in r.get("false_reports", [])]
+        if reports:
+            out += ["", 'False "possible bug" reports (the code is the released one):', ""]
+            for function, text in reports:
+                code = [f"  {ln}" for ln in text.splitlines()]
+                out += [f"- `{function}`:", "", "  ```python", *code, "  ```"]
     return "\n".join(out) + "\n"
 
 
