@@ -16,7 +16,9 @@ from server.actions.fix import (
     _trim_middle,
     classify,
     enclosing_block,
+    fim_candidate,
     fix,
+    module_header,
     suspicious_lines,
 )
 from server.actions.textedit import apply_line_edit, minimal_line_edit, split_lines
@@ -356,3 +358,34 @@ def test_a_project_without_pytest_gets_a_verified_fix_and_is_told(tmp_path: Path
         f"pytest and coverage provided by infiller: the project's environment ({root / '.venv/bin/python'}) "
         "lacks them"
     ]
+
+
+def test_a_reinfill_far_down_a_module_sees_its_imports_and_helpers_from_the_top() -> None:
+    top = (
+        "import math\n"
+        "from itertools import (\n    repeat,\n    starmap,\n)\n\n"
+        "_sumprod = getattr(math, 'sumprod', None)\n"
+        "TABLE = [\n    1,\n    2,\n    3,\n]\n\n\n"
+    )
+    filler = "".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(40))
+    body = "def evaluate(coefficients, x):\n    powers = map(pow, repeat(x), range(3))\n    return None\n"
+    lines = split_lines(top + filler + body)
+    prompts: list[str] = []
+
+    def generate(prompt: str, **_: object) -> str:
+        prompts.append(prompt)
+        return "    return _sumprod(coefficients, powers)\n"
+
+    hole = len(lines) - 1
+    fixed = fim_candidate(lines, hole, hole + 1, QWEN, generate, hint=None)  # type: ignore[arg-type]
+    assert fixed is not None and fixed.endswith("return _sumprod(coefficients, powers)\n")
+    prefix = prompts[0].split(QWEN.prefix, 1)[1].split(QWEN.suffix, 1)[0]
+    # The whole multi-line import and the one-line helper come first; the data table does not.
+    assert prefix.startswith(
+        "import math\nfrom itertools import (\n    repeat,\n    starmap,\n)\n"
+        "_sumprod = getattr(math, 'sumprod', None)\n\n\n"
+    )
+    assert "TABLE" not in prefix and prefix.endswith("    powers = map(pow, repeat(x), range(3))\n")
+    # A window that reaches the top already shows them: nothing is repeated.
+    assert module_header(lines, 0) == ""
+    assert module_header(split_lines(top + body), 3) == "import math\n\n\n"

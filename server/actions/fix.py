@@ -68,6 +68,12 @@ FIX_BUDGET = Budget(MAX_ROUNDS, MAX_CANDIDATES, MAX_GENERATIONS, FIX_BUDGET_S)
 # FIM window around the hole: enough to see the function and its neighbours, cheap to read.
 FIM_PREFIX_LINES = 80
 FIM_SUFFIX_LINES = 30
+# Above that window, the module's imports and short assignments (at most this many lines): the
+# names a lost expression may have used that the window does not reach, such as a helper bound at
+# the top (`_sumprod = getattr(math, "sumprod", ...)` in more-itertools, 900 lines above its use).
+FIM_HEADER_LINES = 40
+# An assignment longer than this is data, not a name worth its tokens.
+FIM_HEADER_ASSIGN_LINES = 2
 # Tokens per line of the hole, plus slack for a line the fix adds, capped for latency.
 FIM_TOKENS_PER_LINE = 40
 FIM_EXTRA_TOKENS = 48
@@ -524,7 +530,8 @@ def fim_candidate(
     hole = [ln for ln in lines[start:end] if ln.strip()]
     indent = min((_indent(ln) for ln in hole), default=0)
     pad = hole[0][: _indent(hole[0])] if hole else ""
-    prefix = "".join(lines[max(0, start - FIM_PREFIX_LINES) : start])
+    window = max(0, start - FIM_PREFIX_LINES)
+    prefix = module_header(lines, window) + "".join(lines[window:start])
     if hint:
         prefix += f"{pad}{hint}\n"
     suffix = "".join(lines[end : end + FIM_SUFFIX_LINES])
@@ -541,6 +548,31 @@ def fim_candidate(
     if kept is None:
         return None
     return "".join(lines[:start]) + kept + "".join(lines[end:])
+
+
+def module_header(lines: list[str], before: int) -> str:
+    """Imports and short module-level assignments ending above line `before` (0-based), in file
+    order, capped at FIM_HEADER_LINES, followed by a blank line; "" when there are none or the
+    file does not parse."""
+    if before <= 0:
+        return ""
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        return ""
+    kept: list[str] = []
+    for node in tree.body:
+        end = node.end_lineno or node.lineno
+        if end > before:
+            break
+        short = isinstance(node, ast.Assign | ast.AnnAssign) and end - node.lineno < FIM_HEADER_ASSIGN_LINES
+        if not (isinstance(node, ast.Import | ast.ImportFrom) or short):
+            continue
+        span = lines[node.lineno - 1 : end]
+        if len(kept) + len(span) > FIM_HEADER_LINES:
+            break
+        kept += span
+    return "".join(kept) + "\n\n" if kept else ""
 
 
 def _trim_middle(
@@ -819,7 +851,7 @@ class Rewrite:
                 start += 1
             target = Block(start, end, None, indent)
         block_text = "".join(lines[target.start : target.end])
-        context = "".join(ln for ln in lines[: min(target.start, 30)] if ln.startswith(("import ", "from ")))
+        context = module_header(lines, target.start)
         prompt, prefill = chat_prompt(
             self.request, block_text, target.name, context, self.failures, self.previous
         )
