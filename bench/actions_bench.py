@@ -8,7 +8,8 @@ mutator (comparisons, ±1 constants, and/or, arithmetic, negation, return values
 the oracle tests catch are kept.
 
 - Fix this: the workspace holds the mutated module and the oracle tests; the user "selects the
-  function". Repaired = the applied candidate passes the oracle tests in a fresh sandbox run.
+  function". `--fix-mutants N` takes the first N kept mutants of each function as cases.
+  Repaired = the applied candidate passes the oracle tests in a fresh sandbox run.
 - Generate tests: the workspace holds the original module and no tests. The delivered tests are
   run against every kept mutant (kill rate); branch coverage is the action's own measure; every
   "possible bug" reported is false (the code is the released one).
@@ -373,6 +374,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--functions", type=int, default=6)
     parser.add_argument("--seed", default="actions-1")
+    parser.add_argument("--fix-mutants", type=int, default=1, help="Fix-this cases per function")
     parser.add_argument("--skip-fix", action="store_true")
     parser.add_argument("--skip-testgen", action="store_true")
     parser.add_argument("--budget-s", type=float, default=3600, help="no new case starts after this")
@@ -391,14 +393,15 @@ def main() -> int:
     for fn, kept in chosen:
         if time.perf_counter() - started > args.budget_s:
             break
-        if not args.skip_fix:
+        for mutant in [] if args.skip_fix else kept[: args.fix_mutants]:
             case_start = time.perf_counter()
             try:
-                row = bench_fix(fn, kept[0], generate, runtime.template)
+                row = bench_fix(fn, mutant, generate, runtime.template)
             except Exception as exc:  # a crash is a failed case, recorded, not the end of the run
-                mutant = f"line {kept[0].line}: {kept[0].description}"
+                described = f"line {mutant.line}: {mutant.description}"
                 took = round(time.perf_counter() - case_start, 1)
-                row = FixRow(f"{fn.module}.{fn.name}", mutant, False, False, took, f"crashed: {exc}", 0, [])
+                crashed = f"crashed: {exc}"
+                row = FixRow(f"{fn.module}.{fn.name}", described, False, False, took, crashed, 0, [])
             fixes.append(row)
             loads.append(os.getloadavg()[0])
             sys.stderr.write(f"fix {row.function} {row.mutant}: repaired={row.repaired} {row.wall_s} s\n")
