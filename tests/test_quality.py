@@ -181,6 +181,12 @@ def test_numbers_and_inputs_in_the_docstring_do_not_back_an_expectation() -> Non
     # A miscalculated value that happens to be a coefficient of the prose's example, or an input
     # of a doctest, is the model's own arithmetic.
     assert not backed("17") and not backed("60") and not backed("2.5") and not backed("[1, -4, -17, 60]")
-    # A doctest's output is evidence, and so is a string the prose states.
-    assert backed("8.125") and backed("'spam'")
+    # A doctest's output backs the same call only; a string the prose states backs any call.
+    assert not backed("8.125") and not backed("'spam'")
+    assert supported("def test_r():\n    assert polynomial_eval([2, 3], 'spam') == 'spam'\n", doc, facts)
+    assert not supported("def test_s():\n    assert polynomial_eval([2, 3], 'spam') == 'eggs'\n", doc, facts)
     assert supported("def test_q():\n    assert f() == 'a specific value'\n", doc, facts)
+    # A truth value a doctest shows for one call says nothing of another call's.
+    sorted_facts = doctest_facts('def is_sorted(xs):\n    """>>> is_sorted([1, 2])\n    True\n    """\n')
+    assert not supported("def test_t():\n    assert is_sorted([2, 1]) == True\n", "", sorted_facts)
+    assert supported("def test_u():\n    assert is_sorted([1, 2]) == True\n", "", sorted_facts)

@@ -191,23 +191,46 @@ def _prose(docstring: str) -> str:
     return "".join(p for p in parts if isinstance(p, str))
 
 
-def supported(test_source: str, docstring: str, facts: list[DoctestFact]) -> bool:
-    """Whether the docstring backs the test's expectation: a doctest with the same value, or the
-    expected value written in its prose. A model's own arithmetic is not evidence of a bug.
-
-    A number counts only as a doctest's output: the numbers of prose and examples are as often
-    inputs (`x^3 - 4 * x^2 - 17 * x + 60 at x = 2.5`) as results, and a miscalculated 17 found
-    there made a false report on released code (bench/actions_bench.py)."""
-    expected = _expected_values(test_source)
-    if not expected:
+def _doctest_says(test_source: str, facts: list[DoctestFact]) -> bool:
+    """Whether one of the test's `assert call == value` is a doctest of the docstring: the same
+    call with the same value."""
+    known = {f.call: f.value for f in facts}
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
         return False
-    values = [f.value for f in facts]
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
+            continue
+        cmp = node.test
+        if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
+            continue
+        for call, expected in ((cmp.left, cmp.comparators[0]), (cmp.comparators[0], cmp.left)):
+            if ast.dump(call) not in known:
+                continue
+            try:
+                value = ast.literal_eval(expected)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            if value == known[ast.dump(call)] and type(value) is type(known[ast.dump(call)]):
+                return True
+    return False
+
+
+def supported(test_source: str, docstring: str, facts: list[DoctestFact]) -> bool:
+    """Whether the docstring backs the test's expectation: a doctest of the same call with the
+    same value, or the expected string or container written in its prose. A model's own
+    arithmetic is not evidence of a bug.
+
+    A value matched alone proves nothing: a doctest's `True` says nothing of another call's, and
+    the numbers of prose and examples are as often inputs (`x^3 - 4 * x^2 - 17 * x + 60 at
+    x = 2.5`) as results. Both made false reports on released code (bench/actions_bench.py)."""
+    if _doctest_says(test_source, facts):
+        return True
     prose = _prose(docstring)
-    for value in expected:
-        if value in values:
-            return True
+    for value in _expected_values(test_source):
         if isinstance(value, bool | type(None) | int | float | complex):
-            continue  # `True` / `None` / a number in prose says nothing about this call
+            continue  # a truth value, None or a number in prose says nothing about this call
         if repr(value) in prose or (isinstance(value, str) and len(value) > 1 and value in prose):
             return True
     return False
