@@ -7,8 +7,15 @@ nothing, which the action rejects).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from server.model.fake import FakeEngine
 from server.model.runtime import Runtime
+
+# An instruction the model answers at a real model's pace, long enough to be cancelled mid-way.
+SLOW_INSTRUCTION = "take your time"
+PACE_S = 0.05
 
 # Instruction -> the rewritten code after the prefilled opening fence (dedented, as models answer).
 REWRITES = {
@@ -40,8 +47,26 @@ def script(prompt: str) -> str:
     for instruction, answer in REWRITES.items():
         if f"Instruction: {instruction}" in prompt:
             return answer
+    if f"Instruction: {SLOW_INSTRUCTION}" in prompt:
+        return "".join(f"x{i} = {i}\n" for i in range(1000)) + "```\n"
     return "```\n"
 
 
+class _PacedEngine(FakeEngine):
+    """Writes its answer to SLOW_INSTRUCTION one token per PACE_S, the others at once."""
+
+    paced = False
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        if self.paced and len(tokens) == 1:
+            time.sleep(PACE_S)
+        super().eval(tokens)
+
+
 def fast(model: str | None) -> Runtime:
-    return Runtime(FakeEngine(script))
+    def paced_script(prompt: str) -> str:
+        engine.paced = f"Instruction: {SLOW_INSTRUCTION}" in prompt
+        return script(prompt)
+
+    engine = _PacedEngine(paced_script)
+    return Runtime(engine)

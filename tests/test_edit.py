@@ -275,3 +275,27 @@ def test_neovim_edit_command_shows_the_diff_and_applies_on_apply(nvim_editor: An
         ed, lambda s: s["edited"] is not None or any("no rewrite" in m for m in s["messages"]), "an answer"
     )
     assert ed.buffer() == after
+
+
+def test_neovim_edit_cancel_stops_the_running_edit(nvim_editor: Any) -> None:
+    ed = nvim_editor
+    lines = ed.buffer()
+    first = lines.index("    def area(self) -> float:", lines.index("class Circle:")) + 1
+    log = ed.state_dir / "server.log"
+    for _ in range(SCENARIO_TIMEOUT_S):  # the model loads in the background after start-up
+        ed.keys(f"<Esc>:{first},{first + 1}InfillerEdit take your time<CR>")
+        # The fake writes its long answer at 20 tokens/s: the edit runs for tens of seconds.
+        time.sleep(1.5)
+        if not any("still loading" in m for m in ed.call("edit_state")["messages"]):
+            break
+    assert "infiller: take your time" in log.read_text()  # its progress began
+    ed.keys("<Esc>:InfillerCancel<CR>")
+    # The server stopped the generation well before the answer would have been written (its
+    # progress ended as cancelled), the edit's answer says so, and nothing was offered or changed.
+    _wait(ed, lambda s: "infiller: edit cancelled" in s["notes"], "the cancel to be confirmed", 5)
+    assert "infiller: take your time: cancelled (cancelled by the user)" in log.read_text(), ed.log_tail()
+    time.sleep(1)
+    state = ed.call("edit_state")
+    assert state["selects"] == [] and state["edited"] is None and ed.buffer() == lines
+    ed.keys("<Esc>:InfillerCancel<CR>")
+    _wait(ed, lambda s: "infiller: nothing is running for this buffer" in s["notes"], "the second cancel", 5)

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 
 COMMAND_GENERATE_TESTS = "infiller.generateTests"
 COMMAND_FIX = "infiller.fix"
+# Cancels the running actions of one document ({uri}). $/cancelRequest cannot: pygls runs a
+# command's coroutine apart from the executeCommand request that a client would cancel.
+COMMAND_CANCEL = "infiller.cancelActions"
 TITLE_PREFIX = "infiller: "
 # Kinds we offer; "refactor" rather than "source" so VS Code lists test generation in the
 # lightbulb menu and not only under "Source Action...".
@@ -400,6 +403,16 @@ async def _run_cancellable(
             state.running.pop(key, None)
 
 
+def cancel_actions(server: InfillerServer, uri: str) -> list[str]:
+    """Cancel every running action (tests, fix, edit) of the document; what was cancelled."""
+    state: ActionState = server.code_action_state  # type: ignore[attr-defined]
+    stopped = []
+    for key in [k for k in state.running if k.split(":", 1)[1] == uri]:
+        state.running.pop(key).cancel("cancelled by the user")
+        stopped.append(key.split(":", 1)[0])
+    return stopped
+
+
 def _document(server: InfillerServer, uri: str, offered_version: int | None = None) -> Document:
     doc = server.documents.get(uri)
     if doc is None:
@@ -682,6 +695,13 @@ def register(server: InfillerServer) -> None:
     async def fix_command(ls: InfillerServer, *args: Any) -> dict[str, Any] | None:
         return await _guarded(ls, "fix", run_fix(ls, FixArgs.from_json(args[0] if args else None)))
 
+    @server.command(COMMAND_CANCEL)
+    def cancel_command(ls: InfillerServer, *args: Any) -> dict[str, Any]:
+        raw = args[0] if args else None
+        if not isinstance(raw, dict) or not isinstance(raw.get("uri"), str):
+            raise ValueError(f"{COMMAND_CANCEL} expects {{uri}}, got {raw!r}")
+        return {"cancelled": cancel_actions(ls, raw["uri"])}
+
 
 async def _guarded(server: InfillerServer, what: str, work: Any) -> dict[str, Any] | None:
     """Turn expected failures into a message for the user instead of a JSON-RPC error."""
@@ -697,6 +717,7 @@ async def _guarded(server: InfillerServer, what: str, work: Any) -> dict[str, An
 
 
 __all__ = [
+    "COMMAND_CANCEL",
     "COMMAND_FIX",
     "COMMAND_GENERATE_TESTS",
     "EditBasis",

@@ -5,6 +5,13 @@ dofile(vim.env.INFILLER_NVIM_PLUGIN .. "/../../tests/data/nvim/init.lua")
 T.choice = "Apply"
 T.selects = {}
 T.edited = vim.NIL
+T.notes = {} -- vim.notify texts
+
+local notify = vim.notify
+vim.notify = function(msg, level, opts)
+  table.insert(T.notes, msg)
+  return notify(msg, level, opts)
+end
 
 vim.ui.select = function(items, opts, on_choice)
   local buf = vim.api.nvim_get_current_buf()
@@ -26,7 +33,7 @@ vim.api.nvim_create_autocmd("User", {
 
 function T.edit_state()
   return vim.json.encode({ selects = T.selects, edited = T.edited, messages = T.messages,
-    windows = #vim.api.nvim_list_wins() })
+    notes = T.notes, windows = #vim.api.nvim_list_wins() })
 end
 
 function T.set_choice(choice)

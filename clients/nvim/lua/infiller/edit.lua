@@ -7,6 +7,7 @@ local M = {}
 
 M.COMMAND = "infiller.editSelection"
 M.PROMPT_COMMAND = "infiller.promptEdit"
+M.CANCEL_COMMAND = "infiller.cancelActions"
 
 local function client_for(bufnr)
   return vim.lsp.get_clients({ name = "infiller", bufnr = bufnr })[1]
@@ -93,6 +94,26 @@ function M.run(opts)
   else
     vim.ui.input({ prompt = "infiller, rewrite the selection: " }, go)
   end
+end
+
+--- Cancel the buffer's running actions: an edit, a fix, generated tests (the server stops the
+--- model and the sandbox; the edit's own answer then says "edit cancelled").
+function M.cancel(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local client = client_for(bufnr)
+  if not client then
+    vim.notify("infiller is not running for this buffer", vim.log.levels.WARN)
+    return
+  end
+  local args = { uri = vim.uri_from_bufnr(bufnr) }
+  lsp.request(client, "workspace/executeCommand", { command = M.CANCEL_COMMAND, arguments = { args } },
+    function(err, result)
+      if err then
+        vim.notify("infiller: " .. (err.message or tostring(err)), vim.log.levels.WARN)
+      elseif not (result and result.cancelled and #result.cancelled > 0) then
+        vim.notify("infiller: nothing is running for this buffer")
+      end
+    end, bufnr)
 end
 
 --- The code action's client-side command: ask for the instruction, then run.
