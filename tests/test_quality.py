@@ -56,12 +56,19 @@ def test_the_mutator_changes_one_operator_or_constant_on_one_line() -> None:
 def test_every_single_line_mutant_has_its_inverse_among_the_repairs() -> None:
     """Fix this's boundary candidates undo whatever the mutator does to an operator or constant
     (a lost return value excepted: only the model can restore an expression)."""
-    source = "def f(form, a, b):\n    x = form[0] + a * b\n    return x // 2 if a < 3 else x / 2 % 7\n"
-    for m in mutants(source, 1, 3):
+    source = (
+        "def f(form, a, b):\n    x = form[0] + a * b\n    return x // 2 if a < 3 else x / 2 % 7\n\n\n"
+        "def g(xs, strict):\n    return not any(map(strict, xs))  # sorted\n"
+    )
+    for m in mutants(source, 1, 7):
         if m.kind == "return":
             continue
         repairs = {r.text for r in mutants(m.text, m.line, m.line, repair=True)}
         assert source in repairs, m.description
+    # `not` lost from a returned truth value: negating the return restores the line as written.
+    lost = next(m for m in mutants(source, 7, 7) if m.description == "`not` removed")
+    [back] = [r for r in mutants(lost.text, 7, 7, repair=True) if r.description == "return value negated"]
+    assert back.text == source
     # A negative constant is repaired as the number it reads as, never through `-0`.
     minus = next(m for m in mutants(source, 2, 2) if m.description == "`0` -> `-1`")
     fixes = [r.description for r in mutants(minus.text, 2, 2, repair=True) if r.kind == "constant"]

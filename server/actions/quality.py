@@ -88,7 +88,8 @@ _OP_TEXT = {
 # Names tried for a return value that went missing (Fix this's repair of `return`).
 MAX_RETURN_NAMES = 3
 # Repairs of one line, most likely first: boundaries are the commonest single-line bugs.
-REPAIR_ORDER = ("comparison", "constant", "negation", "boolean", "arithmetic", "return")
+# A negated return value comes late: it is tried on every returned call, most of which are right.
+REPAIR_ORDER = ("comparison", "constant", "negation", "boolean", "arithmetic", "truth", "return")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Mutant:
     """The module text with one line of the function changed (line 1-based)."""
 
     line: int
-    kind: str  # comparison | constant | boolean | arithmetic | return | negation
+    kind: str  # comparison | constant | boolean | arithmetic | return | negation | truth (repairs)
     description: str  # "`<` -> `<=`"
     text: str
 
@@ -207,6 +208,15 @@ def mutants(
             and not isinstance(node, ast.UnaryOp)
         ):
             variants.append(("negation", "condition negated", ast.UnaryOp(ast.Not(), node)))
+        elif (
+            repair
+            and isinstance(node, ast.Return)
+            and isinstance(node.value, ast.Call | ast.Compare | ast.BoolOp)
+        ):
+            # A truth value returned the wrong way round (`return any(...)` for `return not
+            # any(...)`): the inverse of the mutator's "`not` removed" where no `if` is involved.
+            flipped = ast.Return(ast.UnaryOp(ast.Not(), node.value))
+            variants.append(("truth", "return value negated", flipped))
         elif repair and isinstance(node, ast.Return) and (node.value is None or _is_none(node.value)):
             # A lost return value: the function's latest assignments (and arguments) first.
             for name in bare_returns.get(id(node), [])[:MAX_RETURN_NAMES]:
