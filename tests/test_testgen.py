@@ -146,6 +146,24 @@ def test_normalize_fixes_what_small_models_get_wrong() -> None:
     compile(rendered, "suite", "exec")
 
 
+def test_names_that_docstring_examples_use_bare_are_imported_from_the_standard_library() -> None:
+    target = find_target("def thread_last(val, *forms):\n    return val\n", 0)
+    assert target is not None
+    answer = (
+        "def test_thread_last_threads_the_value_last():\n"
+        "    assert thread_last([1, 2], (map, partial(add, 1)), sum) == 5\n"
+        "    assert thread_last('a', str.upper, inc) == 'A!'\n"
+    )
+    suite = normalize_tests(answer, ModuleLocation("toolz.functoolz", Path(".")), target, {"thread_last"})
+    # `inc` exists nowhere: left undefined (the test fails on its NameError and goes to the model).
+    assert suite.header == [
+        "from functools import partial",
+        "from operator import add",
+        "",
+        "from toolz.functoolz import thread_last",
+    ]
+
+
 def test_pipeline_keeps_passing_tests_and_repairs_a_test_the_code_raises_on(textkit: Path) -> None:
     prompts: list[str] = []
     reports: list[tuple[str, int]] = []

@@ -12,6 +12,7 @@ bugs, with their failure message, as comments in the test file (never silently d
 from __future__ import annotations
 
 import ast
+import importlib
 import logging
 import re
 import sys
@@ -613,6 +614,21 @@ def _import_bound(line: str) -> set[str]:
     return set()
 
 
+# Standard modules whose functions tests use bare, as docstring examples do (`add`, `partial`,
+# `itemgetter`, `Counter`): an undefined name found in one of them is imported from it.
+NAME_HOMES = ("operator", "functools", "itertools", "collections", "math", "string", "decimal", "fractions")
+
+
+def _stdlib_home(name: str) -> str | None:
+    """The first of NAME_HOMES that defines `name` publicly, if any."""
+    if name.startswith("_"):
+        return None
+    for module in NAME_HOMES:
+        if hasattr(importlib.import_module(module), name):
+            return module
+    return None
+
+
 def _complete_imports(
     header: list[str], suite: Suite, module: ModuleLocation, provided: set[str]
 ) -> list[str]:
@@ -631,6 +647,8 @@ def _complete_imports(
         for name in missing:
             if name == "pytest" or name in sys.stdlib_module_names:
                 imports.append(f"import {name}")
+            elif name not in from_module and (home := _stdlib_home(name)) is not None:
+                imports.append(f"from {home} import {name}")
     used = set().union(*(_names_in(t) for t in (*others, *(t.source for t in suite.tests))))
     imports = [i for i in imports if not _import_bound(i) or _import_bound(i) & used]
     return _order_header(imports, others, module)
