@@ -146,21 +146,32 @@ def test_normalize_fixes_what_small_models_get_wrong() -> None:
     compile(rendered, "suite", "exec")
 
 
-def test_names_that_docstring_examples_use_bare_are_imported_from_the_standard_library() -> None:
-    target = find_target("def thread_last(val, *forms):\n    return val\n", 0)
+def test_names_the_tests_use_bare_come_from_the_docstring_examples_or_the_standard_library() -> None:
+    target = find_target(
+        'def thread_last(val, *forms):\n    """\n    >>> def inc(x):\n    ...     return x + 1\n'
+        "    >>> iseven = lambda n: n % 2 == 0\n    >>> values = [1, 2]\n"
+        '    >>> thread_last(1, inc)\n    2\n    """\n    return val\n',
+        0,
+    )
     assert target is not None
     answer = (
         "def test_thread_last_threads_the_value_last():\n"
         "    assert thread_last([1, 2], (map, partial(add, 1)), sum) == 5\n"
-        "    assert thread_last('a', str.upper, inc) == 'A!'\n"
+        "    assert thread_last(1, inc, iseven) is True\n"
+        "    assert thread_last(values, inc, cube) == 27\n"
     )
     suite = normalize_tests(answer, ModuleLocation("toolz.functoolz", Path(".")), target, {"thread_last"})
-    # `inc` exists nowhere: left undefined (the test fails on its NameError and goes to the model).
+    # The docstring's examples define `inc` and `iseven`: their definitions come along. Its data
+    # (`values`) belongs to one example, and `cube` exists nowhere: left undefined (the test then
+    # fails on its NameError and goes to the model).
     assert suite.header == [
         "from functools import partial",
         "from operator import add",
         "",
         "from toolz.functoolz import thread_last",
+        "",
+        "def inc(x):\n    return x + 1",
+        "iseven = lambda n: n % 2 == 0",
     ]
 
 

@@ -12,6 +12,7 @@ bugs, with their failure message, as comments in the test file (never silently d
 from __future__ import annotations
 
 import ast
+import doctest
 import importlib
 import logging
 import re
@@ -596,7 +597,7 @@ def normalize_tests(
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             header.append(text.rstrip())
         # Anything else (main blocks, bare calls, prints) is dropped.
-    suite.header = _complete_imports(header, suite, module, provided)
+    suite.header = _complete_imports(header, suite, module, provided, doctest_helpers(target))
     return suite
 
 
@@ -629,11 +630,52 @@ def _stdlib_home(name: str) -> str | None:
     return None
 
 
+def doctest_helpers(target: Target) -> dict[str, str]:
+    """Names the target's docstring examples define or import (`>>> def inc(x): ...`,
+    `>>> from operator import add`), with the statement that binds each: tests copy the
+    examples' calls and use those names bare."""
+    try:
+        tree = ast.parse(textwrap.dedent(target.source))
+    except SyntaxError:
+        return {}
+    node = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)), None
+    )
+    doc = ast.get_docstring(node) if node is not None else None
+    out: dict[str, str] = {}
+    try:
+        examples = doctest.DocTestParser().get_examples(doc or "")
+    except ValueError:
+        return {}
+    for example in examples:
+        try:
+            statements = ast.parse(example.source).body
+        except SyntaxError:
+            continue
+        for stmt in statements:
+            if isinstance(stmt, ast.Import | ast.ImportFrom):
+                names = [(a.asname or a.name).split(".")[0] for a in stmt.names]
+            elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [stmt.name]
+            elif isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Lambda):
+                names = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+            else:
+                continue  # data assignments belong to one example, not to every test
+            for name in names:
+                out.setdefault(name, ast.unparse(stmt))
+    return out
+
+
 def _complete_imports(
-    header: list[str], suite: Suite, module: ModuleLocation, provided: set[str]
+    header: list[str],
+    suite: Suite,
+    module: ModuleLocation,
+    provided: set[str],
+    helpers: dict[str, str] | None = None,
 ) -> list[str]:
-    """Add imports for names the tests use but nothing binds (pytest, the module's names, stdlib),
-    and drop imports nothing uses."""
+    """Add imports for names the tests use but nothing binds (pytest, the module's names, the
+    docstring examples' helpers, stdlib), and drop imports nothing uses."""
+    helpers = helpers or {}
     imports = [h for h in header if _is_import(h)]
     others = [h for h in header if h and not _is_import(h)]
     for _ in range(2):  # a second pass settles names exposed by the first pass's additions
@@ -645,7 +687,10 @@ def _complete_imports(
         if from_module:
             imports.append(f"from {module.module} import {', '.join(from_module)}")
         for name in missing:
-            if name == "pytest" or name in sys.stdlib_module_names:
+            if name in helpers and name not in from_module:
+                helper = helpers[name]
+                (imports if _is_import(helper) else others).append(helper)
+            elif name == "pytest" or name in sys.stdlib_module_names:
                 imports.append(f"import {name}")
             elif name not in from_module and (home := _stdlib_home(name)) is not None:
                 imports.append(f"from {home} import {name}")
@@ -855,7 +900,7 @@ def generate_tests(
             last_run_s = result.duration_s
             if result.collection_error and suite.header:
                 # A bad helper or import in the header sinks every test: retry with imports only.
-                suite.header = _complete_imports([], suite, module, provided)
+                suite.header = _complete_imports([], suite, module, provided, doctest_helpers(target))
                 result = run(suite)
             timings["sandbox_s"] += time.perf_counter() - t0
             header = _merge_header(header, suite.header, module)
