@@ -19,6 +19,7 @@ from server.actions.fix import (
     fim_candidate,
     fix,
     module_header,
+    splice_rewrite,
     suspicious_lines,
 )
 from server.actions.textedit import apply_line_edit, minimal_line_edit, split_lines
@@ -389,3 +390,25 @@ def test_a_reinfill_far_down_a_module_sees_its_imports_and_helpers_from_the_top(
     # A window that reaches the top already shows them: nothing is repeated.
     assert module_header(lines, 0) == ""
     assert module_header(split_lines(top + body), 3) == "import math\n\n\n"
+
+
+def test_a_rewrite_echoing_a_parenthesised_import_adds_only_what_is_new_after_it() -> None:
+    source = (
+        '"""Sorting helpers."""\n'
+        "from itertools import (\n    chain,\n    tee,\n)\n\n\n"
+        "def is_sorted(xs):\n    a, b = tee(xs)\n    next(b, None)\n    return any(map(lt, b, a))\n"
+    )
+    lines = split_lines(source)
+    block = enclosing_block(lines, 9)
+    assert block is not None
+    # The model repeats the imports it was shown, in its own layout, and adds one.
+    answer = (
+        "```python\nfrom itertools import chain, tee\nfrom operator import lt\n\n"
+        "def is_sorted(xs):\n    a, b = tee(xs)\n    next(b, None)\n    return not any(map(lt, b, a))\n```"
+    )
+    text = splice_rewrite(lines, block, answer, "is_sorted", "python")
+    assert text is not None
+    compile(text, "spliced", "exec")
+    assert text.count("import") == 2 and "from operator import lt\n" in text
+    assert text.index("from operator import lt") > text.index("    tee,\n)\n")
+    assert "    return not any(map(lt, b, a))\n" in text

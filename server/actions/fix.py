@@ -674,12 +674,15 @@ def splice_rewrite(
                     break
             if chosen is not None:
                 first = min([chosen.lineno, *(d.lineno for d in chosen.decorator_list)]) - 1
-                original = "".join(lines)
+                bound = _imported_names("".join(lines))
                 for node in tree.body:
                     if isinstance(node, ast.Import | ast.ImportFrom):
-                        stmt = ast.unparse(node)
-                        if stmt not in original:
-                            new_imports.append(stmt + "\n")
+                        # Only what the module does not import yet (a model echoes the imports
+                        # it was shown, often in another layout).
+                        fresh = [a for a in node.names if (a.asname or a.name).split(".")[0] not in bound]
+                        if fresh:
+                            node.names = fresh
+                            new_imports.append(ast.unparse(node) + "\n")
                 code = "".join(code_lines[first : chosen.end_lineno])
     body = textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", block.indent)
     if not body.strip():
@@ -691,7 +694,34 @@ def splice_rewrite(
     return "".join(head) + body + "".join(lines[block.end :])
 
 
+def _imported_names(text: str) -> set[str]:
+    """Names the module's top-level imports bind (empty when it does not parse)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return set()
+    return {
+        (a.asname or a.name).split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for a in node.names
+    }
+
+
 def _import_insert_line(lines: list[str]) -> int:
+    """The line after the module's leading imports (a parenthesised import ends at its `)`)."""
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        tree = None
+    if tree is not None:
+        end = 0
+        for node in tree.body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                end = node.end_lineno or node.lineno
+            elif end and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+                break
+        return end
     last = 0
     for i, ln in enumerate(lines):
         if ln.startswith(("import ", "from ")):
