@@ -383,6 +383,7 @@ def main() -> int:
 
     started = time.perf_counter()
     load_before = os.getloadavg()
+    machine = _machine()  # now: the commit whose code the run imports, not one made during it
     chosen = choose(args.functions, args.seed)
     sys.stderr.write(f"chose {[f.name for f, _ in chosen]} in {time.perf_counter() - started:.0f} s\n")
     runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
@@ -435,7 +436,7 @@ def main() -> int:
         "model": runtime.name,
         "threads": args.threads,
         "seed": args.seed,
-        "machine": _machine(),
+        "machine": machine,
         "load_average_before": load_before,
         "load_average_during": loads,
         "load_average_after": os.getloadavg(),
