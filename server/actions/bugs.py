@@ -22,6 +22,7 @@ import ast
 import doctest
 import re
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Exceptions a test raises by its own fault before the code under test decides anything.
@@ -135,14 +136,15 @@ def doctest_facts(function_source: str) -> list[DoctestFact]:
     return facts
 
 
-def _contradicts(test_source: str, facts: list[DoctestFact]) -> str:
-    """The doctest an `assert call == value` of the test contradicts, or ""."""
+def _doctest_checks(test_source: str, facts: list[DoctestFact]) -> Iterator[tuple[ast.expr, object, object]]:
+    """(call, expected value, the doctest's value) for each `assert call == literal` of the test
+    (either side) whose call is one of the docstring's examples."""
     if not facts:
-        return ""
+        return
     try:
         tree = ast.parse(test_source)
     except SyntaxError:
-        return ""
+        return
     known = {f.call: f.value for f in facts}
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
@@ -158,9 +160,15 @@ def _contradicts(test_source: str, facts: list[DoctestFact]) -> str:
                 value = ast.literal_eval(expected)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
-            if value != known[key]:
-                said = f"`{ast.unparse(call)}` is {known[key]!r}"
-                return f"the docstring's example says {said}, the test expects {value!r}"
+            yield call, value, known[key]
+
+
+def _contradicts(test_source: str, facts: list[DoctestFact]) -> str:
+    """The doctest an `assert call == value` of the test contradicts, or ""."""
+    for call, value, said in _doctest_checks(test_source, facts):
+        if value != said:
+            example = f"`{ast.unparse(call)}` is {said!r}"
+            return f"the docstring's example says {example}, the test expects {value!r}"
     return ""
 
 
@@ -194,27 +202,9 @@ def _prose(docstring: str) -> str:
 def _doctest_says(test_source: str, facts: list[DoctestFact]) -> bool:
     """Whether one of the test's `assert call == value` is a doctest of the docstring: the same
     call with the same value."""
-    known = {f.call: f.value for f in facts}
-    try:
-        tree = ast.parse(test_source)
-    except SyntaxError:
-        return False
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
-            continue
-        cmp = node.test
-        if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
-            continue
-        for call, expected in ((cmp.left, cmp.comparators[0]), (cmp.comparators[0], cmp.left)):
-            if ast.dump(call) not in known:
-                continue
-            try:
-                value = ast.literal_eval(expected)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                continue
-            if value == known[ast.dump(call)] and type(value) is type(known[ast.dump(call)]):
-                return True
-    return False
+    return any(
+        value == said and type(value) is type(said) for _, value, said in _doctest_checks(test_source, facts)
+    )
 
 
 def supported(test_source: str, docstring: str, facts: list[DoctestFact]) -> bool:
