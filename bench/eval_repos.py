@@ -2,9 +2,12 @@
 
     .venv/bin/python -m bench.eval_repos --run --minutes 10      # run (resumable), then collect
     .venv/bin/python -m bench.eval_repos                         # collect finished runs only
+    .venv/bin/python -m bench.eval_repos --run --suite crossfile-1.5b --model qwen2.5-coder-1.5b \
+        --repos sqlglot==25.24.5,pygments==2.18.0,docutils==0.21.2 --levels crossfile \
+        --configs "plain long FIM,no context,similar,default" --threads 2 --minutes 25
 
-Runs go to bench/work/eval/runs/<name>/ (scratch copies, indexes, JSONL: never committed); the
-reports, charts and the combined table go to bench/results/eval/. Each run is the product's own
+Runs go to bench/work/eval/runs/[<suite>/]<name>/ (scratch copies, indexes, JSONL: never committed);
+the reports, charts and the combined table go to bench/results/eval/[<suite>/]. Each run is the product's own
 command, so rerunning the same command resumes it with more cases.
 """
 
@@ -17,7 +20,11 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from server.eval.report import summarize, table
+from server.eval.runner import Record, load_records
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "bench" / "work" / "eval" / "runs"
@@ -31,18 +38,63 @@ def name_of(spec: str) -> str:
     return spec.split("==")[0]
 
 
-def run(spec: str, model: str, n: int, minutes: float, tune: bool) -> None:
-    out = RUNS / name_of(spec)
-    cmd = [str(REPO / ".venv" / "bin" / "infiller"), "eval", spec, "--model", model, "--n", str(n)]
-    cmd += ["--minutes", str(minutes), "--threads", "1", "--out", str(out)]
+@dataclass(frozen=True)
+class Suite:
+    """Which runs one report combines: the repositories and the `infiller eval` options they share."""
+
+    name: str  # "" for the default suite
+    repos: tuple[str, ...]
+    model: str
+    threads: int
+    levels: str | None
+    configs: str | None
+
+    @property
+    def runs(self) -> Path:
+        return RUNS / self.name if self.name else RUNS
+
+    @property
+    def results(self) -> Path:
+        return RESULTS / self.name if self.name else RESULTS
+
+
+def run(suite: Suite, spec: str, n: int, minutes: float, tune: bool) -> None:
+    out = suite.runs / name_of(spec)
+    cmd = [str(REPO / ".venv" / "bin" / "infiller"), "eval", spec, "--model", suite.model, "--n", str(n)]
+    cmd += ["--minutes", str(minutes), "--threads", str(suite.threads), "--out", str(out)]
+    if suite.levels:
+        cmd += ["--levels", suite.levels]
+    if suite.configs:
+        cmd += ["--configs", suite.configs]
     if tune:
         cmd.append("--tune")
     print("+", " ".join(cmd), file=sys.stderr)
     subprocess.run(["nice", "-n", "19", *cmd], check=False)
 
 
-def collect() -> str:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def pooled(suite: Suite) -> list[str]:
+    """All repositories' cases as one sample: the summary and the sign tests against the default
+    (one repository's few cases rarely separate two configurations)."""
+    records: list[Record] = []
+    for spec in suite.repos:
+        path = suite.runs / name_of(spec) / "cases.jsonl"
+        if path.is_file():
+            # Keys are unique within a run only: qualify them by repository.
+            records += [replace(r, key=f"{name_of(spec)}:{r.key}") for r in load_records(path)]
+    configs = list(dict.fromkeys(r.config for r in records))
+    if len(suite.repos) < 2 or not records:
+        return []
+    return [
+        "",
+        "All repositories pooled (the cases every configuration finished):",
+        "",
+        table(summarize(records, configs), records).rstrip(),
+    ]
+
+
+def collect(suite: Suite) -> str:
+    results = suite.results
+    results.mkdir(parents=True, exist_ok=True)
     lines = [
         "# infiller eval on repositories infiller was not tuned on",
         "",
@@ -56,8 +108,8 @@ def collect() -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     machines = []
-    for spec in REPOS:
-        out = RUNS / name_of(spec)
+    for spec in suite.repos:
+        out = suite.runs / name_of(spec)
         summary = out / "summary.json"
         if not summary.is_file():
             continue
@@ -79,23 +131,24 @@ def collect() -> str:
             f"load average {load} at the end; finished {meta['finished']}; report [{name}.md]({name}.md), "
             f"chart [{name}.png]({name}.png)"
         )
-        shutil.copy(out / "report.md", RESULTS / f"{name}.md")
-        shutil.copy(out / "cases.jsonl", RESULTS / f"{name}.jsonl")  # every case, for re-scoring
+        shutil.copy(out / "report.md", results / f"{name}.md")
+        shutil.copy(out / "cases.jsonl", results / f"{name}.jsonl")  # every case, for re-scoring
         if (out / "chart.png").is_file():
-            shutil.copy(out / "chart.png", RESULTS / f"{name}.png")
+            shutil.copy(out / "chart.png", results / f"{name}.png")
         if (out / "check" / "report.md").is_file():
-            shutil.copy(out / "check" / "report.md", RESULTS / f"{name}-tune-check.md")
+            shutil.copy(out / "check" / "report.md", results / f"{name}-tune-check.md")
+    lines += pooled(suite)
     lines += ["", "Runs (cases per level, command, machine, load average at the end):", "", *machines, ""]
     lines += [
         f"![{name_of(spec)}]({name_of(spec)}.png)"
-        for spec in REPOS
-        if (RESULTS / f"{name_of(spec)}.png").is_file()
+        for spec in suite.repos
+        if (results / f"{name_of(spec)}.png").is_file()
     ]
     lines.append("")
     load = os.getloadavg()
     lines.append(f"Collected {time.strftime('%Y-%m-%d %H:%M %Z')}, load average now {load[0]:.2f}.")
     text = "\n".join(lines) + "\n"
-    (RESULTS / "README.md").write_text(text)
+    (results / "README.md").write_text(text)
     return text
 
 
@@ -106,11 +159,18 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--minutes", type=float, default=10.0, help="per repository")
     parser.add_argument("--tune", default="boltons==24.1.0", help="the repository run with --tune")
+    parser.add_argument("--suite", default="", help="a name for these runs and their report folder")
+    parser.add_argument("--repos", help=f"comma-separated sdists (default: {','.join(REPOS)})")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--levels", help="passed to infiller eval (default: all)")
+    parser.add_argument("--configs", help="passed to infiller eval (default: the standard ones)")
     args = parser.parse_args()
+    repos = tuple(args.repos.split(",")) if args.repos else REPOS
+    suite = Suite(args.suite, repos, args.model, args.threads, args.levels, args.configs)
     if args.run:
-        for spec in REPOS:
-            run(spec, args.model, args.n, args.minutes, spec == args.tune)
-    print(collect())
+        for spec in repos:
+            run(suite, spec, args.n, args.minutes, spec == args.tune)
+    print(collect(suite))
     return 0
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from server.actions.bugs import doctest_facts, not_a_bug, signature_of, supported
-from server.actions.quality import branches_of, covered, measure, mutants, spread, useful_tests
+from server.actions.quality import (
+    branches_of,
+    covered,
+    measure,
+    missing_branches,
+    mutants,
+    spread,
+    useful_tests,
+)
 from server.actions.sandbox import RunResult, Sandbox, isolation_available
 
 DATA = Path(__file__).parent / "data" / "actions"
@@ -85,6 +93,31 @@ def test_branch_coverage_counts_arcs_of_the_function_only() -> None:
     assert (7, 8) in branches.arcs and (7, 9) in branches.arcs
     assert covered(branches, set()) == (0, len(branches.arcs))
     assert covered(branches, set(branches.arcs)) == (len(branches.arcs),) * 2
+
+
+def test_a_branch_no_test_takes_is_said_as_the_case_to_test() -> None:
+    source = (
+        "def first_big(xs, limit):\n"
+        "    for x in xs:\n"
+        "        if x > limit:\n"
+        "            return x\n"
+        "    while limit > 0:\n"
+        "        limit -= 1\n"
+        "    return None\n"
+    )
+    branches = branches_of(source, 1, 7)
+    # A test with one small item: the loop runs and ends, the condition is false, the while
+    # loop never runs (limit 0).
+    executed = {(2, 3), (3, 2), (2, 5), (5, 7)}
+    said = missing_branches(branches, executed, source.splitlines())
+    assert said == [
+        "line 3 the condition `x > limit` is never true",
+        "line 5 the loop `while limit > 0` never runs its body",
+    ]
+    said = missing_branches(branches, set(), source.splitlines())
+    assert "line 2 the loop over `xs` never runs (no test gives it an item)" in said
+    assert any(s.startswith("line 2 the loop over `xs` never runs to its end") for s in said)
+    assert "line 3 the condition `x > limit` is never false" in said
 
 
 def test_useful_tests_keeps_what_adds_a_branch_or_a_kill() -> None:

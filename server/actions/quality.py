@@ -326,13 +326,54 @@ def covered(branches: Branches, executed: set[tuple[int, int]]) -> tuple[int, in
 
 
 def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: list[str]) -> list[str]:
-    """Readable descriptions of the arcs no test takes: `line 4 (if x > hi:) -> line 5`."""
+    """What no test does, one line per arc not taken, said as a case to test: `line 7: the
+    condition `x < lo` is never true`. A small model writes a test for "never true" far more often
+    than for "line 7 never goes to line 8"."""
+    text = "\n".join(lines)
+    try:
+        owners = _branch_owners(ast.parse(text))
+    except SyntaxError:
+        owners = {}
     out = []
     for a, b in sorted(branches.arcs - executed):
         src = lines[a - 1].strip() if 0 < a <= len(lines) else ""
-        dest = f"line {b}" if b > 0 else "the function's exit"
-        out.append(f"line {a} (`{src}`) never goes to {dest}")
+        node = owners.get(a)
+        said = _arc_said(node, b, text) if node is not None else None
+        if said is None:
+            dest = f"line {b}" if b > 0 else "the function's exit"
+            said = f"(`{src}`) never goes to {dest}"
+        out.append(f"line {a} {said}")
     return out
+
+
+_BRANCHING = (ast.If, ast.While, ast.For, ast.AsyncFor)
+
+
+def _branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
+    """The branching statement that starts on each line (the outermost, where two share one)."""
+    owners: dict[int, ast.stmt] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, _BRANCHING):
+            owners.setdefault(node.lineno, node)
+    return owners
+
+
+def _arc_said(node: ast.stmt, dest: int, text: str) -> str | None:
+    """The arc from `node` to line `dest` as a case: into the body, or past it."""
+    if not isinstance(node, _BRANCHING) or not node.body:
+        return None
+    into_body = dest == node.body[0].lineno
+    if isinstance(node, ast.If | ast.While):
+        cond = ast.get_source_segment(text, node.test) or "the condition"
+        if isinstance(node, ast.If):
+            return f"the condition `{cond}` is never {'true' if into_body else 'false'}"
+        if into_body:
+            return f"the loop `while {cond}` never runs its body"
+        return f"the loop `while {cond}` never stops by its condition becoming false"
+    seq = ast.get_source_segment(text, node.iter) or "the sequence"
+    if into_body:
+        return f"the loop over `{seq}` never runs (no test gives it an item)"
+    return f"the loop over `{seq}` never runs to its end (test it empty, or with no item that leaves early)"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,9 +74,10 @@ MAX_COMMENT_LINES = 6
 # Failing tests kept as comments in the file; a small model's failures are often one mistake
 # repeated, and a wall of commented-out tests buries the passing ones.
 MAX_REPORTED_FAILURES = 3
-# After the repair rounds, one more generation asks for tests of what the suite misses
-# (uncovered branches, surviving mutants); coverage-guided generation gains most in its first step.
-MAX_COVERAGE_ROUNDS = 1
+# After the repair rounds, up to two more generations ask for tests of what the suite misses
+# (uncovered branches, surviving mutants); coverage-guided generation gains most in its first
+# steps, and a second round gets the branches the first one's tests opened up or missed.
+MAX_COVERAGE_ROUNDS = 2
 MAX_TOKENS_COVERAGE = 400
 # Gaps named in that prompt: a small model addresses a few well, a long list badly.
 MAX_GAPS_IN_PROMPT = 4
