@@ -246,6 +246,33 @@ def test_slugify_separator():
     assert COMMENT in new_tests_edit(result, None).text
 
 
+def test_tests_the_model_numbered_are_named_after_the_case_they_check(textkit: Path) -> None:
+    first = """1():
+    assert truncate_words("a b c", 2) == "a b..."
+
+
+def test_2():
+    assert truncate_words("a b", 5) == "a b"
+
+
+def test_truncate_words_3():
+    assert truncate_words("", 0) == ""
+```"""
+    prompts: list[str] = []
+    result = generate_tests(
+        _request(textkit, "truncate_words"), runtime_generator(_runtime(REPAIR_ANSWER, prompts, first))
+    )
+    # The first two take one side each of `len(words) <= limit`; the third takes the second's
+    # side (it stays: it catches `<` for `<=`) and is named after its call instead.
+    assert [t.name for t in result.passing] == [
+        "test_truncate_words_when_not_len_words_le_limit",
+        "test_truncate_words_when_len_words_le_limit",
+        "test_truncate_words_empty_string_0",
+    ]
+    assert result.passing[0].source.startswith("def test_truncate_words_when_not_len_words_le_limit():")
+    assert "def test_truncate_words_when_len_words_le_limit():" in new_tests_edit(result, None).text
+
+
 def test_a_failing_test_the_docstring_does_not_back_is_dropped_not_reported(textkit: Path) -> None:
     # The code is right; the model insists on its own wrong value through every round, in a loop
     # whose values cannot be recorded one by one.

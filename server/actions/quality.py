@@ -331,7 +331,7 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
     than for "line 7 never goes to line 8"."""
     text = "\n".join(lines)
     try:
-        owners = _branch_owners(ast.parse(text))
+        owners = branch_owners(ast.parse(text))
     except SyntaxError:
         owners = {}
     out = []
@@ -349,7 +349,7 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
 _BRANCHING = (ast.If, ast.While, ast.For, ast.AsyncFor)
 
 
-def _branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
+def branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
     """The branching statement that starts on each line (the outermost, where two share one)."""
     owners: dict[int, ast.stmt] = {}
     for node in ast.walk(tree):
@@ -499,6 +499,7 @@ __all__ = [
     "Branches",
     "Mutant",
     "Quality",
+    "branch_owners",
     "branches_of",
     "covered",
     "measure",

@@ -33,6 +33,7 @@ from server.actions.bugs import (
     signature_of,
 )
 from server.actions.fix import candidate_timeout
+from server.actions.naming import descriptive_names
 from server.actions.pin import observed, observing_variant, pinned
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
@@ -971,6 +972,12 @@ def generate_tests(
                 dropped.extend((name, REDUNDANT) for name in redundant)
                 passing = [t for t in passing if t.name in set(kept)]
                 quality.tests = len(passing)
+            names = descriptive_names(
+                [(t.name, t.source) for t in passing], target.name, request.text, quality.arcs
+            )
+            for t in passing:
+                if t.name in names:
+                    t.source, t.name = _rename(t.source, t.name, names[t.name]), names[t.name]
         failing = _possible_bugs(target, request.text, failing, dropped, rel_test, test_path, request.root)
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
