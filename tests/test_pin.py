@@ -63,3 +63,42 @@ def test_tests_whose_values_cannot_be_recorded_faithfully_are_left_alone() -> No
     assert pinned(simple, ["4"]) == f"def test_e():\n    {COMMENT}\n    assert f(1) == 4\n"
     # The variant failed on something else (an exception in the code): nothing was observed.
     assert observed("E   TypeError: unsupported operand type(s)") is None
+
+
+def test_an_iterator_compared_with_a_list_is_compared_by_its_items() -> None:
+    source = (
+        "def test_intersperse():\n"
+        "    assert intersperse('!', [1, 2]) == [1, '!', 2]\n"
+        "    assert intersperse(None, [1, 2, 3], n=2) == (1, 2, 3, None)\n"
+        "    assert list(intersperse(0, [5])) == [5]\n"
+    )
+    variant = observing_variant(source)
+    assert variant is not None
+
+    def intersperse(e: object, xs: list[object], n: int = 1) -> object:
+        out: list[object] = []
+        for i, x in enumerate(xs):
+            if i and i % n == 0:
+                out.append(e)
+            out.append(x)
+        return iter(out)
+
+    values = observed(_run(variant, intersperse=intersperse))
+    assert values == ["ITEMS:[1, '!', 2]", "ITEMS:[1, 2, None, 3]", "[5]"]
+    fixed = pinned(source, values)
+    # The first expectation was right: only `list(...)` is added, and the test is no record;
+    # the second takes the code's items, as a tuple like the model's literal.
+    assert fixed == (
+        "def test_intersperse():\n"
+        f"    {COMMENT}\n"
+        "    assert list(intersperse('!', [1, 2])) == [1, '!', 2]\n"
+        "    assert tuple(intersperse(None, [1, 2, 3], n=2)) == (1, 2, None, 3)\n"
+        "    assert list(intersperse(0, [5])) == [5]\n"
+    )
+    only_list = pinned(source.split("\n")[0] + "\n" + source.split("\n")[1] + "\n", values[:1])
+    assert only_list == "def test_intersperse():\n    assert list(intersperse('!', [1, 2])) == [1, '!', 2]\n"
+    # An endless iterator is cut, and too many items are no expectation.
+    counting = "def test_count():\n    assert count(1) == [1, 2, 3]\n"
+    endless = observed(_run(observing_variant(counting) or "", count=lambda n: iter(int, 1)))
+    assert endless is not None and endless[0].startswith("ITEMS:[0, 0")
+    assert pinned(counting, endless) is None

@@ -146,6 +146,17 @@ def _by_call(source: str, target: str) -> str | None:
     return raises or None
 
 
+def case_name(target: str, module_text: str, arc: tuple[int, int]) -> str | None:
+    """The name of a test of one branch arc (`test_clamp_when_x_gt_hi`): what a prompt asking for
+    a test of that branch starts the test with."""
+    try:
+        owner = branch_owners(ast.parse(module_text)).get(arc[0])
+    except SyntaxError:
+        return None
+    part = _slug(_arc_part(owner, arc[1]) or "") if owner is not None else ""
+    return f"test_{target.rsplit('.', 1)[-1]}_{part}" if part else None
+
+
 def descriptive_names(
     tests: Sequence[tuple[str, str]],
     target: str,

@@ -389,6 +389,7 @@ class Quality:
     mutants_total: int
     survivors: list[Mutant] = field(default_factory=list)
     uncovered: list[str] = field(default_factory=list)
+    missing_arcs: list[tuple[int, int]] = field(default_factory=list)  # what `uncovered` says
     kills: dict[str, set[int]] = field(default_factory=dict)  # test name -> killed mutant indexes
     arcs: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # test -> arcs it executes
     unit: str = "branches"
@@ -444,6 +445,7 @@ def measure(
         0,
         len(candidates),
         uncovered=missing_branches(branches, executed, module_text.splitlines()),
+        missing_arcs=sorted(branches.arcs - executed),
         unit="branches" if branches.arcs else "lines",
     )
     for name, arcs in base.test_arcs.items():

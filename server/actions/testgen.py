@@ -33,8 +33,8 @@ from server.actions.bugs import (
     signature_of,
 )
 from server.actions.fix import candidate_timeout
-from server.actions.naming import descriptive_names
-from server.actions.pin import observed, observing_variant, pinned
+from server.actions.naming import case_name, descriptive_names
+from server.actions.pin import COMMENT, observed, observing_variant, pinned
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -438,15 +438,24 @@ def repair_prompt(
 
 
 def coverage_prompt(
-    target: Target, module: ModuleLocation, ctx: PromptContext, passing: list[GeneratedTest], quality: Quality
+    target: Target,
+    module: ModuleLocation,
+    ctx: PromptContext,
+    passing: list[GeneratedTest],
+    quality: Quality,
+    module_text: str,
 ) -> tuple[str, str]:
-    """(user message, assistant prefill) asking for tests of what the passing ones miss."""
+    """(user message, assistant prefill) asking for tests of what the passing ones miss. The
+    prefill starts a test named after the first branch no test takes, so that the answer begins
+    with that case rather than another copy of the passing tests."""
     gaps = [f"- {u}" for u in quality.uncovered[:MAX_GAPS_IN_PROMPT]]
     room = MAX_GAPS_IN_PROMPT - len(gaps)
     for m in quality.survivors[: max(room, 1)]:
         line = _target_line(target, m.line)
         gaps.append(f"- line {m.line} (`{line}`): the tests still pass if {m.description}")
-    existing = "\n\n".join(t.source.strip() for t in passing)
+    # The tests that each add something: a small model copies the pattern of what it is shown.
+    useful = set(useful_tests([t.name for t in passing], quality)[0])
+    existing = "\n\n".join(t.source.strip() for t in passing if t.name in useful)
     user = (
         f"Module `{module.module}`:\n```python\n{_code(target, ctx).rstrip()}\n```\n\n"
         f"These tests pass:\n```python\n{_clip(existing, MAX_STYLE_CHARS)}\n```\n\n"
@@ -455,7 +464,9 @@ def coverage_prompt(
         "values the code returns there; name each after the case it checks. Answer with one "
         "```python code block."
     )
-    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\ndef test_"
+    first = next((n for arc in quality.missing_arcs if (n := case_name(target.name, module_text, arc))), None)
+    start = f"def {first}():\n" if first else "def test_"
+    prefill = f"```python\nimport pytest\n\nfrom {module.module} import {target.import_name}\n\n\n{start}"
     return user, prefill
 
 
@@ -464,6 +475,11 @@ def _target_line(target: Target, line: int) -> str:
     lines = target.source.splitlines()
     index = line - 1 - target.start_line
     return lines[index].strip() if 0 <= index < len(lines) else ""
+
+
+def _body(source: str) -> str:
+    """A test without its `def` line: two tests that differ only in name are one."""
+    return source.split("\n", 1)[-1]
 
 
 def _squash(source: str) -> str:
@@ -795,8 +811,8 @@ def generate_tests(
         def record_values(
             tests: list[GeneratedTest], suite_header: list[str], percent: int
         ) -> list[GeneratedTest]:
-            """The failing tests whose only fault is their expected values, with the code's values
-            instead (verified by a run); they leave `tests`."""
+            """The failing tests whose only fault is their expected values (or an iterator compared
+            with a list), with the code's values instead (verified by a run); they leave `tests`."""
             variants = []
             for t in tests:
                 if not miscalculated(t.source, t.message, target.import_name, signature, facts, docstring):
@@ -823,7 +839,8 @@ def generate_tests(
                 if check is not None and outcome_of(c, check)[0]:
                     t.source, t.message = c.source, ""
                     tests.remove(t)
-                    recorded.append(t.name)
+                    if COMMENT in t.source:  # else only `list(...)` was missing: the model's values stand
+                        recorded.append(t.name)
                     out.append(t)
             log.info("expected values recorded for %d of %d failing test(s)", len(out), len(variants))
             return out
@@ -929,15 +946,15 @@ def generate_tests(
                 cancel.check()
                 progress(f"asking for tests of {len(quality.uncovered)} uncovered branch(es)", 92)
                 t0 = time.perf_counter()
-                user, prefill = coverage_prompt(target, module, ctx, passing, quality)
+                user, prefill = coverage_prompt(target, module, ctx, passing, quality, request.text)
                 prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
                 answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_COVERAGE, stop_when=_enough_tests)
                 timings["model_s"] += time.perf_counter() - t0
                 extra = normalize_tests(answer, module, target, provided)
                 taken = {t.name for t in (*passing, *failing)}
-                known = {_squash(t.source) for t in passing}
+                known = {_squash(_body(t.source)) for t in passing}
                 extra.tests = [
-                    t for t in extra.tests if t.name not in taken and _squash(t.source) not in known
+                    t for t in extra.tests if t.name not in taken and _squash(_body(t.source)) not in known
                 ]
                 if not extra.tests:
                     notes.append("the coverage round gave no new test")
