@@ -273,6 +273,39 @@ def test_truncate_words_3():
     assert "def test_truncate_words_when_len_words_le_limit():" in new_tests_edit(result, None).text
 
 
+def test_the_coverage_round_asks_for_the_branch_no_test_takes_by_its_case(textkit: Path) -> None:
+    first = """truncate_words_short():
+    assert truncate_words("a b", 5) == "a b"
+
+
+def test_truncate_words_short_again():
+    assert truncate_words("a b", 5) == "a b"
+```"""
+    prompts: list[str] = []
+
+    def script(prompt: str) -> str:
+        if "They miss these cases" in prompt:
+            if prompt.endswith(("def test_", "():\n")):  # whole prompts, not the fake's chunks
+                prompts.append(prompt)
+            return '    assert truncate_words("a b c", 2) == "a b..."\n```'
+        return first
+
+    result = generate_tests(
+        _request(textkit, "truncate_words"), runtime_generator(Runtime(FakeEngine(script)))
+    )
+    prompt = prompts[0]  # a second round follows for surviving mutants
+    # The gap is said as a case, the passing tests shown once each (the copy adds nothing), and
+    # the answer starts inside a test named after the case.
+    assert "- line 19 the condition `len(words) <= limit` is never false" in prompt
+    assert prompt.count('assert truncate_words("a b", 5) == "a b"') == 1
+    assert prompt.endswith("def test_truncate_words_when_not_len_words_le_limit():\n")
+    assert [t.name for t in result.passing] == [
+        "test_truncate_words_short",
+        "test_truncate_words_when_not_len_words_le_limit",
+    ]
+    assert result.quality is not None and result.quality.branch_ratio == 1.0
+
+
 def test_a_failing_test_the_docstring_does_not_back_is_dropped_not_reported(textkit: Path) -> None:
     # The code is right; the model insists on its own wrong value through every round, in a loop
     # whose values cannot be recorded one by one.
