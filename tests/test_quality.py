@@ -118,6 +118,10 @@ def test_a_branch_no_test_takes_is_said_as_the_case_to_test() -> None:
     assert "line 2 the loop over `xs` never runs (no test gives it an item)" in said
     assert any(s.startswith("line 2 the loop over `xs` never runs to its end") for s in said)
     assert "line 3 the condition `x > limit` is never false" in said
+    # A local the condition reads is said with its assignment: a test sets the parameters.
+    local = "def poly(cs, x):\n    n = len(cs)\n    if n == 0:\n        return x * 0\n    return n\n"
+    said = missing_branches(branches_of(local, 1, 5), {(3, 5)}, local.splitlines())
+    assert said == ["line 3 the condition `n == 0` is never true (where `n = len(cs)`)"]
 
 
 def test_useful_tests_keeps_what_adds_a_branch_or_a_kill() -> None:

@@ -331,14 +331,17 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
     than for "line 7 never goes to line 8"."""
     text = "\n".join(lines)
     try:
-        owners = branch_owners(ast.parse(text))
+        tree: ast.Module | None = ast.parse(text)
     except SyntaxError:
-        owners = {}
+        tree = None
+    owners = branch_owners(tree) if tree is not None else {}
     out = []
     for a, b in sorted(branches.arcs - executed):
         src = lines[a - 1].strip() if 0 < a <= len(lines) else ""
         node = owners.get(a)
         said = _arc_said(node, b, text) if node is not None else None
+        if said is not None and tree is not None and isinstance(node, ast.If | ast.While):
+            said += _locals_said(tree, node, text)
         if said is None:
             dest = f"line {b}" if b > 0 else "the function's exit"
             said = f"(`{src}`) never goes to {dest}"
@@ -347,6 +350,34 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
 
 
 _BRANCHING = (ast.If, ast.While, ast.For, ast.AsyncFor)
+
+
+def _locals_said(tree: ast.Module, node: ast.If | ast.While, text: str) -> str:
+    """` (where `n = len(coefficients)`)` for the condition's names that the function assigns
+    before it: a test sets the parameters, and a small model asked for `n == 0` otherwise sets
+    the wrong thing to zero."""
+    functions = [
+        f
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        and f.lineno <= node.lineno <= (f.end_lineno or f.lineno)
+    ]
+    if not functions:
+        return ""
+    function = max(functions, key=lambda f: f.lineno)  # the innermost
+    # The last assignment of each name before the condition (walk order is not line order).
+    assigned: dict[str, ast.Assign] = {}
+    for stmt in sorted(
+        (n for n in ast.walk(function) if isinstance(n, ast.Assign) and n.lineno < node.lineno),
+        key=lambda n: n.lineno,
+    ):
+        target = stmt.targets[0]
+        if len(stmt.targets) == 1 and isinstance(target, ast.Name):
+            assigned[target.id] = stmt
+    used = dict.fromkeys(n.id for n in ast.walk(node.test) if isinstance(n, ast.Name) and n.id in assigned)
+    said = [ast.get_source_segment(text, assigned[name]) or "" for name in used]
+    said = [s for s in said if s and "\n" not in s]
+    return f" (where `{'`, `'.join(said)}`)" if said else ""
 
 
 def branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
