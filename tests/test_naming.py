@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.actions.naming import descriptive_names, is_generic
+from server.actions.naming import case_name, descriptive_names, is_generic
 
 CLAMP = """def clamp(x, lo=0, hi=10):
     if x < lo:
@@ -74,3 +74,8 @@ def test_a_long_condition_is_cut_at_a_word() -> None:
     )
     names = descriptive_names([("test_1", "def test_1():\n    f(x)\n")], "f", source, {"test_1": {(2, 3)}})
     assert names["test_1"] == "test_f_when_a_first_value_gt_a_second_value_and"
+
+
+def test_a_branch_on_a_local_is_named_after_the_parameters_it_stands_for() -> None:
+    source = "def poly(cs, x):\n    n = len(cs)\n    if n == 0:\n        return x * 0\n    return n\n"
+    assert case_name("poly", source, (3, 4)) == "test_poly_when_len_cs_eq_0"

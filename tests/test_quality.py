@@ -118,10 +118,14 @@ def test_a_branch_no_test_takes_is_said_as_the_case_to_test() -> None:
     assert "line 2 the loop over `xs` never runs (no test gives it an item)" in said
     assert any(s.startswith("line 2 the loop over `xs` never runs to its end") for s in said)
     assert "line 3 the condition `x > limit` is never false" in said
-    # A local the condition reads is said with its assignment: a test sets the parameters.
+    # A local the condition reads is said through its assignment: a test sets the parameters.
     local = "def poly(cs, x):\n    n = len(cs)\n    if n == 0:\n        return x * 0\n    return n\n"
     said = missing_branches(branches_of(local, 1, 5), {(3, 5)}, local.splitlines())
-    assert said == ["line 3 the condition `n == 0` is never true (where `n = len(cs)`)"]
+    assert said == ["line 3 the condition `n == 0` is never true, that is: `len(cs) == 0`"]
+    # A name assigned twice has no one value: the condition stays as written.
+    twice = local.replace("    if n == 0", "    n += 1\n    if n == 0")
+    said = missing_branches(branches_of(twice, 1, 6), {(4, 6)}, twice.splitlines())
+    assert said == ["line 4 the condition `n == 0` is never true"]
 
 
 def test_useful_tests_keeps_what_adds_a_branch_or_a_kill() -> None:

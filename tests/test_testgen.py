@@ -265,12 +265,12 @@ def test_truncate_words_3():
     # The first two take one side each of `len(words) <= limit`; the third takes the second's
     # side (it stays: it catches `<` for `<=`) and is named after its call instead.
     assert [t.name for t in result.passing] == [
-        "test_truncate_words_when_not_len_words_le_limit",
-        "test_truncate_words_when_len_words_le_limit",
+        "test_truncate_words_when_not_len_text_split_le_limit",
+        "test_truncate_words_when_len_text_split_le_limit",
         "test_truncate_words_empty_string_0",
     ]
-    assert result.passing[0].source.startswith("def test_truncate_words_when_not_len_words_le_limit():")
-    assert "def test_truncate_words_when_len_words_le_limit():" in new_tests_edit(result, None).text
+    assert result.passing[0].source.startswith("def test_truncate_words_when_not_len_text_split_le_limit():")
+    assert "def test_truncate_words_when_len_text_split_le_limit():" in new_tests_edit(result, None).text
 
 
 def test_the_coverage_round_asks_for_the_branch_no_test_takes_by_its_case(textkit: Path) -> None:
@@ -296,12 +296,16 @@ def test_truncate_words_short_again():
     prompt = prompts[0]  # a second round follows for surviving mutants
     # The gap is said as a case, the passing tests shown once each (the copy adds nothing), and
     # the answer starts inside a test named after the case.
-    assert "- line 19 the condition `len(words) <= limit` is never false" in prompt
+    # (`words` is a local: the case is said through what it stands for.)
+    assert (
+        "- line 19 the condition `len(words) <= limit` is never false, that is: "
+        "`len(text.split()) <= limit`" in prompt
+    )
     assert prompt.count('assert truncate_words("a b", 5) == "a b"') == 1
-    assert prompt.endswith("def test_truncate_words_when_not_len_words_le_limit():\n")
+    assert prompt.endswith("def test_truncate_words_when_not_len_text_split_le_limit():\n")
     assert [t.name for t in result.passing] == [
         "test_truncate_words_short",
-        "test_truncate_words_when_not_len_words_le_limit",
+        "test_truncate_words_when_not_len_text_split_le_limit",
     ]
     assert result.quality is not None and result.quality.branch_ratio == 1.0
 

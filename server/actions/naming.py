@@ -13,7 +13,7 @@ import ast
 import re
 from collections.abc import Mapping, Sequence
 
-from server.actions.quality import branch_owners
+from server.actions.quality import branch_owners, condition_of
 
 # Longest name part taken from code; longer conditions are cut at a word boundary.
 MAX_PART_CHARS = 40
@@ -68,30 +68,29 @@ def _condition(node: ast.expr) -> str:
     return _slug(ast.unparse(node))
 
 
-def _arc_part(owner: ast.stmt, dest: int) -> str | None:
+def _arc_part(owner: ast.stmt, dest: int, tree: ast.Module) -> str | None:
     """The arc from a branching statement to `dest` as a name part."""
     if not isinstance(owner, ast.If | ast.While | ast.For | ast.AsyncFor) or not owner.body:
         return None
     into_body = dest == owner.body[0].lineno
     if isinstance(owner, ast.If):
-        cond = _condition(owner.test)
+        cond = _condition(condition_of(tree, owner))
         return f"when_{cond}" if into_body else f"when_not_{cond}"
     if isinstance(owner, ast.While):
-        cond = _condition(owner.test)
+        cond = _condition(condition_of(tree, owner))
         return f"while_{cond}" if into_body else f"until_not_{cond}"
     seq = _condition(owner.iter)
     return f"with_{seq}" if into_body else f"through_all_{seq}"
 
 
-def _by_branch(
-    name: str, arcs: Mapping[str, set[tuple[int, int]]], owners: Mapping[int, ast.stmt]
-) -> list[str]:
+def _by_branch(name: str, arcs: Mapping[str, set[tuple[int, int]]], tree: ast.Module) -> list[str]:
     """Name parts for the test's branches, those the fewest other tests take first (ties: the
     latest line, the innermost decision)."""
+    owners = branch_owners(tree)
     scored = []
     for a, b in arcs.get(name, set()):
         owner = owners.get(a)
-        part = _arc_part(owner, b) if owner is not None else None
+        part = _arc_part(owner, b, tree) if owner is not None else None
         if part:
             takers = sum((a, b) in theirs for other, theirs in arcs.items() if other != name)
             scored.append((takers, -a, part))
@@ -150,10 +149,11 @@ def case_name(target: str, module_text: str, arc: tuple[int, int]) -> str | None
     """The name of a test of one branch arc (`test_clamp_when_x_gt_hi`): what a prompt asking for
     a test of that branch starts the test with."""
     try:
-        owner = branch_owners(ast.parse(module_text)).get(arc[0])
+        tree = ast.parse(module_text)
     except SyntaxError:
         return None
-    part = _slug(_arc_part(owner, arc[1]) or "") if owner is not None else ""
+    owner = branch_owners(tree).get(arc[0])
+    part = _slug(_arc_part(owner, arc[1], tree) or "") if owner is not None else ""
     return f"test_{target.rsplit('.', 1)[-1]}_{part}" if part else None
 
 
@@ -166,9 +166,9 @@ def descriptive_names(
     """New names for the generic ones among `tests` ((name, source) pairs): old -> new. Names
     stay unique among the tests; a test with nothing to be named after keeps its name."""
     try:
-        owners = branch_owners(ast.parse(module_text))
+        tree = ast.parse(module_text)
     except SyntaxError:
-        owners = {}
+        tree = ast.Module(body=[], type_ignores=[])
     short = target.rsplit(".", 1)[-1]
     taken = {name for name, _ in tests}
     used: set[str] = set()
@@ -177,7 +177,7 @@ def descriptive_names(
         if not is_generic(name, short):
             continue
         # A branch no earlier test was named after, else the call it checks.
-        branch = next((p for p in _by_branch(name, arcs, owners) if _slug(p) not in used), None)
+        branch = next((p for p in _by_branch(name, arcs, tree) if _slug(p) not in used), None)
         part = _slug(branch or _by_call(source, target) or "")
         used.add(part)
         if not part:

@@ -11,6 +11,7 @@ any test fails against it. The same mutator supplies Fix-this's cheap boundary c
 from __future__ import annotations
 
 import ast
+import copy
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -339,9 +340,7 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
     for a, b in sorted(branches.arcs - executed):
         src = lines[a - 1].strip() if 0 < a <= len(lines) else ""
         node = owners.get(a)
-        said = _arc_said(node, b, text) if node is not None else None
-        if said is not None and tree is not None and isinstance(node, ast.If | ast.While):
-            said += _locals_said(tree, node, text)
+        said = _arc_said(node, b, text, tree) if node is not None and tree is not None else None
         if said is None:
             dest = f"line {b}" if b > 0 else "the function's exit"
             said = f"(`{src}`) never goes to {dest}"
@@ -350,34 +349,6 @@ def missing_branches(branches: Branches, executed: set[tuple[int, int]], lines: 
 
 
 _BRANCHING = (ast.If, ast.While, ast.For, ast.AsyncFor)
-
-
-def _locals_said(tree: ast.Module, node: ast.If | ast.While, text: str) -> str:
-    """` (where `n = len(coefficients)`)` for the condition's names that the function assigns
-    before it: a test sets the parameters, and a small model asked for `n == 0` otherwise sets
-    the wrong thing to zero."""
-    functions = [
-        f
-        for f in ast.walk(tree)
-        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-        and f.lineno <= node.lineno <= (f.end_lineno or f.lineno)
-    ]
-    if not functions:
-        return ""
-    function = max(functions, key=lambda f: f.lineno)  # the innermost
-    # The last assignment of each name before the condition (walk order is not line order).
-    assigned: dict[str, ast.Assign] = {}
-    for stmt in sorted(
-        (n for n in ast.walk(function) if isinstance(n, ast.Assign) and n.lineno < node.lineno),
-        key=lambda n: n.lineno,
-    ):
-        target = stmt.targets[0]
-        if len(stmt.targets) == 1 and isinstance(target, ast.Name):
-            assigned[target.id] = stmt
-    used = dict.fromkeys(n.id for n in ast.walk(node.test) if isinstance(n, ast.Name) and n.id in assigned)
-    said = [ast.get_source_segment(text, assigned[name]) or "" for name in used]
-    said = [s for s in said if s and "\n" not in s]
-    return f" (where `{'`, `'.join(said)}`)" if said else ""
 
 
 def branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
@@ -389,7 +360,48 @@ def branch_owners(tree: ast.Module) -> dict[int, ast.stmt]:
     return owners
 
 
-def _arc_said(node: ast.stmt, dest: int, text: str) -> str | None:
+def condition_of(tree: ast.Module, node: ast.If | ast.While) -> ast.expr:
+    """The node's condition with the function's locals replaced by what they were assigned
+    before it (`n == 0` after `n = len(coefficients)` -> `len(coefficients) == 0`): a test sets
+    the parameters, and a small model asked for `n == 0` sets the wrong thing to zero."""
+    functions = [
+        f
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        and f.lineno <= node.lineno <= (f.end_lineno or f.lineno)
+    ]
+    if not functions:
+        return node.test
+    function = max(functions, key=lambda f: f.lineno)  # the innermost
+    # The last assignment of each name before the condition (walk order is not line order);
+    # a name assigned twice, or in a loop, has no one value to stand for.
+    counts: dict[str, int] = {}
+    assigned: dict[str, ast.expr] = {}
+    for stmt in ast.walk(function):
+        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.For):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for t in targets:
+                for name in (n.id for n in ast.walk(t) if isinstance(n, ast.Name)):
+                    counts[name] = counts.get(name, 0) + 1
+            if (
+                isinstance(stmt, ast.Assign)
+                and stmt.lineno < node.lineno
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                assigned[stmt.targets[0].id] = stmt.value
+
+    class Substitute(ast.NodeTransformer):
+        def visit_Name(self, name: ast.Name) -> ast.expr:
+            if name.id in assigned and counts.get(name.id) == 1:
+                return copy.deepcopy(assigned[name.id])
+            return name
+
+    substituted: ast.expr = Substitute().visit(copy.deepcopy(node.test))
+    return substituted
+
+
+def _arc_said(node: ast.stmt, dest: int, text: str, tree: ast.Module) -> str | None:
     """The arc from `node` to line `dest` as a case: into the body, or past it."""
     if not isinstance(node, _BRANCHING) or not node.body:
         return None
@@ -397,7 +409,9 @@ def _arc_said(node: ast.stmt, dest: int, text: str) -> str | None:
     if isinstance(node, ast.If | ast.While):
         cond = ast.get_source_segment(text, node.test) or "the condition"
         if isinstance(node, ast.If):
-            return f"the condition `{cond}` is never {'true' if into_body else 'false'}"
+            said = f"the condition `{cond}` is never {'true' if into_body else 'false'}"
+            plain = ast.unparse(condition_of(tree, node))
+            return said if plain == ast.unparse(node.test) else f"{said}, that is: `{plain}`"
         if into_body:
             return f"the loop `while {cond}` never runs its body"
         return f"the loop `while {cond}` never stops by its condition becoming false"
@@ -534,6 +548,7 @@ __all__ = [
     "Quality",
     "branch_owners",
     "branches_of",
+    "condition_of",
     "covered",
     "measure",
     "missing_branches",
