@@ -78,7 +78,7 @@ def pooled(suite: Suite) -> list[str]:
     records: list[Record] = []
     for spec in suite.repos:
         path = suite.runs / name_of(spec) / "cases.jsonl"
-        if path.is_file():
+        if (path.parent / "summary.json").is_file():  # finished runs only, as in the table above
             # Keys are unique within a run only: qualify them by repository.
             records += [replace(r, key=f"{name_of(spec)}:{r.key}") for r in load_records(path)]
     configs = list(dict.fromkeys(r.config for r in records))
