@@ -48,6 +48,7 @@ class Suite:
     threads: int
     levels: str | None
     configs: str | None
+    title: str = "repositories infiller was not tuned on"
 
     @property
     def runs(self) -> Path:
@@ -96,7 +97,7 @@ def collect(suite: Suite) -> str:
     results = suite.results
     results.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# infiller eval on repositories infiller was not tuned on",
+        f"# infiller eval: {suite.title}",
         "",
         "Produced by `python -m bench.eval_repos` (each repository: `infiller eval <sdist> ...`, the "
         "exact command in its report). Exact match / executable correctness over the cases every "
@@ -164,9 +165,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--levels", help="passed to infiller eval (default: all)")
     parser.add_argument("--configs", help="passed to infiller eval (default: the standard ones)")
+    parser.add_argument(
+        "--title", default=Suite.title, help="what the repositories are (e.g. a development set)"
+    )
     args = parser.parse_args()
     repos = tuple(args.repos.split(",")) if args.repos else REPOS
-    suite = Suite(args.suite, repos, args.model, args.threads, args.levels, args.configs)
+    suite = Suite(args.suite, repos, args.model, args.threads, args.levels, args.configs, args.title)
     if args.run:
         for spec in repos:
             run(suite, spec, args.n, args.minutes, spec == args.tune)
