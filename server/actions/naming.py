@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from server.actions.quality import branch_owners, condition_of
+from server.actions.quality import branch_owners, condition_of, into_body
 
 # Longest name part taken from code; longer conditions are cut at a word boundary.
 MAX_PART_CHARS = 40
@@ -70,30 +70,41 @@ def _condition(node: ast.expr) -> str:
 
 def _arc_part(owner: ast.stmt, dest: int, tree: ast.Module) -> str | None:
     """The arc from a branching statement to `dest` as a name part."""
-    if not isinstance(owner, ast.If | ast.While | ast.For | ast.AsyncFor) or not owner.body:
+    into = into_body(owner, dest)
+    if into is None or not isinstance(owner, ast.If | ast.While | ast.For | ast.AsyncFor):
         return None
-    into_body = dest == owner.body[0].lineno
     if isinstance(owner, ast.If):
         cond = _condition(condition_of(tree, owner))
-        return f"when_{cond}" if into_body else f"when_not_{cond}"
+        return f"when_{cond}" if into else f"when_not_{cond}"
     if isinstance(owner, ast.While):
         cond = _condition(condition_of(tree, owner))
-        return f"while_{cond}" if into_body else f"until_not_{cond}"
+        return f"while_{cond}" if into else f"until_not_{cond}"
     seq = _condition(owner.iter)
-    return f"with_{seq}" if into_body else f"through_all_{seq}"
+    return f"with_{seq}" if into else f"through_all_{seq}"
 
 
-def _by_branch(name: str, arcs: Mapping[str, set[tuple[int, int]]], tree: ast.Module) -> list[str]:
-    """Name parts for the test's branches, those the fewest other tests take first (ties: the
-    latest line, the innermost decision)."""
+def _arc_parts(arcs: Iterable[tuple[int, int]], tree: ast.Module) -> dict[tuple[int, int], str]:
+    """Name parts of the arcs that have one, each worked out once (tests share most arcs)."""
     owners = branch_owners(tree)
-    scored = []
-    for a, b in arcs.get(name, set()):
+    parts = {}
+    for a, b in set(arcs):
         owner = owners.get(a)
         part = _arc_part(owner, b, tree) if owner is not None else None
         if part:
-            takers = sum((a, b) in theirs for other, theirs in arcs.items() if other != name)
-            scored.append((takers, -a, part))
+            parts[(a, b)] = part
+    return parts
+
+
+def _by_branch(
+    name: str, arcs: Mapping[str, set[tuple[int, int]]], parts: Mapping[tuple[int, int], str]
+) -> list[str]:
+    """Name parts for the test's branches, those the fewest other tests take first (ties: the
+    latest line, the innermost decision)."""
+    scored = []
+    for arc in arcs.get(name, set()):
+        if arc in parts:
+            takers = sum(arc in theirs for other, theirs in arcs.items() if other != name)
+            scored.append((takers, -arc[0], parts[arc]))
     return [part for _, _, part in sorted(scored)]
 
 
@@ -170,6 +181,7 @@ def descriptive_names(
     except SyntaxError:
         tree = ast.Module(body=[], type_ignores=[])
     short = target.rsplit(".", 1)[-1]
+    parts = _arc_parts((arc for taken_by in arcs.values() for arc in taken_by), tree)
     taken = {name for name, _ in tests}
     used: set[str] = set()
     renamed: dict[str, str] = {}
@@ -177,7 +189,7 @@ def descriptive_names(
         if not is_generic(name, short):
             continue
         # A branch no earlier test was named after, else the call it checks.
-        branch = next((p for p in _by_branch(name, arcs, tree) if _slug(p) not in used), None)
+        branch = next((p for p in _by_branch(name, arcs, parts) if _slug(p) not in used), None)
         part = _slug(branch or _by_call(source, target) or "")
         used.add(part)
         if not part:

@@ -401,22 +401,30 @@ def condition_of(tree: ast.Module, node: ast.If | ast.While) -> ast.expr:
     return substituted
 
 
-def _arc_said(node: ast.stmt, dest: int, text: str, tree: ast.Module) -> str | None:
-    """The arc from `node` to line `dest` as a case: into the body, or past it."""
+def into_body(node: ast.stmt, dest: int) -> bool | None:
+    """Whether the arc from a branching statement to line `dest` enters its body (else it goes
+    past it); None when `node` is not a branching statement with a body."""
     if not isinstance(node, _BRANCHING) or not node.body:
         return None
-    into_body = dest == node.body[0].lineno
+    return dest == node.body[0].lineno
+
+
+def _arc_said(node: ast.stmt, dest: int, text: str, tree: ast.Module) -> str | None:
+    """The arc from `node` to line `dest` as a case: into the body, or past it."""
+    into = into_body(node, dest)
+    if into is None or not isinstance(node, _BRANCHING):
+        return None
     if isinstance(node, ast.If | ast.While):
         cond = ast.get_source_segment(text, node.test) or "the condition"
         if isinstance(node, ast.If):
-            said = f"the condition `{cond}` is never {'true' if into_body else 'false'}"
+            said = f"the condition `{cond}` is never {'true' if into else 'false'}"
             plain = ast.unparse(condition_of(tree, node))
             return said if plain == ast.unparse(node.test) else f"{said}, that is: `{plain}`"
-        if into_body:
+        if into:
             return f"the loop `while {cond}` never runs its body"
         return f"the loop `while {cond}` never stops by its condition becoming false"
     seq = ast.get_source_segment(text, node.iter) or "the sequence"
-    if into_body:
+    if into:
         return f"the loop over `{seq}` never runs (no test gives it an item)"
     return f"the loop over `{seq}` never runs to its end (test it empty, or with no item that leaves early)"
 
@@ -550,6 +558,7 @@ __all__ = [
     "branches_of",
     "condition_of",
     "covered",
+    "into_body",
     "measure",
     "missing_branches",
     "mutants",
