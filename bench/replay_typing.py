@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.replay import metrics
-from bench.replay.corpus import REGIONS, Region, prepare
+from bench.replay.corpus import REGIONS, Region, parse_regions, prepare
 from bench.replay.engine import User
 from bench.replay.procs import cpu_seconds, machine, peak_rss_mb
 
@@ -321,7 +321,12 @@ def main() -> int:
     )
     peer.add_argument("--no-peer", dest="peer", action="store_false", help="infiller only")
     parser.add_argument("--no-infiller", dest="infiller", action="store_false", help="the peer only")
-    parser.add_argument("--files", type=int, default=len(REGIONS), help="type only the first N regions")
+    parser.add_argument("--files", type=int, default=None, help="type only the first N regions")
+    parser.add_argument(
+        "--regions",
+        default=None,
+        help="type these instead of the standard regions: name==version:package:module:function, comma-separated",
+    )
     parser.add_argument("--settings", default="{}", help="extra infiller settings (JSON, camelCase)")
     parser.add_argument(
         "--no-updates",
@@ -343,7 +348,11 @@ def main() -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     thread_counts = [int(t) for t in args.threads.split(",")]
     args.peer_binary = peer_binary() if args.peer else None
-    workspace, regions = prepare(WORK, REGIONS[: args.files])
+    try:
+        specs = parse_regions(args.regions) if args.regions else REGIONS
+    except ValueError as exc:
+        parser.error(str(exc))
+    workspace, regions = prepare(WORK, specs[: args.files])
     engines = [e for e, on in (("infiller", args.infiller), ("peer", args.peer)) if on]
     runs = []
     for model in models:

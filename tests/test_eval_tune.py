@@ -65,3 +65,12 @@ def test_tune_picks_what_wins_checks_it_and_writes_it(
     assert "no context" in loaded.reason and "second sample" in loaded.reason
     settings, errors = read_settings(merge({"infiller": {}}, loaded))
     assert errors == [] and settings.context.budget_tokens == 0
+
+
+def test_every_configuration_can_be_named_on_the_command_line() -> None:
+    # --configs is comma-separated: a name with a comma in it could never be chosen.
+    from server.eval.configs import choose, tune_candidates
+
+    names = list(tune_candidates())
+    arg = ",".join(names)
+    assert list(choose([n.strip() for n in arg.split(",")], tune=True)) == names

@@ -9,6 +9,7 @@ index nor a ring of recently seen chunks can read the answer.
 from __future__ import annotations
 
 import ast
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,18 @@ REGIONS = (
     RegionSpec("sqlglot==25.1.0", "sqlglot", "helper.py", "tsort"),
     RegionSpec("pygments==2.18.0", "pygments", "util.py", "format_lines"),
 )
+
+
+def parse_regions(text: str) -> tuple[RegionSpec, ...]:
+    """`name==version:package:module:function`, comma-separated (other files than REGIONS: a check
+    on code the levers were not tuned on)."""
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        fields = item.split(":")
+        if len(fields) != 4 or "==" not in fields[0] or not all(fields):
+            raise ValueError(f"region {item!r}: expected name==version:package:module:function")
+        specs.append(RegionSpec(*fields))
+    return tuple(specs)
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,8 @@ def body_span(source: str, function: str) -> tuple[int, int]:
 
 def prepare(work: Path, specs: tuple[RegionSpec, ...] = REGIONS) -> tuple[Path, list[Region]]:
     """Fetch the sdists, build the workspace (regions removed on disk) and return it with the regions."""
-    root = work / "replay_typing"
+    # Other regions get their own workspace: the index sees only the packages typed in this run.
+    root = work / "replay_typing" if specs == REGIONS else work / f"replay_typing-{_tag(specs)}"
     regions: list[Region] = []
     edited: dict[Path, str] = {}
     for spec in specs:
@@ -94,3 +108,7 @@ def prepare(work: Path, specs: tuple[RegionSpec, ...] = REGIONS) -> tuple[Path, 
     for path, text in edited.items():
         path.write_text(text, encoding="utf-8")
     return root, regions
+
+
+def _tag(specs: tuple[RegionSpec, ...]) -> str:
+    return hashlib.sha1("\n".join(s.id + s.sdist for s in specs).encode()).hexdigest()[:10]

@@ -72,10 +72,10 @@ def tune_candidates() -> dict[str, EvalConfig]:
     configs = standard_configs()
     base = configs[DEFAULT]
     for budget in TUNE_BUDGETS:
-        name = f"default, {budget} ctx"
+        name = f"default {budget} ctx"
         configs[name] = EvalConfig(name, base.sources, context_tokens=budget)
     prefix, suffix = TUNE_SPLIT
-    name = f"default, {prefix}+{suffix} window"
+    name = f"default {prefix}+{suffix} window"
     configs[name] = EvalConfig(name, base.sources, prefix_tokens=prefix, suffix_tokens=suffix)
     name = "definitions+similar"
     configs[name] = EvalConfig(name, ("definitions", "similar"))
@@ -87,6 +87,7 @@ def choose(names: list[str] | None, tune: bool = False) -> dict[str, EvalConfig]
     known = tune_candidates() if tune else standard_configs()
     if names is None:
         return known
+    # Names hold no comma: the command line lists them comma-separated.
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown configuration(s) {', '.join(unknown)} (known: {', '.join(known)})")
