@@ -16,7 +16,7 @@ from bench.peer.llamavim_client import (
     render,
 )
 from bench.replay.accept import MIN_ACCEPT_CHARS, REACTION_S, choose, first_line, readable
-from bench.replay.corpus import body_span
+from bench.replay.corpus import RegionSpec, body_span, parse_regions
 from bench.replay.keys import KEY_MAX_S, PAUSE_S, auto_indent, key_delays
 from bench.replay.metrics import Accept, Edit, Show, pause_latencies, percentile, summarize
 
@@ -234,3 +234,14 @@ def test_render_drops_repeats_of_the_next_line_and_blank_suggestions() -> None:
 def test_chunk_similarity() -> None:
     assert chunk_similarity(["a b c"], ["a b c"]) == 1.0
     assert chunk_similarity(["a b"], ["c d"]) == 0.0
+
+
+def test_other_regions_are_named_on_the_command_line_and_malformed_ones_are_refused() -> None:
+    specs = parse_regions("tomli==2.0.1:tomli:_parser.py:suffixed_err, a==1:a:b/c.py:f")
+    assert specs == (
+        RegionSpec("tomli==2.0.1", "tomli", "_parser.py", "suffixed_err"),
+        RegionSpec("a==1", "a", "b/c.py", "f"),
+    )
+    for bad in ("tomli:_parser.py:suffixed_err", "tomli==2.0.1:tomli::f", "a==1:a:b.py:f:g"):
+        with pytest.raises(ValueError, match="expected name==version:package:module:function"):
+            parse_regions(bad)
