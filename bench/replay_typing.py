@@ -325,7 +325,7 @@ def main() -> int:
     parser.add_argument(
         "--regions",
         default=None,
-        help="type these instead of the standard regions (name==version:package:module:function, comma-separated)",
+        help="other regions: name==version:package:module:function, comma-separated",
     )
     parser.add_argument("--settings", default="{}", help="extra infiller settings (JSON, camelCase)")
     parser.add_argument(
