@@ -4,6 +4,7 @@ llama.vim-style peer's context, cache and render rules (no model, no server)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,16 @@ def test_other_regions_are_named_on_the_command_line_and_malformed_ones_are_refu
     for bad in ("tomli:_parser.py:suffixed_err", "tomli==2.0.1:tomli::f", "a==1:a:b.py:f:g"):
         with pytest.raises(ValueError, match="expected name==version:package:module:function"):
             parse_regions(bad)
+
+
+def test_held_out_regions_are_picked_by_the_rule_alone(tmp_path: Path) -> None:
+    from bench.replay.pick import MAX_CHARS, MIN_CHARS, candidates
+
+    body = "    x = 1\n" + "    y = x + 1\n" * ((MIN_CHARS + 20) // 14) + "    return y\n"
+    fits = f'def fits():\n    """Doc."""\n{body}'
+    undocumented = f"def bare():\n{body}"
+    too_long = 'def long():\n    """Doc."""\n' + "    z = 0\n" * (MAX_CHARS // 10 + 5)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("\n".join([fits, undocumented, too_long]))
+    (tmp_path / "pkg" / "test_mod.py").write_text(fits)
+    assert candidates(tmp_path, "pkg") == [("mod.py", "fits")]
