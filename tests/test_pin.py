@@ -102,3 +102,62 @@ def test_an_iterator_compared_with_a_list_is_compared_by_its_items() -> None:
     endless = observed(_run(observing_variant(counting) or "", count=lambda n: iter(int, 1)))
     assert endless is not None and endless[0].startswith("ITEMS:[0, 0")
     assert pinned(counting, endless) is None
+
+
+def test_an_expectation_named_before_the_assert_is_recorded_where_it_is_written() -> None:
+    # The 1.5B's habit on more-itertools' idft: `expected = [...]`, then `assert f(x) == expected`.
+    source = "def test_scale():\n    xs = [1, 2]\n    expected = [2, 5]\n    assert scale(xs) == expected\n"
+    variant = observing_variant(source)
+    assert variant is not None
+    values = observed(_run(variant, scale=lambda xs: iter([2 * x for x in xs])))
+    assert values == ["ITEMS:[2, 4]"]
+    assert pinned(source, values) == (
+        "def test_scale():\n"
+        f"    {COMMENT}\n"
+        "    xs = [1, 2]\n"
+        "    expected = [2, 4]\n"
+        "    assert list(scale(xs)) == expected\n"
+    )
+    # A name read twice, or assigned twice, stands for more than one expectation: left alone.
+    read_twice = source + "    assert len(expected) == 2\n"
+    twice = observed(_run(observing_variant(read_twice) or "", scale=lambda xs: iter([2 * x for x in xs])))
+    assert twice is None  # `scale(xs) == expected` is left to fail as the model wrote it
+    reassigned = source.replace("    xs = [1, 2]\n", "    expected = []\n    xs = [1, 2]\n")
+    assert observing_variant(reassigned) is None
+
+
+def test_floating_point_noise_is_written_rounded_under_pytest_approx() -> None:
+    source = (
+        "def test_halves():\n"
+        "    expected = [2, -2j, 0]\n"
+        "    assert halves([1, -1j, 1e-17]) == expected\n"
+        "    assert third(1.0) == 0.3\n"
+        "    assert third(0.9) == 0.3\n"
+    )
+    variant = observing_variant(source)
+    assert variant is not None
+
+    def halves(xs: list[complex]) -> list[complex]:
+        return [x * 0.5000000000000001 for x in xs]
+
+    values = observed(_run(variant, halves=halves, third=lambda x: x / 3))
+    assert values == [
+        "[0.5000000000000001, -0.5000000000000001j, 5.000000000000001e-18]",
+        "0.3333333333333333",
+        "0.3",
+    ]
+    fixed = pinned(source, values)
+    assert fixed == (
+        "def test_halves():\n"
+        f"    {COMMENT}\n"
+        "    expected = pytest.approx([0.5, -0.5j, 0.0])\n"
+        "    assert halves([1, -1j, 1e-17]) == expected\n"
+        "    assert third(1.0) == pytest.approx(0.333333333333)\n"
+        "    assert third(0.9) == 0.3\n"
+    )
+    # The written values hold: pytest.approx accepts the code's noisy values.
+    env: dict[str, object] = {"pytest": pytest, "halves": halves, "third": lambda x: x / 3}
+    exec(compile(fixed, "fixed", "exec"), env)
+    env["test_halves"]()  # type: ignore[operator]
+    # Noise inside a nested value cannot go under pytest.approx: the test is left failing.
+    assert pinned("def test_pairs():\n    assert pairs() == [(1, 2)]\n", ["[(1, 0.30000000000000004)]"]) is None

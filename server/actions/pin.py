@@ -11,8 +11,10 @@ and it now fails when a later change alters them. The test says so in a comment,
 user reads those values as a record, not as a specification.
 
 Only `assert <expression> == <literal>` statements at the top level of a test body are
-recorded, and only values whose repr reads back as an equal literal (numbers, strings, tuples,
-lists, dicts, sets, None, booleans); an object keeps the test failing.
+recorded (or `== name`, where the body assigns `name` a literal once and reads it only there:
+the value is then recorded in the assignment), and only values whose repr reads back as an equal
+literal (numbers, strings, tuples, lists, dicts, sets, None, booleans); an object keeps the test
+failing.
 
 The other common mistake of the kind: comparing an iterator with a list (`assert
 intersperse("!", [1, 2]) == [1, "!", 2]` where the docstring says `list(intersperse(...))`).
@@ -24,6 +26,7 @@ model's items were right, that is the only change and the test carries no commen
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass
 
@@ -32,6 +35,13 @@ MARKER = "INFILLER-OBSERVED"
 _OBSERVED = re.compile(re.escape(MARKER) + r"(\[.*\])")
 # A recorded value longer than this is a data dump, not an expectation a reader can check.
 MAX_VALUE_CHARS = 120
+# Floats are written to this many significant digits, under pytest.approx; pytest's defaults
+# (relative 1e-6, absolute 1e-12) then decide equality, as APPROX_REL and APPROX_ABS here.
+SIGNIFICANT_DIGITS = 12
+APPROX_REL, APPROX_ABS = 1e-6, 1e-12
+# A float this close to 0 is arithmetic noise (written as 0.0; pytest.approx accepts it).
+FLOAT_NOISE = 1e-12
+APPROX = "pytest.approx("
 COMMENT = "# infiller: expected values recorded from what the code returns now"
 _SEEN = "_infiller_seen"
 # An iterator's items, as the variant reports them: this prefix, then the repr of the list.
@@ -65,8 +75,8 @@ class _Check:
 
     @property
     def wraps(self) -> bool:
-        """The actual side can take `list(...)`: it is on the expected's line."""
-        return bool(self.sequence) and self.actual.lineno == self.actual.end_lineno == self.line
+        """The actual side can take `list(...)`: it is on one line."""
+        return bool(self.sequence) and self.actual.lineno == self.actual.end_lineno
 
 
 def _literal(node: ast.expr) -> bool:
@@ -80,13 +90,13 @@ def _literal(node: ast.expr) -> bool:
 def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
     """The body's recordable asserts, or None when one cannot be recorded safely (inside a loop
     or a branch, where one statement would stand for several values)."""
+    bound = _bound_literals(fn)
     out: list[_Check] = []
     for stmt in fn.body:
-        if not _recordable(stmt):
+        sides = _sides(stmt, bound)
+        if sides is None:
             continue
-        assert isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare)
-        left, right = stmt.test.left, stmt.test.comparators[0]
-        actual, expected = (left, right) if _literal(right) else (right, left)
+        actual, expected = sides
         if expected.end_lineno != expected.lineno:
             return None  # a literal over several lines: replaced whole only on one line
         sequence = {ast.List: "list", ast.Tuple: "tuple"}.get(type(expected), "")
@@ -94,18 +104,60 @@ def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
             _Check(actual, expected.lineno, expected.col_offset, expected.end_col_offset or 0, sequence)
         )
     nested = [
-        n for stmt in fn.body if not isinstance(stmt, ast.Assert) for n in ast.walk(stmt) if _recordable(n)
+        n
+        for stmt in fn.body
+        if not isinstance(stmt, ast.Assert)
+        for n in ast.walk(stmt)
+        if _sides(n, {}) is not None
     ]
     return None if nested or not out else out
 
 
-def _recordable(node: ast.AST) -> bool:
+def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
+    """Names the body assigns once, at its top level, to a literal, and reads once: the model's
+    `expected = [...]` before `assert f(x) == expected`. Recording into the assignment changes
+    nothing else the test does."""
+    stores: dict[str, int] = {}
+    loads: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name):
+            counts = stores if isinstance(node.ctx, ast.Store) else loads
+            counts[node.id] = counts.get(node.id, 0) + 1
+        elif isinstance(node, ast.arg):
+            stores[node.arg] = stores.get(node.arg, 0) + 1
+    bound: dict[str, ast.expr] = {}
+    for stmt in fn.body:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
+            continue
+        target = stmt.targets[0]
+        if not isinstance(target, ast.Name):
+            continue
+        if stores[target.id] == loads.get(target.id) == 1 and _literal(stmt.value):
+            bound[target.id] = stmt.value
+    return bound
+
+
+def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.expr] | None:
+    """(actual, expected literal) of `assert actual == expected`, where exactly one side is a
+    literal or a name `bound` to one (then the literal is the assignment's); else None."""
     if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
-        return False
+        return None
     cmp = node.test
     if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
-        return False
-    return _literal(cmp.comparators[0]) != _literal(cmp.left)  # exactly one side is the expectation
+        return None
+
+    def expectation(side: ast.expr) -> ast.expr | None:
+        if _literal(side):
+            return side
+        return bound.get(side.id) if isinstance(side, ast.Name) else None
+
+    left, right = cmp.left, cmp.comparators[0]
+    left_expected, right_expected = expectation(left), expectation(right)
+    if right_expected is not None and left_expected is None:
+        return left, right_expected
+    if left_expected is not None and right_expected is None:
+        return right, left_expected
+    return None  # exactly one side must be the expectation
 
 
 def _test_function(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -162,13 +214,83 @@ def observed(message: str) -> list[str] | None:
 
 
 def _reads_back(text: str) -> bool:
-    if len(text) > MAX_VALUE_CHARS:
-        return False
     try:
         value = ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return False
     return bool(value == value)  # NaN never equals itself: an `==` test of it cannot pass
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, int | float | complex) and not isinstance(x, bool)
+
+
+def _rounded(x: float | complex) -> float | complex:
+    """x to SIGNIFICANT_DIGITS, and 0 within FLOAT_NOISE of it (`-1.3877787807814457e-17`)."""
+    if isinstance(x, complex):
+        return complex(_rounded(x.real), _rounded(x.imag))
+    if isinstance(x, int) or not math.isfinite(x):
+        return x
+    return 0.0 if abs(x) < FLOAT_NOISE else float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+def _flat_numbers(value: object) -> list[object] | None:
+    """The numbers pytest.approx compares in `value` (a number, or a flat list, tuple or dict
+    of them), or None for any other shape."""
+    if _number(value):
+        return [value]
+    items = list(value.values()) if isinstance(value, dict) else value
+    if isinstance(items, list | tuple) and all(_number(x) for x in items):
+        return list(items)
+    return None
+
+
+def _approximated(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_rounded(x) for x in value)
+    return _rounded(value)  # type: ignore[arg-type]
+
+
+def _close(a: object, b: object) -> bool:
+    """a == b as pytest.approx's defaults judge it (both flat numbers of the same shape)."""
+    xs, ys = _flat_numbers(a), _flat_numbers(b)
+    if xs is None or ys is None or len(xs) != len(ys) or type(a) is not type(b):
+        return False
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() != b.keys():
+        return False
+    return all(
+        abs(x - y) <= max(APPROX_REL * abs(y), APPROX_ABS)  # type: ignore[operator, arg-type]
+        for x, y in zip(xs, ys, strict=True)
+    )
+
+
+def expectation_text(value: object) -> str | None:
+    """How a recorded value is written in the test: its repr; `pytest.approx(...)` of it rounded
+    where floating-point arithmetic left noise in the last digits (an exact copy of
+    `0.5000000000000001` is unreadable and breaks with the next libm); None when it cannot be
+    written (noise inside a nested structure, or too long to be read as an expectation)."""
+    text = repr(value)
+    numbers = _flat_numbers(value)
+    if any(isinstance(x, float | complex) for x in numbers or ()):
+        approx = _approximated(value)
+        if approx != value:
+            text = f"{APPROX}{approx!r})"
+    elif repr(value) != repr(_approximated_deep(value)):
+        return None
+    return text if len(text) <= MAX_VALUE_CHARS else None
+
+
+def _approximated_deep(value: object) -> object:
+    """value with every float rounded, at any depth (to tell whether it holds noise at all)."""
+    if isinstance(value, float | complex):
+        return _rounded(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(_approximated_deep(x) for x in value)
+    if isinstance(value, dict):
+        return {k: _approximated_deep(v) for k, v in value.items()}
+    return value
 
 
 def pinned(source: str, values: list[str]) -> str | None:
@@ -192,17 +314,24 @@ def pinned(source: str, values: list[str]) -> str | None:
     for check, value, is_items in zip(checks, values, items, strict=True):
         raw = lines[check.line - 1].encode("utf-8")
         old = raw[check.start : check.end].decode("utf-8")
+        got = ast.literal_eval(value)
         if is_items:
             if check.sequence == "tuple":
-                value = repr(tuple(ast.literal_eval(value)))
+                got = tuple(got)
             actual = check.actual
             a_start, a_end = actual.col_offset, actual.end_col_offset or 0
-            call = raw[a_start:a_end].decode("utf-8")
-            edits.append((check.line, a_start, a_end, f"{check.sequence}({call})"))
-        if ast.literal_eval(old) == ast.literal_eval(value):
+            actual_raw = lines[actual.lineno - 1].encode("utf-8")
+            call = actual_raw[a_start:a_end].decode("utf-8")
+            edits.append((actual.lineno, a_start, a_end, f"{check.sequence}({call})"))
+        expected = ast.literal_eval(old)
+        if expected == got:
             continue  # this expectation was right: keep the model's spelling of it
-        edits.append((check.line, check.start, check.end, value))
-        recorded = True
+        text = expectation_text(got)
+        if text is None:
+            return None
+        edits.append((check.line, check.start, check.end, text))
+        # Right but for floating-point noise: approx of the model's own value, not a record.
+        recorded = recorded or not _close(expected, got)
     if not edits:
         return None
     for line, start, end, text in sorted(edits, key=lambda e: (-e[0], -e[1])):
@@ -215,4 +344,4 @@ def pinned(source: str, values: list[str]) -> str | None:
     return "".join(lines)
 
 
-__all__ = ["COMMENT", "MARKER", "observed", "observing_variant", "pinned"]
+__all__ = ["APPROX", "COMMENT", "MARKER", "observed", "observing_variant", "pinned"]
