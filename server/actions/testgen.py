@@ -34,7 +34,7 @@ from server.actions.bugs import (
 )
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
-from server.actions.pin import APPROX, COMMENT, observed, observing_variant, pinned
+from server.actions.pin import APPROX, COMMENT, ISLICE, observed, observing_variant, pinned
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PYTEST_IMPORT = "import pytest"
+# What a test with recorded values may use, and the import it then needs.
+RECORDED_IMPORTS = {APPROX: "import pytest", ISLICE: "import itertools"}
 
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
@@ -621,6 +622,10 @@ def normalize_tests(
     return suite
 
 
+def _recorded_imports(source: str) -> list[str]:
+    return [line for use, line in RECORDED_IMPORTS.items() if use in source]
+
+
 def _is_import(line: str) -> bool:
     return line.startswith(("import ", "from "))
 
@@ -834,17 +839,18 @@ def generate_tests(
                 source = pinned(t.source, values) if values is not None else None
                 if source is not None:
                     candidates.append((t, GeneratedTest(t.name, source)))
-            # A value written as pytest.approx(...) needs pytest imported (the header drops it when
-            # no test used it).
-            approx = any(APPROX in c.source for _, c in candidates) and PYTEST_IMPORT not in suite_header
-            check_header = [PYTEST_IMPORT, *suite_header] if approx else suite_header
+            # pytest.approx(...) and itertools.islice(...) in a recorded test need their modules
+            # imported (the header drops an import no test used).
+            needed = [i for _, c in candidates for i in _recorded_imports(c.source) if i not in suite_header]
+            check_header = [*dict.fromkeys(needed), *suite_header]
             check = run(Suite(check_header), [c for _, c in candidates]) if candidates else None
             timings["sandbox_s"] += time.perf_counter() - t0
             out = []
             for t, c in candidates:
                 if check is not None and outcome_of(c, check)[0]:
-                    if APPROX in c.source and PYTEST_IMPORT not in suite_header:
-                        suite_header.insert(0, PYTEST_IMPORT)
+                    for line in _recorded_imports(c.source):
+                        if line not in suite_header:
+                            suite_header.insert(0, line)
                     t.source, t.message = c.source, ""
                     tests.remove(t)
                     if COMMENT in t.source:  # else only `list(...)` was missing: the model's values stand
