@@ -247,14 +247,6 @@ def _flat_numbers(value: object) -> list[object] | None:
     return None
 
 
-def _approximated(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_rounded(x) for x in value)
-    return _rounded(value)  # type: ignore[arg-type]
-
-
 def _close(a: object, b: object) -> bool:
     """a == b as pytest.approx's defaults judge it (both flat numbers of the same shape)."""
     xs, ys = _flat_numbers(a), _flat_numbers(b)
@@ -273,26 +265,30 @@ def expectation_text(value: object) -> str | None:
     where floating-point arithmetic left noise in the last digits (an exact copy of
     `0.5000000000000001` is unreadable and breaks with the next libm); None when it cannot be
     written (noise inside a nested structure, or too long to be read as an expectation)."""
-    text = repr(value)
-    numbers = _flat_numbers(value)
-    if any(isinstance(x, float | complex) for x in numbers or ()):
-        approx = _approximated(value)
-        if approx != value:
-            text = f"{APPROX}{approx!r})"
-    elif repr(value) != repr(_approximated_deep(value)):
-        return None
+    rounded = _rounded_all(value)
+    if _flat_numbers(value) is not None:
+        text = repr(value) if rounded == value else f"{APPROX}{rounded!r})"
+    elif repr(rounded) != repr(value):
+        return None  # noise inside a nested value: pytest.approx cannot compare it
+    else:
+        text = repr(value)
     return text if len(text) <= MAX_VALUE_CHARS else None
 
 
-def _approximated_deep(value: object) -> object:
-    """value with every float rounded, at any depth (to tell whether it holds noise at all)."""
+def _rounded_all(value: object) -> object:
+    """value with every float rounded (_rounded), at any depth."""
     if isinstance(value, float | complex):
         return _rounded(value)
     if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_approximated_deep(x) for x in value)
+        return type(value)(_rounded_all(x) for x in value)
     if isinstance(value, dict):
-        return {k: _approximated_deep(v) for k, v in value.items()}
+        return {k: _rounded_all(v) for k, v in value.items()}
     return value
+
+
+def _segment(lines: list[str], line: int, start: int, end: int) -> str:
+    """Text of 1-based `line` between the byte offsets that ast reports."""
+    return lines[line - 1].encode("utf-8")[start:end].decode("utf-8")
 
 
 def pinned(source: str, values: list[str]) -> str | None:
@@ -312,15 +308,12 @@ def pinned(source: str, values: list[str]) -> str | None:
     edits: list[tuple[int, int, int, str]] = []
     recorded = False
     for check, value, is_items in zip(checks, values, items, strict=True):
-        raw = lines[check.line - 1].encode("utf-8")
-        old = raw[check.start : check.end].decode("utf-8")
         got = ast.literal_eval(value)
-        expected = ast.literal_eval(old)
+        expected = ast.literal_eval(_segment(lines, check.line, check.start, check.end))
         if is_items:
             actual = check.actual
             a_start, a_end = actual.col_offset, actual.end_col_offset or 0
-            actual_raw = lines[actual.lineno - 1].encode("utf-8")
-            call = actual_raw[a_start:a_end].decode("utf-8")
+            call = _segment(lines, actual.lineno, a_start, a_end)
             if len(got) > MAX_ITEMS:
                 # Endless (or too long to read): the test compares as many items as the model
                 # wrote, the way the docstrings do (`list(islice(iterate(inc, 0), 3))`).
@@ -336,7 +329,7 @@ def pinned(source: str, values: list[str]) -> str | None:
         if text is None:
             return None
         edits.append((check.line, check.start, check.end, text))
-        # Right but for floating-point noise: approx of the model's own value, not a record.
+        # Right but for floating-point noise: written under pytest.approx, not marked a record.
         recorded = recorded or not _close(expected, got)
     if not edits:
         return None
@@ -350,4 +343,4 @@ def pinned(source: str, values: list[str]) -> str | None:
     return "".join(lines)
 
 
-__all__ = ["APPROX", "COMMENT", "ISLICE", "MARKER", "observed", "observing_variant", "pinned"]
+__all__ = ["COMMENT", "MARKER", "observed", "observing_variant", "pinned"]

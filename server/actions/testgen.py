@@ -34,7 +34,7 @@ from server.actions.bugs import (
 )
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
-from server.actions.pin import APPROX, COMMENT, ISLICE, observed, observing_variant, pinned
+from server.actions.pin import COMMENT, observed, observing_variant, pinned
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from context.index import Index
 
 log = logging.getLogger(__name__)
-
-# What a test with recorded values may use, and the import it then needs.
-RECORDED_IMPORTS = {APPROX: "import pytest", ISLICE: "import itertools"}
 
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
@@ -622,8 +619,16 @@ def normalize_tests(
     return suite
 
 
-def _recorded_imports(source: str) -> list[str]:
-    return [line for use, line in RECORDED_IMPORTS.items() if use in source]
+def _module_import(name: str) -> str | None:
+    """`import name` where a test uses `name` unimported and it is pytest or a standard module."""
+    return f"import {name}" if name == "pytest" or name in sys.stdlib_module_names else None
+
+
+def _missing_module_imports(header: list[str], source: str) -> list[str]:
+    """The module imports a test needs beyond `header` (a recorded value's pytest.approx or
+    itertools.islice: the header drops an import no test used)."""
+    names = sorted({u.name for u in undefined_names("\n".join([*header, source]))})
+    return [line for name in names if (line := _module_import(name)) is not None]
 
 
 def _is_import(line: str) -> bool:
@@ -707,8 +712,8 @@ def _complete_imports(
             if name in helpers and name not in from_module:
                 helper = helpers[name]
                 (imports if _is_import(helper) else others).append(helper)
-            elif name == "pytest" or name in sys.stdlib_module_names:
-                imports.append(f"import {name}")
+            elif (line := _module_import(name)) is not None:
+                imports.append(line)
             elif name not in from_module and (home := _stdlib_home(name)) is not None:
                 imports.append(f"from {home} import {name}")
     used = set().union(*(_names_in(t) for t in (*others, *(t.source for t in suite.tests))))
@@ -839,18 +844,14 @@ def generate_tests(
                 source = pinned(t.source, values) if values is not None else None
                 if source is not None:
                     candidates.append((t, GeneratedTest(t.name, source)))
-            # pytest.approx(...) and itertools.islice(...) in a recorded test need their modules
-            # imported (the header drops an import no test used).
-            needed = [i for _, c in candidates for i in _recorded_imports(c.source) if i not in suite_header]
+            needed = [i for _, c in candidates for i in _missing_module_imports(suite_header, c.source)]
             check_header = [*dict.fromkeys(needed), *suite_header]
             check = run(Suite(check_header), [c for _, c in candidates]) if candidates else None
             timings["sandbox_s"] += time.perf_counter() - t0
             out = []
             for t, c in candidates:
                 if check is not None and outcome_of(c, check)[0]:
-                    for line in _recorded_imports(c.source):
-                        if line not in suite_header:
-                            suite_header.insert(0, line)
+                    suite_header[:0] = _missing_module_imports(suite_header, c.source)
                     t.source, t.message = c.source, ""
                     tests.remove(t)
                     if COMMENT in t.source:  # else only `list(...)` was missing: the model's values stand
