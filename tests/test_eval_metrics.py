@@ -87,6 +87,8 @@ def test_configurations() -> None:
     assert plain.completion_settings().context_tokens == 0
     assert {"definitions", "similar", "recent", "repomap", "no context", "all sources"} <= set(configs)
     assert DEFAULT in choose(["no context"])
+    # A tune candidate can be named in a plain run, to compare it side by side without tuning.
+    assert list(choose(["definitions+similar"])) == ["definitions+similar", DEFAULT]
     with pytest.raises(ValueError, match="unknown configuration"):
         choose(["nope"])
 

@@ -83,10 +83,11 @@ def tune_candidates() -> dict[str, EvalConfig]:
 
 
 def choose(names: list[str] | None, tune: bool = False) -> dict[str, EvalConfig]:
-    """The named configurations (all when None), the default always among them (pairs need it)."""
-    known = tune_candidates() if tune else standard_configs()
+    """The named configurations (when None: the standard ones, or every tune candidate with
+    `tune`), the default always among them (pairs need it). Any candidate can be named."""
     if names is None:
-        return known
+        return tune_candidates() if tune else standard_configs()
+    known = tune_candidates()
     # Names hold no comma: the command line lists them comma-separated.
     unknown = [n for n in names if n not in known]
     if unknown:
