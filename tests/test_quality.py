@@ -128,6 +128,32 @@ def test_a_branch_no_test_takes_is_said_as_the_case_to_test() -> None:
     assert said == ["line 4 the condition `n == 0` is never true"]
 
 
+def test_an_isinstance_branch_is_said_with_a_value_that_takes_it() -> None:
+    # toolz' nth: the 1.5B, told only "never false", passed lists in every test it wrote.
+    source = (
+        "def nth(n, seq):\n"
+        "    if isinstance(seq, (tuple, list, Sequence)):\n"
+        "        return seq[n]\n"
+        "    else:\n"
+        "        return next(islice(seq, n, None))\n"
+    )
+    said = missing_branches(branches_of(source, 1, 5), {(2, 3)}, source.splitlines())
+    assert said == [
+        "line 2 the condition `isinstance(seq, (tuple, list, Sequence))` is never false: give `seq`"
+        " something that is not a tuple, list or Sequence, such as `iter([1, 2, 3])`"
+    ]
+    negated = "def f(x):\n    if not isinstance(x, numbers.Number):\n        return 0\n    return x\n"
+    said = missing_branches(branches_of(negated, 1, 4), {(2, 3)}, negated.splitlines())
+    assert said == [
+        "line 2 the condition `not isinstance(x, numbers.Number)` is never false:"
+        " give `x` a Number, such as `3`"
+    ]
+    # The project's own class: no value to suggest, the case is said as before.
+    own = "def f(x):\n    if isinstance(x, Node):\n        return 0\n    return 1\n"
+    said = missing_branches(branches_of(own, 1, 4), {(2, 4)}, own.splitlines())
+    assert said == ["line 2 the condition `isinstance(x, Node)` is never true"]
+
+
 def test_useful_tests_keeps_what_adds_a_branch_or_a_kill() -> None:
     from server.actions.quality import Quality
 

@@ -408,3 +408,49 @@ def test_a_project_without_pytest_gets_working_tests_and_is_told(textkit: Path) 
     )
     # coverage (lent too) measured the function: the figures are real, not absent.
     assert result.quality is not None and result.quality.branches_total > 0
+
+
+INITIALS = '''
+
+def initials(name: str) -> str:
+    """The capitals of a name's words.
+
+    >>> initials("ada lovelace")
+    'AL'
+    >>> initials("")
+    ''
+    """
+    return "".join(w[0].upper() for w in name.split())
+'''
+
+
+@pytest.mark.parametrize("documented", ["'AL'", "'A.L.'"])
+def test_the_docstrings_examples_lead_the_suite_and_are_never_reported_as_bugs(
+    textkit: Path, documented: str
+) -> None:
+    slug = textkit / "textkit" / "slug.py"
+    slug.write_text(slug.read_text() + INITIALS.replace("'AL'", documented))
+    first = """initials_one_word():
+    assert initials("grace") == "G"
+```"""
+    prompts: list[str] = []
+    result = generate_tests(
+        _request(textkit, "initials"), runtime_generator(_runtime(REPAIR_ANSWER, prompts, first))
+    )
+    names = [t.name for t in result.passing]
+    assert len(prompts) == 1
+    if documented == "'AL'":
+        # The model's test checks nothing the examples do not: dropped as redundant.
+        assert names == ["test_initials_docstring_examples"]
+        examples = result.passing[0]
+        assert examples.source == (
+            "def test_initials_docstring_examples():\n"
+            "    assert (initials(\"ada lovelace\")) == 'AL'\n"
+            "    assert (initials(\"\")) == ''\n"
+        )
+        assert "from textkit.slug import initials" in result.header
+    else:
+        # The docstring is wrong about the code: not the model's test to repair, and not
+        # reported as a bug (doctest and an assert can disagree); said in the summary.
+        assert names == ["test_initials_one_word"] and result.failing == []
+        assert "the docstring's examples fail as a test" in result.summary()

@@ -11,8 +11,11 @@ any test fails against it. The same mutator supplies Fix-this's cheap boundary c
 from __future__ import annotations
 
 import ast
+import builtins
+import collections.abc
 import copy
 import logging
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -418,8 +421,12 @@ def _arc_said(node: ast.stmt, dest: int, text: str, tree: ast.Module) -> str | N
         cond = ast.get_source_segment(text, node.test) or "the condition"
         if isinstance(node, ast.If):
             said = f"the condition `{cond}` is never {'true' if into else 'false'}"
-            plain = ast.unparse(condition_of(tree, node))
-            return said if plain == ast.unparse(node.test) else f"{said}, that is: `{plain}`"
+            condition = condition_of(tree, node)
+            plain = ast.unparse(condition)
+            if plain != ast.unparse(node.test):
+                said = f"{said}, that is: `{plain}`"
+            hint = type_hint(condition, into)
+            return f"{said}: {hint}" if hint else said
         if into:
             return f"the loop `while {cond}` never runs its body"
         return f"the loop `while {cond}` never stops by its condition becoming false"
@@ -427,6 +434,68 @@ def _arc_said(node: ast.stmt, dest: int, text: str, tree: ast.Module) -> str | N
     if into:
         return f"the loop over `{seq}` never runs (no test gives it an item)"
     return f"the loop over `{seq}` never runs to its end (test it empty, or with no item that leaves early)"
+
+
+# Values a test can pass to take either side of an `isinstance` check, in the order offered: the
+# first whose type answers the check as wanted is named. An iterator comes first because the
+# other side of a "list, tuple or Sequence" check is what library code dispatches on most, and
+# the 1.5B, told only "never false", kept passing lists.
+_TYPE_EXAMPLES: dict[str, Callable[[], object]] = {
+    "iter([1, 2, 3])": lambda: iter([1, 2, 3]),
+    "[1, 2, 3]": lambda: [1, 2, 3],
+    "(1, 2, 3)": lambda: (1, 2, 3),
+    "'abc'": lambda: "abc",
+    "{'a': 1}": lambda: {"a": 1},
+    "{1, 2}": lambda: {1, 2},
+    "3": lambda: 3,
+    "1.5": lambda: 1.5,
+    "b'abc'": lambda: b"abc",
+    "None": lambda: None,
+}
+
+
+def _known_type(name: str) -> type | None:
+    for module in (builtins, collections.abc, numbers):
+        found = getattr(module, name, None)
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def _type_name(node: ast.expr) -> str:
+    """`Sequence` for `Sequence` and `abc.Sequence`; "" for anything else."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def type_hint(condition: ast.expr, truth: bool) -> str | None:
+    """For `isinstance(x, T)` (or its negation) needed `truth`: which value of `x` takes that
+    side, e.g. "give `seq` something that is not a tuple or list, such as `iter([1, 2, 3])`".
+    None for other conditions, or for types not known here (the project's own classes)."""
+    while isinstance(condition, ast.UnaryOp) and isinstance(condition.op, ast.Not):
+        condition, truth = condition.operand, not truth
+    if not (
+        isinstance(condition, ast.Call)
+        and isinstance(condition.func, ast.Name)
+        and condition.func.id == "isinstance"
+        and len(condition.args) == 2
+    ):
+        return None
+    subject, spec = condition.args
+    parts = spec.elts if isinstance(spec, ast.Tuple) else [spec]
+    names = [
+        p.attr if isinstance(p, ast.Attribute) else p.id if isinstance(p, ast.Name) else "" for p in parts
+    ]
+    types = [_known_type(n) for n in names]
+    if not names or any(t is None for t in types):
+        return None
+    said = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    for example, make in _TYPE_EXAMPLES.items():
+        if any(isinstance(make(), t) for t in types if t is not None) == truth:
+            what = f"a {said}" if truth else f"something that is not a {said}"
+            return f"give `{ast.unparse(subject)}` {what}, such as `{example}`"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Pipeline (AgentCoder / self-debugging style; at most MAX_ROUNDS because later rounds decay):
 find the target (Python `ast`), gather what the model needs (the target, the module-level
 definitions it uses, the file's imports, the project's test style and fixtures), ask the chat
-model for tests, normalise its answer (fences, prose, wrong module imports, redefinitions of the
+model for tests (the docstring's examples, as asserts, lead the suite: server/actions/examples.py),
+normalise its answer (fences, prose, wrong module imports, redefinitions of the
 code under test, missing imports), run every test in the sandbox, keep those that pass, and feed
 the failures back for another round. Tests still failing at the end are reported as possible
 bugs, with their failure message, as comments in the test file (never silently dropped).
@@ -32,6 +33,7 @@ from server.actions.bugs import (
     parameters_given,
     signature_of,
 )
+from server.actions.examples import docstring_test
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
 from server.actions.pin import COMMENT, observed, observing_variant, pinned
@@ -137,6 +139,9 @@ class GenerateTestsRequest:
     text: str
     line: int
     index: Index | None = None
+    # The docstring's examples as the suite's first test (off where they are the yardstick, as in
+    # bench/actions_bench.py, whose oracle tests are those examples).
+    docstring_examples: bool = True
 
 
 @dataclass
@@ -170,7 +175,10 @@ class GenerateTestsResult:
         if self.failing:
             text += f"; {len(self.failing)} failing test(s) kept as comments (possible bugs)"
         redundant = sum(1 for _, why in self.dropped if why == REDUNDANT)
-        mistaken = len(self.dropped) - redundant
+        examples = sum(1 for _, why in self.dropped if why == EXAMPLES_FAILED)
+        mistaken = len(self.dropped) - redundant - examples
+        if examples:
+            text += "; the docstring's examples fail as a test (left out)"
         if redundant:
             text += f"; {redundant} redundant test(s) dropped"
         if mistaken:
@@ -179,6 +187,7 @@ class GenerateTestsResult:
 
 
 REDUNDANT = "adds no branch and catches no mutant the others miss"
+EXAMPLES_FAILED = "the docstring's examples fail when run as asserts"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -819,6 +828,9 @@ def generate_tests(
         signature = _signature_of(target, request.text)
         facts = doctest_facts(target.source)
         docstring = _docstring(target)
+        examples_name = f"test_{target.name.replace('.', '_')}_docstring_examples"
+        examples_source = docstring_test(examples_name, docstring) if request.docstring_examples else None
+        examples = GeneratedTest(examples_name, examples_source) if examples_source else None
 
         def record_values(
             tests: list[GeneratedTest], suite_header: list[str], percent: int
@@ -899,6 +911,12 @@ def generate_tests(
                 answer = "\n\n".join(a.split("```python\n", 1)[-1] for a in answers)
             timings["model_s"] += time.perf_counter() - t0
             suite = normalize_tests(answer, module, target, provided)
+            if round_no == 1 and examples is not None:
+                # The docstring's examples lead the suite; the model's tests join them.
+                suite.tests = [examples, *(t for t in suite.tests if t.name != examples.name)]
+                suite.header = _complete_imports(
+                    suite.header, suite, module, provided, doctest_helpers(target)
+                )
             if not suite.tests:
                 notes.append(f"round {round_no}: the model's answer held no usable test")
                 log.info("round %d: no usable test in answer:\n%s", round_no, answer)
@@ -938,6 +956,12 @@ def generate_tests(
                     test.message = message
                     still_failing[test.name] = test
             failing = list(still_failing.values())
+            if examples is not None and examples in failing:
+                # Not the model's to repair, nor a bug to report: doctest may accept what an
+                # assert does not (an output it reads as a literal, a name the module leaves out).
+                failing.remove(examples)
+                dropped.append((examples.name, EXAMPLES_FAILED))
+                log.info("the docstring's examples fail as a test: %s", examples.message[:300])
             passing.extend(record_values(failing, header, running_percent))
             log.info("round %d: %d passing, %d failing", round_no, len(passing), len(failing))
             if not failing:
