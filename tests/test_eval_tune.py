@@ -4,6 +4,7 @@ on a second sample and write it where the language server reads it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def test_tune_picks_what_wins_checks_it_and_writes_it(
     argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
     argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
     assert main(argv) == 0
-    assert "not measured (--no-exec)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "not measured (--no-exec)" in report
+    # Which code made the numbers (this checkout's commit): a report must be reproducible.
+    assert re.search(r"infiller (commit [0-9a-f]{7,}(\+changes)?|version \S+)\.", report)
     assert (out / "check" / "report.md").is_file()
     loaded = load_workspace_settings(repo)
     assert loaded is not None

@@ -59,6 +59,36 @@ def _cache_dir(kind: str) -> Path:
     return Path(user_cache_dir("infiller")) / "eval" / kind
 
 
+def _code_version() -> str:
+    """Which infiller made the numbers: the checkout's commit (with `+changes` when the tree has
+    uncommitted ones), else the installed version. A report without it cannot be reproduced."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    here = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = dirty = ""
+    if commit:
+        return f"commit {commit}{'+changes' if dirty else ''}"
+    try:
+        return f"version {version('infiller')}"
+    except PackageNotFoundError:
+        return "version unknown"
+
+
 def _machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
@@ -170,6 +200,7 @@ def _report(
         "configs": {name: c.describe() for name, c in options.configs.items()},
         "command": "infiller eval " + " ".join(sys.argv[2:]),
         "machine": _machine(),
+        "infiller": _code_version(),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     configs = "\n".join(f"- `{name}`: {desc}" for name, desc in meta["configs"].items())
@@ -177,7 +208,8 @@ def _report(
     header = (
         f"# infiller eval: {options.repo}\n\n"
         f"Command: `{meta['command']}`\n\n"
-        f"Models {', '.join(options.models)}; levels {', '.join(options.levels)}; seed {options.seed}; "
+        f"infiller {meta['infiller']}. Models {', '.join(options.models)}; "
+        f"levels {', '.join(options.levels)}; seed {options.seed}; "
         f"{machine['cpus']} CPUs, load average {machine['load_average']} at the end; {meta['finished']}.\n\n"
         f"Configurations:\n\n{configs}\n\n"
     )
