@@ -75,6 +75,26 @@ def test_a_hanging_test_is_killed_at_the_timeout(fixbug: Path) -> None:
 
 
 @needs_isolation
+def test_with_a_time_per_test_an_endless_test_fails_alone(fixbug: Path) -> None:
+    # The 1.5B's tests of an endless generator: `list(iterate(...))` ran until the whole run was
+    # killed, and the tests beside it lost their verdicts.
+    tests = (
+        "import itertools\n\n\n"
+        "def test_endless():\n    assert list(itertools.count()) == [0, 1, 2]\n\n\n"
+        "def test_spin():\n    while True:\n        pass\n\n\n"
+        "def test_fine():\n    assert sum([1, 2]) == 3\n"
+    )
+    with Sandbox(fixbug, timeout_s=30) as sandbox:
+        run = sandbox.run_pytest({"tests/test_gen.py": tests}, ["tests/test_gen.py"], test_timeout_s=1)
+    assert not run.timed_out and run.duration_s < 20
+    assert run.passed() == ["test_fine"]
+    failed = {f.name: f.message for f in run.failed()}
+    assert "the test ran past 1 s" in failed["test_spin"]
+    # A list growing without end fails by the time limit or by the memory limit, whichever first.
+    assert "ran past 1 s" in failed["test_endless"] or "MemoryError" in failed["test_endless"]
+
+
+@needs_isolation
 def test_the_environment_is_an_allowlist_and_the_copy_is_importable(
     fixbug: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

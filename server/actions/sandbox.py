@@ -794,11 +794,13 @@ class Sandbox:
         extra_args: Sequence[str] = (),
         python_path: Sequence[str] = (),
         coverage: Sequence[str] = (),
+        test_timeout_s: float = 0.0,
     ) -> RunResult:
         """Write `files` (workspace-relative path -> text), run pytest on `targets`, restore the copy.
 
         `python_path` holds workspace-relative folders to import from besides the root and src/;
-        `coverage` workspace-relative files whose executed branch arcs the result carries.
+        `coverage` workspace-relative files whose executed branch arcs the result carries;
+        `test_timeout_s` (when set) fails a single test that runs longer, and the run goes on.
         Between runs nothing of the sandbox is alive, so links it left in the copy are removed
         before this process writes there (it would otherwise write through them).
         """
@@ -808,7 +810,7 @@ class Sandbox:
                 path = _relative(rel)
                 saved[path] = _read_regular(self.root, path)
                 self._write(path, text.encode("utf-8"))
-            return self._pytest(targets, extra_args, python_path, coverage)
+            return self._pytest(targets, extra_args, python_path, coverage, test_timeout_s)
         finally:
             for path, data in saved.items():
                 target = _unlink_links(self.root, path)
@@ -876,6 +878,7 @@ class Sandbox:
         extra_args: Sequence[str],
         python_path: Sequence[str],
         coverage: Sequence[str] = (),
+        test_timeout_s: float = 0.0,
     ) -> RunResult:
         if self.isolated:
             env = sandbox_env(
@@ -895,6 +898,8 @@ class Sandbox:
         if coverage:
             seen = self._seen_root()
             env[sandbox_runner.COVERAGE_ENV] = os.pathsep.join(f"{seen}/{_relative(r)}" for r in coverage)
+        if test_timeout_s > 0:
+            env[sandbox_runner.TEST_TIMEOUT_ENV] = f"{test_timeout_s:g}"
         read_end, write_end = os.pipe()
         env[sandbox_runner.RESULTS_FD_ENV] = str(write_end)
         start = time.perf_counter()

@@ -18,12 +18,17 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
 from typing import Any
 
 RESULTS_FD_ENV = "INFILLER_RESULTS_FD"
 # Files (paths as seen inside, os.pathsep-separated) whose branch coverage the run reports.
 COVERAGE_ENV = "INFILLER_COVERAGE"
+# Seconds one test may run (its setup and call); past them it fails alone with TestTimedOut, so
+# that one endless test (`list(iterate(f, 1))`) does not take the whole run, and every verdict
+# with it, to the run's timeout.
+TEST_TIMEOUT_ENV = "INFILLER_TEST_TIMEOUT"
 # Limits on the command line, in this order (resource names without the RLIMIT_ prefix).
 LIMIT_NAMES = ("CPU", "AS", "NPROC", "FSIZE", "NOFILE")
 # One record's text is cut to this many characters: a traceback's tail is what matters.
@@ -31,6 +36,15 @@ MAX_RECORD_TEXT = 8_000
 
 _results_fd: int | None = None
 _coverage: Any = None
+_test_timeout_s = 0.0
+
+
+class TestTimedOut(Exception):
+    """Raised inside a test that ran past $INFILLER_TEST_TIMEOUT seconds."""
+
+
+def _timed_out(signum: int, frame: Any) -> None:
+    raise TestTimedOut(f"the test ran past {_test_timeout_s:g} s (an endless loop or iterator?)")
 
 
 def _apply_limits(spec: str) -> None:
@@ -78,6 +92,10 @@ def pytest_configure(config: Any) -> None:
         _results_fd = int(raw)
         os.set_inheritable(_results_fd, False)  # subprocesses of the tests do not get it
     _start_coverage(os.environ.pop(COVERAGE_ENV, ""))
+    global _test_timeout_s
+    _test_timeout_s = float(os.environ.pop(TEST_TIMEOUT_ENV, "") or 0)
+    if _test_timeout_s > 0:
+        signal.signal(signal.SIGALRM, _timed_out)
 
 
 def _start_coverage(files: str) -> None:
@@ -104,6 +122,13 @@ def pytest_collectreport(report: Any) -> None:
 def pytest_runtest_setup(item: Any) -> None:
     if _coverage is not None:
         _coverage.switch_context(item.nodeid)  # arcs per test: which test reached which branch
+    if _test_timeout_s > 0:
+        signal.setitimer(signal.ITIMER_REAL, _test_timeout_s)
+
+
+def pytest_runtest_teardown(item: Any) -> None:
+    if _test_timeout_s > 0:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def pytest_runtest_logreport(report: Any) -> None:

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A generated test of a small function runs in milliseconds; one that runs past this is looping
+# (`list(iterate(f, 1))` of an endless generator) and fails alone instead of sinking the run.
+GENERATED_TEST_TIMEOUT_S = 5.0
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
 # Answer length for a first round (~6 small tests) and for one repaired test.
@@ -818,7 +821,9 @@ def generate_tests(
 
         def run(suite: Suite, tests: list[GeneratedTest] | None = None) -> RunResult:
             files = {**overlay_src, rel_test: suite.render(tests)}
-            return sandbox.run_pytest(files, [rel_test], python_path=[import_from])
+            return sandbox.run_pytest(
+                files, [rel_test], python_path=[import_from], test_timeout_s=GENERATED_TEST_TIMEOUT_S
+            )
 
         def run_measured(overlay: Mapping[str, str], with_coverage: bool) -> RunResult:
             files = {**overlay, rel_test: Suite(header, passing).render()}
