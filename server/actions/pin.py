@@ -74,11 +74,19 @@ class _Check:
     end: int
     # A list or tuple expected: an iterator on the other side is compared by its items.
     sequence: str = ""  # "list", "tuple" or ""
+    # `list(X)` / `tuple(X)` written by the model around the iterator X (`actual` is X then): its
+    # items are read at most MAX_ITEMS at a time, as if unwrapped, so an endless X cannot hang.
+    outer: ast.expr | None = None
+
+    @property
+    def side(self) -> ast.expr:
+        """The expression the assert compares (the `list(...)` around `actual`, if any)."""
+        return self.outer or self.actual
 
     @property
     def wraps(self) -> bool:
         """The actual side can take `list(...)`: it is on one line."""
-        return bool(self.sequence) and self.actual.lineno == self.actual.end_lineno
+        return bool(self.sequence) and self.side.lineno == self.side.end_lineno
 
 
 def _literal(node: ast.expr) -> bool:
@@ -102,8 +110,16 @@ def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
         if expected.end_lineno != expected.lineno:
             return None  # a literal over several lines: replaced whole only on one line
         sequence = {ast.List: "list", ast.Tuple: "tuple"}.get(type(expected), "")
+        inner = _materialized(actual) if sequence else None
         out.append(
-            _Check(actual, expected.lineno, expected.col_offset, expected.end_col_offset or 0, sequence)
+            _Check(
+                inner or actual,
+                expected.lineno,
+                expected.col_offset,
+                expected.end_col_offset or 0,
+                sequence,
+                outer=actual if inner is not None else None,
+            )
         )
     nested = [
         n
@@ -113,6 +129,20 @@ def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
         if _sides(n, {}) is not None
     ]
     return None if nested or not out else out
+
+
+def _materialized(node: ast.expr) -> ast.expr | None:
+    """X of `list(X)` / `tuple(X)` (one argument, no keywords), else None."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("list", "tuple")
+        and len(node.args) == 1
+        and not node.keywords
+        and not isinstance(node.args[0], ast.Starred)
+    ):
+        return node.args[0]
+    return None
 
 
 def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
@@ -182,17 +212,17 @@ def observing_variant(source: str) -> str | None:
     checks = _checks(fn)
     if checks is None:
         return None
-    by_actual = {id(c.actual): c for c in checks}
+    by_side = {id(c.side): c for c in checks}
     body: list[ast.stmt] = [*ast.parse(_ITEMS_HELPER).body, ast.parse(f"{_SEEN} = []").body[0]]
     for stmt in fn.body:
         if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare):
             sides = (stmt.test.left, stmt.test.comparators[0])
-            actual = next((s for s in sides if id(s) in by_actual), None)
-            if actual is not None:
-                show = _ITEMS_OF if by_actual[id(actual)].wraps else "repr"
+            check = next((by_side[id(s)] for s in sides if id(s) in by_side), None)
+            if check is not None:
+                show = _ITEMS_OF if check.wraps else "repr"
                 record = ast.parse(f"{_SEEN}.append({show}(None))").body[0]
                 call = record.value  # type: ignore[attr-defined]
-                call.args[0].args[0] = actual
+                call.args[0].args[0] = check.actual
                 body.append(record)
                 continue
         body.append(stmt)
@@ -311,9 +341,9 @@ def pinned(source: str, values: list[str]) -> str | None:
         got = ast.literal_eval(value)
         expected = ast.literal_eval(_segment(lines, check.line, check.start, check.end))
         if is_items:
-            actual = check.actual
-            a_start, a_end = actual.col_offset, actual.end_col_offset or 0
-            call = _segment(lines, actual.lineno, a_start, a_end)
+            actual, side = check.actual, check.side
+            call = _segment(lines, actual.lineno, actual.col_offset, actual.end_col_offset or 0)
+            a_start, a_end = side.col_offset, side.end_col_offset or 0
             if len(got) > MAX_ITEMS:
                 # Endless (or too long to read): the test compares as many items as the model
                 # wrote, the way the docstrings do (`list(islice(iterate(inc, 0), 3))`).
@@ -322,7 +352,7 @@ def pinned(source: str, values: list[str]) -> str | None:
                 call = f"{ISLICE}{call}, {len(expected)})"
                 got = got[: len(expected)]
             got = tuple(got) if check.sequence == "tuple" else got
-            edits.append((actual.lineno, a_start, a_end, f"{check.sequence}({call})"))
+            edits.append((side.lineno, a_start, a_end, f"{check.sequence}({call})"))
         if expected == got:
             continue  # this expectation was right: keep the model's spelling of it
         text = expectation_text(got)

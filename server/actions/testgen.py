@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 # A generated test of a small function runs in milliseconds; one that runs past this is looping
 # (`list(iterate(f, 1))` of an endless generator) and fails alone instead of sinking the run.
-GENERATED_TEST_TIMEOUT_S = 5.0
+GENERATED_TEST_TIMEOUT_S = 2.0
 # Rounds of generate -> run -> feed failures back; the studies saw gains stop after 2-3.
 MAX_ROUNDS = 3
 # Answer length for a first round (~6 small tests) and for one repaired test.
