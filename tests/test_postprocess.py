@@ -43,11 +43,6 @@ OPEN_LINE_CASES = [
     ("x = compute(█)\n", False),  # text after the cursor: `compute()` may be it
     ("x = 1█\n", False),
     ("# see the notes in: █\n", False),  # prose in a comment
-    ("d = Dict(\n    [\n        █\n", True),  # a blank line inside an open bracket
-    ("total = (a +\n    █\n", True),
-    ("def f(x):\n    █\n    return x\n", False),  # the body may already be there
-    ("x = 1\n█\n", False),
-    ("# a note, and\n█\n", False),
 ]
 
 

@@ -181,24 +181,8 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
         min_indent = indent_width(previous) + 1
     else:
         min_indent = max(indent_width(line_prefix), _block_indent(prefix, suffix, language))
-    # A blank line inside an expression left open above (`nodes.Dict(\n    [`, `x = (a +`): the
-    # expression goes on here. A block opener above is not that: its body may already follow.
-    inside = previous.rstrip()
-    open_line = (
-        bool(inside)
-        and not inside.endswith(openers)
-        and not inside.lstrip().startswith(("#", "//"))
-        and _left_open(inside)
-    )
     return Plan(
-        Mode.BLOCK,
-        min_indent,
-        line_prefix,
-        line_suffix,
-        next_line,
-        following,
-        top_level=min_indent == 0,
-        open_line=open_line,
+        Mode.BLOCK, min_indent, line_prefix, line_suffix, next_line, following, top_level=min_indent == 0
     )
 
 
