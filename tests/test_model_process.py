@@ -256,22 +256,3 @@ def test_generation_reports_the_models_confidence(runtime: ProcessRuntime) -> No
     vague = runtime.tokenize("<|fim_prefix|>x = <|fim_suffix|>\n<|fim_middle|>")
     unsure = runtime.generate(vague, max_tokens=6, on_text=lambda _: True)
     assert unsure.confidence() < sure.confidence()
-
-
-def test_the_best_other_token_is_the_runner_up(model: tuple[object, Path]) -> None:
-    # What an open line falls back to when the model would end it at once: the real engine's
-    # second choice, which must rank above every token but the first.
-    from server.model.llamacpp import LlamaEngine
-
-    spec, path = model
-    engine = LlamaEngine(path, spec.family, config=EngineConfig(threads=1))  # type: ignore[attr-defined]
-    try:
-        engine.eval(engine.tokenize(PROMPT))
-        best = engine.argmax()
-        other = engine.argmax_except({best})
-        assert other != best
-        assert engine.logprob(best) >= engine.logprob(other)
-        rest = engine.argmax_except({best, other})
-        assert engine.logprob(other) >= engine.logprob(rest)
-    finally:
-        engine.close()
