@@ -585,12 +585,7 @@ class Completer:
             return keep_going
 
         stats: GenerationStats = self.runtime.generate(
-            prompt.tokens,
-            max_tokens=budget,
-            on_text=on_text,
-            cancel=cancel,
-            heal=prompt.heal,
-            min_tokens=1 if prompt.plan.open_line else 0,
+            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel, heal=prompt.heal
         )
         outcome: Outcome = filt.finish(cut_off=stats.stop_reason == "max-tokens")
         total_ms = (time.perf_counter() - start) * 1000

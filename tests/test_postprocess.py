@@ -34,23 +34,6 @@ def test_mode(name: str, source: str, mode: Mode) -> None:
     assert plan_for(source, language).mode is mode
 
 
-OPEN_LINE_CASES = [
-    ("class C(█\n", True),
-    ("x = █\n", True),
-    ("    return █\n", True),
-    ("total = a +█\n", True),
-    ("    return█\n", False),  # `return` alone is a statement
-    ("x = compute(█)\n", False),  # text after the cursor: `compute()` may be it
-    ("x = 1█\n", False),
-    ("# see the notes in: █\n", False),  # prose in a comment
-]
-
-
-@pytest.mark.parametrize(("source", "open_line"), OPEN_LINE_CASES)
-def test_a_line_left_open_is_planned_as_one_that_needs_text(source: str, open_line: bool) -> None:
-    assert plan_for(source).open_line is open_line
-
-
 # (name, source with cursor, raw model output, what the user sees or None, reason)
 CASES = [
     (

@@ -41,18 +41,6 @@ def test_stops_at_end_token_and_counts_tokens() -> None:
     assert result.tokens["generated"] == len(" x + 1")
 
 
-def test_a_line_left_open_gets_text_where_the_model_would_end_at_once() -> None:
-    # The 1.5B answered `class FileMultiDict(` with its end token (werkzeug, infiller eval);
-    # its best other token was ` MultiDict`, the right answer. The script ends at once unless
-    # a token was forced after the prompt.
-    engine = FakeEngine(lambda prompt: "Widget):" if prompt.endswith(" ") else "")
-    comp = Completer(Runtime(engine))
-    result = comp.complete(request("class Gadget(█\n"))
-    assert result.text == "Widget):" and result.tokens["generated"] == len(" Widget):")
-    # Where nothing is left open, the model's end stands.
-    assert comp.complete(request("x = compute(█)\n")).text is None
-
-
 def test_typing_reuses_the_kv_prefix() -> None:
     comp, engine = completer()
     comp.complete(request("total = price * █\n"))

@@ -6,7 +6,7 @@ Never the only proof of a feature: end-to-end tests use the real model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 from server.model.templates import QWEN, FimTemplate
 
@@ -102,15 +102,6 @@ class FakeEngine:
         # A healed token is forced, not the script's own choice: script again once it is read.
         self._offered = False
         return best if best in tokens else tokens[0]
-
-    def argmax_except(self, tokens: Collection[int]) -> int:
-        # A script has no second choice: a space, after which the script is asked again (the
-        # forced token is not its own output), as a model continues after a forced token.
-        best = self.argmax()
-        if best in tokens:
-            self._offered = False
-            return ord(" ")
-        return best
 
     def tokens_matching(self, text: bytes) -> Sequence[int]:
         return [text[0]]  # one byte per token

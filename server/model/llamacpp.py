@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,11 +237,6 @@ class LlamaEngine:
     def argmax_among(self, tokens: Sequence[int]) -> int:
         logits = self._logits()
         return max(tokens, key=lambda t: float(logits[t])) if tokens else self.argmax()
-
-    def argmax_except(self, tokens: Collection[int]) -> int:
-        logits = self._logits().copy()
-        logits[list(tokens)] = -self._np.inf
-        return int(logits.argmax())
 
     def tokens_matching(self, text: bytes) -> Sequence[int]:
         found = self._matching.get(text)

@@ -56,10 +56,6 @@ UNFINISHED_ENDINGS = (
     " or",
     " not",
 )
-# Keywords that need what follows them: a line ending in one and a space is not finished.
-OPERAND_KEYWORDS = re.compile(
-    r"\b(?:return|raise|yield|await|assert|del|in|is|not|and|or|if|elif|while|for|with|as|import|from|lambda)\s+$"
-)
 # Non-blank lines after the cursor line that a plan remembers (the next line decides block ends).
 FOLLOWING_LINES = 3
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -119,9 +115,6 @@ class Plan:
     following: tuple[str, ...]
     # Module level: a blank line ends the completion (the model would go on with new definitions).
     top_level: bool = False
-    # The cursor line is left open (`class C(`, `x = `, `return `, nothing after the cursor): an
-    # empty completion is never right there, so the model may not end before writing something.
-    open_line: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,12 +160,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             return Plan(
                 Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
             )
-        open_line = (
-            not line_suffix.strip()
-            and _left_open(line_prefix)
-            and not _in_line_only_node(prefix, suffix, language)
-        )
-        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following, open_line=open_line)
+        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
 
     if _in_line_only_node(prefix, suffix, language):
         return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
@@ -184,13 +172,6 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     return Plan(
         Mode.BLOCK, min_indent, line_prefix, line_suffix, next_line, following, top_level=min_indent == 0
     )
-
-
-def _left_open(line_prefix: str) -> bool:
-    """Whether the typed part of a line needs more to be a statement (an operator, an opening
-    bracket, a comma, or a keyword that takes an operand, then a space)."""
-    stripped = line_prefix.rstrip()
-    return stripped.endswith((*UNFINISHED_ENDINGS, *OPENERS)) or bool(OPERAND_KEYWORDS.search(line_prefix))
 
 
 def _following_lines(suffix: str, count: int) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ kernel's tile state), it can run out of memory, and a user can `kill -9` it. Non
 take the language server down. The parent keeps the vocabulary (tokenizing and counting stay
 local and fast) and talks to a child that holds the weights over a socket pair:
 
-    parent -> child   ("generate", tokens, max_tokens, heal, min_tokens) | ("prefill", tokens) | ("reset",)
+    parent -> child   ("generate", tokens, max_tokens, heal) | ("prefill", tokens) | ("reset",)
                       | ("bench", prompt_tokens, gen_tokens) | ("exit",)
     child  -> parent  ("tick",)          between prompt chunks and before each token
                       ("text", piece)    each decoded piece
@@ -284,9 +284,8 @@ class ProcessRuntime:
         on_text: OnText,
         cancel: CancelToken | None = None,
         heal: str = "",
-        min_tokens: int = 0,
     ) -> GenerationStats:
-        request = ("generate", list(prompt), max_tokens, heal, min_tokens)
+        request = ("generate", list(prompt), max_tokens, heal)
         return _stats(self._call(request, on_text=on_text, cancel=cancel))
 
     def close(self) -> None:
@@ -458,12 +457,7 @@ def _serve(conn: Connection, runtime: Runtime) -> None:
             if op == "generate":
                 result: Any = dataclasses.asdict(
                     runtime.generate(
-                        request[1],
-                        max_tokens=request[2],
-                        on_text=link.on_text,
-                        cancel=link,
-                        heal=request[3],
-                        min_tokens=request[4],
+                        request[1], max_tokens=request[2], on_text=link.on_text, cancel=link, heal=request[3]
                     )
                 )
             elif op == "prefill":

@@ -433,14 +433,12 @@ class RemoteBackend:
         on_text: OnText,
         cancel: CancelToken | None = None,
         heal: str = "",
-        min_tokens: int = 0,
     ) -> GenerationStats:
         """Stream a greedy completion; closes the response when on_text says stop or cancel fires.
 
-        A server cannot constrain its first tokens (so `min_tokens` is not honoured): the prompt
-        goes without `heal`, and the healed text is taken off the answer when the answer begins
-        with it (appended to the prompt, a trailing space made the model answer ` fibonacci(...)`
-        with a second space).
+        A server cannot constrain its first tokens: the prompt goes without `heal`, and the healed
+        text is taken off the answer when the answer begins with it (appended to the prompt, a
+        trailing space made the model answer ` fibonacci(...)` with a second space).
         """
         if cancel is not None:
             cancel.check()

@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -152,10 +152,6 @@ class Engine(Protocol):
         """The most likely of `tokens` after the last eval."""
         ...
 
-    def argmax_except(self, tokens: Collection[int]) -> int:
-        """The most likely token after the last eval that is not one of `tokens`."""
-        ...
-
     def tokens_matching(self, text: bytes) -> Sequence[int]:
         """Tokens whose bytes start with `text` or are a non-empty start of it (token healing)."""
         ...
@@ -240,12 +236,10 @@ class Backend(Protocol):
         on_text: OnText,
         cancel: CancelToken | None = None,
         heal: str = "",
-        min_tokens: int = 0,
     ) -> GenerationStats:
         """Greedy generation; on_text may stop it. Raises Cancelled when `cancel` fires.
 
-        The output begins with `heal` (not shown to on_text); it has at least `min_tokens` tokens
-        where the backend can steer its choice (see Runtime.generate).
+        The output begins with `heal` (not shown to on_text); see Runtime.generate.
         """
         ...
 
@@ -389,7 +383,6 @@ class Runtime:
         on_text: OnText,
         cancel: CancelToken | None = None,
         heal: str = "",
-        min_tokens: int = 0,
     ) -> GenerationStats:
         """Greedy generation. Raises Cancelled when `cancel` fires; stats say why it stopped.
 
@@ -397,9 +390,6 @@ class Runtime:
         it with its own tokens (a prompt ending in `x = ` or `retu` splits a token the model would
         not split); the first tokens are chosen among those consistent with it, and on_text sees
         only what follows it.
-
-        `min_tokens`: no end token before this many tokens (the best other token instead): a line
-        left open (`class C(`, `x = `) is not finished, though a model sometimes says so.
         """
         cancel = cancel or CancelToken()
         pending = heal.encode("utf-8")
@@ -408,7 +398,7 @@ class Runtime:
             stats = GenerationStats(prompt_tokens=len(prompt))
             start = time.perf_counter()
             try:
-                return self._generate(prompt, max_tokens, on_text, cancel, pending, stats, start, min_tokens)
+                return self._generate(prompt, max_tokens, on_text, cancel, pending, stats, start)
             except Cancelled as exc:
                 ms = (time.perf_counter() - start) * 1000
                 if stats.prompt_ms:
@@ -432,7 +422,6 @@ class Runtime:
         pending: bytes,
         stats: GenerationStats,
         start: float,
-        min_tokens: int = 0,
     ) -> GenerationStats:
         """generate's work, under the lock; `stats` shows how far it got when Cancelled."""
         engine = self.engine
@@ -444,12 +433,7 @@ class Runtime:
         room = engine.n_ctx - len(prompt) - 1
         for _ in range(min(max_tokens + len(pending), room)):
             cancel.check()
-            if pending:
-                token = engine.argmax_among(engine.tokens_matching(pending))
-            else:
-                token = engine.argmax()
-                if token in engine.stop_ids and stats.generated_tokens < min_tokens:
-                    token = engine.argmax_except(engine.stop_ids)
+            token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
             if token in engine.stop_ids:
                 stats.stop_reason = "end-token"
                 break
