@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from server.actions.fix import (
+    Evidence,
     FixRequest,
     Kind,
     Problem,
     _trim_middle,
+    boundary_candidates,
     classify,
     enclosing_block,
     fim_candidate,
@@ -21,6 +23,7 @@ from server.actions.fix import (
     module_header,
     splice_rewrite,
     suspicious_lines,
+    value_suspects,
 )
 from server.actions.textedit import apply_line_edit, minimal_line_edit, split_lines
 from server.model.chat import runtime_generator
@@ -412,3 +415,67 @@ def test_a_rewrite_echoing_a_parenthesised_import_adds_only_what_is_new_after_it
     assert text.count("import") == 2 and "from operator import lt\n" in text
     assert text.index("from operator import lt") > text.index("    tee,\n)\n")
     assert "    return not any(map(lt, b, a))\n" in text
+
+
+def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path) -> None:
+    # `return None` where a pair was returned: the caller's unpacking fails with "cannot unpack
+    # non-iterable NoneType object" (no quotes around NoneType), in the test, not the function.
+    (tmp_path / "pairs.py").write_text(
+        "def peek(seq):\n"
+        '    """The first item, and an iterator over all the items."""\n'
+        "    iterator = iter(seq)\n"
+        "    item = next(iterator)\n"
+        "    return None\n"
+    )
+    (tmp_path / "test_pairs.py").write_text(
+        "from pairs import peek\n\n\ndef test_peek():\n"
+        "    first, rest = peek([1, 2])\n    assert (first, list(rest)) == (1, [1, 2])\n"
+    )
+    path = tmp_path / "pairs.py"
+    text = path.read_text()
+    prefixes: list[str] = []
+
+    def fim(prefix: str, suffix: str) -> str:
+        prefixes.append(prefix)
+        # Asked for the whole line, the model writes the bare return again.
+        return "item, iter([item, *iterator])\n" if prefix.endswith("    return ") else "    return\n"
+
+    result = fix(
+        FixRequest(path, text, "python", Problem(0, 0, 5, 0, ""), tmp_path),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert result.evidence == "TypeError raised; implicated line(s) 5"
+    best = result.verified[0]
+    assert best.origin == "re-infill line 5 after `return`" and best.cause_verified
+    assert best.edit.new_text == "    return item, iter([item, *iterator])\n"
+    # The lost names were tried first, without the model; the re-infill was its first call.
+    assert result.tried[0] == "✗ line 5 returns `item`: tests still fail"
+    assert result.generations == 1 and prefixes[0].endswith(
+        "# FIXME: TypeError: cannot unpack non-iterable NoneType object\n    return "
+    )
+
+
+def test_where_no_traceback_points_the_one_token_changes_spread_over_more_lines() -> None:
+    text = "def f(n):\n    a = n + 1 - 2\n    b = a * 3 // 4\n    return a < b <= n\n"
+    everywhere = [c for c, _ in boundary_candidates(text, [3, 1, 2], implicated=())]
+    assert len(everywhere) == 6 and [c.split(" ")[1] for c in everywhere] == ["4", "4", "2", "2", "3", "3"]
+    pointed = [c for c, _ in boundary_candidates(text, [3, 1, 2], implicated=(3,))]
+    assert [c.split(" ")[1] for c in pointed] == ["4", "4", "4", "4", "2", "2", "3", "3"]
+
+
+def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None:
+    lines = split_lines(
+        "def evens(n):\n"
+        "    if n > 100:\n"
+        "        raise ValueError(n)\n"
+        "    step = 3\n"
+        "    for i in range(0, n, step):\n"
+        "        yield i\n"
+    )
+    block = enclosing_block(lines, 0)
+    assert block is not None
+    ranked = value_suspects(lines, block, Evidence(wrong_value=True))
+    # The yield first, then the lines that mention what it yields, nearest first; the comparison
+    # that suspicion alone would put first comes after them.
+    assert ranked[:3] == [5, 4, 1]

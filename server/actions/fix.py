@@ -97,8 +97,11 @@ MAX_RELATED_TEST_FILES = 3
 # related tests decide) verified before any generation; each costs one test run, so they leave
 # room in MAX_CANDIDATES for the model's.
 MAX_BOUNDARY_CANDIDATES = 8
-# Per suspect line, so that several lines get a try within the budget.
+# Per suspect line, so that several lines get a try within the budget: more on a line a
+# traceback implicates, fewer where only suspicion ranks the lines (a wrong value with no
+# traceback into the function), where the bug is as likely two lines further down the list.
 MAX_BOUNDARY_PER_LINE = 4
+MAX_BOUNDARY_PER_UNIMPLICATED_LINE = 2
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")
@@ -201,7 +204,7 @@ _EXCEPTION = re.compile(r"^E\s+(\w+(?:Error|Exception)|StopIteration|KeyError)\b
 
 # The function gave None where a value was expected, as pytest reports it (also through repr()).
 _GOT_NONE = re.compile(
-    r"assert (?:None|'None') (?:==|is|!=)|== (?:None|'None')$|\bwhere None = |'NoneType' object", re.M
+    r"assert (?:None|'None') (?:==|is|!=)|== (?:None|'None')$|\bwhere None = |\bNoneType\b", re.M
 )
 _BARE_RETURN = re.compile(r"^\s*return(?:\s+None)?\s*(?:#.*)?$")
 
@@ -231,12 +234,20 @@ def read_evidence(
 
 
 def boundary_candidates(
-    text: str, order: list[int], limit: int = MAX_BOUNDARY_CANDIDATES
+    text: str,
+    order: list[int],
+    limit: int = MAX_BOUNDARY_CANDIDATES,
+    implicated: Sequence[int] | None = None,
 ) -> list[tuple[str, str]]:
-    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order."""
+    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order.
+
+    `implicated`: the lines the evidence points at, which get MAX_BOUNDARY_PER_LINE changes; the
+    others get MAX_BOUNDARY_PER_UNIMPLICATED_LINE. None: every line is implicated."""
     out: list[tuple[str, str]] = []
     for line in order:
-        for m in mutants(text, line + 1, line + 1, repair=True)[:MAX_BOUNDARY_PER_LINE]:
+        implied = implicated is None or line in implicated
+        per_line = MAX_BOUNDARY_PER_LINE if implied else MAX_BOUNDARY_PER_UNIMPLICATED_LINE
+        for m in mutants(text, line + 1, line + 1, repair=True)[:per_line]:
             out.append((f"line {m.line} {m.description}", m.text))
             if len(out) >= limit:
                 return out
@@ -429,7 +440,7 @@ def suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
 
 def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
     """Lines to re-infill first (0-based): where the tracebacks point, as `suspects`; for a wrong
-    value returned without a traceback into the function, the return lines and then the lines
+    value returned without a traceback into the function, the return (or yield) lines and then the lines
     that mention what they return, nearest first: the value is computed there, whatever the
     operators (a re-infill, unlike a one-token change, can rewrite a line that has none)."""
     ranked = suspects(lines, block, evidence)
@@ -439,10 +450,13 @@ def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[i
         tree = ast.parse("".join(lines))
     except SyntaxError:
         return ranked
+    # A generator's values leave through its yields as a function's through its returns.
     returns = [
         n
         for n in ast.walk(tree)
-        if isinstance(n, ast.Return) and n.value is not None and block.start <= n.lineno - 1 < block.end
+        if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom))
+        and n.value is not None
+        and block.start <= n.lineno - 1 < block.end
     ]
     names = {x.id for r in returns for x in ast.walk(r) if isinstance(x, ast.Name)}
     mentions = {
@@ -525,26 +539,34 @@ def fim_candidate(
     generate: Generate,
     *,
     hint: str | None,
+    lead: str = "",
 ) -> str | None:
-    """Re-infill lines [start, end) with FIM; returns the new whole text, or None."""
+    """Re-infill lines [start, end) with FIM; returns the new whole text, or None.
+
+    `lead`: the start of the hole's first line, kept after its indentation (`return `: the
+    model must write the expression a bare return lost, not the bare return again)."""
     hole = [ln for ln in lines[start:end] if ln.strip()]
     indent = min((_indent(ln) for ln in hole), default=0)
     pad = hole[0][: _indent(hole[0])] if hole else ""
+    head = pad + lead if lead else ""
     window = max(0, start - FIM_PREFIX_LINES)
     prefix = module_header(lines, window) + "".join(lines[window:start])
     if hint:
         prefix += f"{pad}{hint}\n"
+    prefix += head
     suffix = "".join(lines[end : end + FIM_SUFFIX_LINES])
     max_lines = max(1, end - start) + FIM_EXTRA_LINES
     budget = min(FIM_MAX_TOKENS, FIM_TOKENS_PER_LINE * max(1, end - start) + FIM_EXTRA_TOKENS)
 
     def enough(text: str) -> bool:
-        return _trim_middle(text, suffix, max_lines, hint, indent)[1]
+        return _trim_middle(head + text, suffix, max_lines, hint, indent)[1]
 
     middle = generate(template.render_fim(prefix, suffix), max_tokens=budget, stop_when=enough)
     for stop in template.stop:
         middle = middle.split(stop, 1)[0]
-    kept, _ = _trim_middle(middle, suffix, max_lines, hint, indent)
+    if head and not middle.strip():
+        return None  # nothing after `return `: the bare return again
+    kept, _ = _trim_middle(head + middle, suffix, max_lines, hint, indent)
     if kept is None:
         return None
     return "".join(lines[:start]) + kept + "".join(lines[end:])
@@ -828,15 +850,17 @@ class FimLines:
         template: FimTemplate,
         generate: Generate,
         comment: str,
+        lead: str = "",
     ) -> None:
         self.holes, self.lines, self.template, self.generate = holes, lines, template, generate
-        self.comment = comment
+        self.comment, self.lead = comment, lead
 
     def propose(self, round_no: int) -> list[Proposal]:
         out = []
         for origin, (lo, hi), hint in self.holes(round_no):
             marked = f"{self.comment} {hint}" if hint else None
-            out.append(Proposal(origin, _bind_fim(self.lines, lo, hi, self.template, self.generate, marked)))
+            make = _bind_fim(self.lines, lo, hi, self.template, self.generate, marked, self.lead)
+            out.append(Proposal(origin, make))
         return out
 
     def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
@@ -1026,7 +1050,7 @@ def _plan(
     fim_order = value_suspects(lines, block, evidence) if block is not None else []
     none_first: list[Strategy] = []
     if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests):
-        cands = boundary_candidates(request.text, order)
+        cands = boundary_candidates(request.text, order, implicated=evidence.lines)
         if evidence.none_returned:
             # None came back: the names a bare return may have lost first (no model), then
             # the return line re-infilled (a lost expression), then the other lines.
@@ -1041,10 +1065,10 @@ def _plan(
             hint = _assertion_hint(failures)
             none_first.append(
                 FimLines(
-                    lambda round_no: [(f"re-infill line {line + 1}", (line, line + 1), hint)]
+                    lambda round_no: [(f"re-infill line {line + 1} after `return`", (line, line + 1), hint)]
                     if round_no == 1
                     else [],
-                    lines, fim_template, generate, comment,
+                    lines, fim_template, generate, comment, lead="return ",
                 )
             )  # fmt: skip
             fim_order = [i for i in fim_order if i != line]
@@ -1093,9 +1117,15 @@ def _tests_fail(tests: TestContext) -> bool:
 
 
 def _bind_fim(
-    lines: list[str], start: int, end: int, template: FimTemplate, generate: Generate, hint: str | None
+    lines: list[str],
+    start: int,
+    end: int,
+    template: FimTemplate,
+    generate: Generate,
+    hint: str | None,
+    lead: str = "",
 ) -> Callable[[], str | None]:
-    return lambda: fim_candidate(lines, start, end, template, generate, hint=hint)
+    return lambda: fim_candidate(lines, start, end, template, generate, hint=hint, lead=lead)
 
 
 __all__ = [
