@@ -15,7 +15,6 @@ from server.actions.fix import (
     Kind,
     Problem,
     _trim_middle,
-    boundary_candidates,
     classify,
     enclosing_block,
     fim_candidate,
@@ -454,14 +453,6 @@ def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path
     assert result.generations == 1 and prefixes[0].endswith(
         "# FIXME: TypeError: cannot unpack non-iterable NoneType object\n    return "
     )
-
-
-def test_where_no_traceback_points_the_one_token_changes_spread_over_more_lines() -> None:
-    text = "def f(n):\n    a = n + 1 - 2\n    b = a * 3 // 4\n    return a < b <= n\n"
-    everywhere = [c for c, _ in boundary_candidates(text, [3, 1, 2], implicated=())]
-    assert len(everywhere) == 6 and [c.split(" ")[1] for c in everywhere] == ["4", "4", "2", "2", "3", "3"]
-    pointed = [c for c, _ in boundary_candidates(text, [3, 1, 2], implicated=(3,))]
-    assert [c.split(" ")[1] for c in pointed] == ["4", "4", "4", "4", "2", "2", "3", "3"]
 
 
 def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None:

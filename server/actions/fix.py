@@ -97,11 +97,10 @@ MAX_RELATED_TEST_FILES = 3
 # related tests decide) verified before any generation; each costs one test run, so they leave
 # room in MAX_CANDIDATES for the model's.
 MAX_BOUNDARY_CANDIDATES = 8
-# Per suspect line, so that several lines get a try within the budget: more on a line a
-# traceback implicates, fewer where only suspicion ranks the lines (a wrong value with no
-# traceback into the function), where the bug is as likely two lines further down the list.
+# Per suspect line, so that several lines get a try within the budget. Measured without the model
+# (bench/fix_boundary_rank.py, 72 bench mutants): 4 per line puts the exact repair among the 8
+# candidates for 52; 2 per line on lines no traceback implicates, for 40.
 MAX_BOUNDARY_PER_LINE = 4
-MAX_BOUNDARY_PER_UNIMPLICATED_LINE = 2
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")
@@ -234,20 +233,12 @@ def read_evidence(
 
 
 def boundary_candidates(
-    text: str,
-    order: list[int],
-    limit: int = MAX_BOUNDARY_CANDIDATES,
-    implicated: Sequence[int] | None = None,
+    text: str, order: list[int], limit: int = MAX_BOUNDARY_CANDIDATES
 ) -> list[tuple[str, str]]:
-    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order.
-
-    `implicated`: the lines the evidence points at, which get MAX_BOUNDARY_PER_LINE changes; the
-    others get MAX_BOUNDARY_PER_UNIMPLICATED_LINE. None: every line is implicated."""
+    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order."""
     out: list[tuple[str, str]] = []
     for line in order:
-        implied = implicated is None or line in implicated
-        per_line = MAX_BOUNDARY_PER_LINE if implied else MAX_BOUNDARY_PER_UNIMPLICATED_LINE
-        for m in mutants(text, line + 1, line + 1, repair=True)[:per_line]:
+        for m in mutants(text, line + 1, line + 1, repair=True)[:MAX_BOUNDARY_PER_LINE]:
             out.append((f"line {m.line} {m.description}", m.text))
             if len(out) >= limit:
                 return out
@@ -1050,7 +1041,7 @@ def _plan(
     fim_order = value_suspects(lines, block, evidence) if block is not None else []
     none_first: list[Strategy] = []
     if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests):
-        cands = boundary_candidates(request.text, order, implicated=evidence.lines)
+        cands = boundary_candidates(request.text, order)
         if evidence.none_returned:
             # None came back: the names a bare return may have lost first (no model), then
             # the return line re-infilled (a lost expression), then the other lines.
