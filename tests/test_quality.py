@@ -264,3 +264,32 @@ def test_numbers_and_inputs_in_the_docstring_do_not_back_an_expectation() -> Non
     sorted_facts = doctest_facts('def is_sorted(xs):\n    """>>> is_sorted([1, 2])\n    True\n    """\n')
     assert not supported("def test_t():\n    assert is_sorted([2, 1]) == True\n", "", sorted_facts)
     assert supported("def test_u():\n    assert is_sorted([1, 2]) == True\n", "", sorted_facts)
+
+
+def test_a_test_reading_an_attribute_its_own_class_never_defines_is_not_a_bug() -> None:
+    # toolz' instanceproperty (bench actions-6): the test's class defines `__doc__` only, then
+    # reads `obj.val`; the docstring backs its other assertion, so only the error tells.
+    own = (
+        "def test_f():\n"
+        "    class MyClass:\n"
+        "        @instanceproperty(classval=None)\n"
+        "        def __doc__(self):\n"
+        "            return 'An object docstring'\n"
+        "    obj = MyClass()\n"
+        "    assert obj.__doc__ == 'An object docstring'\n"
+        "    assert obj.val is None\n"
+    )
+    error = "E   AttributeError: 'MyClass' object has no attribute 'val'"
+    why = not_a_bug(own, error, "instanceproperty", None, [])
+    assert why == "the test reads `val` off its own class `MyClass`, which never defines it"
+    # The class names the attribute (the code under test should have made it work): maybe a bug.
+    defined = own.replace("def __doc__(self)", "def val(self)")
+    assert not_a_bug(defined, error, "instanceproperty", None, []) == ""
+    # A class with a base, or an object the function returned, may lack it by the code's fault.
+    based = own.replace("class MyClass:", "class MyClass(Base):")
+    assert not_a_bug(based, error, "instanceproperty", None, []) == ""
+    returned = "def test_g():\n    assert make().val is None\n"
+    assert (
+        not_a_bug(returned, "E   AttributeError: 'Made' object has no attribute 'val'", "make", None, [])
+        == ""
+    )

@@ -7,7 +7,7 @@ nothing shows it to be the model's mistake:
 - every call of the function in it binds to the function's signature (no invented argument,
   no missing required one);
 - it fails on an assertion or an exception raised in the code under test, not on its own
-  NameError/ImportError/TypeError of the call;
+  NameError/ImportError/TypeError of the call, nor on an attribute its own class never defines;
 - its expectation does not contradict the function's own doctests (same call, other value);
 - its expectation is backed by the docstring: a doctest with that value, or the value written in
   it. A small model's failing test is far more often its own miscalculation than a bug, and a
@@ -34,6 +34,42 @@ _BAD_CALL = re.compile(
     r"TypeError: .*(positional argument|keyword argument|required argument|takes \d+|"
     r"missing \d+ required|unexpected keyword)"
 )
+
+
+# An attribute missing on an instance or class, as CPython words it.
+_NO_ATTRIBUTE = re.compile(r"AttributeError: (?:'(\w+)' object|type object '(\w+)') has no attribute '(\w+)'")
+
+
+def _own_class_lacks(test_source: str, message: str) -> str:
+    """The test's fault when it reads an attribute off a class it defines itself and whose body
+    never names that attribute (no def, assignment or `self.<name> =`): nothing the code under
+    test could have done would give it one. ("" otherwise: a class the code gave a missing
+    attribute, or an object the code returned, may be the code's bug.)"""
+    m = _NO_ATTRIBUTE.search(message)
+    if m is None:
+        return ""
+    cls, attr = m.group(1) or m.group(2), m.group(3)
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return ""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef) or node.name != cls:
+            continue
+        plain_bases = all(isinstance(b, ast.Name) and b.id == "object" for b in node.bases)
+        if node.decorator_list or node.keywords or not plain_bases:
+            return ""  # a base, decorator or metaclass (perhaps the code under test) may add it
+        named: set[str] = set()
+        for n in ast.walk(node):
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                named.add(n.name)
+            elif isinstance(n, ast.Name):
+                named.add(n.id)
+            elif isinstance(n, ast.Attribute):
+                named.add(n.attr)
+        if attr not in named:
+            return f"the test reads `{attr}` off its own class `{cls}`, which never defines it"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -238,7 +274,7 @@ def _call_mistake(test_source: str, message: str, name: str, signature: Signatur
     mistake = _TEST_MISTAKES.search(message)
     if mistake:
         return f"the test itself fails ({mistake.group(1)})"
-    return ""
+    return _own_class_lacks(test_source, message)
 
 
 def _unbacked(test_source: str, facts: list[DoctestFact], docstring: str | None) -> str:
