@@ -470,3 +470,32 @@ def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None
     # The yield first, then the lines that mention what it yields, nearest first; the comparison
     # that suspicion alone would put first comes after them.
     assert ranked[:3] == [5, 4, 1]
+
+
+def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_path: Path) -> None:
+    # The related tests apply the decorator at import: the bug stops their collection, in a frame
+    # of the function (toolz' instanceproperty, `is` -> `is not`, bench actions-6).
+    (tmp_path / "deco.py").write_text(
+        "import functools\n\n\n"
+        "def tagged(fn=None, *, tag='x'):\n"
+        '    """Mark a function with a tag; usable bare or with arguments."""\n'
+        "    if fn is not None:\n"
+        "        return functools.partial(tagged, tag=tag)\n"
+        "    fn.tag = tag\n"
+        "    return fn\n"
+    )
+    (tmp_path / "test_deco.py").write_text(
+        "from deco import tagged\n\n\n@tagged(tag='y')\ndef f():\n    return 1\n\n\n"
+        "def test_tagged():\n    assert f.tag == 'y' and f() == 1\n"
+    )
+    path = tmp_path / "deco.py"
+    text = path.read_text()
+    result = fix(
+        FixRequest(path, text, "python", Problem(3, 0, 9, 0, ""), tmp_path),
+        runtime_generator(_fake(lambda p, s: "    pass\n", lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert result.evidence.startswith("AttributeError raised; implicated line(s) 8")
+    best = result.verified[0]
+    assert best.origin == "line 6 `is not` -> `is`" and best.cause_verified
+    assert best.checks == ["parses", "1/1 related tests pass"]

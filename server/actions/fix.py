@@ -959,7 +959,9 @@ def fix(
         failures = _failures_text(tests.baseline)
         evidence = Evidence()
         if kind is Kind.OTHER and tests.baseline is not None:
-            full = "\n".join(o.message for o in tests.baseline.failed())
+            base = tests.baseline
+            # A test module that cannot even be imported says where through its collection error.
+            full = failures if base.collection_error else "\n".join(o.message for o in base.failed())
             evidence = read_evidence(full, rel_path, block, lines)
         notes = list(sandbox.notes) if sandbox is not None else []
         plan = _plan(
@@ -969,7 +971,7 @@ def fix(
         verified: dict[str, Candidate] = {}
         # Without tests that fail now, nothing can prove a logic fix: the first candidate that
         # passes the other checks is as good as the search gets.
-        provable = kind is not Kind.OTHER or _tests_fail(tests)
+        provable = kind is not Kind.OTHER or _tests_fail(tests, evidence)
         found = run_rounds(
             plan,
             lambda text: verify_candidate(request, kind, name, text, tests),
@@ -1040,7 +1042,7 @@ def _plan(
     order = suspects(lines, block, evidence) if block is not None else []
     fim_order = value_suspects(lines, block, evidence) if block is not None else []
     none_first: list[Strategy] = []
-    if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests):
+    if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests, evidence):
         cands = boundary_candidates(request.text, order)
         if evidence.none_returned:
             # None came back: the names a bare return may have lost first (no model), then
@@ -1101,10 +1103,16 @@ BOUNDARY_EXCEPTIONS = frozenset(
 )
 
 
-def _tests_fail(tests: TestContext) -> bool:
-    """Failing related tests: the only judge of a logic fix (and of boundary candidates)."""
+def _tests_fail(tests: TestContext, evidence: Evidence) -> bool:
+    """Failing related tests: the only judge of a logic fix (and of boundary candidates). Tests
+    that cannot be imported count when the import failed inside the function (a decorator or
+    module-level call of it in the test module), not when the test module itself is broken."""
     base = tests.baseline
-    return base is not None and not base.collection_error and bool(base.failed())
+    if base is None:
+        return False
+    if base.collection_error:
+        return bool(evidence.lines)
+    return bool(base.failed())
 
 
 def _bind_fim(
