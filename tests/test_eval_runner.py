@@ -113,3 +113,26 @@ def test_identical_prompts_are_generated_once(workspace: Workspace, tmp_path: Pa
     copies = [r for r in records if r.config == "same window"]
     assert len(copies) == 2 and all(r.reused_from == "no context" for r in copies)
     assert not any(r.reused_from for r in records if r.config != "same window")
+
+
+def test_a_relative_out_folder_builds_the_same_prompts_as_an_absolute_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `infiller eval ... --out runs/x` (a relative path): the index read the completed file's
+    # relative path as its own, did not recognise the file as itself, and retrieval offered its
+    # own windows as context (pygments: 40% of the similar-window answers came back empty, the
+    # same cases with an absolute --out did not).
+    prompts = {}
+    for mode in ("absolute", "relative"):
+        here = tmp_path / mode
+        here.mkdir()
+        monkeypatch.chdir(here)
+        base = here if mode == "absolute" else Path(".")
+        ws = Workspace(TINY.resolve(), base / "scratch", base / "index.sqlite")
+        try:
+            loader = Scripted(ws)
+            run(ws, options(base / "out", n=4, configs=choose(["similar"])), loader=loader)
+        finally:
+            ws.close()
+        prompts[mode] = loader.prompts
+    assert prompts["absolute"] and prompts["relative"] == prompts["absolute"]

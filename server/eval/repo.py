@@ -115,8 +115,10 @@ class Workspace:
 
     def __init__(self, source: Path, scratch: Path, db_path: Path) -> None:
         self.source = source
-        # Same folder name as the original: the prompt names the repository.
-        self.root = scratch / source.name
+        # Same folder name as the original: the prompt names the repository. Absolute: the index
+        # reads a relative path as already relative to its root, so a relative --out made the
+        # completed file a stranger to itself, and retrieval offered its own text as context.
+        self.root = scratch.resolve() / source.name
         copy_tree(source, self.root)
         self.index = Index.open(self.root, db_path)
         self.index.refresh()
