@@ -3,9 +3,9 @@
 For every function `bench.actions_bench` draws under the given seeds, its first kept mutant (the
 one the bench's Fix this gets) is run against the oracle tests in the sandbox once, as Fix this
 runs its baseline; the failures give the evidence and the order of suspect lines exactly as in
-`server.actions.fix`. Then, for several caps on candidates per line, the report counts the
-mutants whose exact repair (the candidate text equal to the original module) is among the
-MAX_BOUNDARY_CANDIDATES candidates verified before any generation. A policy is a question of
+`server.actions.fix`. Then, for several caps on candidates per line and in all, the report counts
+the mutants whose exact repair (the candidate text equal to the original module) is among the
+candidates verified before any generation. A policy is a question of
 order, and this answers it in minutes where the bench takes one model-bound hour per seed.
 
     python -m bench.fix_boundary_rank --seeds actions-1,actions-2 [--tag T]
@@ -26,8 +26,9 @@ from server.actions import fix as F
 from server.actions.sandbox import Sandbox
 from server.actions.textedit import split_lines
 
-# Per-line caps compared: (on a line a traceback implicates, on any other line).
-POLICIES = ((4, 4), (4, 3), (4, 2), (2, 2), (6, 6))
+# Policies compared: candidates per line (on a line a traceback implicates, on any other line),
+# and candidates verified in all before any generation.
+POLICIES = ((6, 6, 12), (4, 4, 8), (4, 2, 8), (4, 4, 12), (8, 8, 16), (6, 6, 24))
 
 
 @dataclass
@@ -80,12 +81,12 @@ def collect(seed: str) -> list[Case]:
     return cases
 
 
-def rank(case: Case, implicated_cap: int, other_cap: int) -> int | None:
+def rank(case: Case, implicated_cap: int, other_cap: int, limit: int) -> int | None:
     """The 0-based place of the exact repair among the verified candidates, or None."""
     place = 0
     for line, restores in case.lines:
         for ok in restores[: implicated_cap if line in case.implicated else other_cap]:
-            if place >= F.MAX_BOUNDARY_CANDIDATES:
+            if place >= limit:
                 return None
             if ok:
                 return place
@@ -103,11 +104,12 @@ def main() -> int:
     cases = [c for seed in args.seeds.split(",") for c in collect(seed.strip())]
     reachable = sum(any(any(r) for _, r in c.lines) for c in cases)
     rows = []
-    for implicated_cap, other_cap in POLICIES:
-        places = [p for c in cases if (p := rank(c, implicated_cap, other_cap)) is not None]
+    for implicated_cap, other_cap, limit in POLICIES:
+        places = [p for c in cases if (p := rank(c, implicated_cap, other_cap, limit)) is not None]
         rows.append(
             {
                 "per_line": f"{implicated_cap} implicated / {other_cap} other",
+                "limit": limit,
                 "found": len(places),
                 "mean_place": round(statistics.mean(places) + 1, 2) if places else None,
             }
@@ -130,12 +132,14 @@ def main() -> int:
         "",
         f"`{report['command']}`: {len(cases)} mutants (the first kept one of each function the bench draws); "
         f"{reachable} can be repaired by a one-token change of a suspect line at all; "
-        f"{F.MAX_BOUNDARY_CANDIDATES} candidates are verified before any generation; "
-        f"in use: {report['current']}.",
+        f"in use: {report['current']}, {F.MAX_BOUNDARY_CANDIDATES} candidates verified before any generation.",
         "",
-        "| candidates per line | exact repair among them | mean place |",
-        "|---|---:|---:|",
-        *(f"| {r['per_line']} | {r['found']} of {len(cases)} | {r['mean_place']} |" for r in rows),
+        "| candidates per line | before any generation | exact repair among them | mean place |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {r['per_line']} | {r['limit']} | {r['found']} of {len(cases)} | {r['mean_place']} |"
+            for r in rows
+        ),
         "",
     ]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines))

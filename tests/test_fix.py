@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.actions.fix import (
+    MAX_CANDIDATES,
     Evidence,
     FixRequest,
     Kind,
@@ -117,7 +118,7 @@ def test_an_off_by_one_is_fixed_without_the_model_where_the_traceback_points(tmp
     assert model_calls == []  # found before any generation
     # One readable line per candidate tried, the verified one last.
     assert result.tried[-1] == f"✓ line {line} `<` -> `<=`: parses, 3/3 related tests pass"
-    assert all(t.startswith("✗ line ") for t in result.tried[:-1]) and len(result.tried) <= 12
+    assert all(t.startswith("✗ line ") for t in result.tried[:-1]) and len(result.tried) <= MAX_CANDIDATES
     assert "✗ line 8 `and` -> `or`: breaks test_merge_empty, test_merge_overlapping" not in result.tried
 
 
@@ -159,7 +160,7 @@ def test_failing_function_fixed_on_its_suspicious_line_and_proved_by_its_tests(t
     assert hints == [f"    {hint}", f"            {hint}"]
     assert result.tried[-1].startswith("✓ re-infill line")
     assert sum(t.startswith("✗ line ") for t in result.tried) >= 1  # boundary candidates went first
-    assert result.generations == 2 and len(result.tried) <= 12  # bounded, and stopped at the fix
+    assert result.generations == 2 and len(result.tried) <= MAX_CANDIDATES  # bounded, and stopped at the fix
 
 
 def test_candidates_the_tests_reject_are_never_offered(tmp_path: Path) -> None:

@@ -61,8 +61,9 @@ MAX_ROUNDS = 2
 # The hard caps of one Fix this (server/actions/rounds.py): gains stop after 2-3 rounds; a
 # candidate verified is a sandbox run (1-3 s), a generation 5-20 s on 2 cores; the unbounded
 # search took 17 candidates and 18 minutes to find nothing (bench/results/actions_bench_1.5b.md).
-MAX_CANDIDATES = 12
+# The one-token candidates (MAX_BOUNDARY_CANDIDATES) leave room for one per generation.
 MAX_GENERATIONS = 4
+MAX_CANDIDATES = 16
 FIX_BUDGET_S = 120.0
 FIX_BUDGET = Budget(MAX_ROUNDS, MAX_CANDIDATES, MAX_GENERATIONS, FIX_BUDGET_S)
 # FIM window around the hole: enough to see the function and its neighbours, cheap to read.
@@ -95,12 +96,14 @@ FALLBACK_CONTEXT_LINES = 4
 MAX_RELATED_TEST_FILES = 3
 # Boundary candidates (no model: one operator or constant of a suspect line changed, the
 # related tests decide) verified before any generation; each costs one test run, so they leave
-# room in MAX_CANDIDATES for the model's.
-MAX_BOUNDARY_CANDIDATES = 8
-# Per suspect line, so that several lines get a try within the budget. Measured without the model
-# (bench/fix_boundary_rank.py, 72 bench mutants): 4 per line puts the exact repair among the 8
-# candidates for 52; 2 per line on lines no traceback implicates, for 40.
-MAX_BOUNDARY_PER_LINE = 4
+# room in MAX_CANDIDATES for the model's. Measured without the model (bench/fix_boundary_rank.py,
+# 72 bench mutants, 55 of them one token from their repair): the exact repair is among 8
+# candidates at 4 per line for 52, among 12 at 6 per line for 54, among 24 for all 55; a
+# candidate is one test run (1-2 s), a generation 5-20 s.
+MAX_BOUNDARY_CANDIDATES = 12
+# Per suspect line, so that several lines get a try within the budget: 2 per line on lines no
+# traceback implicates found 40 of the 52 above.
+MAX_BOUNDARY_PER_LINE = 6
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import converters, types
 from pygls.uris import from_fs_path
 
-from server.actions.fix import Candidate, FixRequest, FixResult, Problem, fix
+from server.actions.fix import MAX_CANDIDATES, Candidate, FixRequest, FixResult, Problem, fix
 from server.actions.sandbox import Sandbox, isolation_available
 from server.actions.testgen import (
     GenerateTestsRequest,
@@ -659,8 +659,8 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
 
 
 # Candidate lines shown in the final message (all of them are in the command's answer): as
-# many as Fix this may verify (fix.MAX_CANDIDATES), so every one is shown.
-MAX_TRIED_SHOWN = 12
+# many as Fix this may verify, so every one is shown.
+MAX_TRIED_SHOWN = MAX_CANDIDATES
 
 
 def register(server: InfillerServer) -> None:
