@@ -6,6 +6,11 @@ every token before it (repository context, the lines above the function, the suf
 the model's KV cache and a keystroke, even a new line, only appends to the prompt. The anchor is
 a pure function of the text before the cursor, so an evaluation measures exactly the prompt the
 editor gets.
+
+One line is the exception: a class header being typed stays at the end of the prefix, with an
+empty middle (the layout FIM models are trained on). There the middle layout guessed bases
+badly (the class itself, a name one step off: `Trino.Generator` for `Presto.Generator`), and a
+header is one line typed once, so the suffix it re-reads per keystroke costs little.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ MAX_HEADER_LINES = 12
 # Lines searched upwards for the enclosing function: beyond this, a body is too long to be one
 # middle anyway.
 MAX_SCAN_LINES = 400
+# A class header typed up to the cursor (no ':' yet ends it): its bases come next.
+CLASS_HEADER = re.compile(
+    r"[ \t]*(?:(?:export|default|public|private|abstract|data|sealed)[ \t]+)*class\b[^:{]*$"
+)
 # Python's header ends with ':' (after an optional return annotation); brace languages with '{'.
 HEADER_END = re.compile(r"(?::|\{|=>|\bdo)[ \t]*(?:#.*|//.*)?$")
 
@@ -78,8 +87,11 @@ def _body_after_header(lines: list[str], start: int, cursor: int) -> int | None:
 
 
 def middle_start(prefix: str) -> int:
-    """Offset in `prefix` where the middle starts: the enclosing function body, else the cursor line."""
+    """Offset in `prefix` where the middle starts: the enclosing function body, else the cursor
+    line; the prefix's end (an empty middle) on a class header."""
     cut = prefix.rfind("\n") + 1
+    if CLASS_HEADER.match(prefix, cut):
+        return len(prefix)
     # Only the last MAX_SCAN_LINES lines can matter (function_body_start looks no further up): a
     # keystroke near the end of a 9,000-line file does not split the whole file.
     lines = prefix.rsplit("\n", MAX_SCAN_LINES + 1)

@@ -70,6 +70,24 @@ def test_no_function_means_the_cursor_line() -> None:
     assert body_start("def f(a,\n      b") is None
 
 
+def test_a_class_header_being_typed_keeps_the_cursor_line_in_the_prefix() -> None:
+    """Bases are guessed from the prefix's end, as FIM models are trained; not in a middle."""
+    for prefix in (
+        "import nodes\n\n\nclass Caution(nodes.",
+        "class Trino(Presto):\n    class Generator(",
+        "def build():\n    class Local(Base, metaclass=M",
+        "export default class Panel extends ",
+    ):
+        assert middle_start(prefix) == len(prefix), prefix
+    # Once the header ends, its body is like any other line; a name merely containing "class" is
+    # not a header.
+    assert middle_start("class A(B):\n    x = ") == len("class A(B):\n")
+    assert middle_start("subclass = make(") == 0
+    completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), settings=CompletionSettings())
+    prompt = completer.build_prompt(CompletionContext("m.py", "class Trino(Presto):\n    class G(", "\n"))
+    assert prompt.text.endswith("<|fim_middle|>") and "class G(<|fim_suffix|>" in prompt.text
+
+
 def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
     """The point of the anchor: new lines in a body never invalidate the cached prompt head."""
     engine = FakeEngine(lambda prompt: "\n")
