@@ -59,7 +59,7 @@ class Suite:
         return RESULTS / self.name if self.name else RESULTS
 
 
-def run(suite: Suite, spec: str, n: int, minutes: float, tune: bool) -> None:
+def run(suite: Suite, spec: str, n: int, minutes: float, tune: bool, started_only: bool = False) -> None:
     out = suite.runs / name_of(spec)
     cmd = [str(REPO / ".venv" / "bin" / "infiller"), "eval", spec, "--model", suite.model, "--n", str(n)]
     cmd += ["--minutes", str(minutes), "--threads", str(suite.threads), "--out", str(out)]
@@ -69,6 +69,8 @@ def run(suite: Suite, spec: str, n: int, minutes: float, tune: bool) -> None:
         cmd += ["--configs", suite.configs]
     if tune:
         cmd.append("--tune")
+    if started_only:
+        cmd.append("--started-only")
     print("+", " ".join(cmd), file=sys.stderr)
     subprocess.run(["nice", "-n", "19", *cmd], check=False)
 
@@ -166,6 +168,9 @@ def main() -> int:
     parser.add_argument("--levels", help="passed to infiller eval (default: all)")
     parser.add_argument("--configs", help="passed to infiller eval (default: the standard ones)")
     parser.add_argument(
+        "--started-only", action="store_true", help="passed to infiller eval (see bench/eval_rerun.py)"
+    )
+    parser.add_argument(
         "--title", default=Suite.title, help="what the repositories are (e.g. a development set)"
     )
     args = parser.parse_args()
@@ -173,7 +178,7 @@ def main() -> int:
     suite = Suite(args.suite, repos, args.model, args.threads, args.levels, args.configs, args.title)
     if args.run:
         for spec in repos:
-            run(suite, spec, args.n, args.minutes, spec == args.tune)
+            run(suite, spec, args.n, args.minutes, spec == args.tune, args.started_only)
     print(collect(suite))
     return 0
 

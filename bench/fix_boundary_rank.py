@@ -132,7 +132,8 @@ def main() -> int:
         "",
         f"`{report['command']}`: {len(cases)} mutants (the first kept one of each function the bench draws); "
         f"{reachable} can be repaired by a one-token change of a suspect line at all; "
-        f"in use: {report['current']}, {F.MAX_BOUNDARY_CANDIDATES} candidates verified before any generation.",
+        f"in use: {report['current']}, "
+        f"{F.MAX_BOUNDARY_CANDIDATES} candidates verified before any generation.",
         "",
         "| candidates per line | before any generation | exact repair among them | mean place |",
         "|---|---:|---:|---:|",

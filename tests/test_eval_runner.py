@@ -4,6 +4,7 @@ the time bound, reused prompts. (tests/test_eval_e2e.py runs the real model thro
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,23 @@ def test_a_finished_run_resumes_with_nothing_to_do(workspace: Workspace, tmp_pat
     resumed = run(workspace, options(out), loader=loader)
     assert len(resumed) == len(first)
     assert {r.key for r in load_records(out / RECORDS_FILE)} == {r.key for r in first}
+
+
+def test_started_only_reruns_records_left_out_and_starts_no_new_case(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    loader = Scripted(workspace)
+    first = run(workspace, options(out), loader=loader)
+    # Two cases done, one record of the second left out to run again (as bench/eval_rerun.py does).
+    keys = sorted({r.key for r in first})[:2]
+    kept = [r for r in first if r.key in keys][:-1]
+    (out / RECORDS_FILE).write_text("".join(json.dumps(asdict(r)) + "\n" for r in kept))
+    calls = len(loader.prompts)
+    again = run(workspace, options(out, started_only=True), loader=loader)
+    assert {r.key for r in again} == set(keys) and len(again) == len(kept) + 1
+    assert len(loader.prompts) > calls  # the record left out ran again; the other two cases did not
+    assert len(load_records(out / RECORDS_FILE)) == len(kept) + 1
 
 
 def test_other_cases_are_refused_in_the_same_folder(workspace: Workspace, tmp_path: Path) -> None:

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configs", help="comma-separated configurations (default: all standard ones)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--minutes", type=float, help="stop starting new cases after this long")
+    p.add_argument(
+        "--started-only",
+        action="store_true",
+        help="resume only cases already started (a configuration added, records left out)",
+    )
     p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
     p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
@@ -136,6 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         execute=not args.no_exec,
         test_timeout_s=args.test_timeout,
         per_file=args.per_file,
+        started_only=args.started_only,
     )
     print(f"infiller eval: {source} -> {out}", file=sys.stderr)
     workspace = Workspace(source, out / "scratch", out / "index.sqlite")
@@ -267,6 +273,7 @@ def _tune(
         minutes=check_minutes,
         sample=1,
         exclude=frozenset(r.key for r in records),
+        started_only=False,
     )
     check_text = "no second sample finished"
     check_summaries, check_records = _run(workspace, check, args, "check")

@@ -85,6 +85,9 @@ class RunOptions:
     per_file: int | None = None
     sample: int = 0  # 0: the main sample; 1: the tuning check's second, disjoint sample
     exclude: frozenset[str] = field(default_factory=frozenset)
+    # Resume only the cases that have a record (fill in a configuration added later, or records
+    # left out to run again after a change); start no new one.
+    started_only: bool = False
 
     def case_parameters(self) -> dict[str, Any]:
         return {
@@ -186,6 +189,8 @@ def run(
     try:
         for model in options.models:
             todo = [m for m in masks if any((model, c, m.key) not in done for c in options.configs)]
+            if options.started_only:
+                todo = [m for m in todo if any((model, c, m.key) in done for c in options.configs)]
             if not todo:
                 continue
             runtime = loader(model, options.threads)
