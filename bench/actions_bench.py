@@ -158,6 +158,10 @@ def _oracle_text(fn: Function, recorded: list[tuple[str, str | None]]) -> str:
         lines += [f"    {s}" for stmt in setup for s in stmt.splitlines()]
         lines.append(f"    assert repr({src}) == {value!r}")
         lines.append("")
+        # Later examples ran after this one: replayed, as the doctest ran them (`it.seek(i)`
+        # before `next(it)` in more-itertools' `locate`; without it the oracle failed on the
+        # released code, and no repair could pass it).
+        setup.append(src)
     return "\n".join(lines) + "\n"
 
 

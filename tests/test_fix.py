@@ -20,6 +20,7 @@ from server.actions.fix import (
     enclosing_block,
     fim_candidate,
     fix,
+    meant_names,
     module_header,
     splice_rewrite,
     suspicious_lines,
@@ -454,6 +455,44 @@ def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path
     assert result.generations == 1 and prefixes[0].endswith(
         "# FIXME: TypeError: cannot unpack non-iterable NoneType object\n    return "
     )
+
+
+def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(tmp_path: Path) -> None:
+    # The helper is defined far below the function: the re-infill's window never shows it, and
+    # the model writes a name one word short of it.
+    filler = "".join(f"\n\ndef _unused_{i}():\n    return {i}\n" for i in range(12))
+    (tmp_path / "merging.py").write_text(
+        "def merge(*seqs, key=None):\n"
+        '    """Merge sorted sequences."""\n'
+        "    if key is None:\n"
+        "        return sorted(x for s in seqs for x in s)\n"
+        "    return None\n" + filler + "\n\n"
+        "def _merge_sorted_binary_key(seqs, key):\n"
+        "    return sorted((x for s in seqs for x in s), key=key)\n"
+    )
+    (tmp_path / "test_merging.py").write_text(
+        "from merging import merge\n\n\ndef test_key():\n"
+        "    assert merge([3, 1], [2], key=lambda x: -x) == [3, 2, 1]\n"
+    )
+    path = tmp_path / "merging.py"
+    text = path.read_text()
+    suffixes: list[str] = []
+
+    def fim(prefix: str, suffix: str) -> str:
+        suffixes.append(suffix)
+        return "_merge_sorted_key(seqs, key)\n" if prefix.endswith("    return ") else "    return\n"
+
+    result = fix(
+        FixRequest(path, text, "python", Problem(0, 0, 5, 0, ""), tmp_path),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert "_merge_sorted_binary_key" not in suffixes[0]  # beyond what the model saw
+    best = result.verified[0]
+    assert best.origin == "re-infill line 5 after `return`" and best.cause_verified
+    assert best.edit.new_text == "    return _merge_sorted_binary_key(seqs, key)\n"
+    # A name nothing in the file resembles stays, and the candidate is rejected for it.
+    assert meant_names("x = 1\n", "y = frobnicate(x)\n", "") == "y = frobnicate(x)\n"
 
 
 def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None:

@@ -293,3 +293,32 @@ def test_a_test_reading_an_attribute_its_own_class_never_defines_is_not_a_bug() 
         not_a_bug(returned, "E   AttributeError: 'Made' object has no attribute 'val'", "make", None, [])
         == ""
     )
+
+
+def test_a_test_that_loops_forever_in_its_own_code_is_not_a_bug() -> None:
+    # more-itertools' locate (bench actions-8): the test builds a list over `count()` itself and
+    # never gets to a verdict on the function; the sandbox's alarm stops it in its own frame.
+    test = (
+        "def test_locate_normal():\n"
+        "    source = [3 * n + 1 if (n % 2) else n // 2 for n in count()]\n"
+        "    assert next(locate(source)) == 1\n"
+    )
+    own = (
+        "tests/test_more.py (generated `test_locate_normal`): in test_locate_normal\n"
+        "    source = [3 * n + 1 if (n % 2) else n // 2 for n in count()]\n"
+        "tests/test_more.py (generated `test_locate_normal`): in <listcomp>\n"
+        "    source = [3 * n + 1 if (n % 2) else n // 2 for n in count()]\n"
+        "/run/infiller/sandbox_runner.py:47: in _timed_out\n"
+        '    raise TestTimedOut(f"the test ran past {_test_timeout_s:g} s")\n'
+        "E   sandbox_runner.TestTimedOut: the test ran past 2 s (an endless loop or iterator?)"
+    )
+    why = not_a_bug(test, own, "locate", None, [])
+    assert why == "the test's own code ran past the time limit (an endless loop of its own)"
+    # Stopped inside the function: the function may be what never ends.
+    inside = own.replace(
+        "/run/infiller/sandbox_runner.py:47",
+        "more_itertools/more.py:2411: in locate\n"
+        "    return compress(count(), it)\n"
+        "/run/infiller/sandbox_runner.py:47",
+    )
+    assert not_a_bug(test, inside, "locate", None, []) == ""

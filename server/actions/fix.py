@@ -563,7 +563,36 @@ def fim_candidate(
     kept, _ = _trim_middle(head + middle, suffix, max_lines, hint, indent)
     if kept is None:
         return None
-    return "".join(lines[:start]) + kept + "".join(lines[end:])
+    before, after = "".join(lines[:start]), "".join(lines[end:])
+    return before + meant_names(before, kept, after) + after
+
+
+def meant_names(before: str, hole: str, after: str) -> str:
+    """`hole` with each function it calls that the file defines nowhere replaced by the closest
+    function or class the file defines at its top level, when one is close enough (TYPO_CUTOFF).
+
+    The model misremembers helpers it cannot see: toolz' `merge_sorted` lost `return
+    _merge_sorted_binary_key(seqs, key)`, defined 46 lines below the FIM window, and the re-infill
+    wrote `_merge_sorted_key(seqs, key)` (bench actions-8). Only calls, and only top-level
+    definitions: a variable read as another (`totl` as `total`) would change what the code means
+    where no test may say so. Python only; other text is returned as it is."""
+    missing = {u.name for u in undefined_names(before + hole + after)}
+    missing -= {u.name for u in undefined_names(before + after)}
+    missing = {n for n in missing if re.search(rf"(?<![\w.]){re.escape(n)}\s*\(", hole)}
+    if not missing:
+        return hole
+    try:
+        tree = ast.parse(before + after)
+    except (SyntaxError, ValueError):
+        return hole
+    defs = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+    defined = sorted(node.name for node in tree.body if isinstance(node, defs))
+    for name in sorted(missing):
+        match = difflib.get_close_matches(name, defined, 1, TYPO_CUTOFF)
+        if match:
+            log.info("re-infill: `%s` read as `%s`", name, match[0])
+            hole = re.sub(rf"(?<![\w.]){re.escape(name)}\b", match[0], hole)
+    return hole
 
 
 def module_header(lines: list[str], before: int) -> str:
