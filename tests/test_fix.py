@@ -13,6 +13,7 @@ from server.actions.fix import (
     MAX_CANDIDATES,
     Evidence,
     FixRequest,
+    FixResult,
     Kind,
     Problem,
     _trim_middle,
@@ -418,33 +419,47 @@ def test_a_rewrite_echoing_a_parenthesised_import_adds_only_what_is_new_after_it
     assert "    return not any(map(lt, b, a))\n" in text
 
 
+def _fix_lost_return(
+    path: Path, module: str, test: str, expression: str
+) -> tuple[FixResult, list[str], list[str]]:
+    """Fix this on lines 1-5 of `module`, written to `path` with `test` beside it, with a model
+    that writes `expression` after `return ` and a bare return when asked for the whole line;
+    with the FIM prefixes and suffixes it was shown."""
+    path.write_text(module)
+    (path.parent / f"test_{path.name}").write_text(test)
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+
+    def fim(prefix: str, suffix: str) -> str:
+        prefixes.append(prefix)
+        suffixes.append(suffix)
+        return expression if prefix.endswith("    return ") else "    return\n"
+
+    result = fix(
+        FixRequest(path, path.read_text(), "python", Problem(0, 0, 5, 0, ""), path.parent),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    return result, prefixes, suffixes
+
+
 def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path) -> None:
     # `return None` where a pair was returned: the caller's unpacking fails with "cannot unpack
     # non-iterable NoneType object" (no quotes around NoneType), in the test, not the function.
-    (tmp_path / "pairs.py").write_text(
+    module = (
         "def peek(seq):\n"
         '    """The first item, and an iterator over all the items."""\n'
         "    iterator = iter(seq)\n"
         "    item = next(iterator)\n"
         "    return None\n"
     )
-    (tmp_path / "test_pairs.py").write_text(
+    test = (
         "from pairs import peek\n\n\ndef test_peek():\n"
         "    first, rest = peek([1, 2])\n    assert (first, list(rest)) == (1, [1, 2])\n"
     )
-    path = tmp_path / "pairs.py"
-    text = path.read_text()
-    prefixes: list[str] = []
-
-    def fim(prefix: str, suffix: str) -> str:
-        prefixes.append(prefix)
-        # Asked for the whole line, the model writes the bare return again.
-        return "item, iter([item, *iterator])\n" if prefix.endswith("    return ") else "    return\n"
-
-    result = fix(
-        FixRequest(path, text, "python", Problem(0, 0, 5, 0, ""), tmp_path),
-        runtime_generator(_fake(fim, lambda prompt: "```")),
-        fim_template=QWEN,
+    # Asked for the whole line, the model writes the bare return again.
+    result, prefixes, _ = _fix_lost_return(
+        tmp_path / "pairs.py", module, test, "item, iter([item, *iterator])\n"
     )
     assert result.evidence == "TypeError raised; implicated line(s) 5"
     best = result.verified[0]
@@ -461,7 +476,7 @@ def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(t
     # The helper is defined far below the function: the re-infill's window never shows it, and
     # the model writes a name one word short of it.
     filler = "".join(f"\n\ndef _unused_{i}():\n    return {i}\n" for i in range(12))
-    (tmp_path / "merging.py").write_text(
+    module = (
         "def merge(*seqs, key=None):\n"
         '    """Merge sorted sequences."""\n'
         "    if key is None:\n"
@@ -470,22 +485,10 @@ def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(t
         "def _merge_sorted_binary_key(seqs, key):\n"
         "    return sorted((x for s in seqs for x in s), key=key)\n"
     )
-    (tmp_path / "test_merging.py").write_text(
-        "from merging import merge\n\n\ndef test_key():\n"
-        "    assert merge([3, 1], [2], key=lambda x: -x) == [3, 2, 1]\n"
-    )
-    path = tmp_path / "merging.py"
-    text = path.read_text()
-    suffixes: list[str] = []
-
-    def fim(prefix: str, suffix: str) -> str:
-        suffixes.append(suffix)
-        return "_merge_sorted_key(seqs, key)\n" if prefix.endswith("    return ") else "    return\n"
-
-    result = fix(
-        FixRequest(path, text, "python", Problem(0, 0, 5, 0, ""), tmp_path),
-        runtime_generator(_fake(fim, lambda prompt: "```")),
-        fim_template=QWEN,
+    test = "from merging import merge\n\n\ndef test_key():\n"
+    test += "    assert merge([3, 1], [2], key=lambda x: -x) == [3, 2, 1]\n"
+    result, _, suffixes = _fix_lost_return(
+        tmp_path / "merging.py", module, test, "_merge_sorted_key(seqs, key)\n"
     )
     assert "_merge_sorted_binary_key" not in suffixes[0]  # beyond what the model saw
     best = result.verified[0]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import difflib
 import enum
+import functools
 import logging
 import re
 import symtable
@@ -882,7 +883,9 @@ class FimLines:
         out = []
         for origin, (lo, hi), hint in self.holes(round_no):
             marked = f"{self.comment} {hint}" if hint else None
-            make = _bind_fim(self.lines, lo, hi, self.template, self.generate, marked, self.lead)
+            make = functools.partial(
+                fim_candidate, self.lines, lo, hi, self.template, self.generate, hint=marked, lead=self.lead
+            )
             out.append(Proposal(origin, make))
         return out
 
@@ -1145,18 +1148,6 @@ def _tests_fail(tests: TestContext, evidence: Evidence) -> bool:
     if base.collection_error:
         return bool(evidence.lines)
     return bool(base.failed())
-
-
-def _bind_fim(
-    lines: list[str],
-    start: int,
-    end: int,
-    template: FimTemplate,
-    generate: Generate,
-    hint: str | None,
-    lead: str = "",
-) -> Callable[[], str | None]:
-    return lambda: fim_candidate(lines, start, end, template, generate, hint=hint, lead=lead)
 
 
 __all__ = [
