@@ -322,3 +322,15 @@ def test_a_test_that_loops_forever_in_its_own_code_is_not_a_bug() -> None:
         "/run/infiller/sandbox_runner.py:47",
     )
     assert not_a_bug(test, inside, "locate", None, []) == ""
+
+
+@needs_isolation
+def test_a_test_stopped_from_outside_is_not_reported_as_a_bug(fixbug: Path) -> None:
+    # `list(iterate(f, 1))` inside the test, or an endless loop the function runs in C code: the
+    # sandbox stops either from outside, without a traceback, so nothing says it is the code's.
+    test = "import itertools\n\n\ndef test_spin():\n    assert sum(itertools.repeat(1)) == 3\n"
+    with Sandbox(fixbug, timeout_s=30) as sandbox:
+        run = sandbox.run_pytest({"tests/test_gen.py": test}, ["tests/test_gen.py"], test_timeout_s=1)
+    (failure,) = run.failed()
+    why = not_a_bug(test, failure.message, "total", None, [])
+    assert why == "the test ran past the time limit where no frame says whose loop it was"

@@ -85,6 +85,13 @@ POLL_S = 0.1
 # its processes spent runnable but not running (schedstat) extends its deadline, by at most this
 # many timeouts. A loop that really hangs runs, so it gains nothing and dies on time.
 MAX_STARVED_EXTENSIONS = 3
+# A test its own alarm could not stop (a loop inside a C function holds the interpreter) is
+# stopped from outside this long after its time per test; the run is then repeated without it,
+# at most this many times (each repeat drops one test, so a file of endless tests ends).
+HARD_STOP_GRACE_S = 2.0
+MAX_STUCK_TESTS = 3
+# How such a test's failure says so (read by bugs.py: no frame tells where it was).
+STOPPED_FROM_OUTSIDE = "it was stopped from outside"
 # Interpreters of the project, in the order we look for them (relative to the workspace root).
 VENV_PYTHONS = (".venv/bin/python", "venv/bin/python", ".venv/Scripts/python.exe", "venv/Scripts/python.exe")
 # What infiller lends a project whose environment lacks pytest or coverage: the import names of
@@ -465,8 +472,44 @@ class _Capture:
     timed_out: bool = False
 
 
-def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float) -> _Capture:
-    """Read output and results until both pipes close, or the deadline, whichever comes first.
+@dataclass
+class _TestClock:
+    """The parent's clock on the test running now, read from the runner's "start" records.
+
+    The runner's alarm stops a test looping in Python; one looping inside a C function never
+    sees it. This clock sees both, and names the test that ran `limit_s` without reporting."""
+
+    limit_s: float
+    current: str | None = None
+    since: float = 0.0
+    scanned: int = 0  # bytes of the results stream already read
+
+    def read(self, results: bytearray, now: float) -> None:
+        end = results.rfind(b"\n") + 1
+        for line in bytes(results[self.scanned : end]).splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    continue
+                kind, nodeid = record.get("kind"), record.get("nodeid")
+                if kind == "start":
+                    self.current, self.since = str(nodeid or ""), now
+                elif kind == "test" and record.get("when") == "teardown" and nodeid == self.current:
+                    self.current = None
+        self.scanned = end
+
+    def overdue(self, now: float) -> str | None:
+        """The test past its limit (its node id), or None."""
+        if self.current is not None and now - self.since > self.limit_s:
+            return self.current
+        return None
+
+
+def _read_until(
+    proc: subprocess.Popen[bytes], results_fd: int, deadline: float, clock: _TestClock | None = None
+) -> tuple[_Capture, str | None]:
+    """Read output and results until both pipes close, or the deadline, whichever comes first;
+    with the test that `clock` found overdue (the run was stopped there), or None.
 
     A child that keeps a pipe open cannot hold the run: past the deadline the whole process group
     (and with it the sandbox's PID namespace) is killed and the pipes are drained for a moment."""
@@ -479,11 +522,18 @@ def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float)
     sel.register(results_fd, selectors.EVENT_READ, cap.results)
     exited_at: float | None = None
     killed_at: float | None = None
+    stuck: str | None = None
     try:
         while sel.get_map():
             now = time.monotonic()
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
+            if clock is not None and exited_at is None and killed_at is None:
+                clock.read(cap.results, now)
+                stuck = clock.overdue(now)
+                if stuck is not None:
+                    killed_at = now
+                    _kill_group(proc)
             end = deadline if exited_at is None else min(deadline, exited_at + DRAIN_S)
             if killed_at is not None:
                 end = killed_at + DRAIN_S
@@ -517,7 +567,7 @@ def _read_until(proc: subprocess.Popen[bytes], results_fd: int, deadline: float)
         proc.wait(timeout=DRAIN_S)
     except subprocess.TimeoutExpired:
         log.error("sandbox runner %d did not die after SIGKILL", proc.pid)
-    return cap
+    return cap, stuck
 
 
 def _tree_wait_s(root: int) -> float:
@@ -556,6 +606,39 @@ def _keep(cap: _Capture, buffer: bytearray, chunk: bytes) -> None:
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _spawn(
+    command: list[str], cwd: Path, env: Mapping[str, str], deadline: float, clock: _TestClock | None
+) -> tuple[_Capture, int, str | None]:
+    """Run the sandboxed pytest once, with a fresh results pipe: what it wrote, its exit status,
+    and the test `clock` stopped it at (or None)."""
+    read_end, write_end = os.pipe()
+    env = {**env, sandbox_runner.RESULTS_FD_ENV: str(write_end)}
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_end,),
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    try:
+        capture, stuck = _read_until(proc, read_end, deadline, clock)
+    finally:
+        os.close(read_end)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    return capture, returncode, stuck
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,8 +681,8 @@ def read_results(
             collection.append(_tail(str(record.get("text", "")).strip()))
         elif kind == "finish":
             finishes.append(record.get("exitstatus"))
-        elif kind in ("coverage", "coverage-missing"):
-            pass  # measurements, read by read_coverage; never part of the verdict
+        elif kind in ("coverage", "coverage-missing", "start"):
+            pass  # measurements and the parent's clock; never part of the verdict
         elif kind == "test":
             name = _test_name(str(record.get("nodeid", "")))
             order[name] = None
@@ -800,7 +883,8 @@ class Sandbox:
 
         `python_path` holds workspace-relative folders to import from besides the root and src/;
         `coverage` workspace-relative files whose executed branch arcs the result carries;
-        `test_timeout_s` (when set) fails a single test that runs longer, and the run goes on.
+        `test_timeout_s` (when set) fails a single test that runs longer, and the run goes on (a
+        test deaf to its alarm is stopped from outside and the others are run again without it).
         Between runs nothing of the sandbox is alive, so links it left in the copy are removed
         before this process writes there (it would otherwise write through them).
         """
@@ -900,38 +984,35 @@ class Sandbox:
             env[sandbox_runner.COVERAGE_ENV] = os.pathsep.join(f"{seen}/{_relative(r)}" for r in coverage)
         if test_timeout_s > 0:
             env[sandbox_runner.TEST_TIMEOUT_ENV] = f"{test_timeout_s:g}"
-        read_end, write_end = os.pipe()
-        env[sandbox_runner.RESULTS_FD_ENV] = str(write_end)
         start = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                self._command(targets, extra_args),
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                pass_fds=(write_end,),
-                start_new_session=True,  # its own process group: a timeout kills all of it
-            )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        try:
-            capture = _read_until(proc, read_end, time.monotonic() + self.timeout_s)
-        finally:
-            os.close(read_end)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        deadline = time.monotonic() + self.timeout_s
+        stuck: list[str] = []  # node ids of tests stopped from outside, in order
+        while True:
+            clock = _TestClock(test_timeout_s + HARD_STOP_GRACE_S) if test_timeout_s > 0 else None
+            deselect = [f"--deselect={nodeid}" for nodeid in stuck]
+            command = self._command(targets, [*extra_args, *deselect])
+            capture, returncode, overdue = _spawn(command, self.root, env, deadline, clock)
+            if overdue is None:
+                break
+            if len(stuck) == MAX_STUCK_TESTS:
+                capture.timed_out = True  # one endless test too many: the run as a whole failed
+                break
+            stuck.append(overdue)
         outcomes, collection, distrust = read_results(
             bytes(capture.results),
             returncode,
             timed_out=capture.timed_out,
             overflow=capture.results_overflow,
         )
+        for nodeid in stuck:
+            name = _test_name(nodeid)
+            outcomes[name] = TestOutcome(
+                name,
+                False,
+                f"TestTimedOut: the test ran past {test_timeout_s:g} s and did not stop at its alarm "
+                f"(a loop inside a C function?): {STOPPED_FROM_OUTSIDE}, and the other tests were "
+                "run again without it",
+            )
         result = RunResult(
             returncode=returncode,
             outcomes=outcomes,

@@ -7,8 +7,8 @@ resource limits, drops to an unprivileged user when started as root, and execs t
 The limits are set here, inside the namespaces, because a process-count limit set before a user
 namespace is created would count every process of the user on the machine.
 
-As a pytest plugin (`-p sandbox_runner`) it writes one JSON line per test phase, per collection
-error and one at the end of the session to the file descriptor named in
+As a pytest plugin (`-p sandbox_runner`) it writes one JSON line as each test starts, one per
+test phase, per collection error and one at the end of the session to the file descriptor named in
 $INFILLER_RESULTS_FD: a pipe whose read end only the parent holds, so no file inside the sandbox
 carries the verdict.
 """
@@ -117,6 +117,12 @@ def _start_coverage(files: str) -> None:
 def pytest_collectreport(report: Any) -> None:
     if report.failed:
         _emit({"kind": "collect", "nodeid": report.nodeid, "text": _clip(report.longreprtext)})
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    # The parent's clock on this test: a loop inside a C function (`list(itertools.count())`)
+    # never returns to the interpreter, so the alarm below cannot stop it; the parent can.
+    _emit({"kind": "start", "nodeid": nodeid})
 
 
 def pytest_runtest_setup(item: Any) -> None:
