@@ -83,6 +83,23 @@ def test_every_single_line_mutant_has_its_inverse_among_the_repairs() -> None:
     assert fixes == ["`-1` -> `0`", "`-1` -> `-2`"]
 
 
+def test_two_identical_changes_on_one_line_say_which_expression_they_change() -> None:
+    # sieve's line (more-itertools, bench actions-8): Fix this listed "`*` -> `//`" twice.
+    source = "def f(i, n):\n    return i * i * n  # square times n\n"
+    described = [m.description for m in mutants(source, 2, 2, repair=True) if m.kind == "arithmetic"]
+    assert described == [
+        "`*` -> `//` in `i * i * n`",
+        "`*` -> `/` in `i * i * n`",
+        "`*` -> `//` in `i * i`",
+        "`*` -> `/` in `i * i`",
+    ]
+    # One change of its kind on a line needs no more words.
+    assert [m.description for m in mutants("def f(i):\n    return i * 2\n", 2, 2, repair=True)][-2:] == [
+        "`*` -> `//`",
+        "`*` -> `/`",
+    ]
+
+
 def test_spread_takes_every_line_before_a_second_mutant_of_one() -> None:
     chosen = spread(mutants(CLAMP, 1, 11), 5)
     assert len({m.line for m in chosen}) == 5

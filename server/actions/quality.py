@@ -16,8 +16,9 @@ import collections.abc
 import copy
 import logging
 import numbers
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from coverage.parser import PythonParser
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 # Mutants run per measurement (one sandbox run each, ~1 s): enough to tell a suite that checks
 # values from one that only calls the function, cheap next to a model generation.
 MAX_MUTANTS = 12
+# Characters of an expression shown where a description must say which of a line's two
+# identical changes it is: enough to recognise it, short enough for one line per candidate.
+MAX_SEGMENT_SHOWN = 40
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], tuple[type[ast.cmpop], ...]] = {
     ast.Lt: (ast.LtE, ast.Gt),
@@ -104,6 +108,7 @@ class Mutant:
     kind: str  # comparison | constant | boolean | arithmetic | return | negation | truth (repairs)
     description: str  # "`<` -> `<=`"
     text: str
+    segment: str = ""  # the original text of the changed node
 
 
 def _negative_int(node: ast.AST) -> bool:
@@ -245,12 +250,29 @@ def mutants(
             except (SyntaxError, ValueError):
                 continue
             seen.add(mutated)
-            out.append(Mutant(lineno, kind, desc, mutated))
+            out.append(Mutant(lineno, kind, desc, mutated, data[start:end].decode("utf-8")))
     if repair:
+        out = _told_apart(out)  # the mutator's descriptions stay: the bench's draws rank them
         out.sort(key=lambda m: (m.line, REPAIR_ORDER.index(m.kind) if m.kind in REPAIR_ORDER else 99))
     else:
         out.sort(key=lambda m: m.line)
     return out
+
+
+def _told_apart(found: list[Mutant]) -> list[Mutant]:
+    """Where one line has the same change twice (two `*` in `i * i * 2`), each description also
+    names the expression it changes, so that the lines a user reads differ."""
+    count = Counter((m.line, m.description) for m in found)
+    return [
+        replace(m, description=f"{m.description} in `{_clip(m.segment)}`")
+        if count[m.line, m.description] > 1
+        else m
+        for m in found
+    ]
+
+
+def _clip(segment: str) -> str:
+    return segment if len(segment) <= MAX_SEGMENT_SHOWN else segment[: MAX_SEGMENT_SHOWN - 3] + "..."
 
 
 def _bare_returns(tree: ast.AST) -> dict[int, list[str]]:
