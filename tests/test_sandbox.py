@@ -303,6 +303,35 @@ def test_a_project_environment_without_pytest_gets_infillers_and_is_told(fixbug:
 
 
 @needs_isolation
+def test_each_test_is_credited_with_its_own_arcs_even_where_one_name_begins_another(tmp_path: Path) -> None:
+    # more-itertools' iterate (bench actions-9): `test_4` was credited with the arcs of
+    # `test_494` (coverage reads query contexts as regular expressions, matched anywhere), so the
+    # one test that reached the `except` handler was dropped as adding nothing.
+    (tmp_path / "stop.py").write_text(
+        "def iterate(func, start):\n"
+        "    while True:\n"
+        "        yield start\n"
+        "        try:\n"
+        "            start = func(start)\n"
+        "        except StopIteration:\n"
+        "            break\n"
+    )
+    tests = (
+        "import itertools\n\nfrom stop import iterate\n\n\n"
+        "def test_4():\n    assert list(itertools.islice(iterate(abs, 1), 3)) == [1, 1, 1]\n\n\n"
+        "def test_494():\n"
+        "    def stop(x):\n        raise StopIteration\n\n"
+        "    assert list(iterate(stop, 1)) == [1]\n"
+    )
+    with Sandbox(tmp_path) as sandbox:
+        run = sandbox.run_pytest({"tests/test_gen.py": tests}, ["tests/test_gen.py"], coverage=["stop.py"])
+    assert run.passed() == ["test_4", "test_494"]
+    handler = {(5, 6), (6, 7)}
+    assert handler <= run.test_arcs["test_494"]
+    assert not handler & run.test_arcs["test_4"]
+
+
+@needs_isolation
 def test_a_project_environment_with_pytest_is_used_as_it_is(fixbug: Path) -> None:
     site = fixbug / ".venv" / "lib" / "python3.11" / "site-packages"
     (site / "pytest").mkdir(parents=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -156,7 +157,9 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         _coverage.stop()
         data = _coverage.get_data()
         for context in sorted(data.measured_contexts()):
-            data.set_query_contexts([context])
+            # Query contexts are regular expressions matched anywhere: `::test_4` alone would
+            # also read the arcs of `::test_494`, and a test would be credited with another's.
+            data.set_query_contexts([f"^{re.escape(context)}$"])
             for path in sorted(data.measured_files()):
                 arcs = sorted(data.arcs(path) or [])
                 if arcs:
