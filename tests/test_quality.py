@@ -16,6 +16,7 @@ from server.actions.quality import (
     covered,
     measure,
     missing_branches,
+    missing_lines,
     mutants,
     spread,
     useful_tests,
@@ -143,6 +144,29 @@ def test_a_branch_no_test_takes_is_said_as_the_case_to_test() -> None:
     twice = local.replace("    if n == 0", "    n += 1\n    if n == 0")
     said = missing_branches(branches_of(twice, 1, 6), {(4, 6)}, twice.splitlines())
     assert said == ["line 4 the condition `n == 0` is never true"]
+
+
+def test_a_handler_no_test_reaches_is_said_as_the_exception_to_raise() -> None:
+    # more-itertools' iterate: no branch for coverage.py to count, so no gap was named and the
+    # coverage round never asked for the test that stops it.
+    source = (
+        "def iterate(func, start):\n"
+        "    while True:\n"
+        "        yield start\n"
+        "        try:\n"
+        "            start = func(start)\n"
+        "        except StopIteration:\n"
+        "            break\n"
+    )
+    branches = branches_of(source, 1, 7)
+    assert not branches.arcs
+    executed = {(-1, 1), (1, -1), (-2, 2), (2, 3), (3, 4), (4, 5), (5, 2)}
+    assert missing_lines(branches, executed, source) == [
+        "line 6 the handler `except StopIteration:` never runs: no test makes "
+        "`start = func(start)` raise StopIteration: pass as `func` a function of the test that "
+        "raises it, such as `def func_raising(*args): raise StopIteration`"
+    ]
+    assert missing_lines(branches, executed | {(5, 6), (6, 7), (7, -2)}, source) == []
 
 
 def test_an_isinstance_branch_is_said_with_a_value_that_takes_it() -> None:

@@ -988,7 +988,7 @@ def generate_tests(
                 if not (quality.uncovered or quality.survivors):
                     break
                 cancel.check()
-                progress(f"asking for tests of {len(quality.uncovered)} uncovered branch(es)", 92)
+                progress(f"asking for tests of {len(quality.uncovered)} case(s) no test reaches", 92)
                 t0 = time.perf_counter()
                 user, prefill = coverage_prompt(target, module, ctx, passing, quality, request.text)
                 prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
@@ -1015,6 +1015,7 @@ def generate_tests(
                     wrong = [t for t in extra.tests if t not in fresh]
                     for t in wrong:
                         t.message = outcome_of(t, result)[1]
+                        log.info("coverage round: %s fails:\n%s\n%s", t.name, t.source, t.message[-600:])
                     fresh += record_values(wrong, trial_header, 92)
                 unrepaired = len(extra.tests) - len(fresh)
                 if unrepaired:
