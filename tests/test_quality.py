@@ -94,6 +94,15 @@ def test_two_identical_changes_on_one_line_say_which_expression_they_change() ->
         "`*` -> `//` in `i * i`",
         "`*` -> `/` in `i * i`",
     ]
+    # The same text twice (convolve's line, bench actions-10): which one, counted from the left.
+    zeros = "def f(n):\n    return [0] * (n - 1) + [0]\n"
+    described = [
+        m.description for m in mutants(zeros, 2, 2, repair=True) if m.description.startswith("`0` -> `1`")
+    ]
+    assert sorted(described) == [
+        "`0` -> `1` in the 1st `0` of the line",
+        "`0` -> `1` in the 2nd `0` of the line",
+    ]
     # One change of its kind on a line needs no more words.
     assert [m.description for m in mutants("def f(i):\n    return i * 2\n", 2, 2, repair=True)][-2:] == [
         "`*` -> `//`",

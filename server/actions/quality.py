@@ -109,6 +109,7 @@ class Mutant:
     description: str  # "`<` -> `<=`"
     text: str
     segment: str = ""  # the original text of the changed node
+    column: int = 0  # where that text starts on its line (bytes)
 
 
 def _negative_int(node: ast.AST) -> bool:
@@ -250,7 +251,8 @@ def mutants(
             except (SyntaxError, ValueError):
                 continue
             seen.add(mutated)
-            out.append(Mutant(lineno, kind, desc, mutated, data[start:end].decode("utf-8")))
+            segment = data[start:end].decode("utf-8")
+            out.append(Mutant(lineno, kind, desc, mutated, segment, node.col_offset))
     if repair:
         out = _told_apart(out)  # the mutator's descriptions stay: the bench's draws rank them
         out.sort(key=lambda m: (m.line, REPAIR_ORDER.index(m.kind) if m.kind in REPAIR_ORDER else 99))
@@ -261,14 +263,27 @@ def mutants(
 
 def _told_apart(found: list[Mutant]) -> list[Mutant]:
     """Where one line has the same change twice (two `*` in `i * i * 2`), each description also
-    names the expression it changes, so that the lines a user reads differ."""
-    count = Counter((m.line, m.description) for m in found)
-    return [
-        replace(m, description=f"{m.description} in `{_clip(m.segment)}`")
-        if count[m.line, m.description] > 1
-        else m
-        for m in found
-    ]
+    names the expression it changes, and where that text repeats too (the two `0` of
+    convolve's `[0] * (n - 1)` line), which one of them, counted from the left."""
+    groups: dict[tuple[int, str], list[Mutant]] = {}
+    for m in found:
+        groups.setdefault((m.line, m.description), []).append(m)
+    told: dict[int, str] = {}
+    for group in groups.values():
+        if len(group) == 1:
+            continue
+        texts = Counter(m.segment for m in group)
+        for m in group:
+            where = f"in `{_clip(m.segment)}`"
+            if texts[m.segment] > 1:
+                columns = sorted({o.column for o in group if o.segment == m.segment})
+                where = f"in the {_ordinal(columns.index(m.column) + 1)} `{_clip(m.segment)}` of the line"
+            told[id(m)] = f"{m.description} {where}"
+    return [replace(m, description=told[id(m)]) if id(m) in told else m for m in found]
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def _clip(segment: str) -> str:
