@@ -307,15 +307,7 @@ def test_each_test_is_credited_with_its_own_arcs_even_where_one_name_begins_anot
     # more-itertools' iterate (bench actions-9): `test_4` was credited with the arcs of
     # `test_494` (coverage reads query contexts as regular expressions, matched anywhere), so the
     # one test that reached the `except` handler was dropped as adding nothing.
-    (tmp_path / "stop.py").write_text(
-        "def iterate(func, start):\n"
-        "    while True:\n"
-        "        yield start\n"
-        "        try:\n"
-        "            start = func(start)\n"
-        "        except StopIteration:\n"
-        "            break\n"
-    )
+    shutil.copy(DATA / "endless" / "stop.py", tmp_path / "stop.py")
     tests = (
         "import itertools\n\nfrom stop import iterate\n\n\n"
         "def test_4():\n    assert list(itertools.islice(iterate(abs, 1), 3)) == [1, 1, 1]\n\n\n"
