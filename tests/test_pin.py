@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from server.actions.pin import COMMENT, MARKER, observed, observing_variant, pinned
+from server.actions.pin import COMMENT, MARKER, observed, observing_variant, pinned, raised_to_value
 
 WRONG = """def test_window_of_two():
     rows = list(sliding_window(2, [1, 2, 3]))
@@ -47,6 +47,33 @@ def test_a_wrong_expectation_is_replaced_by_what_the_code_returns() -> None:
         "    assert len(rows) == 2\n"  # right already: the model's spelling stays
         "    assert 'ü' == label(rows)\n"  # the literal on the left, past a non-ASCII one
     )
+
+
+def test_a_raise_the_code_never_made_becomes_a_record_of_what_it_returns() -> None:
+    # chunked (bench actions-10): asked for `strict=True`, the 1.5B expected ValueError from an
+    # input that divides evenly; the branch the test reaches is the gap, the exception its guess.
+    expects = (
+        "def test_chunked_when_strict():\n"
+        "    with pytest.raises(ValueError, match='divisible'):\n"
+        "        list(chunked([1, 2, 3, 4], 2, strict=True))\n"
+    )
+    as_value = raised_to_value(expects)
+    assert as_value == (
+        "def test_chunked_when_strict():\n    assert list(chunked([1, 2, 3, 4], 2, strict=True)) == None\n"
+    )
+    variant = observing_variant(as_value)
+    assert variant is not None
+    values = observed(_run(variant, chunked=lambda xs, n, strict: iter([xs[:n], xs[n:]])))
+    assert values is not None
+    assert pinned(as_value, values) == (
+        "def test_chunked_when_strict():\n"
+        f"    {COMMENT}\n"
+        "    assert list(chunked([1, 2, 3, 4], 2, strict=True)) == [[1, 2], [3, 4]]\n"
+    )
+    # More than one statement in the block, or two blocks: which one was meant is not known.
+    assert raised_to_value(expects.replace("        list(", "        n = 2\n        list(")) is None
+    twice = expects + "    with pytest.raises(ValueError):\n        chunked([1], 2, strict=True)\n"
+    assert raised_to_value(twice) is None
 
 
 def test_tests_whose_values_cannot_be_recorded_faithfully_are_left_alone() -> None:

@@ -203,6 +203,39 @@ def _test_function(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None
     return fns[0]
 
 
+# How pytest says a `pytest.raises` block ended without the exception.
+DID_NOT_RAISE = "DID NOT RAISE"
+
+
+def raised_to_value(source: str) -> str | None:
+    """A test that expected an exception the code does not raise, as a test of the value the
+    code returns there instead, for `observing_variant` to record: its one top-level `with
+    pytest.raises(...):` holding one expression becomes `assert <expression> == None` (None
+    when the test has no such block). chunked's `strict=True` tests (bench actions-10) were
+    written this way on inputs that divide evenly, so the branch they reached went untested."""
+    fn = _test_function(source)
+    if fn is None:
+        return None
+    blocks = [
+        stmt
+        for stmt in fn.body
+        if isinstance(stmt, ast.With)
+        and len(stmt.items) == 1
+        and isinstance(call := stmt.items[0].context_expr, ast.Call)
+        and ast.unparse(call.func) == "pytest.raises"
+    ]
+    if len(blocks) != 1 or len(blocks[0].body) != 1:
+        return None
+    block, inside = blocks[0], blocks[0].body[0]
+    if not isinstance(inside, ast.Expr):
+        return None
+    lines = source.splitlines(keepends=True)
+    first, last = block.lineno - 1, block.end_lineno or block.lineno
+    indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+    expression = ast.unparse(inside.value)
+    return "".join([*lines[:first], f"{indent}assert {expression} == None\n", *lines[last:]])
+
+
 def observing_variant(source: str) -> str | None:
     """The test rewritten to record what each expectation's other side evaluates to and fail
     with those values (`observed`), or None when it cannot be recorded."""

@@ -36,7 +36,7 @@ from server.actions.bugs import (
 from server.actions.examples import docstring_test
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
-from server.actions.pin import COMMENT, observed, observing_variant, pinned
+from server.actions.pin import COMMENT, DID_NOT_RAISE, observed, observing_variant, pinned, raised_to_value
 from server.actions.quality import Quality, measure, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
@@ -1016,6 +1016,10 @@ def generate_tests(
                     for t in wrong:
                         t.message = outcome_of(t, result)[1]
                         log.info("coverage round: %s fails:\n%s\n%s", t.name, t.source, t.message[-600:])
+                        # The case it reaches is the gap asked for; the exception was the model's
+                        # guess. (Only here: a first-round test that expects a raise may show a bug.)
+                        as_value = raised_to_value(t.source) if DID_NOT_RAISE in t.message else None
+                        t.source = as_value or t.source
                     fresh += record_values(wrong, trial_header, 92)
                 unrepaired = len(extra.tests) - len(fresh)
                 if unrepaired:
