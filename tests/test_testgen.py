@@ -11,8 +11,11 @@ import pytest
 from server.actions.pin import COMMENT
 from server.actions.testgen import (
     REDUNDANT,
+    GeneratedTest,
     GenerateTestsRequest,
     ModuleLocation,
+    PromptContext,
+    Target,
     conventional_test_path,
     find_target,
     generate_tests,
@@ -21,6 +24,7 @@ from server.actions.testgen import (
     new_tests_edit,
     normalize_tests,
     rename_clashes,
+    repair_prompt,
 )
 from server.model.chat import runtime_generator
 from server.model.fake import FakeEngine
@@ -454,3 +458,31 @@ def test_the_docstrings_examples_lead_the_suite_and_are_never_reported_as_bugs(
         # reported as a bug (doctest and an assert can disagree); said in the summary.
         assert names == ["test_initials_one_word"] and result.failing == []
         assert "the docstring's examples fail as a test" in result.summary()
+
+
+def test_a_repair_of_data_passed_where_a_function_is_called_says_which_argument_to_make_a_function() -> None:
+    # more-itertools' iter_except (bench actions-11): all six tests passed `[1, 2, 3]` as `func`,
+    # and every repair kept it, told only "'list' object is not callable".
+    source = (
+        "def iter_except(func, exception, first=None):\n"
+        "    with suppress(exception):\n"
+        "        if first is not None:\n"
+        "            yield first()\n"
+        "        while 1:\n"
+        "            yield func()\n"
+    )
+    target = Target("iter_except", "function", "iter_except", source, 0, 6)
+    module = ModuleLocation("recipes", Path("."))
+    ctx = PromptContext("", "", "", [])
+    failed = GeneratedTest(
+        "test_first",
+        "def test_first():\n    assert next(iter_except([1, 2, 3], IndexError)) == 1\n",
+        "recipes.py:6: in iter_except\n    yield func()\nE   TypeError: 'list' object is not callable",
+    )
+    user, _ = repair_prompt(target, module, ctx, failed)
+    assert "`iter_except` calls its argument `func`: pass a function there" in user
+    assert "not a list." in user
+    # Any other failure: the prompt carries the message alone.
+    failed.message = "E   assert 3 == 1"
+    user, _ = repair_prompt(target, module, ctx, failed)
+    assert "calls its argument" not in user

@@ -438,15 +438,46 @@ def repair_prompt(
     prefilled signature keeps it to exactly the test in question.
     """
     message = _clip(test.message, MAX_FEEDBACK_CHARS)
+    hint = _not_callable_hint(target, test.message)
     user = (
         f"Module `{module.module}`:\n```python\n{_code(target, ctx).rstrip()}\n```\n\n"
         "This pytest test was run against the code above and failed:\n"
         f"```python\n{test.source.strip()}\n```\nFailed with:\n```\n{message}\n```\n\n"
+        f"{hint}"
         "Rewrite the test so that it passes: recompute the expected values from the code, or fix "
         "the test's own mistake. Answer with the corrected test in one ```python code block."
     )
     prefill = f"```python\nfrom {module.module} import {target.import_name}\n\n\n{_signature(test)}"
     return user, prefill
+
+
+_NOT_CALLABLE = re.compile(r"TypeError: '(\w+)' object is not callable")
+
+
+def _not_callable_hint(target: Target, message: str) -> str:
+    """For a test that passed data where the function calls a parameter: which parameter, and
+    what to pass instead ("" otherwise). more-itertools' `iter_except(func, exception)`: the
+    1.5B passed `[1, 2, 3]` as `func` in all six tests and in every repair of them, told only
+    "'list' object is not callable"."""
+    m = _NOT_CALLABLE.search(message)
+    if m is None:
+        return ""
+    try:
+        tree = ast.parse(textwrap.dedent(target.source))
+    except SyntaxError:
+        return ""
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+    if fn is None:
+        return ""
+    params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+    called = [n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    name = next((p for p in params if p in called), None)
+    if name is None:
+        return ""
+    return (
+        f"`{target.name}` calls its argument `{name}`: pass a function there (a lambda, or a bound "
+        f"method such as `items.pop` of a list the test made), not a {m.group(1)}.\n\n"
+    )
 
 
 def coverage_prompt(
@@ -969,6 +1000,10 @@ def generate_tests(
                 log.info("the docstring's examples fail as a test: %s", examples.message[:300])
             passing.extend(record_values(failing, header, running_percent))
             log.info("round %d: %d passing, %d failing", round_no, len(passing), len(failing))
+            for test in failing:
+                log.debug(
+                    "round %d: %s fails:\n%s\n%s", round_no, test.name, test.source, test.message[-600:]
+                )
             if not failing:
                 break
         if rounds > 1 and passing:
