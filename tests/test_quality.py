@@ -168,6 +168,14 @@ def test_a_handler_no_test_reaches_is_said_as_the_exception_to_raise() -> None:
         "raises it, such as `def func_raising(*args): raise StopIteration`"
     ]
     assert missing_lines(branches, executed | {(5, 6), (6, 7), (7, -2)}, source) == []
+    # A handler in a nested function is walked from both functions: it is said once.
+    nested = (
+        "def outer(func):\n    def inner():\n        try:\n            return func()\n"
+        "        except KeyError:\n            return 0\n    return inner()\n"
+    )
+    ran = {(-1, 1), (1, 2), (2, 7), (7, -1), (-2, 3), (3, 4), (4, -2)}
+    said = missing_lines(branches_of(nested, 1, 7), ran, nested)
+    assert len(said) == 1 and said[0].startswith("line 5 the handler `except KeyError:` never runs")
 
 
 def test_an_isinstance_branch_is_said_with_a_value_that_takes_it() -> None:

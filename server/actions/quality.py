@@ -309,7 +309,7 @@ def _bare_returns(tree: ast.AST) -> dict[int, list[str]]:
             for n in ast.walk(fn)
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
         ]
-        params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+        params = parameter_names(fn)
         for ret in ast.walk(fn):
             if isinstance(ret, ast.Return) and (ret.value is None or _is_none(ret.value)):
                 before = sorted((loop, -ln, n) for loop, ln, n in bound if ln <= ret.lineno)
@@ -408,12 +408,13 @@ def missing_lines(branches: Branches, executed: set[tuple[int, int]], text: str)
     for fn in ast.walk(tree) if tree is not None else ():
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+        params = set(parameter_names(fn))
         for node in ast.walk(fn):
             if not isinstance(node, ast.Try | ast.TryStar):
                 continue
             for handler in node.handlers:
-                if not handler.body or handler.body[0].lineno not in missed:
+                # A nested function's handler is walked from each enclosing one: say it once.
+                if not handler.body or handler.body[0].lineno not in missed or handler.lineno in said:
                     continue
                 what = ast.unparse(handler.type) if handler.type is not None else "Exception"
                 raiser = lines[node.body[0].lineno - 1].strip()
@@ -433,6 +434,11 @@ def missing_lines(branches: Branches, executed: set[tuple[int, int]], text: str)
     for line in sorted(missed - said):
         out.append(f"line {line} (`{lines[line - 1].strip()}`) never runs")
     return out
+
+
+def parameter_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """The names a call can bind, in order (positional-only, positional, keyword-only)."""
+    return [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
 
 
 def _called_parameter(statement: ast.stmt, params: set[str]) -> str | None:
@@ -727,6 +733,7 @@ __all__ = [
     "measure",
     "missing_branches",
     "mutants",
+    "parameter_names",
     "spread",
     "useful_tests",
 ]

@@ -37,7 +37,7 @@ from server.actions.examples import docstring_test
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
 from server.actions.pin import COMMENT, DID_NOT_RAISE, observed, observing_variant, pinned, raised_to_value
-from server.actions.quality import Quality, measure, useful_tests
+from server.actions.quality import Quality, measure, parameter_names, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
 from server.model.chat import (
@@ -469,7 +469,7 @@ def _not_callable_hint(target: Target, message: str) -> str:
     fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
     if fn is None:
         return ""
-    params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+    params = parameter_names(fn)
     called = [n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     name = next((p for p in params if p in called), None)
     if name is None:
@@ -1050,7 +1050,7 @@ def generate_tests(
                     wrong = [t for t in extra.tests if t not in fresh]
                     for t in wrong:
                         t.message = outcome_of(t, result)[1]
-                        log.info("coverage round: %s fails:\n%s\n%s", t.name, t.source, t.message[-600:])
+                        log.debug("coverage round: %s fails:\n%s\n%s", t.name, t.source, t.message[-600:])
                         # The case it reaches is the gap asked for; the exception was the model's
                         # guess. (Only here: a first-round test that expects a raise may show a bug.)
                         as_value = raised_to_value(t.source) if DID_NOT_RAISE in t.message else None
