@@ -515,6 +515,40 @@ def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None
     assert ranked[:3] == [5, 4, 1]
 
 
+def test_a_bug_whose_wrong_result_breaks_the_tests_import_where_it_is_called_is_fixed(
+    tmp_path: Path,
+) -> None:
+    # The function returns a wrong object and the decorator line that calls it fails, in no frame
+    # of the function (toolz' instanceproperty, `is` -> `is not`, bench actions-12: "object is
+    # not callable" at the class that applies it): the call names the function; tests fail.
+    (tmp_path / "deco.py").write_text(
+        "import functools\n\n\n"
+        "class Tagged:\n"
+        "    def __init__(self, fn, tag):\n"
+        "        self.fn, self.tag = fn, tag\n\n\n"
+        "def tagged(fn=None, *, tag='x'):\n"
+        '    """Wrap a function with a tag; usable bare or with arguments."""\n'
+        "    if fn is not None:\n"
+        "        return functools.partial(tagged, tag=tag)\n"
+        "    return Tagged(fn, tag)\n"
+    )
+    (tmp_path / "test_deco.py").write_text(
+        "import deco\n\n\n@deco.tagged(tag='y')\ndef f():\n    return 1\n\n\n"
+        "def test_tagged():\n    assert f.tag == 'y' and f.fn() == 1\n"
+    )
+    path = tmp_path / "deco.py"
+    text = path.read_text()
+    result = fix(
+        FixRequest(path, text, "python", Problem(8, 0, 13, 0, ""), tmp_path),
+        runtime_generator(_fake(lambda p, s: "    pass\n", lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert result.evidence == "TypeError raised; where its result is used at test_deco.py:4"
+    best = result.verified[0]
+    assert best.origin == "line 11 `is not` -> `is`" and best.cause_verified
+    assert best.checks == ["parses", "1/1 related tests pass"]
+
+
 def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_path: Path) -> None:
     # The related tests apply the decorator at import: the bug stops their collection, in a frame
     # of the function (toolz' instanceproperty, `is` -> `is not`, bench actions-6).

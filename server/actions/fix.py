@@ -190,6 +190,9 @@ class Evidence:
     wrong_value: bool = False
     exception: str | None = None
     none_returned: tuple[int, ...] = ()  # the bare returns, when the function gave None
+    # Frames ("path:line") whose line calls the function and fails after it returned: what it
+    # returned is wrong, though no frame is inside it (a decorator's result called at import).
+    callers: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = []
@@ -199,6 +202,8 @@ class Evidence:
             parts.append("an assertion saw a wrong value")
         if self.lines:
             parts.append("implicated line(s) " + ", ".join(str(i + 1) for i in self.lines))
+        elif self.callers:
+            parts.append("where its result is used at " + ", ".join(self.callers))
         return "; ".join(parts)
 
 
@@ -210,6 +215,8 @@ _GOT_NONE = re.compile(
     r"assert (?:None|'None') (?:==|is|!=)|== (?:None|'None')$|\bwhere None = |\bNoneType\b", re.M
 )
 _BARE_RETURN = re.compile(r"^\s*return(?:\s+None)?\s*(?:#.*)?$")
+# A traceback frame as pytest --tb=short prints it: "path:line: in scope", then the source line.
+_FRAME = re.compile(r"^(?P<path>\S+):(?P<line>\d+): in .*\n[ \t]+(?P<source>.*)$", re.MULTILINE)
 
 
 def read_evidence(
@@ -233,7 +240,28 @@ def read_evidence(
     exc = _EXCEPTION.search(failures)
     exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None
     wrong_value = exception is None and ("assert " in failures or "AssertionError" in failures)
-    return Evidence(lines, wrong_value, exception, tuple(bare))
+    return Evidence(lines, wrong_value, exception, tuple(bare), _callers(failures, rel_path, block))
+
+
+def _callers(failures: str, rel_path: str, block: Block | None) -> tuple[str, ...]:
+    """Where an exception other than a failed assertion was raised on a line that calls the
+    function (by name), the traceback going no deeper into it: its wrong result was used there."""
+    if block is None or not block.name:
+        return ()
+    call = re.compile(rf"(?<!\w){re.escape(block.name)}\s*\(")
+    out: list[str] = []
+    start = 0
+    # Each traceback ends at its "E" lines; its last frame is where it failed.
+    for end in re.finditer(r"(?m)^E\s+(\w+)", failures):
+        frames = list(_FRAME.finditer(failures, start, end.start()))
+        start = end.end()
+        if not frames or end.group(1) in ("assert", "AssertionError"):
+            continue
+        last = frames[-1]
+        inside = last["path"] == rel_path and block.start <= int(last["line"]) - 1 < block.end
+        if not inside and call.search(last["source"]):
+            out.append(f"{last['path']}:{last['line']}")
+    return tuple(dict.fromkeys(out))
 
 
 def boundary_candidates(
@@ -1140,13 +1168,13 @@ BOUNDARY_EXCEPTIONS = frozenset(
 
 def _tests_fail(tests: TestContext, evidence: Evidence) -> bool:
     """Failing related tests: the only judge of a logic fix (and of boundary candidates). Tests
-    that cannot be imported count when the import failed inside the function (a decorator or
-    module-level call of it in the test module), not when the test module itself is broken."""
+    that cannot be imported count when the import failed inside the function or on a line that
+    calls it (a decorator or module-level call of it), not when the test module itself is broken."""
     base = tests.baseline
     if base is None:
         return False
     if base.collection_error:
-        return bool(evidence.lines)
+        return bool(evidence.lines or evidence.callers)
     return bool(base.failed())
 
 
