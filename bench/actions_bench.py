@@ -1,6 +1,7 @@
 """Code actions on functions the project never tuned on: Fix-this repairs and generated tests.
 
-Small pure functions come from pinned sdists (toolz, more-itertools), chosen at run time and
+Small pure functions come from pinned sdists (toolz and more-itertools by default; `--sources`
+names others: pydash, inflection, never used before actions-13), chosen at run time and
 deterministically (a seeded hash of their names) among top-level functions with a short body
 and passing doctests. Their doctest examples, evaluated on the original code, become oracle
 tests that record its behaviour. Single-line mutants are made at run time by the built-in
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -52,11 +53,38 @@ from server.model.loader import load_runtime
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 RESULTS = ROOT / "bench" / "results"
-# (sdist, package folder inside it, modules whose functions are candidates)
-SOURCES = (
-    ("toolz==1.0.0", "toolz", ("toolz/itertoolz.py", "toolz/dicttoolz.py", "toolz/functoolz.py")),
-    ("more-itertools==10.5.0", "more_itertools", ("more_itertools/recipes.py", "more_itertools/more.py")),
-)
+
+
+@dataclass(frozen=True)
+class Source:
+    spec: str  # the pinned sdist
+    package: str  # the package folder, relative to `where`
+    modules: tuple[str, ...]  # modules whose functions are candidates, relative to `where`
+    where: str = ""  # the folder inside the sdist that holds the package ("src" layouts)
+
+
+SOURCES = {
+    "toolz": Source(
+        "toolz==1.0.0", "toolz", ("toolz/itertoolz.py", "toolz/dicttoolz.py", "toolz/functoolz.py")
+    ),
+    "more-itertools": Source(
+        "more-itertools==10.5.0", "more_itertools", ("more_itertools/recipes.py", "more_itertools/more.py")
+    ),
+    # Added after actions-12, when the two above were nearly used up: their functions were never
+    # drawn, read or tuned on before.
+    "pydash": Source(
+        "pydash==8.0.4",
+        "pydash",
+        tuple(
+            f"pydash/{m}.py"
+            for m in ("arrays", "collections", "numerical", "objects", "predicates", "strings", "utilities")
+        ),
+        "src",
+    ),
+    "inflection": Source("inflection==0.5.1", "inflection", ("inflection/__init__.py",)),
+}
+# The pool of seeds actions-1 to actions-12: changing the default would change their draws.
+DEFAULT_SOURCES = ("toolz", "more-itertools")
 # "Small pure function": body lines without the docstring.
 MIN_BODY_LINES = 2
 MAX_BODY_LINES = 14
@@ -179,14 +207,18 @@ def _rank(seed: str, name: str) -> str:
     return hashlib.sha1(f"{seed}:{name}".encode()).hexdigest()
 
 
-def choose(count: int, seed: str) -> list[tuple[Function, list[Mutant]]]:
-    """`count` functions with an oracle and oracle-killed mutants, chosen by seeded hash."""
+def choose(
+    count: int, seed: str, sources: Sequence[str] = DEFAULT_SOURCES
+) -> list[tuple[Function, list[Mutant]]]:
+    """`count` functions with an oracle and oracle-killed mutants, chosen by seeded hash among
+    the named sources' functions."""
     pool: list[tuple[str, Function, ast.FunctionDef, str]] = []
-    for spec, package, modules in SOURCES:
-        tree_root = fetch_sdist(spec, WORK)
+    for source in (SOURCES[name] for name in sources):
+        tree_root = fetch_sdist(source.spec, WORK) / source.where
+        package = source.package
         if str(tree_root) not in sys.path:
             sys.path.insert(0, str(tree_root))
-        for rel in modules:
+        for rel in source.modules:
             text = (tree_root / rel).read_text()
             for node in ast.parse(text).body:
                 if not isinstance(node, ast.FunctionDef) or node.name.startswith("_") or node.decorator_list:
@@ -200,7 +232,7 @@ def choose(count: int, seed: str) -> list[tuple[Function, list[Mutant]]]:
                     continue
                 if any(word in ex.source for ex in examples for word in IMPURE):
                     continue
-                module = rel[:-3].replace("/", ".")
+                module = rel[:-3].replace("/", ".").removesuffix(".__init__")
                 fn = Function(
                     package, str(tree_root), rel, module, node.name, node.lineno, node.end_lineno or 0
                 )
@@ -381,6 +413,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--functions", type=int, default=6)
     parser.add_argument("--seed", default="actions-1")
+    parser.add_argument(
+        "--sources",
+        default=",".join(DEFAULT_SOURCES),
+        help=f"comma-separated pool of packages: {', '.join(SOURCES)} (default: %(default)s)",
+    )
     parser.add_argument("--fix-mutants", type=int, default=1, help="Fix-this cases per function")
     parser.add_argument("--skip-fix", action="store_true")
     parser.add_argument("--skip-testgen", action="store_true")
@@ -391,7 +428,11 @@ def main() -> int:
     started = time.perf_counter()
     load_before = os.getloadavg()
     machine = _machine()  # now: the commit whose code the run imports, not one made during it
-    chosen = choose(args.functions, args.seed)
+    sources = [name.strip() for name in args.sources.split(",") if name.strip()]
+    unknown = [name for name in sources if name not in SOURCES]
+    if unknown or not sources:
+        parser.error(f"unknown source(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SOURCES)}")
+    chosen = choose(args.functions, args.seed, sources)
     sys.stderr.write(f"chose {[f.name for f, _ in chosen]} in {time.perf_counter() - started:.0f} s\n")
     runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
     generate = runtime_generator(runtime)
