@@ -17,7 +17,7 @@ import copy
 import logging
 import numbers
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from coverage.parser import PythonParser
@@ -408,7 +408,7 @@ def missing_lines(branches: Branches, executed: set[tuple[int, int]], text: str)
     for fn in ast.walk(tree) if tree is not None else ():
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        params = set(parameter_names(fn))
+        params = parameter_names(fn)
         for node in ast.walk(fn):
             if not isinstance(node, ast.Try | ast.TryStar):
                 continue
@@ -422,7 +422,7 @@ def missing_lines(branches: Branches, executed: set[tuple[int, int]], text: str)
                     f"line {handler.lineno} the handler `{lines[handler.lineno - 1].strip()}` never "
                     f"runs: no test makes `{raiser}` raise {what}"
                 )
-                called = _called_parameter(node.body[0], params)
+                called = called_parameter(node.body[0], params)
                 if called:
                     # The 1.5B, told only which exception, expected `iterate` itself to raise it.
                     case += (
@@ -441,12 +441,11 @@ def parameter_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
 
 
-def _called_parameter(statement: ast.stmt, params: set[str]) -> str | None:
-    """The first parameter the statement calls (`func` in `start = func(start)`), or None."""
-    for node in ast.walk(statement):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in params:
-            return node.func.id
-    return None
+def called_parameter(node: ast.AST, params: Sequence[str]) -> str | None:
+    """The first of `params` (in their order) that the code calls by name (`func` in
+    `start = func(start)`), or None: an argument a test must pass as a function."""
+    called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return next((p for p in params if p in called), None)
 
 
 _BRANCHING = (ast.If, ast.While, ast.For, ast.AsyncFor)
@@ -727,6 +726,7 @@ __all__ = [
     "Quality",
     "branch_owners",
     "branches_of",
+    "called_parameter",
     "condition_of",
     "covered",
     "into_body",

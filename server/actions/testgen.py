@@ -37,7 +37,7 @@ from server.actions.examples import docstring_test
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
 from server.actions.pin import COMMENT, DID_NOT_RAISE, observed, observing_variant, pinned, raised_to_value
-from server.actions.quality import Quality, measure, parameter_names, useful_tests
+from server.actions.quality import Quality, called_parameter, measure, parameter_names, useful_tests
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
 from server.model.chat import (
@@ -469,9 +469,7 @@ def _not_callable_hint(target: Target, message: str) -> str:
     fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)), None)
     if fn is None:
         return ""
-    params = parameter_names(fn)
-    called = [n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-    name = next((p for p in params if p in called), None)
+    name = called_parameter(fn, parameter_names(fn))
     if name is None:
         return ""
     return (
