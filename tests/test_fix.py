@@ -498,6 +498,76 @@ def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(t
     assert meant_names("x = 1\n", "y = frobnicate(x)\n", "") == "y = frobnicate(x)\n"
 
 
+def test_a_lost_expression_is_written_again_seeing_only_the_function(tmp_path: Path) -> None:
+    # pydash's min_by lost `min(iterator_with_default(...), key=...)`; shown the next function as
+    # the suffix, the 1.5B wrote a call of the function itself. The second re-infill after
+    # `return` sees the function alone, and the rewrite goes before other lines' re-infills.
+    module = (
+        "def smallest(items, default=0):\n"
+        '    """The smallest item, or `default` when there is none."""\n'
+        "    items = list(items)\n"
+        "    return None\n"
+        "\n\n"
+        "def largest(items, default=0):\n"
+        "    return max(items, default=default)\n"
+    )
+    (tmp_path / "extremes.py").write_text(module)
+    (tmp_path / "test_extremes.py").write_text(
+        "from extremes import smallest\n\n\ndef test_smallest():\n"
+        "    assert smallest([3, 1, 2]) == 1\n    assert smallest([]) == 0\n"
+    )
+    suffixes: list[str] = []
+
+    def fim(prefix: str, suffix: str) -> str:
+        suffixes.append(suffix)
+        if not prefix.endswith("    return "):
+            return "    return\n"
+        return "smallest(items, default)\n" if "def largest" in suffix else "min(items, default=default)\n"
+
+    path = tmp_path / "extremes.py"
+    result = fix(
+        FixRequest(path, module, "python", Problem(0, 0, 4, 0, ""), tmp_path),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    best = result.verified[0]
+    assert best.origin == "re-infill line 4 after `return`, the function alone" and best.cause_verified
+    assert best.edit.new_text == "    return min(items, default=default)\n"
+    assert "def largest" in suffixes[0] and suffixes[1] == ""
+    assert result.generations == 2
+
+
+def test_the_rewrite_goes_before_other_lines_when_the_function_gave_none(tmp_path: Path) -> None:
+    module = (
+        "def total(prices, tax):\n"
+        '    """The sum of the prices with tax."""\n'
+        "    net = sum(prices)\n"
+        "    return None\n"
+    )
+    (tmp_path / "shop.py").write_text(module)
+    (tmp_path / "test_shop.py").write_text(
+        "from shop import total\n\n\ndef test_total():\n    assert total([1, 2], 0.5) == 4.5\n"
+    )
+
+    def fim(prefix: str, suffix: str) -> str:
+        return "net\n" if prefix.endswith("    return ") else "    net = sum(prices)\n"
+
+    path = tmp_path / "shop.py"
+    result = fix(
+        FixRequest(path, module, "python", Problem(0, 0, 4, 0, ""), tmp_path),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    assert not any(c.cause_verified for c in result.verified)
+    # The lost names, the two re-infills after `return`, the rewrite, then the other lines.
+    assert [line.split(":")[0] for line in result.tried[3:]] == [
+        "✗ re-infill line 4 after `return`",
+        "✗ re-infill line 4 after `return`, the function alone",
+        "✗ rewrite",
+        "✗ re-infill",
+    ]
+
+
 def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None:
     lines = split_lines(
         "def evens(n):\n"

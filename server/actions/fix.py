@@ -563,11 +563,13 @@ def fim_candidate(
     *,
     hint: str | None,
     lead: str = "",
+    suffix_stop: int | None = None,
 ) -> str | None:
     """Re-infill lines [start, end) with FIM; returns the new whole text, or None.
 
     `lead`: the start of the hole's first line, kept after its indentation (`return `: the
-    model must write the expression a bare return lost, not the bare return again)."""
+    model must write the expression a bare return lost, not the bare return again).
+    `suffix_stop`: the line (0-based) where the suffix the model sees ends (the function's end)."""
     hole = [ln for ln in lines[start:end] if ln.strip()]
     indent = min((_indent(ln) for ln in hole), default=0)
     pad = hole[0][: _indent(hole[0])] if hole else ""
@@ -577,7 +579,8 @@ def fim_candidate(
     if hint:
         prefix += f"{pad}{hint}\n"
     prefix += head
-    suffix = "".join(lines[end : end + FIM_SUFFIX_LINES])
+    last = end + FIM_SUFFIX_LINES if suffix_stop is None else min(end + FIM_SUFFIX_LINES, suffix_stop)
+    suffix = "".join(lines[end:last])
     max_lines = max(1, end - start) + FIM_EXTRA_LINES
     budget = min(FIM_MAX_TOKENS, FIM_TOKENS_PER_LINE * max(1, end - start) + FIM_EXTRA_TOKENS)
 
@@ -903,17 +906,19 @@ class FimLines:
         generate: Generate,
         comment: str,
         lead: str = "",
+        suffix_stop: int | None = None,
     ) -> None:
         self.holes, self.lines, self.template, self.generate = holes, lines, template, generate
-        self.comment, self.lead = comment, lead
+        self.comment, self.lead, self.suffix_stop = comment, lead, suffix_stop
 
     def propose(self, round_no: int) -> list[Proposal]:
         out = []
         for origin, (lo, hi), hint in self.holes(round_no):
             marked = f"{self.comment} {hint}" if hint else None
             make = functools.partial(
-                fim_candidate, self.lines, lo, hi, self.template, self.generate, hint=marked, lead=self.lead
-            )
+                fim_candidate, self.lines, lo, hi, self.template, self.generate,
+                hint=marked, lead=self.lead, suffix_stop=self.suffix_stop,
+            )  # fmt: skip
             out.append(Proposal(origin, make))
         return out
 
@@ -1116,17 +1121,20 @@ def _plan(
         cheap.append(Constant(cands))
     fims: list[Strategy] = []
     if fim_template is not None:
-        if none_first:
+        if none_first and block is not None:
             line = evidence.none_returned[0]
             hint = _assertion_hint(failures)
-            none_first.append(
-                FimLines(
-                    lambda round_no: [(f"re-infill line {line + 1} after `return`", (line, line + 1), hint)]
-                    if round_no == 1
-                    else [],
-                    lines, fim_template, generate, comment, lead="return ",
+            # Twice: with the code below the function as the suffix, then with none. The model
+            # reads the next function as what follows and often calls it, or the function itself
+            # (pydash's min_by: `return pyd.min_by(...)`); seen to the function's end only, it
+            # restored 3 of the 10 lost expressions the first way missed (bench actions-1..13).
+            for origin, stop in (("", None), (", the function alone", block.end)):
+                holes = _first_round(
+                    [(f"re-infill line {line + 1} after `return`{origin}", (line, line + 1), hint)]
                 )
-            )  # fmt: skip
+                none_first.append(
+                    FimLines(holes, lines, fim_template, generate, comment, lead="return ", suffix_stop=stop)
+                )
             fim_order = [i for i in fim_order if i != line]
         fims.append(
             FimLines(
@@ -1142,10 +1150,18 @@ def _plan(
     def plan(round_no: int) -> list[Strategy]:
         if round_no > 1:
             return [rewrite, *fims]
-        model: list[Strategy] = [rewrite, *fims] if rewrite_first else [*fims, rewrite]
+        # A lost expression is rarely restored by re-infilling other lines; the rewrite, which
+        # sees the whole function, goes first after the return's own re-infills.
+        model: list[Strategy] = [rewrite, *fims] if rewrite_first or none_first else [*fims, rewrite]
         return [*none_first, *cheap, *model]
 
     return plan
+
+
+def _first_round(
+    holes: list[tuple[str, tuple[int, int], str | None]],
+) -> Callable[[int], list[tuple[str, tuple[int, int], str | None]]]:
+    return lambda round_no: holes if round_no == 1 else []
 
 
 # A candidate's test run may take this many times the baseline's (at least the minimum) before
