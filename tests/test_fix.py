@@ -494,6 +494,12 @@ def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(t
     best = result.verified[0]
     assert best.origin == "re-infill line 5 after `return`" and best.cause_verified
     assert best.edit.new_text == "    return _merge_sorted_binary_key(seqs, key)\n"
+    # Also where the hole is its block's only statement (toolz' merge_sorted, actions-8: the file
+    # without it did not parse, and the name was left as the model wrote it).
+    before = "def merge(seqs, key=None):\n    if key is None:\n        return seqs\n    else:\n"
+    after = "\n\ndef _merge_sorted_binary_key(seqs, key):\n    return seqs\n"
+    hole = meant_names(before, "        return _merge_sorted_key(seqs, key)\n", after)
+    assert hole == "        return _merge_sorted_binary_key(seqs, key)\n"
     # A name nothing in the file resembles stays, and the candidate is rejected for it.
     assert meant_names("x = 1\n", "y = frobnicate(x)\n", "") == "y = frobnicate(x)\n"
 

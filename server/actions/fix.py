@@ -608,13 +608,16 @@ def meant_names(before: str, hole: str, after: str) -> str:
     wrote `_merge_sorted_key(seqs, key)` (bench actions-8). Only calls, and only top-level
     definitions: a variable read as another (`totl` as `total`) would change what the code means
     where no test may say so. Python only; other text is returned as it is."""
+    # The file around the hole, which may be a block's only statement (`else: return ...`).
+    pad = hole[: len(hole) - len(hole.lstrip(" \t"))]
+    scaffold = before + pad + "pass\n" + after
     missing = {u.name for u in undefined_names(before + hole + after)}
-    missing -= {u.name for u in undefined_names(before + after)}
+    missing -= {u.name for u in undefined_names(scaffold)}
     missing = {n for n in missing if re.search(rf"(?<![\w.]){re.escape(n)}\s*\(", hole)}
     if not missing:
         return hole
     try:
-        tree = ast.parse(before + after)
+        tree = ast.parse(scaffold)
     except (SyntaxError, ValueError):
         return hole
     defs = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
