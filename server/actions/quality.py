@@ -191,6 +191,8 @@ def mutants(
         and isinstance(node.body[0].value, ast.Constant)
     }
     conditions = {id(n.test) for n in ast.walk(tree) if isinstance(n, ast.If | ast.While | ast.IfExp)}
+    # A comprehension's filter too: the mutator removes its `not` as it does an `if`'s.
+    conditions |= {id(c) for n in ast.walk(tree) if isinstance(n, ast.comprehension) for c in n.ifs}
     bare_returns = _bare_returns(tree) if repair else {}
     # Repairs change `-1` as a whole; its `1` alone would give `-0` and `-2` again.
     negated = {
