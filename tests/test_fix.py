@@ -591,13 +591,26 @@ def test_a_generators_wrong_values_are_looked_for_where_it_yields_them() -> None
     assert ranked[:3] == [5, 4, 1]
 
 
-def test_a_bug_whose_wrong_result_breaks_the_tests_import_where_it_is_called_is_fixed(
-    tmp_path: Path,
-) -> None:
-    # The function returns a wrong object and the decorator line that calls it fails, in no frame
-    # of the function (toolz' instanceproperty, `is` -> `is not`, bench actions-12: "object is
-    # not callable" at the class that applies it): the call names the function; tests fail.
-    (tmp_path / "deco.py").write_text(
+# The related tests apply a decorator at import, and the bug stops their collection (toolz'
+# instanceproperty, `is` -> `is not`). In actions-6 the traceback passed through the function;
+# in actions-12 the function returned a wrong object, and the decorator line that called it
+# failed ("object is not callable"), in no frame of the function: the call names it.
+_BREAKS_IMPORT = {
+    "in the function": (
+        "import functools\n\n\n"
+        "def tagged(fn=None, *, tag='x'):\n"
+        '    """Mark a function with a tag; usable bare or with arguments."""\n'
+        "    if fn is not None:\n"
+        "        return functools.partial(tagged, tag=tag)\n"
+        "    fn.tag = tag\n"
+        "    return fn\n",
+        "from deco import tagged\n\n\n@tagged(tag='y')\ndef f():\n    return 1\n\n\n"
+        "def test_tagged():\n    assert f.tag == 'y' and f() == 1\n",
+        Problem(3, 0, 9, 0, ""),
+        "AttributeError raised; implicated line(s) 8",
+        "line 6 `is not` -> `is`",
+    ),
+    "where its result is used": (
         "import functools\n\n\n"
         "class Tagged:\n"
         "    def __init__(self, fn, tag):\n"
@@ -606,49 +619,28 @@ def test_a_bug_whose_wrong_result_breaks_the_tests_import_where_it_is_called_is_
         '    """Wrap a function with a tag; usable bare or with arguments."""\n'
         "    if fn is not None:\n"
         "        return functools.partial(tagged, tag=tag)\n"
-        "    return Tagged(fn, tag)\n"
-    )
-    (tmp_path / "test_deco.py").write_text(
+        "    return Tagged(fn, tag)\n",
         "import deco\n\n\n@deco.tagged(tag='y')\ndef f():\n    return 1\n\n\n"
-        "def test_tagged():\n    assert f.tag == 'y' and f.fn() == 1\n"
-    )
+        "def test_tagged():\n    assert f.tag == 'y' and f.fn() == 1\n",
+        Problem(8, 0, 13, 0, ""),
+        "TypeError raised; where its result is used at test_deco.py:4",
+        "line 11 `is not` -> `is`",
+    ),
+}
+
+
+@pytest.mark.parametrize("where", list(_BREAKS_IMPORT))
+def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_path: Path, where: str) -> None:
+    module, test, problem, evidence, origin = _BREAKS_IMPORT[where]
+    (tmp_path / "deco.py").write_text(module)
+    (tmp_path / "test_deco.py").write_text(test)
     path = tmp_path / "deco.py"
-    text = path.read_text()
     result = fix(
-        FixRequest(path, text, "python", Problem(8, 0, 13, 0, ""), tmp_path),
+        FixRequest(path, module, "python", problem, tmp_path),
         runtime_generator(_fake(lambda p, s: "    pass\n", lambda prompt: "```")),
         fim_template=QWEN,
     )
-    assert result.evidence == "TypeError raised; where its result is used at test_deco.py:4"
+    assert result.evidence == evidence
     best = result.verified[0]
-    assert best.origin == "line 11 `is not` -> `is`" and best.cause_verified
-    assert best.checks == ["parses", "1/1 related tests pass"]
-
-
-def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_path: Path) -> None:
-    # The related tests apply the decorator at import: the bug stops their collection, in a frame
-    # of the function (toolz' instanceproperty, `is` -> `is not`, bench actions-6).
-    (tmp_path / "deco.py").write_text(
-        "import functools\n\n\n"
-        "def tagged(fn=None, *, tag='x'):\n"
-        '    """Mark a function with a tag; usable bare or with arguments."""\n'
-        "    if fn is not None:\n"
-        "        return functools.partial(tagged, tag=tag)\n"
-        "    fn.tag = tag\n"
-        "    return fn\n"
-    )
-    (tmp_path / "test_deco.py").write_text(
-        "from deco import tagged\n\n\n@tagged(tag='y')\ndef f():\n    return 1\n\n\n"
-        "def test_tagged():\n    assert f.tag == 'y' and f() == 1\n"
-    )
-    path = tmp_path / "deco.py"
-    text = path.read_text()
-    result = fix(
-        FixRequest(path, text, "python", Problem(3, 0, 9, 0, ""), tmp_path),
-        runtime_generator(_fake(lambda p, s: "    pass\n", lambda prompt: "```")),
-        fim_template=QWEN,
-    )
-    assert result.evidence.startswith("AttributeError raised; implicated line(s) 8")
-    best = result.verified[0]
-    assert best.origin == "line 6 `is not` -> `is`" and best.cause_verified
+    assert best.origin == origin and best.cause_verified
     assert best.checks == ["parses", "1/1 related tests pass"]
