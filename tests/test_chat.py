@@ -35,6 +35,12 @@ def test_render_chat_is_chatml_and_user_text_cannot_close_a_turn() -> None:
         ("```py\na = 1\n```\nand\n```\nb = 2\n```", "a = 1\n\nb = 2\n"),
         ("```python\ndef f():\n    return 1", "def f():\n    return 1\n"),  # cut by max_tokens
         ("z = 3", "z = 3\n"),
+        # Backticks inside the code are not the closing fence (pydash's escape: ``\```).
+        (
+            '```python\ndef e():\n    r"""Escapes ``\\``` in `text`."""\n```\n',
+            'def e():\n    r"""Escapes ``\\``` in `text`."""\n',
+        ),
+        ("```python\nx = 1```\nok", "x = 1\n"),  # a fence that ends the code's last line
     ],
 )
 def test_extract_code(answer: str, code: str) -> None:

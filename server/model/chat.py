@@ -142,7 +142,9 @@ class _Either(CancelToken):
 
 
 _DOUBLED_FENCE = re.compile(r"```[\w+-]*[ \t]*\n[ \t]*(```[\w+-]*[ \t]*\n)")
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+# A block closes at a fence that starts or ends a line: backticks inside the code (a docstring's
+# ``\``` `` in pydash's `escape`) are not its end.
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:^[ \t]*```|```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 
 
 def extract_code(text: str, language: str = "python") -> str:
