@@ -297,6 +297,30 @@ POLYNOMIAL = '''def polynomial_eval(coefficients, x):
 '''
 
 
+def test_a_doctest_the_test_repeats_does_not_back_the_assertion_that_fails() -> None:
+    # inflection's underscore (bench actions-17): the test began with the doctest's call, then
+    # asserted the model's guess, which failed on the released code and was reported as a bug.
+    code = 'def underscore(word):\n    """>>> underscore("DeviceType")\n    \'device_type\'\n    """\n'
+    facts = doctest_facts(code)
+    doc = ast.get_docstring(ast.parse(code).body[0]) or ""  # type: ignore[arg-type]
+    test = (
+        "def test_underscore():\n"
+        '    assert underscore("DeviceType") == "device_type"\n'
+        '    assert underscore("HTTPError404") == "http_error_404"\n'
+    )
+    guess = (
+        'in test_underscore\n    assert underscore("HTTPError404") == "http_error_404"\n'
+        "E   AssertionError: assert 'http_error404' == 'http_error_404'\n"
+    )
+    assert "nothing in the docstring backs it" in not_a_bug(test, guess, "underscore", None, facts, doc)
+    # Failing where the doctest says what it expects, it may be a bug.
+    said = (
+        'in test_underscore\n    assert underscore("DeviceType") == "device_type"\n'
+        "E   AssertionError: assert 'devicetype' == 'device_type'\n"
+    )
+    assert not_a_bug(test, said, "underscore", None, facts, doc) == ""
+
+
 def test_numbers_and_inputs_in_the_docstring_do_not_back_an_expectation() -> None:
     facts = doctest_facts(POLYNOMIAL)
     doc = ast.get_docstring(ast.parse(POLYNOMIAL).body[0]) or ""  # type: ignore[arg-type]

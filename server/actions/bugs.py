@@ -302,12 +302,34 @@ def _call_mistake(test_source: str, message: str, name: str, signature: Signatur
     return _own_class_lacks(test_source, message) or _own_endless_loop(message)
 
 
-def _unbacked(test_source: str, facts: list[DoctestFact], docstring: str | None) -> str:
-    """Why the test's expected value is not evidence ("" when the docstring backs it)."""
+def _failing_assertions(test_source: str, message: str) -> str:
+    """The test's assert statements the failure report shows (their source, one per line), or ""
+    when it shows none of them (the code raised, or the report is cut)."""
+    try:
+        tree = ast.parse(test_source)
+    except SyntaxError:
+        return ""
+    shown = {line.strip() for line in message.splitlines()}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            segment = ast.get_source_segment(test_source, node) or ""
+            if segment and segment.splitlines()[0].strip() in shown:
+                found.append(textwrap.dedent(segment))
+    return "\n".join(found)
+
+
+def _unbacked(test_source: str, message: str, facts: list[DoctestFact], docstring: str | None) -> str:
+    """Why the test's expected value is not evidence ("" when the docstring backs it).
+
+    The backing must be the failing assertion's: a test that repeats a doctest and then asserts
+    its own guess is backed only where it passes (inflection's underscore, bench actions-17: the
+    model's `underscore("HTTPError404") == "http_error_404"` after the doctest's `DeviceType`)."""
     contradiction = _contradicts(test_source, facts)
     if contradiction:
         return contradiction
-    if docstring is not None and not supported(test_source, docstring, facts):
+    failing = _failing_assertions(test_source, message) or test_source
+    if docstring is not None and not supported(failing, docstring, facts):
         return "its expected value is the model's own: nothing in the docstring backs it"
     return ""
 
@@ -323,7 +345,9 @@ def not_a_bug(
     """Why a failing test is the test's mistake, not the code's ("" when it may be a real bug).
 
     With `docstring` given, a failing assertion must also be backed by it (`supported`)."""
-    return _call_mistake(test_source, message, name, signature) or _unbacked(test_source, facts, docstring)
+    return _call_mistake(test_source, message, name, signature) or _unbacked(
+        test_source, message, facts, docstring
+    )
 
 
 def miscalculated(
@@ -339,7 +363,7 @@ def miscalculated(
     test can keep its inputs and take its expected values from the code (`server.actions.pin`)."""
     if _call_mistake(test_source, message, name, signature):
         return False
-    return bool(_unbacked(test_source, facts, docstring))
+    return bool(_unbacked(test_source, message, facts, docstring))
 
 
 __all__ = [
