@@ -398,6 +398,18 @@ def test_a_repair_that_repeats_the_failing_test_ends_the_rounds(textkit: Path) -
     assert result.rounds == 2 and result.notes == ["round 2: the model repeated the failing tests"]
 
 
+def test_a_repaired_test_keeps_the_backticks_inside_its_strings(textkit: Path) -> None:
+    # The repair's answer ended at the first ``` anywhere, so a test whose input holds three
+    # backticks (pydash's escape has them in its docstring) was cut mid-string and lost.
+    # `slugify(42)` raises in the code: no value can be recorded, the model repairs it.
+    fenced = """    assert slugify("```42```") == "42"
+```"""
+    result = generate_tests(_request(textkit), runtime_generator(_runtime(fenced, [], RAISING)))
+    # Repaired whole, it passes in round 2 (and then adds no branch to the others).
+    assert result.failing == [] and result.rounds == 2
+    assert result.dropped == [("test_slugify_number", REDUNDANT)]
+
+
 def test_a_project_without_pytest_gets_working_tests_and_is_told(textkit: Path) -> None:
     import subprocess
     import sys

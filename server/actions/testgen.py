@@ -941,8 +941,10 @@ def generate_tests(
                     user, prefill = repair_prompt(target, module, ctx, test)
                     prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
                     body = generate(prompt, max_tokens=MAX_TOKENS_REPAIR, stop_when=_end_of_test)
-                    answers.append(prefill + body.split("```", 1)[0])
-                answer = "\n\n".join(a.split("```python\n", 1)[-1] for a in answers)
+                    answers.append(extract_code(prefill + body))
+                # One fenced answer, as the other rounds give `normalize_tests`: where the block
+                # ends is extract_code's to say, not the first backticks inside a test.
+                answer = "```python\n" + "\n\n".join(answers) + "```\n"
             timings["model_s"] += time.perf_counter() - t0
             suite = normalize_tests(answer, module, target, provided)
             if round_no == 1 and examples is not None:
