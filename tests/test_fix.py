@@ -23,6 +23,7 @@ from server.actions.fix import (
     fix,
     meant_names,
     module_header,
+    sibling_functions,
     splice_rewrite,
     suspicious_lines,
     value_suspects,
@@ -472,6 +473,31 @@ def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path
     )
 
 
+def test_a_bare_return_ending_the_function_lost_its_expression_though_no_failure_shows_none(
+    tmp_path: Path,
+) -> None:
+    # pydash's pull_all_with (actions-17): the doctest compares the result inside repr(), so the
+    # failure reads "assert 'False' == 'True'" and never shows the None that came back.
+    module = (
+        "def pull_all(array, values):\n"
+        '    """`array` without `values`."""\n'
+        "    values = list(values)\n"
+        "    return\n"
+    )
+    test = (
+        "from arrays import pull_all\n\n\ndef test_pull_all():\n"
+        "    res = pull_all([1, 2, 3], [2])\n    assert repr(res == [1, 3]) == 'True'\n"
+    )
+    result, prefixes, _ = _fix_lost_return(
+        tmp_path / "arrays.py", module, test, "[x for x in array if x not in values]\n"
+    )
+    assert result.evidence == "an assertion saw a wrong value; implicated line(s) 4"
+    best = result.verified[0]
+    assert best.origin == "re-infill line 4 after `return`" and best.cause_verified
+    assert best.edit.new_text == "    return [x for x in array if x not in values]\n"
+    assert prefixes[0].endswith("    return ")
+
+
 def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(tmp_path: Path) -> None:
     # The helper is defined far below the function: the re-infill's window never shows it, and
     # the model writes a name one word short of it.
@@ -541,6 +567,90 @@ def test_a_lost_expression_is_written_again_seeing_only_the_function(tmp_path: P
     assert best.edit.new_text == "    return min(items, default=default)\n"
     assert "def largest" in suffixes[0] and suffixes[1] == ""
     assert result.generations == 2
+
+
+# A module like pydash's numerical.py: twins far apart, unrelated functions between them.
+_TWINS = (
+    "import typing as t\n\n\n"
+    "@t.overload\n"
+    "def min_by(collection: list[int], iteratee: None = None) -> int: ...\n\n\n"
+    "def max_by(collection, iteratee=None, default=0):\n"
+    '    """The largest value of `collection` by `iteratee`, or `default` when it is empty."""\n'
+    "    if isinstance(collection, dict):\n"
+    "        collection = collection.values()\n"
+    "    return max(collection, key=iteratee or (lambda v: v), default=default)\n"
+    + "".join(
+        f"\n\ndef unrelated_{i}(path):\n"
+        f'    """Path number {i}, read and split."""\n'
+        f"    return str(path).split('/')[{i % 3}]\n"
+        for i in range(20)
+    )
+    + "\n\ndef min_by(collection, iteratee=None, default=0):\n"
+    '    """The smallest value of `collection` by `iteratee`, or `default` when it is empty."""\n'
+    "    if isinstance(collection, dict):\n"
+    "        collection = collection.values()\n"
+    "    return None\n"
+)
+
+
+def test_the_twins_of_a_function_are_the_module_functions_most_like_it() -> None:
+    lines = split_lines(_TWINS)
+    hole = len(lines) - 1
+    block = enclosing_block(lines, hole)
+    assert block is not None and block.name == "min_by"
+    names, shown = sibling_functions(lines, block, hole)
+    assert names == ["max_by"]  # not the overload stub of min_by, not the unrelated functions
+    assert shown.startswith("def max_by(collection, iteratee=None, default=0):\n")
+    assert "return max(collection" in shown and '"""' not in shown  # the docstring is left out
+    # A wrapper of the function is no twin: read, it invites the model to call the function.
+    wrapped = split_lines(
+        _TWINS.replace(
+            "def unrelated_3(path):",
+            "def min_(collection, default=0):\n    return min_by(collection, default=default)\n\n\ndef unrelated_3(path):",
+        )
+    )
+    wrapped_block = enclosing_block(wrapped, len(wrapped) - 1)
+    assert wrapped_block is not None
+    assert sibling_functions(wrapped, wrapped_block, len(wrapped) - 1)[0] == ["max_by"]
+
+
+def test_a_lost_expression_is_written_again_beside_its_twin(tmp_path: Path) -> None:
+    # pydash's max_by lost `return max(iterator_with_default(...), key=...)`, and both re-infills
+    # after `return` missed it; its twin min_by, 100 lines away, holds the same expression.
+    (tmp_path / "numerical.py").write_text(_TWINS)
+    (tmp_path / "test_numerical.py").write_text(
+        "from numerical import min_by\n\n\ndef test_min_by():\n"
+        "    assert min_by([3, 1, 2]) == 1\n    assert min_by({'a': 4, 'b': -1}) == -1\n"
+        "    assert min_by([]) == 0\n"
+    )
+    prefixes: list[str] = []
+
+    def fim(prefix: str, suffix: str) -> str:
+        prefixes.append(prefix)
+        if "return max(collection" in prefix:  # copies the twin's shape
+            return "min(collection, key=iteratee or (lambda v: v), default=default)\n"
+        return "min(collection)\n" if prefix.endswith("    return ") else "    pass\n"
+
+    lines = split_lines(_TWINS)
+    result = fix(
+        FixRequest(
+            tmp_path / "numerical.py",
+            _TWINS,
+            "python",
+            Problem(len(lines) - 5, 0, len(lines), 0, ""),
+            tmp_path,
+        ),
+        runtime_generator(_fake(fim, lambda prompt: "```")),
+        fim_template=QWEN,
+    )
+    best = result.verified[0]
+    assert (
+        best.origin == f"re-infill line {len(lines)} after `return`, beside `max_by`" and best.cause_verified
+    )
+    assert (
+        best.edit.new_text == "    return min(collection, key=iteratee or (lambda v: v), default=default)\n"
+    )
+    assert result.generations == 3 and "return max(collection" not in prefixes[0]
 
 
 def test_the_rewrite_goes_before_other_lines_when_the_function_gave_none(tmp_path: Path) -> None:

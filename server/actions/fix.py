@@ -22,6 +22,7 @@ import difflib
 import enum
 import functools
 import logging
+import math
 import re
 import symtable
 import sys
@@ -82,6 +83,16 @@ FIM_EXTRA_TOKENS = 48
 FIM_MAX_TOKENS = 320
 # A re-infill may add at most this many lines beyond the hole (a fix is small).
 FIM_EXTRA_LINES = 3
+# Sibling functions shown to a lost expression's last re-infill: a module's twins hold the same
+# expression shape (pydash's min_by/max_by, pull_all_by/pull_all_with). Similarity is the
+# IDF-weighted share of words (docstring boilerplate every function has weighs little), plus
+# this much for each shared part of the name, as a share of all name parts.
+SIBLING_NAME_WEIGHT = 0.3
+# Below this a function is not a twin (measured on pydash: twins 0.55-1.0, unrelated 0.05-0.3).
+SIBLING_MIN_SCORE = 0.35
+SIBLING_KEEP = 2
+# Lines of a sibling shown, docstring removed: its signature and a short body.
+SIBLING_MAX_LINES = 20
 # A logic-error span up to this long is re-infilled whole; a longer one line by line.
 MAX_FIM_SPAN_LINES = 3
 # Suspect lines re-infilled per round when the faulty line is unknown (one generation each):
@@ -236,7 +247,14 @@ def read_evidence(
     if block is not None and _GOT_NONE.search(failures):
         # The function gave None where a value was expected: its bare returns are the suspects.
         bare = [i for i in range(block.start, block.end) if _BARE_RETURN.match(block_lines[i])]
-        lines = tuple(dict.fromkeys([*lines, *bare]))
+    elif block is not None and block_lines:
+        # Failures that never show the None (`assert repr(res == [...]) == 'True'`) and a bare
+        # `return` as the function's last line, which no one writes on purpose: it lost its
+        # expression (pydash's pull_all_with, bench actions-17).
+        last = next((i for i in range(block.end - 1, block.start, -1) if block_lines[i].strip()), None)
+        if last is not None and block_lines[last].strip() == "return":
+            bare = [last]
+    lines = tuple(dict.fromkeys([*lines, *bare]))
     exc = _EXCEPTION.search(failures)
     exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None
     wrong_value = exception is None and ("assert " in failures or "AssertionError" in failures)
@@ -564,18 +582,23 @@ def fim_candidate(
     hint: str | None,
     lead: str = "",
     suffix_stop: int | None = None,
+    context: str = "",
+    window_start: int | None = None,
 ) -> str | None:
     """Re-infill lines [start, end) with FIM; returns the new whole text, or None.
 
     `lead`: the start of the hole's first line, kept after its indentation (`return `: the
     model must write the expression a bare return lost, not the bare return again).
-    `suffix_stop`: the line (0-based) where the suffix the model sees ends (the function's end)."""
+    `suffix_stop`: the line (0-based) where the suffix the model sees ends (the function's end).
+    `context`: code from elsewhere in the file, shown between the module header and the window.
+    `window_start`: the line (0-based) where the window above the hole starts (the function's
+    start: nothing between the context and the function)."""
     hole = [ln for ln in lines[start:end] if ln.strip()]
     indent = min((_indent(ln) for ln in hole), default=0)
     pad = hole[0][: _indent(hole[0])] if hole else ""
     head = pad + lead if lead else ""
-    window = max(0, start - FIM_PREFIX_LINES)
-    prefix = module_header(lines, window) + "".join(lines[window:start])
+    window = max(0, start - FIM_PREFIX_LINES) if window_start is None else window_start
+    prefix = module_header(lines, window) + context + "".join(lines[window:start])
     if hint:
         prefix += f"{pad}{hint}\n"
     prefix += head
@@ -653,6 +676,78 @@ def module_header(lines: list[str], before: int) -> str:
             break
         kept += span
     return "".join(kept) + "\n\n" if kept else ""
+
+
+_WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def sibling_functions(lines: list[str], block: Block, hole: int) -> tuple[list[str], str]:
+    """The file's functions most like the one at `block` (its line `hole` left out), for a
+    re-infill to read: their names, most alike first, and their code without docstrings, most
+    alike last (nearest the function), ending in a blank line. `typing.overload` stubs, the
+    function's own other definitions and its wrappers are left out; ([], "") when none scores
+    SIBLING_MIN_SCORE or the file does not parse."""
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        return [], ""
+    functions = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and not _is_overload(n)
+    ]
+    own = next(
+        (n for n in functions if n.name == block.name and block.start <= n.lineno - 1 < block.end), None
+    )
+    if own is None:
+        return [], ""
+
+    def words(node: ast.FunctionDef | ast.AsyncFunctionDef, skip: int = -1) -> set[str]:
+        text = "".join(
+            ln for i, ln in enumerate(lines[node.lineno - 1 : node.end_lineno], node.lineno - 1) if i != skip
+        )
+        return {w.lower() for w in _WORD_RE.findall(text)}
+
+    bags = {id(n): words(n, hole if n is own else -1) for n in functions}
+    seen_in: dict[str, int] = {}
+    for bag in bags.values():
+        for w in bag:
+            seen_in[w] = seen_in.get(w, 0) + 1
+    weight = {w: math.log((len(functions) + 1) / (k + 0.5)) for w, k in seen_in.items()}
+    mine, my_parts = bags[id(own)], set(own.name.lower().split("_")) - {""}
+    scored: list[tuple[float, ast.FunctionDef | ast.AsyncFunctionDef]] = []
+    for node in functions:
+        if node.name == own.name or block.start <= node.lineno - 1 < block.end:
+            continue  # the function itself, its other definitions, functions nested in it
+        if re.search(rf"(?<![\w.]){re.escape(own.name)}\s*\(", "".join(lines[node.lineno : node.end_lineno])):
+            continue  # a wrapper of the function (pydash's max_ calls max_by): read, it invites recursion
+        bag, parts = bags[id(node)], set(node.name.lower().split("_")) - {""}
+        union = sum(weight[w] for w in mine | bag)
+        share = sum(weight[w] for w in mine & bag) / union if union else 0.0
+        score = share + SIBLING_NAME_WEIGHT * len(my_parts & parts) / max(1, len(my_parts | parts))
+        if score >= SIBLING_MIN_SCORE:
+            scored.append((score, node))
+    best = [node for _, node in sorted(scored, key=lambda item: -item[0])[:SIBLING_KEEP]]
+    shown = [_without_docstring(lines, node) for node in reversed(best)]
+    return [n.name for n in best], "".join(text + "\n\n" for text in shown)
+
+
+def _is_overload(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any(
+        (isinstance(d, ast.Name) and d.id == "overload")
+        or (isinstance(d, ast.Attribute) and d.attr == "overload")
+        for d in node.decorator_list
+    )
+
+
+def _without_docstring(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The function's code, dedented, without its docstring, capped at SIBLING_MAX_LINES."""
+    keep = list(range(node.lineno - 1, node.end_lineno or node.lineno))
+    doc = node.body[0] if ast.get_docstring(node) else None
+    if doc is not None:
+        drop = range(doc.lineno - 1, doc.end_lineno or doc.lineno)
+        keep = [i for i in keep if i not in drop]
+    return textwrap.dedent("".join(lines[i] for i in keep[:SIBLING_MAX_LINES])).rstrip("\n")
 
 
 def _trim_middle(
@@ -910,9 +1005,12 @@ class FimLines:
         comment: str,
         lead: str = "",
         suffix_stop: int | None = None,
+        context: str = "",
+        window_start: int | None = None,
     ) -> None:
         self.holes, self.lines, self.template, self.generate = holes, lines, template, generate
         self.comment, self.lead, self.suffix_stop = comment, lead, suffix_stop
+        self.context, self.window_start = context, window_start
 
     def propose(self, round_no: int) -> list[Proposal]:
         out = []
@@ -920,7 +1018,8 @@ class FimLines:
             marked = f"{self.comment} {hint}" if hint else None
             make = functools.partial(
                 fim_candidate, self.lines, lo, hi, self.template, self.generate,
-                hint=marked, lead=self.lead, suffix_stop=self.suffix_stop,
+                hint=marked, lead=self.lead, suffix_stop=self.suffix_stop, context=self.context,
+                window_start=self.window_start,
             )  # fmt: skip
             out.append(Proposal(origin, make))
         return out
@@ -1127,17 +1226,31 @@ def _plan(
         if none_first and block is not None:
             line = evidence.none_returned[0]
             hint = _assertion_hint(failures)
-            # Twice: with the code below the function as the suffix, then with none. The model
-            # reads the next function as what follows and often calls it, or the function itself
-            # (pydash's min_by: `return pyd.min_by(...)`); seen to the function's end only, it
-            # restored 3 of the 10 lost expressions the first way missed (bench actions-1..13).
-            for origin, stop in (("", None), (", the function alone", block.end)):
+            # With the code below the function as the suffix, then with none, then right after
+            # the function's twins in the module. The model reads the next function as what
+            # follows and often calls it, or the function itself (pydash's min_by: `return
+            # pyd.min_by(...)`); seen to the function's end only, it restored 3 of the 10 lost
+            # expressions the first way missed (bench actions-1..13). A twin (min_by for
+            # max_by) often holds the very expression, in a shape the model copies when it
+            # reads the twin just above the function, not 80 lines of overloads away.
+            twins, shown = sibling_functions(lines, block, line)
+            variants: list[tuple[str, int | None, str, int | None]] = [
+                ("", None, "", None),
+                (", the function alone", block.end, "", None),
+            ]
+            if twins:
+                beside = f", beside {', '.join(f'`{t}`' for t in twins)}"
+                variants.append((beside, block.end, shown, block.start))
+            for origin, stop, context, window_start in variants:
                 holes = _first_round(
                     [(f"re-infill line {line + 1} after `return`{origin}", (line, line + 1), hint)]
                 )
                 none_first.append(
-                    FimLines(holes, lines, fim_template, generate, comment, lead="return ", suffix_stop=stop)
-                )
+                    FimLines(
+                        holes, lines, fim_template, generate, comment,
+                        lead="return ", suffix_stop=stop, context=context, window_start=window_start,
+                    )
+                )  # fmt: skip
             fim_order = [i for i in fim_order if i != line]
         fims.append(
             FimLines(
