@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,41 @@ class ModuleGraph(Protocol):
 
 # ---------------------------------------------------------------------------------------------
 # Extraction (tree-sitter nodes -> bindings)
+
+
+def statement_end(text: str, start: int) -> int:
+    """End of the (possibly parenthesised or backslash-continued) statement starting at `start`."""
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if "(" in line and ")" not in line:
+        close = text.find(")", end)
+        return len(text) if close < 0 else close + 1
+    while line.endswith("\\") and end < len(text):
+        next_end = text.find("\n", end + 1)
+        next_end = len(text) if next_end < 0 else next_end
+        line, end = text[end + 1 : next_end], next_end
+    return end
+
+
+# A module-level import statement's start (prose in a docstring rarely reads `from x import`).
+_MODULE_IMPORT_RE = re.compile(r"^(?:import[ \t]+[\w.]|from[ \t]+[\w.]+[ \t]+import\b)", re.MULTILINE)
+
+
+def import_header(text: str, max_chars: int) -> str:
+    """The module-level import statements of `text` (Python), in order, one after another, with
+    `from __future__` left out; whole statements only, up to `max_chars` characters."""
+    out: list[str] = []
+    used = 0
+    for m in _MODULE_IMPORT_RE.finditer(text):
+        statement = text[m.start() : statement_end(text, m.start())]
+        if statement.startswith("from __future__"):
+            continue
+        if used + len(statement) + 1 > max_chars:
+            break
+        out.append(statement)
+        used += len(statement) + 1
+    return "\n".join(out)
 
 
 def python_bindings(node: ts.Node, source: bytes | None = None) -> list[ImportBinding]:

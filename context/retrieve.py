@@ -29,7 +29,7 @@ import tree_sitter as ts
 
 from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
 from context.extract import identifiers, one_line
-from context.imports import ImportBinding, Target, find_symbol, python_bindings, resolve_chain
+from context.imports import ImportBinding, Target, find_symbol, python_bindings, resolve_chain, statement_end
 from context.index import Index, Symbol
 from context.name_counts import NameCounts, starts_a_name
 from context.repomap import RepoMap
@@ -916,28 +916,13 @@ def _import_region(text: str) -> str:
         position += len("import")
         if line_start < last_end or not (head == "" or (head.startswith("from ") and head.endswith(" "))):
             continue
-        end = _statement_end(text, line_start)
+        end = statement_end(text, line_start)
         start_row = row + text.count("\n", last_end, line_start)
         statement = text[line_start:end].lstrip(" \t")  # function-level imports parse as module-level ones
         out.append("\n" * (start_row - row) + statement)
         row = start_row + statement.count("\n")
         last_end = position = end
     return "".join(out)
-
-
-def _statement_end(text: str, start: int) -> int:
-    """End of the (possibly parenthesised or backslash-continued) statement starting at `start`."""
-    end = text.find("\n", start)
-    end = len(text) if end < 0 else end
-    line = text[start:end]
-    if "(" in line and ")" not in line:
-        close = text.find(")", end)
-        return len(text) if close < 0 else close + 1
-    while line.endswith("\\") and end < len(text):
-        next_end = text.find("\n", end + 1)
-        next_end = len(text) if next_end < 0 else next_end
-        line, end = text[end + 1 : next_end], next_end
-    return end
 
 
 _QUERY_CACHE: dict[str, ts.Query] = {}

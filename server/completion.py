@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from context.anchor import middle_start
 from context.budget import header_tokens
+from context.imports import import_header
 from context.syntax import language_for_path
 from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
 from server.model.registry import ProgressFn as Report
@@ -45,6 +46,9 @@ SUFFIX_MAX_LINES = 12
 HEAL_TAIL = re.compile(r"(?:\.\w*|[ \t]*\w+|[ \t]+)$")
 # Longer tails (a long identifier) are not healed: each healed character costs generated tokens.
 MAX_HEAL_CHARS = 24
+# The file's import statements, shown above a prefix window that no longer reaches them, at most
+# this long (about 256 tokens, paid out of the window): they say which names the file may use.
+IMPORT_HEADER_MAX_CHARS = 1024
 # The middle (the function body typed so far, after the FIM middle marker) holds at most this many
 # tokens; a longer body moves the middle's start down in steps of MIDDLE_SNAP_LINES lines, so that
 # the start still stays put for many keystrokes. Each move re-reads the suffix and the middle
@@ -90,6 +94,8 @@ class CompletionSettings:
     # ... and, inside a function, the whole body typed so far (context/anchor.py); retrieval then
     # looks around the body's start instead of the cursor.
     function_body_in_middle: bool = True
+    # Python: the file's imports above a window that starts below them (see `_with_imports`).
+    imports_above_window: bool = False
     sources: tuple[str, ...] | None = None
 
 
@@ -319,6 +325,33 @@ class Completer:
                 window = window[max(1, len(window) // 4) :]
         return window
 
+    def _above(self, text: str, language: str | None, budget: int) -> str:
+        """What the prompt shows of `text` (everything before the middle): the window, or while
+        growing (`budget` under the full one) its last lines, so growth inserts lines above them;
+        at the full budget, with the file's imports above it where the window misses them."""
+        full = self.settings.prefix_tokens
+        if budget < full:
+            return self._tail_lines(self._window_prefix(text, full), budget)
+        if self.settings.imports_above_window and language == "python":
+            return self._memo("imports", (text, full), lambda: self._with_imports(text, full))
+        return self._window_prefix(text, full)
+
+    def _with_imports(self, text: str, budget: int) -> str:
+        """The window of `text` within `budget` tokens, its first lines given up for the import
+        statements above it (at most IMPORT_HEADER_MAX_CHARS), which come first.
+
+        A window deep in a long file shows no imports, and the model then guesses which module a
+        name comes from (`babel.Babel` for `latex2e.Babel`) or writes one it cannot see."""
+        window = self._window_prefix(text, budget)
+        header = import_header(text[: len(text) - len(window)], IMPORT_HEADER_MAX_CHARS)
+        if not header:  # the window shows the file's top, or the file imports nothing
+            return window
+        header += "\n\n"
+        window = self._window_prefix(text, max(0, budget - self.count_tokens(header)))
+        # The smaller window starts lower: imports it no longer shows join the header.
+        header = import_header(text[: len(text) - len(window)], IMPORT_HEADER_MAX_CHARS) + "\n\n"
+        return header + window
+
     def _window_suffix(self, suffix: str, budget: int) -> str:
         return self._memo("suffix", (suffix, budget), lambda: self._compute_window_suffix(suffix, budget))
 
@@ -499,10 +532,7 @@ class Completer:
             # The function body typed so far goes after the FIM middle marker, as if the model had
             # written it (context/anchor.py): typing in a body then only appends to the prompt, so
             # every token before the body (context, lines above, the suffix) stays in the KV cache.
-            above = self._window_prefix(self._clean(prefix[:cut]), self.settings.prefix_tokens)
-            if budgets.prefix < self.settings.prefix_tokens:
-                # Growing: the full window's last lines, so that growth inserts lines above them.
-                above = self._tail_lines(above, budgets.prefix)
+            above = self._above(self._clean(prefix[:cut]), language, budgets.prefix)
             # The head's unfinished end (a partial word, trailing spaces) is healed: the model
             # writes it again with its own tokens instead of continuing a split one.
             found = HEAL_TAIL.search(head)
@@ -513,9 +543,7 @@ class Completer:
             tokens = self._tokens_after(fixed, text[len(fixed) :])
         else:
             heal = ""
-            prefix_w = self._window_prefix(self._clean(prefix), self.settings.prefix_tokens)
-            if budgets.prefix < self.settings.prefix_tokens:
-                prefix_w = self._tail_lines(prefix_w, budgets.prefix)
+            prefix_w = self._above(self._clean(prefix), language, budgets.prefix)
             text = context_text + template.render_fim(prefix_w, suffix_w)
             tokens = self.runtime.tokenize(text)
         return Prompt(

@@ -57,6 +57,10 @@ class ContextSettings:
         default=_DEFAULT_COMPLETION.suffix_tokens,
         metadata=_meta("Tokens of the current file after the cursor.", lo=0, hi=2048),
     )
+    imports_above_window: bool = field(
+        default=_DEFAULT_COMPLETION.imports_above_window,
+        metadata=_meta("Python: show the file's imports above a prefix window that starts below them."),
+    )
     sources: list[str] | None = field(
         default=None,
         metadata=_meta(
@@ -138,6 +142,7 @@ class Settings:
             prefix_tokens=self.context.prefix_tokens,
             suffix_tokens=self.context.suffix_tokens,
             context_tokens=self.context.budget_tokens,
+            imports_above_window=self.context.imports_above_window,
             max_tokens_line=self.max_line_tokens,
             max_tokens_block=self.max_tokens,
             sources=tuple(self.context.sources) if self.context.sources is not None else None,

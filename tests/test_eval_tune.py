@@ -64,7 +64,13 @@ def test_tune_picks_what_wins_checks_it_and_writes_it(
     loaded = load_workspace_settings(repo)
     assert loaded is not None
     assert loaded.settings == {
-        "context": {"sources": [], "budgetTokens": 0, "prefixTokens": 1536, "suffixTokens": 256}
+        "context": {
+            "sources": [],
+            "budgetTokens": 0,
+            "prefixTokens": 1536,
+            "suffixTokens": 256,
+            "importsAboveWindow": False,
+        }
     }
     assert "no context" in loaded.reason and "second sample" in loaded.reason
     settings, errors = read_settings(merge({"infiller": {}}, loaded))

@@ -39,6 +39,7 @@ class EvalConfig:
     prefix_tokens: int = _DEFAULTS.prefix_tokens
     suffix_tokens: int = _DEFAULTS.suffix_tokens
     cursor_line_in_middle: bool = _DEFAULTS.cursor_line_in_middle
+    imports_above_window: bool = _DEFAULTS.imports_above_window
 
     def completion_settings(self) -> CompletionSettings:
         return CompletionSettings(
@@ -46,6 +47,7 @@ class EvalConfig:
             suffix_tokens=self.suffix_tokens,
             context_tokens=self.context_tokens if self.sources else 0,
             cursor_line_in_middle=self.cursor_line_in_middle,
+            imports_above_window=self.imports_above_window,
             sources=self.sources or None,
         )
 
@@ -53,11 +55,14 @@ class EvalConfig:
         sources = "+".join(self.sources) if self.sources else "no retrieval"
         context = f", {self.context_tokens} ctx" if self.sources else ""
         layout = "" if self.cursor_line_in_middle else ", classic layout"
-        return f"{sources}{context}, {self.prefix_tokens}+{self.suffix_tokens} window{layout}"
+        imports = ", imports above" if self.imports_above_window else ""
+        return f"{sources}{context}, {self.prefix_tokens}+{self.suffix_tokens} window{imports}{layout}"
 
 
 DEFAULT = "default"
 PLAIN = "plain long FIM"
+IMPORTS_ON = "default with imports"
+IMPORTS_OFF = "default without imports"
 
 
 def standard_configs() -> dict[str, EvalConfig]:
@@ -68,6 +73,7 @@ def standard_configs() -> dict[str, EvalConfig]:
             prefix_tokens=PLAIN_PREFIX_TOKENS,
             suffix_tokens=PLAIN_SUFFIX_TOKENS,
             cursor_line_in_middle=False,
+            imports_above_window=False,
         ),
         "no context": EvalConfig("no context"),
     }
@@ -90,6 +96,10 @@ def tune_candidates() -> dict[str, EvalConfig]:
     configs[name] = EvalConfig(name, base.sources, prefix_tokens=prefix, suffix_tokens=suffix)
     name = "definitions+similar"
     configs[name] = EvalConfig(name, ("definitions", "similar"))
+    # The default with and without the file's imports above a window that misses them (one of
+    # the two is the default itself).
+    for name, on in ((IMPORTS_ON, True), (IMPORTS_OFF, False)):
+        configs[name] = EvalConfig(name, base.sources, imports_above_window=on)
     for sources in (("similar",), ("definitions", "similar")):
         name = f"{'+'.join(sources)} {TUNE_PAID_CONTEXT} ctx {TUNE_PAID_PREFIX} prefix"
         configs[name] = EvalConfig(

@@ -62,4 +62,5 @@ def context_settings(config: EvalConfig) -> dict[str, Any]:
         "budgetTokens": config.context_tokens if config.sources else 0,
         "prefixTokens": config.prefix_tokens,
         "suffixTokens": config.suffix_tokens,
+        "importsAboveWindow": config.imports_above_window,
     }

@@ -25,6 +25,8 @@ return {
       prefixTokens = 1536,
       -- Tokens of the current file after the cursor. [0..2048]
       suffixTokens = 256,
+      -- Python: show the file's imports above a prefix window that starts below them.
+      importsAboveWindow = false,
       -- Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.
       sources = vim.NIL,
     },
