@@ -17,6 +17,7 @@ from server.actions.fix import (
     Kind,
     Problem,
     _trim_middle,
+    boundary_candidates,
     classify,
     enclosing_block,
     fim_candidate,
@@ -293,6 +294,26 @@ def test_suspicious_lines_put_comparisons_first() -> None:
     ranked = suspicious_lines(lines, block)
     assert lines[ranked[0]].strip() == "if result and start < result[-1][1]:"
     assert all('"""' not in lines[i] for i in ranked)
+
+
+def test_a_raw_docstring_is_no_suspect_and_its_function_gets_one_token_repairs() -> None:
+    # w3lib's read_bom (actions-20): `r"""` opened its docstring, the doctest lines inside were
+    # ranked as the suspects, and `data[-1]` (for `data[0]`) got no one-token repair.
+    text = (
+        "def read_bom(data):\n"
+        '    r"""The BOM.\n\n'
+        "    >>> read_bom(b'\\xfe\\xff\\x6c\\x34')\n"
+        "    ('utf-16-be', b'\\xfe\\xff')\n"
+        '    """\n'
+        "    if data and data[-1] in FIRST:\n"
+        "        return 'utf-16-be', data[:2]\n"
+        "    return None, None\n"
+    )
+    lines = split_lines(text)
+    block = enclosing_block(lines, 6)
+    assert block is not None
+    assert suspicious_lines(lines, block) == [6, 7, 8]  # the body only
+    assert "line 7 `-1` -> `0`" in [origin for origin, _ in boundary_candidates(text, [6])]
 
 
 def test_trim_middle_stops_where_a_small_model_runs_on() -> None:
@@ -606,7 +627,8 @@ def test_the_twins_of_a_function_are_the_module_functions_most_like_it() -> None
     wrapped = split_lines(
         _TWINS.replace(
             "def unrelated_3(path):",
-            "def min_(collection, default=0):\n    return min_by(collection, default=default)\n\n\ndef unrelated_3(path):",
+            "def min_(collection, default=0):\n    return min_by(collection, default=default)\n\n\n"
+            "def unrelated_3(path):",
         )
     )
     wrapped_block = enclosing_block(wrapped, len(wrapped) - 1)

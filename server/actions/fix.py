@@ -448,6 +448,8 @@ def _assertion_hint(failures: str) -> str | None:
 _COMPARISON = re.compile(r"<=|>=|==|!=|<|>|\bnot\b|\bin\b|\bis\b")
 _ARITHMETIC = re.compile(r"[-+*/%]|\[-?\d+\]|\brange\(|\blen\(")
 _DOCSTRING_QUOTES = ('"""', "'''")
+# A docstring's opening line may carry a string prefix (`r` in w3lib's read_bom, bench actions-20).
+_DOCSTRING_OPENING = re.compile(r"^[rRuUbB]?(\"\"\"|''')")
 
 
 def suspicious_lines(lines: list[str], block: Block) -> list[int]:
@@ -456,9 +458,13 @@ def suspicious_lines(lines: list[str], block: Block) -> list[int]:
     in_doc = False
     for i in range(block.start, block.end):
         text = lines[i].strip()
-        if text.startswith(_DOCSTRING_QUOTES):
-            if not (len(text) > 3 and text.endswith(text[:3])):
-                in_doc = not in_doc
+        opening = None if in_doc else _DOCSTRING_OPENING.match(text)
+        if opening:
+            rest = text[opening.end() :]
+            in_doc = not rest.endswith(opening.group(1))  # else it closes on its own line
+            continue
+        if in_doc and text.endswith(_DOCSTRING_QUOTES):
+            in_doc = False
             continue
         if in_doc or not text or text.startswith(("#", "@")) or _DEF.match(lines[i]):
             continue
