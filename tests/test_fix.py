@@ -465,58 +465,55 @@ def _fix_lost_return(
     return result, prefixes, suffixes
 
 
-def test_an_expression_a_bare_return_lost_is_written_after_return(tmp_path: Path) -> None:
-    # `return None` where a pair was returned: the caller's unpacking fails with "cannot unpack
-    # non-iterable NoneType object" (no quotes around NoneType), in the test, not the function.
-    module = (
-        "def peek(seq):\n"
-        '    """The first item, and an iterator over all the items."""\n'
-        "    iterator = iter(seq)\n"
-        "    item = next(iterator)\n"
-        "    return None\n"
-    )
-    test = (
-        "from pairs import peek\n\n\ndef test_peek():\n"
-        "    first, rest = peek([1, 2])\n    assert (first, list(rest)) == (1, [1, 2])\n"
-    )
+@pytest.mark.parametrize(
+    ("name", "module", "test", "expression", "evidence", "hint"),
+    [
+        # `return None` where a pair was returned: the caller's unpacking fails with "cannot
+        # unpack non-iterable NoneType object" (no quotes around NoneType), in the test.
+        (
+            "pairs",
+            "def peek(seq):\n"
+            '    """The first item, and an iterator over all the items."""\n'
+            "    iterator = iter(seq)\n"
+            "    item = next(iterator)\n"
+            "    return None\n",
+            "from pairs import peek\n\n\ndef test_peek():\n"
+            "    first, rest = peek([1, 2])\n    assert (first, list(rest)) == (1, [1, 2])\n",
+            "item, iter([item, *iterator])",
+            "TypeError raised; implicated line(s) 5",
+            "# FIXME: TypeError: cannot unpack non-iterable NoneType object\n    return ",
+        ),
+        # pydash's pull_all_with (actions-17): the doctest compares the result inside repr(), so
+        # the failure reads "assert 'False' == 'True'" and never shows the None; a bare `return`
+        # ending the function is what says it lost its expression.
+        (
+            "arrays",
+            "def pull_all(array, values):\n"
+            '    """`array` without `values`."""\n'
+            "    values = list(values)\n"
+            "    item = None\n"
+            "    return\n",
+            "from arrays import pull_all\n\n\ndef test_pull_all():\n"
+            "    res = pull_all([1, 2, 3], [2])\n    assert repr(res == [1, 3]) == 'True'\n",
+            "[x for x in array if x not in values]",
+            "an assertion saw a wrong value; implicated line(s) 5",
+            "# FIXME: make this pass: assert repr(res == [1, 3]) == 'True'\n    return ",
+        ),
+    ],
+    ids=["the failure shows None", "no failure shows None"],
+)
+def test_an_expression_a_bare_return_lost_is_written_after_return(
+    tmp_path: Path, name: str, module: str, test: str, expression: str, evidence: str, hint: str
+) -> None:
     # Asked for the whole line, the model writes the bare return again.
-    result, prefixes, _ = _fix_lost_return(
-        tmp_path / "pairs.py", module, test, "item, iter([item, *iterator])\n"
-    )
-    assert result.evidence == "TypeError raised; implicated line(s) 5"
+    result, prefixes, _ = _fix_lost_return(tmp_path / f"{name}.py", module, test, expression + "\n")
+    assert result.evidence == evidence
     best = result.verified[0]
     assert best.origin == "re-infill line 5 after `return`" and best.cause_verified
-    assert best.edit.new_text == "    return item, iter([item, *iterator])\n"
+    assert best.edit.new_text == f"    return {expression}\n"
     # The lost names were tried first, without the model; the re-infill was its first call.
-    assert result.tried[0] == "✗ line 5 returns `item`: tests still fail"
-    assert result.generations == 1 and prefixes[0].endswith(
-        "# FIXME: TypeError: cannot unpack non-iterable NoneType object\n    return "
-    )
-
-
-def test_a_bare_return_ending_the_function_lost_its_expression_though_no_failure_shows_none(
-    tmp_path: Path,
-) -> None:
-    # pydash's pull_all_with (actions-17): the doctest compares the result inside repr(), so the
-    # failure reads "assert 'False' == 'True'" and never shows the None that came back.
-    module = (
-        "def pull_all(array, values):\n"
-        '    """`array` without `values`."""\n'
-        "    values = list(values)\n"
-        "    return\n"
-    )
-    test = (
-        "from arrays import pull_all\n\n\ndef test_pull_all():\n"
-        "    res = pull_all([1, 2, 3], [2])\n    assert repr(res == [1, 3]) == 'True'\n"
-    )
-    result, prefixes, _ = _fix_lost_return(
-        tmp_path / "arrays.py", module, test, "[x for x in array if x not in values]\n"
-    )
-    assert result.evidence == "an assertion saw a wrong value; implicated line(s) 4"
-    best = result.verified[0]
-    assert best.origin == "re-infill line 4 after `return`" and best.cause_verified
-    assert best.edit.new_text == "    return [x for x in array if x not in values]\n"
-    assert prefixes[0].endswith("    return ")
+    assert result.tried[0].startswith("✗ line 5 returns `") and result.tried[0].endswith("tests still fail")
+    assert result.generations == 1 and prefixes[0].endswith(hint)
 
 
 def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(tmp_path: Path) -> None:
