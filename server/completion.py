@@ -94,8 +94,10 @@ class CompletionSettings:
     # ... and, inside a function, the whole body typed so far (context/anchor.py); retrieval then
     # looks around the body's start instead of the cursor.
     function_body_in_middle: bool = True
-    # Python: the file's imports above a window that starts below them (see `_with_imports`).
-    imports_above_window: bool = False
+    # Python: the file's imports above a window that starts below them (see `_with_imports`):
+    # on the development set's cross-file cases 62.8% exact against 59.3% without (113 cases, 5
+    # won, 1 lost, at the same prompt length).
+    imports_above_window: bool = True
     sources: tuple[str, ...] | None = None
 
 

@@ -69,7 +69,7 @@ def test_tune_picks_what_wins_checks_it_and_writes_it(
             "budgetTokens": 0,
             "prefixTokens": 1536,
             "suffixTokens": 256,
-            "importsAboveWindow": False,
+            "importsAboveWindow": True,
         }
     }
     assert "no context" in loaded.reason and "second sample" in loaded.reason

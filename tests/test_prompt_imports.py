@@ -35,8 +35,10 @@ def test_the_header_is_the_module_level_imports_whole_without_future_or_prose() 
 
 
 def test_a_window_deep_in_a_long_file_gets_the_imports_above_it_within_the_same_budget() -> None:
-    on = CompletionSettings(prefix_tokens=512, suffix_tokens=64, context_tokens=0, imports_above_window=True)
-    off = CompletionSettings(prefix_tokens=512, suffix_tokens=64, context_tokens=0)
+    on = CompletionSettings(prefix_tokens=512, suffix_tokens=64, context_tokens=0)
+    off = CompletionSettings(
+        prefix_tokens=512, suffix_tokens=64, context_tokens=0, imports_above_window=False
+    )
     deep = _prompt(on, HEAD + FILLER)
     assert (
         "from shop.tax import (\n    apply_tax,\n    rate_for,\n)\nfrom shop import ledger as lg\n\n" in deep

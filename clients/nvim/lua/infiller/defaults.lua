@@ -26,7 +26,7 @@ return {
       -- Tokens of the current file after the cursor. [0..2048]
       suffixTokens = 256,
       -- Python: show the file's imports above a prefix window that starts below them.
-      importsAboveWindow = false,
+      importsAboveWindow = true,
       -- Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.
       sources = vim.NIL,
     },
