@@ -313,6 +313,11 @@ def test_a_raw_docstring_is_no_suspect_and_its_function_gets_one_token_repairs()
     block = enclosing_block(lines, 6)
     assert block is not None
     assert suspicious_lines(lines, block) == [6, 7, 8]  # the body only
+    # Other quotes inside the docstring do not close it (toolz' instanceproperty: a doctest
+    # defines a class whose docstring has the other quotes).
+    nested = [*lines[:3], "    ...     '''The class docstring'''\n", *lines[3:]]
+    nested_block = enclosing_block(nested, 7)
+    assert nested_block is not None and suspicious_lines(nested, nested_block) == [7, 8, 9]
     assert "line 7 `-1` -> `0`" in [origin for origin, _ in boundary_candidates(text, [6])]
 
 

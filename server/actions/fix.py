@@ -21,6 +21,7 @@ import ast
 import difflib
 import enum
 import functools
+import io
 import logging
 import math
 import re
@@ -28,11 +29,13 @@ import symtable
 import sys
 import textwrap
 import time
+import tokenize
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from server.actions.quality import mutants
+from server.actions.quality import Mutant, mutants
 from server.actions.rounds import Budget, Constant, Proposal, Strategy, Verdict, run_rounds
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.textedit import LineEdit, apply_line_edit, minimal_line_edit, split_lines
@@ -287,12 +290,44 @@ def boundary_candidates(
 ) -> list[tuple[str, str]]:
     """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order."""
     out: list[tuple[str, str]] = []
+    lines = text.splitlines()
     for line in order:
-        for m in mutants(text, line + 1, line + 1, repair=True)[:MAX_BOUNDARY_PER_LINE]:
+        counts = _operator_counts(lines[line]) if line < len(lines) else Counter()
+        ranked = sorted(
+            mutants(text, line + 1, line + 1, repair=True), key=lambda m: not _evens_out(m, counts)
+        )
+        for m in ranked[:MAX_BOUNDARY_PER_LINE]:
             out.append((f"line {m.line} {m.description}", m.text))
             if len(out) >= limit:
                 return out
     return out
+
+
+_REPLACED = re.compile(r"^`([^`]+)` -> `([^`]+)`")
+
+
+def _operator_counts(line: str) -> Counter[str]:
+    """The operators of one line of Python, counted (`//` apart from `/`); empty where the line
+    does not tokenize alone (a bracket it does not close)."""
+    try:
+        return Counter(
+            t.string
+            for t in tokenize.generate_tokens(io.StringIO(line.strip()).readline)
+            if t.type == tokenize.OP
+        )
+    except (tokenize.TokenError, SyntaxError):
+        return Counter()
+
+
+def _evens_out(mutant: Mutant, counts: Counter[str]) -> bool:
+    """Whether the change turns a line's odd operator out into the one it otherwise uses:
+    `days * 60 // 60 * 24` -> `*` (python-utils' timedelta_to_seconds, bench actions-21, whose
+    repair came after six constant changes and was cut at MAX_BOUNDARY_PER_LINE)."""
+    m = _REPLACED.match(mutant.description)
+    if m is None:
+        return False
+    old, new = m.groups()
+    return counts[old] == 1 and counts[new] >= 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,7 +482,6 @@ def _assertion_hint(failures: str) -> str | None:
 
 _COMPARISON = re.compile(r"<=|>=|==|!=|<|>|\bnot\b|\bin\b|\bis\b")
 _ARITHMETIC = re.compile(r"[-+*/%]|\[-?\d+\]|\brange\(|\blen\(")
-_DOCSTRING_QUOTES = ('"""', "'''")
 # A docstring's opening line may carry a string prefix (`r` in w3lib's read_bom, bench actions-20).
 _DOCSTRING_OPENING = re.compile(r"^[rRuUbB]?(\"\"\"|''')")
 
@@ -455,16 +489,17 @@ _DOCSTRING_OPENING = re.compile(r"^[rRuUbB]?(\"\"\"|''')")
 def suspicious_lines(lines: list[str], block: Block) -> list[int]:
     """Body lines of a function most likely to hold a logic bug, most suspicious first."""
     scored: list[tuple[int, int]] = []
-    in_doc = False
+    in_doc = ""  # the quotes of the docstring the scan is in
     for i in range(block.start, block.end):
         text = lines[i].strip()
         opening = None if in_doc else _DOCSTRING_OPENING.match(text)
         if opening:
-            rest = text[opening.end() :]
-            in_doc = not rest.endswith(opening.group(1))  # else it closes on its own line
+            quotes = opening.group(1)
+            # Open, unless it closes on its own line.
+            in_doc = "" if text[opening.end() :].endswith(quotes) else quotes
             continue
-        if in_doc and text.endswith(_DOCSTRING_QUOTES):
-            in_doc = False
+        if in_doc and text.endswith(in_doc):  # not at other quotes (toolz' doctests hold ''')
+            in_doc = ""
             continue
         if in_doc or not text or text.startswith(("#", "@")) or _DEF.match(lines[i]):
             continue
