@@ -122,12 +122,16 @@ def test_a_long_body_moves_the_middle_down_in_steps() -> None:
     assert middle.startswith("    value_")
 
 
-def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_it_adds() -> None:
+@pytest.mark.parametrize(
+    "imports", ["", "import os\nfrom shop.tax import apply_tax, rate_for\n\n"], ids=["no imports", "imports"]
+)
+def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_it_adds(imports: str) -> None:
     """A new place gets a small prompt at once; growth steps then read only their added text, and
-    the grown prompt is exactly the full one (what the evaluation measures)."""
+    the grown prompt is exactly the full one (what the evaluation measures), the import header
+    above the window included."""
     engine = FakeEngine(lambda prompt: "x\n")
     completer = Completer(Runtime(engine), settings=CompletionSettings(prefix_tokens=1024, suffix_tokens=128))
-    above = "".join(f"setting_{i} = {i}\n" for i in range(200))
+    above = imports + "".join(f"setting_{i} = {i}\n" for i in range(200))
     below = "".join(f"other_{i} = {i}\n" for i in range(40))
     ctx = CompletionContext(
         "file:///m.py", above + "def f(a):\n    return a", "\n\n" + below, path=Path("m.py")
@@ -135,6 +139,7 @@ def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_
     cold = completer.build_prompt(ctx, grow=True)
     full = completer.build_prompt(ctx)
     assert len(cold.tokens) < len(full.tokens) // 2
+    assert ("apply_tax" in full.text) == bool(imports) and "apply_tax" not in cold.text
     completer.complete(ctx, grow=True)
     steps, read = 0, []
     while True:
