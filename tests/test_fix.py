@@ -321,6 +321,16 @@ def test_a_raw_docstring_is_no_suspect_and_its_function_gets_one_token_repairs()
     assert "line 7 `-1` -> `0`" in [origin for origin, _ in boundary_candidates(text, [6])]
 
 
+def test_a_lines_odd_operator_out_is_changed_first() -> None:
+    # python-utils' timedelta_to_seconds (actions-21): `*` -> `//` in one of three products; the
+    # line's six constant changes came first, and its repair was cut at MAX_BOUNDARY_PER_LINE.
+    text = "def seconds(delta):\n    total = 0\n    total += delta.days * 60 // 60 * 24\n    return total\n"
+    assert boundary_candidates(text, [2])[0][0] == "line 3 `//` -> `*`"
+    # Where no operator is the odd one out, the order is the mutator's.
+    even = text.replace("60 // 60", "60 * 60")
+    assert boundary_candidates(even, [2])[0][0] == "line 3 `24` -> `25`"
+
+
 def test_trim_middle_stops_where_a_small_model_runs_on() -> None:
     middle = "    y = 2\n    return y\n\ndef other():\n    pass\n"
     assert _trim_middle(middle, "\n\ndef g():\n", 5, None, 4) == ("    y = 2\n    return y\n", True)
