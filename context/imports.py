@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -82,8 +82,29 @@ def statement_end(text: str, start: int) -> int:
     return end
 
 
-# A module-level import statement's start (prose in a docstring rarely reads `from x import`).
-_MODULE_IMPORT_RE = re.compile(r"^(?:import[ \t]+[\w.]|from[ \t]+[\w.]+[ \t]+import\b)", re.MULTILINE)
+def import_statements(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of each import statement of `text`, indented ones too, in order: the start of
+    its line and `statement_end`.
+
+    Found with str.find (C speed) rather than a MULTILINE regex, which tries every position of a
+    large buffer on every keystroke."""
+    last_end, position = 0, 0
+    while True:
+        position = text.find("import", position)
+        if position < 0:
+            return
+        line_start = text.rfind("\n", 0, position) + 1
+        head = text[line_start:position].lstrip(" \t")
+        position += len("import")
+        if line_start < last_end or not (head == "" or (head.startswith("from ") and head.endswith(" "))):
+            continue
+        end = statement_end(text, line_start)
+        yield line_start, end
+        last_end = position = end
+
+
+# A whole import statement, not a line that only starts like one (`important = 1`).
+_IMPORT_STATEMENT_RE = re.compile(r"(?:import[ \t]+[\w.]|from[ \t]+[\w.]+[ \t]+import\b)")
 
 
 def import_header(text: str, max_chars: int) -> str:
@@ -91,10 +112,10 @@ def import_header(text: str, max_chars: int) -> str:
     `from __future__` left out; whole statements only, up to `max_chars` characters."""
     out: list[str] = []
     used = 0
-    for m in _MODULE_IMPORT_RE.finditer(text):
-        statement = text[m.start() : statement_end(text, m.start())]
-        if statement.startswith("from __future__"):
-            continue
+    for start, end in import_statements(text):
+        statement = text[start:end]
+        if not _IMPORT_STATEMENT_RE.match(statement) or statement.startswith("from __future__"):
+            continue  # indented (in a function or a `try:`), or not an import at all
         if used + len(statement) + 1 > max_chars:
             break
         out.append(statement)

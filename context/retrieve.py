@@ -29,7 +29,14 @@ import tree_sitter as ts
 
 from context.budget import CHUNK_OVERHEAD_TOKENS, Candidate, Filled, fill
 from context.extract import identifiers, one_line
-from context.imports import ImportBinding, Target, find_symbol, python_bindings, resolve_chain, statement_end
+from context.imports import (
+    ImportBinding,
+    Target,
+    find_symbol,
+    import_statements,
+    python_bindings,
+    resolve_chain,
+)
 from context.index import Index, Symbol
 from context.name_counts import NameCounts, starts_a_name
 from context.repomap import RepoMap
@@ -900,28 +907,15 @@ def _strip_strings(text: str) -> str:
 
 
 def _import_region(text: str) -> str:
-    """Only the buffer's import statements, at their original lines: a tiny parse, a stable cache key.
-
-    Found with str.find (C speed) rather than a MULTILINE regex, which tries every position of a
-    large buffer on every keystroke.
-    """
+    """Only the buffer's import statements, at their original lines: a tiny parse, a stable cache key."""
     out: list[str] = []
-    row, last_end, position = 0, 0, 0
-    while True:
-        position = text.find("import", position)
-        if position < 0:
-            break
-        line_start = text.rfind("\n", 0, position) + 1
-        head = text[line_start:position].lstrip(" \t")
-        position += len("import")
-        if line_start < last_end or not (head == "" or (head.startswith("from ") and head.endswith(" "))):
-            continue
-        end = statement_end(text, line_start)
-        start_row = row + text.count("\n", last_end, line_start)
-        statement = text[line_start:end].lstrip(" \t")  # function-level imports parse as module-level ones
+    row, last_end = 0, 0
+    for start, end in import_statements(text):
+        start_row = row + text.count("\n", last_end, start)
+        statement = text[start:end].lstrip(" \t")  # function-level imports parse as module-level ones
         out.append("\n" * (start_row - row) + statement)
         row = start_row + statement.count("\n")
-        last_end = position = end
+        last_end = end
     return "".join(out)
 
 

@@ -345,14 +345,15 @@ class Completer:
         A window deep in a long file shows no imports, and the model then guesses which module a
         name comes from (`babel.Babel` for `latex2e.Babel`) or writes one it cannot see."""
         window = self._window_prefix(text, budget)
-        header = import_header(text[: len(text) - len(window)], IMPORT_HEADER_MAX_CHARS)
+        above = len(text) - len(window)
+        header = import_header(text[:above], IMPORT_HEADER_MAX_CHARS)
         if not header:  # the window shows the file's top, or the file imports nothing
             return window
-        header += "\n\n"
-        window = self._window_prefix(text, max(0, budget - self.count_tokens(header)))
-        # The smaller window starts lower: imports it no longer shows join the header.
-        header = import_header(text[: len(text) - len(window)], IMPORT_HEADER_MAX_CHARS) + "\n\n"
-        return header + window
+        window = self._window_prefix(text, max(0, budget - self.count_tokens(header + "\n\n")))
+        if len(text) - len(window) > above:
+            # The smaller window starts lower: imports it no longer shows join the header.
+            header = import_header(text[: len(text) - len(window)], IMPORT_HEADER_MAX_CHARS)
+        return header + "\n\n" + window
 
     def _window_suffix(self, suffix: str, budget: int) -> str:
         return self._memo("suffix", (suffix, budget), lambda: self._compute_window_suffix(suffix, budget))

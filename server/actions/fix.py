@@ -677,7 +677,7 @@ def meant_names(before: str, hole: str, after: str) -> str:
     scaffold = before + pad + "pass\n" + after
     missing = {u.name for u in undefined_names(before + hole + after)}
     missing -= {u.name for u in undefined_names(scaffold)}
-    missing = {n for n in missing if re.search(rf"(?<![\w.]){re.escape(n)}\s*\(", hole)}
+    missing = {n for n in missing if _calls(hole, n)}
     if not missing:
         return hole
     try:
@@ -692,6 +692,11 @@ def meant_names(before: str, hole: str, after: str) -> str:
             log.info("re-infill: `%s` read as `%s`", name, match[0])
             hole = re.sub(rf"(?<![\w.]){re.escape(name)}\b", match[0], hole)
     return hole
+
+
+def _calls(text: str, name: str) -> bool:
+    """Whether `text` calls `name` itself (not an attribute of that name: `pyd.name(` does not count)."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", text) is not None
 
 
 def module_header(lines: list[str], before: int) -> str:
@@ -760,7 +765,7 @@ def sibling_functions(lines: list[str], block: Block, hole: int) -> tuple[list[s
     for node in functions:
         if node.name == own.name or block.start <= node.lineno - 1 < block.end:
             continue  # the function itself, its other definitions, functions nested in it
-        if re.search(rf"(?<![\w.]){re.escape(own.name)}\s*\(", "".join(lines[node.lineno : node.end_lineno])):
+        if _calls("".join(lines[node.lineno : node.end_lineno]), own.name):
             continue  # a wrapper of the function (pydash's max_ calls max_by): read, it invites recursion
         bag, parts = bags[id(node)], set(node.name.lower().split("_")) - {""}
         union = sum(weight[w] for w in mine | bag)
