@@ -63,6 +63,7 @@ DEFAULT = "default"
 PLAIN = "plain long FIM"
 IMPORTS_ON = "default with imports"
 IMPORTS_OFF = "default without imports"
+CLASSIC = "default classic layout"
 
 
 def standard_configs() -> dict[str, EvalConfig]:
@@ -105,6 +106,9 @@ def tune_candidates() -> dict[str, EvalConfig]:
         configs[name] = EvalConfig(
             name, sources, context_tokens=TUNE_PAID_CONTEXT, prefix_tokens=TUNE_PAID_PREFIX
         )
+    # The default with the cursor line at the end of the prefix, the layout FIM models are trained
+    # on, instead of the function body after the middle marker (context/anchor.py).
+    configs[CLASSIC] = EvalConfig(CLASSIC, base.sources, cursor_line_in_middle=False)
     name = f"similar {_DEFAULTS.context_tokens} ctx {TUNE_PAID_PREFIX_ONLY} prefix"
     configs[name] = EvalConfig(name, ("similar",), prefix_tokens=TUNE_PAID_PREFIX_ONLY)
     return configs
