@@ -47,7 +47,7 @@ from server.actions.fix import FixRequest, Problem, fix
 from server.actions.quality import Mutant, mutants
 from server.actions.sandbox import Sandbox
 from server.actions.testgen import GenerateTestsRequest, Suite, generate_tests
-from server.model.chat import runtime_generator
+from server.model.chat import runtime_first_tokens, runtime_generator
 from server.model.loader import load_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,7 +358,9 @@ class TestgenRow:
     false_reports: list[str] = field(default_factory=list)
 
 
-def bench_fix(fn: Function, mutant: Mutant, generate: object, template: object) -> FixRow:
+def bench_fix(
+    fn: Function, mutant: Mutant, generate: object, template: object, first_tokens: object = None
+) -> FixRow:
     with tempfile.TemporaryDirectory(prefix="actions-bench-") as tmp:
         root = _workspace(fn, Path(tmp))
         (root / "tests").mkdir()
@@ -371,6 +373,7 @@ def bench_fix(fn: Function, mutant: Mutant, generate: object, template: object) 
             FixRequest(path, mutant.text, "python", problem, root),
             generate,  # type: ignore[arg-type]
             fim_template=template,  # type: ignore[arg-type]
+            first_tokens=first_tokens,  # type: ignore[arg-type]
         )
         wall = time.perf_counter() - t0
         best = result.verified[0] if result.verified else None
@@ -478,6 +481,7 @@ def main() -> int:
     sys.stderr.write(f"chose {[f.name for f, _ in chosen]} in {time.perf_counter() - started:.0f} s\n")
     runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
     generate = runtime_generator(runtime)
+    first_tokens = runtime_first_tokens(runtime)
     fixes: list[FixRow] = []
     tests: list[TestgenRow] = []
     loads: list[float] = []
@@ -487,7 +491,7 @@ def main() -> int:
         for mutant in [] if args.skip_fix else kept[: args.fix_mutants]:
             case_start = time.perf_counter()
             try:
-                row = bench_fix(fn, mutant, generate, runtime.template)
+                row = bench_fix(fn, mutant, generate, runtime.template, first_tokens)
             except Exception as exc:  # a crash is a failed case, recorded, not the end of the run
                 described = f"line {mutant.line}: {mutant.description}"
                 took = round(time.perf_counter() - case_start, 1)

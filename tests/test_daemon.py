@@ -671,3 +671,29 @@ def test_a_remote_answer_loses_the_healed_text_it_begins_with() -> None:
     other = _StripLeading(" ", lambda p: seen.append(p) is None)
     other("fibonacci(n - 2)")  # the server did not write the space: nothing is dropped
     assert seen == ["fibonacci(n - 2)"]
+
+
+def test_first_token_probabilities_are_read_from_every_server_reply_shape() -> None:
+    from server.model.remote import top_token_probabilities
+
+    new_llama = {"completion_probabilities": [{"token": "pull", "logprob": -0.1, "top_logprobs": [
+        {"token": "pull", "logprob": -0.1}, {"token": "values", "logprob": -2.5}]}]}  # fmt: skip
+    old_llama = {"completion_probabilities": [{"content": "pull", "probs": [
+        {"tok_str": "values", "prob": 0.1}, {"tok_str": "pull", "prob": 0.8}]}]}  # fmt: skip
+    openai = {"choices": [{"text": "pull", "logprobs": {"top_logprobs": [{"values": -2.5, "pull": -0.1}]}}]}
+    for reply in (new_llama, old_llama, openai):
+        pairs = top_token_probabilities(reply)
+        assert [text for text, _ in pairs] == ["pull", "values"], reply
+        assert 0 < pairs[1][1] < pairs[0][1] <= 1
+    assert top_token_probabilities({"content": "pull"}) == [] == top_token_probabilities([1])
+
+
+def test_a_server_that_gives_no_probabilities_offers_no_other_starts() -> None:
+    # Fix this then tries greedy answers only: no error, no invented alternatives.
+    with daemon_in_thread(lambda prompt: "fib(n - 1)") as url:
+        for target in (url, f"openai+{url}/v1"):
+            remote = RemoteBackend(parse_backend(target), template=QWEN)
+            try:
+                assert remote.first_tokens(remote.tokenize("def fib(n):\n    return "), 3) == []
+            finally:
+                remote.close()

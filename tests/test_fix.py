@@ -531,6 +531,71 @@ def test_an_expression_a_bare_return_lost_is_written_after_return(
     assert result.generations == 1 and prefixes[0].endswith(hint)
 
 
+def test_a_lost_expression_is_found_among_the_answers_that_start_otherwise(tmp_path: Path) -> None:
+    # pydash's pull_all_by (actions-13): greedy, the model wrote `return values`; the answer
+    # starting with its 3rd likeliest first token was the original `pull_all(array, values)`.
+    module = (
+        "def pull_all_by(array, values):\n"
+        '    """`array` without `values`."""\n'
+        "    values = set(values)\n"
+        "    array = list(array)\n"
+        "    return None\n"
+        "\n\n"
+        "def pull_all(array, values):\n"
+        "    return [x for x in array if x not in values]\n"
+    )
+    (tmp_path / "arrays.py").write_text(module)
+    (tmp_path / "test_arrays.py").write_text(
+        "from arrays import pull_all_by\n\n\ndef test_pull_all_by():\n"
+        "    assert pull_all_by([1, 2, 3], [2]) == [1, 3]\n"
+    )
+    # The model's likeliest first tokens after `return ` and how it goes on from each.
+    answers = {"values": "\n", "array": "\n", "pull": "_all(array, values)\n", "x": " for x in array\n"}
+    likeliest = [("values", 0.4), ("array", 0.3), ("pull", 0.1), ("x", 0.01)]
+    asked: list[int] = []
+
+    def script(prompt: str) -> str:
+        if QWEN.middle not in prompt:
+            return "```"
+        start = prompt.rsplit(QWEN.middle, 1)[1]
+        return answers.get(start, "values\n") if start else "values\n"
+
+    def first_tokens(prompt: str, k: int) -> list[tuple[str, float]]:
+        assert prompt.endswith(QWEN.middle)
+        asked.append(k)
+        return likeliest[:k]
+
+    result = fix(
+        FixRequest(tmp_path / "arrays.py", module, "python", Problem(0, 0, 5, 0, ""), tmp_path),
+        runtime_generator(Runtime(FakeEngine(script))),
+        fim_template=QWEN,
+        first_tokens=first_tokens,
+    )
+    best = result.verified[0]
+    assert best.origin == "re-infill line 5 after `return`, its 3rd likeliest start" and best.cause_verified
+    assert best.edit.new_text == "    return pull_all(array, values)\n"
+    tried = [line.split(":")[0] for line in result.tried]
+    assert tried[-3:] == [
+        "✗ re-infill line 5 after `return`",
+        "✗ re-infill line 5 after `return`, its 2nd likeliest start",
+        "✓ re-infill line 5 after `return`, its 3rd likeliest start",
+    ]
+    # Answers to a prompt the model has read cost no generation of their own.
+    assert result.generations == 1 and asked == [2, 3]
+    # A first token as unlikely as `x` is not tried: the search goes on to the next prompt.
+    likeliest[2] = ("pull", 0.01)
+    result = fix(
+        FixRequest(tmp_path / "arrays.py", module, "python", Problem(0, 0, 5, 0, ""), tmp_path),
+        runtime_generator(Runtime(FakeEngine(script))),
+        fim_template=QWEN,
+        first_tokens=first_tokens,
+    )
+    assert not any("likeliest start" in line and "3rd" in line for line in result.tried)
+    assert "✗ re-infill line 5 after `return`, the function alone" in [
+        line.split(":")[0] for line in result.tried
+    ]
+
+
 def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(tmp_path: Path) -> None:
     # The helper is defined far below the function: the re-infill's window never shows it, and
     # the model writes a name one word short of it.

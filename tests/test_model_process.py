@@ -84,6 +84,39 @@ def test_the_worker_process_gives_the_in_process_answer(model: tuple[object, Pat
         local.engine.close()  # type: ignore[attr-defined]
 
 
+def test_the_likeliest_first_tokens_are_the_same_in_the_worker_and_start_the_greedy_answer(
+    model: tuple[object, Path],
+) -> None:
+    # Fix this tries the answers that start with a lost expression's next likeliest first tokens.
+    from server.model.llamacpp import LlamaEngine
+    from server.model.runtime import Runtime
+
+    spec, path = model
+    config = EngineConfig(threads=1)
+    local = Runtime(LlamaEngine(path, spec.family, config=config), spec)  # type: ignore[attr-defined,arg-type]
+    remote = ProcessRuntime(spec, path, config)  # type: ignore[arg-type]
+    try:
+        tokens = local.tokenize(PROMPT)
+        here = local.first_tokens(tokens, 4)
+        there = remote.first_tokens(tokens, 4)
+        assert [t for t, _ in here] == [t for t, _ in there] and len(here) == 4
+        assert all(abs(a - b) < 1e-3 for (_, a), (_, b) in zip(here, there, strict=True))
+        probabilities = [p for _, p in here]
+        assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+        greedy = _complete(local)
+        assert greedy.startswith(here[0][0]), (greedy, here)
+        # The prompt plus another start: the answer that begins with it.
+        other = here[1][0]
+        pieces: list[str] = []
+        local.generate(
+            local.tokenize(PROMPT + other), max_tokens=8, on_text=lambda p: pieces.append(p) is None
+        )
+        assert not (other + "".join(pieces)).startswith(here[0][0]) or here[0][0].startswith(other)
+    finally:
+        remote.close()
+        local.engine.close()  # type: ignore[attr-defined]
+
+
 def test_post_processing_stops_the_worker_at_once(runtime: ProcessRuntime) -> None:
     seen: list[str] = []
 

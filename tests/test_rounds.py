@@ -76,3 +76,34 @@ def test_caps_end_the_search_and_say_which() -> None:
     )  # fmt: skip
     assert found.candidates == 4 and len(found.tried) == 4
     assert found.stopped == "the cap of 4 candidates was reached"
+
+
+class Branching:
+    """One generation and the answers to its prompt that start otherwise (None: no such start)."""
+
+    def __init__(self, branches: list[str | None]) -> None:
+        self.branches = branches
+
+    def propose(self, round_no: int) -> list[Proposal]:
+        first = [Proposal("re-infill line 5", lambda: "bad")]
+        return first + [
+            Proposal(f"re-infill line 5, start {i + 2}", lambda text=text: text, branch=True)
+            for i, text in enumerate(self.branches)
+        ]
+
+    def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
+        return None
+
+
+def test_answers_branching_from_a_read_prompt_cost_no_generation_and_a_missing_one_no_line() -> None:
+    found = run_rounds(
+        lambda r: [Branching([None, "worse", "good"])] if r == 1 else [],
+        _verify, budget=Budget(2, 10, 1), final=lambda v: v.cause_verified, cancel=CancelToken(),
+    )  # fmt: skip
+    # The generation cap (1) is reached by the first answer; its branches are still tried.
+    assert [line.split(":")[0] for line in found.tried] == [
+        "✗ re-infill line 5",
+        "✗ re-infill line 5, start 3",
+        "✓ re-infill line 5, start 4",
+    ]
+    assert found.generations == 1 and found.candidates == 3

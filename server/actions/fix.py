@@ -48,6 +48,7 @@ from server.actions.verify import (
     undefined_names,
 )
 from server.model.chat import (
+    FirstTokens,
     Generate,
     Message,
     ProgressFn,
@@ -101,6 +102,14 @@ MAX_FIM_SPAN_LINES = 3
 # Suspect lines re-infilled per round when the faulty line is unknown (one generation each):
 # the evidence ranks the likeliest first, and the rewrite follows.
 LINE_REINFILLS_PER_ROUND = 2
+# A lost expression's first re-infill also tries the answers that start with the model's next
+# likeliest first tokens, since the tests judge each: of five lost expressions every way missed
+# (pydash, inflection), three were such an answer (pull_all_by's greedy `values`, its second
+# alternative the original `pull_all(array, values)`). The prompt is still in the KV cache, so one
+# costs only its own tokens.
+BRANCHES = 3
+# A first token less likely than this is not worth its generation and sandbox run.
+MIN_BRANCH_PROBABILITY = 0.02
 # A chat rewrite returns the whole function: room for ~60 lines.
 CHAT_MAX_TOKENS = 900
 # Enclosing functions longer than this are not rewritten whole (the model cannot echo them intact).
@@ -625,6 +634,8 @@ def fim_candidate(
     suffix_stop: int | None = None,
     context: str = "",
     window_start: int | None = None,
+    first_tokens: FirstTokens | None = None,
+    branch: int = 0,
 ) -> str | None:
     """Re-infill lines [start, end) with FIM; returns the new whole text, or None.
 
@@ -633,7 +644,9 @@ def fim_candidate(
     `suffix_stop`: the line (0-based) where the suffix the model sees ends (the function's end).
     `context`: code from elsewhere in the file, shown between the module header and the window.
     `window_start`: the line (0-based) where the window above the hole starts (the function's
-    start: nothing between the context and the function)."""
+    start: nothing between the context and the function).
+    `branch` > 0: the answer that starts with the model's `branch`+1-th likeliest first token
+    (`first_tokens`); None when there is none that likely."""
     hole = [ln for ln in lines[start:end] if ln.strip()]
     indent = min((_indent(ln) for ln in hole), default=0)
     pad = hole[0][: _indent(hole[0])] if hole else ""
@@ -651,7 +664,15 @@ def fim_candidate(
     def enough(text: str) -> bool:
         return _trim_middle(head + text, suffix, max_lines, hint, indent)[1]
 
-    middle = generate(template.render_fim(prefix, suffix), max_tokens=budget, stop_when=enough)
+    prompt, start_with = template.render_fim(prefix, suffix), ""
+    if branch:
+        likeliest = first_tokens(prompt, branch + 1) if first_tokens is not None else []
+        if len(likeliest) <= branch or likeliest[branch][1] < MIN_BRANCH_PROBABILITY:
+            return None
+        start_with = likeliest[branch][0]
+    middle = start_with + generate(
+        prompt + start_with, max_tokens=budget, stop_when=lambda text: enough(start_with + text)
+    )
     for stop in template.stop:
         middle = middle.split(stop, 1)[0]
     if head and not middle.strip():
@@ -1053,10 +1074,14 @@ class FimLines:
         suffix_stop: int | None = None,
         context: str = "",
         window_start: int | None = None,
+        first_tokens: FirstTokens | None = None,
+        branches: int = 0,
     ) -> None:
         self.holes, self.lines, self.template, self.generate = holes, lines, template, generate
         self.comment, self.lead, self.suffix_stop = comment, lead, suffix_stop
         self.context, self.window_start = context, window_start
+        # Each hole's greedy answer, then (with first_tokens) the answers that start otherwise.
+        self.first_tokens, self.branches = first_tokens, branches if first_tokens is not None else 0
 
     def propose(self, round_no: int) -> list[Proposal]:
         out = []
@@ -1065,13 +1090,20 @@ class FimLines:
             make = functools.partial(
                 fim_candidate, self.lines, lo, hi, self.template, self.generate,
                 hint=marked, lead=self.lead, suffix_stop=self.suffix_stop, context=self.context,
-                window_start=self.window_start,
+                window_start=self.window_start, first_tokens=self.first_tokens,
             )  # fmt: skip
             out.append(Proposal(origin, make))
+            for branch in range(1, self.branches + 1):
+                other = f"{origin}, its {_ordinal(branch + 1)} likeliest start"
+                out.append(Proposal(other, functools.partial(make, branch=branch), branch=True))
         return out
 
     def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
         return None  # the next round re-infills other lines; a re-infill shows no failure
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 class Rewrite:
@@ -1135,11 +1167,14 @@ def fix(
     max_rounds: int = MAX_ROUNDS,
     boundary: bool = True,
     budget: Budget | None = None,
+    first_tokens: FirstTokens | None = None,
 ) -> FixResult:
     """The whole Fix-this action, without LSP. Raises Cancelled when cancelled.
 
     `boundary`: try one-token changes of the implicated lines (no model) before generating;
-    `budget`: the caps on rounds, candidates, generations and time (FIX_BUDGET by default)."""
+    `budget`: the caps on rounds, candidates, generations and time (FIX_BUDGET by default);
+    `first_tokens`: the model's likeliest first tokens of an answer, for a lost expression's
+    other likely answers (BRANCHES); without it only greedy answers are tried."""
     cancel = cancel or CancelToken()
     budget = budget or replace(FIX_BUDGET, rounds=max_rounds)
     started = time.perf_counter()
@@ -1182,7 +1217,7 @@ def fix(
         notes = list(sandbox.notes) if sandbox is not None else []
         plan = _plan(
             request, kind, name, lines, block, (first, last), evidence, tests, failures,
-            generate, fim_template, comment, boundary,
+            generate, fim_template, comment, boundary, first_tokens,
         )  # fmt: skip
         verified: dict[str, Candidate] = {}
         # Without tests that fail now, nothing can prove a logic fix: the first candidate that
@@ -1244,6 +1279,7 @@ def _plan(
     fim_template: FimTemplate | None,
     comment: str,
     boundary: bool,
+    first_tokens: FirstTokens | None,
 ) -> Callable[[int], list[Strategy]]:
     """The strategies in the order the evidence chooses, per round.
 
@@ -1287,14 +1323,16 @@ def _plan(
             if twins:
                 beside = f", beside {', '.join(f'`{t}`' for t in twins)}"
                 variants.append((beside, block.end, shown, block.start))
-            for origin, stop, context, window_start in variants:
+            for n, (origin, stop, context, window_start) in enumerate(variants):
                 holes = _first_round(
                     [(f"re-infill line {line + 1} after `return`{origin}", (line, line + 1), hint)]
                 )
+                # The first prompt's other likely answers come next, while it is in the KV cache.
                 none_first.append(
                     FimLines(
                         holes, lines, fim_template, generate, comment,
                         lead="return ", suffix_stop=stop, context=context, window_start=window_start,
+                        first_tokens=first_tokens, branches=BRANCHES if n == 0 else 0,
                     )
                 )  # fmt: skip
             fim_order = [i for i in fim_order if i != line]

@@ -48,6 +48,10 @@ class Proposal:
     origin: str  # readable: "line 8 `<` -> `<=`", "re-infill line 8", "rewrite"
     make: Callable[[], str | None]
     uses_model: bool = True
+    # Another answer to the prompt the proposal before it had the model read (one that starts
+    # with a less likely first token): it costs its own tokens only, so it does not count among
+    # the generations, and one that does not exist (no such token likely enough) leaves no line.
+    branch: bool = False
 
 
 class Strategy(Protocol):
@@ -140,7 +144,7 @@ def run_rounds(
             cancel.check()
             if out.candidates >= budget.candidates:
                 out.stopped = f"the cap of {budget.candidates} candidates was reached"
-            elif proposal.uses_model and out.generations >= budget.generations:
+            elif proposal.uses_model and not proposal.branch and out.generations >= budget.generations:
                 continue  # cheaper proposals may still fit
             elif time.perf_counter() - started > budget.seconds:
                 out.stopped = f"the time budget of {budget.seconds:.0f} s was spent"
@@ -158,8 +162,10 @@ def run_rounds(
                 log.warning("candidate %s not made: %s", proposal.origin, exc)
                 text = None
             if proposal.uses_model:
-                out.generations += 1
+                out.generations += not proposal.branch
                 out.model_s += time.perf_counter() - t0
+            if text is None and proposal.branch:
+                continue
             if text is None:
                 out.rejected.append((proposal.origin, "no answer"))
                 out.tried.append(f"✗ {proposal.origin}: no answer")

@@ -50,7 +50,7 @@ from server.lsp.progress import WorkDone
 
 # Imported at run time: pygls resolves the command handlers' annotations to inject the server.
 from server.lsp.server import InfillerServer
-from server.model.chat import worker_generator
+from server.model.chat import worker_first_tokens, worker_generator
 from server.model.runtime import Cancelled, CancelToken
 from server.workspace import find_root
 
@@ -594,6 +594,7 @@ async def run_fix(server: InfillerServer, args: FixArgs) -> dict[str, Any]:
             cancel=cancel,
             progress=progress,
             sandbox_factory=sandbox_factory,
+            first_tokens=worker_first_tokens(server.worker, runtime, cancel),
         )
 
     result: FixResult = await _run_cancellable(server, "infiller: fixing", f"fix:{args.uri}", work)

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from server.model.runtime import Backend, Cancelled, CancelToken
 from server.model.worker import ModelWorker
@@ -21,6 +21,7 @@ from server.model.worker import ModelWorker
 log = logging.getLogger(__name__)
 
 Role = Literal["system", "user", "assistant"]
+T = TypeVar("T")
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -58,6 +59,14 @@ class Generate(Protocol):
     """Prompt text in, generated text out (greedy). Raises Cancelled when the action is cancelled."""
 
     def __call__(self, prompt: str, *, max_tokens: int, stop_when: StopWhen | None = None) -> str: ...
+
+
+class FirstTokens(Protocol):
+    """Prompt text in: the likeliest first tokens of its answer, most likely first, as (text,
+    probability) (Backend.first_tokens). Appending one to the prompt and generating gives the
+    answer that starts with it, the prompt itself still in the KV cache."""
+
+    def __call__(self, prompt: str, k: int) -> list[tuple[str, float]]: ...
 
 
 def _generate_once(
@@ -105,24 +114,41 @@ def worker_generator(worker: ModelWorker, runtime: Backend, cancel: CancelToken)
     """
 
     def generate(prompt: str, *, max_tokens: int, stop_when: StopWhen | None = None) -> str:
-        for _ in range(SUPERSEDED_RETRIES + 1):
-            cancel.check()
-            job_token = CancelToken()
-            future, _ = worker.submit(
-                lambda tok: _generate_once(runtime, prompt, max_tokens, _Either(cancel, tok), stop_when),
-                supersede=False,
-                token=job_token,
-            )
-            try:
-                return future.result()
-            except Cancelled:
-                if cancel.cancelled:
-                    raise
-                log.info("chat generation superseded by a completion; queueing it again")
-                time.sleep(SUPERSEDED_RETRY_DELAY_S)
-        raise Cancelled("superseded too often")
+        return _on_worker(
+            worker, cancel, lambda tok: _generate_once(runtime, prompt, max_tokens, tok, stop_when)
+        )
 
     return generate
+
+
+def runtime_first_tokens(runtime: Backend, cancel: CancelToken | None = None) -> FirstTokens:
+    """FirstTokens on this thread, directly on the runtime (tests, command line)."""
+    token = cancel or CancelToken()
+    return lambda prompt, k: runtime.first_tokens(runtime.tokenize(prompt), k, token)
+
+
+def worker_first_tokens(worker: ModelWorker, runtime: Backend, cancel: CancelToken) -> FirstTokens:
+    """FirstTokens through the server's model worker, yielding to completions like worker_generator."""
+    return lambda prompt, k: _on_worker(
+        worker, cancel, lambda tok: runtime.first_tokens(runtime.tokenize(prompt), k, tok)
+    )
+
+
+def _on_worker(worker: ModelWorker, cancel: CancelToken, job: Callable[[CancelToken], T]) -> T:
+    """Run `job` on the model worker; queued again when a completion supersedes it."""
+    for _ in range(SUPERSEDED_RETRIES + 1):
+        cancel.check()
+        job_token = CancelToken()
+        future, _ = worker.submit(lambda tok: job(_Either(cancel, tok)), supersede=False, token=job_token)
+        try:
+            result: T = future.result()
+            return result
+        except Cancelled:
+            if cancel.cancelled:
+                raise
+            log.info("code action's model request superseded by a completion; queueing it again")
+            time.sleep(SUPERSEDED_RETRY_DELAY_S)
+    raise Cancelled("superseded too often")
 
 
 class _Either(CancelToken):
@@ -192,6 +218,7 @@ def no_progress(message: str, percentage: int) -> None:
 
 
 __all__ = [
+    "FirstTokens",
     "Generate",
     "Message",
     "ProgressFn",
@@ -201,6 +228,8 @@ __all__ = [
     "extract_code",
     "no_progress",
     "render_chat",
+    "runtime_first_tokens",
     "runtime_generator",
+    "worker_first_tokens",
     "worker_generator",
 ]

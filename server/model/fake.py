@@ -110,6 +110,9 @@ class FakeEngine:
         self._offered = True
         return self._pending[0]
 
+    def top_tokens(self, k: int) -> list[int]:
+        return [self._pending[0]][:k]  # a script knows one answer
+
 
 def text_before_cursor(prompt: str, template: FimTemplate = QWEN) -> str:
     """The file text before the cursor as a FIM prompt shows it: the prefix, plus whatever of the

@@ -238,6 +238,12 @@ class LlamaEngine:
         logits = self._logits()
         return max(tokens, key=lambda t: float(logits[t])) if tokens else self.argmax()
 
+    def top_tokens(self, k: int) -> list[int]:
+        logits = self._logits()
+        k = min(k, len(logits))
+        best = self._np.argpartition(-logits, k - 1)[:k]
+        return [int(t) for t in sorted(best, key=lambda t: -float(logits[t]))]
+
     def tokens_matching(self, text: bytes) -> Sequence[int]:
         found = self._matching.get(text)
         if found is None:

@@ -288,6 +288,11 @@ class ProcessRuntime:
         request = ("generate", list(prompt), max_tokens, heal)
         return _stats(self._call(request, on_text=on_text, cancel=cancel))
 
+    def first_tokens(
+        self, prompt: Sequence[int], k: int, cancel: CancelToken | None = None
+    ) -> list[tuple[str, float]]:
+        return [(text, p) for text, p in self._call(("first_tokens", list(prompt), k), cancel=cancel)]
+
     def close(self) -> None:
         with self.lock:
             if self._process is not None:
@@ -462,6 +467,8 @@ def _serve(conn: Connection, runtime: Runtime) -> None:
                 )
             elif op == "prefill":
                 result = dataclasses.asdict(runtime.prefill(request[1], link))
+            elif op == "first_tokens":
+                result = runtime.first_tokens(request[1], request[2], link)
             elif op == "reset":
                 runtime.reset()
                 result = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -485,6 +486,35 @@ class RemoteBackend:
             stats.stop_reason = "end-token"  # the stream simply ended
         return stats
 
+    def first_tokens(
+        self, prompt: Sequence[int], k: int, cancel: CancelToken | None = None
+    ) -> list[tuple[str, float]]:
+        """One token's probabilities: llama-server's `n_probs`, an OpenAI server's `logprobs`
+        (either reply shape); [] when the server gives none."""
+        if cancel is not None:
+            cancel.check()
+        if self.target.kind == "llama-server":
+            url = f"{self.target.base_url}/completion"
+            body: dict[str, Any] = {
+                **self._prompt_body(prompt),
+                "n_predict": 1,
+                "n_probs": k,
+                "cache_prompt": True,
+                "stream": False,
+                "temperature": 0.0,
+            }
+        else:
+            url = f"{self.target.base_url}/completions"
+            body = {
+                "model": self._name,
+                "prompt": self._text_of(prompt),
+                "max_tokens": 1,
+                "logprobs": k,
+                "temperature": 0.0,
+            }
+        reply = _post(self._client, url, body, self._headers).json()
+        return top_token_probabilities(reply)[:k]
+
     def close(self) -> None:
         self._client.close()
 
@@ -527,6 +557,27 @@ class RemoteBackend:
             "stream": True,
         }
         return f"{self.target.base_url}/completions", body
+
+
+def top_token_probabilities(reply: Any) -> list[tuple[str, float]]:
+    """(text, probability) of the first token's alternatives, most likely first, from a
+    llama-server reply (`completion_probabilities`: `top_logprobs` since late 2024, `probs`
+    before) or an OpenAI completion (`choices[0].logprobs.top_logprobs[0]`)."""
+    pairs: list[tuple[str, float]] = []
+    if not isinstance(reply, dict):
+        return pairs
+    first = (reply.get("completion_probabilities") or [None])[0]
+    if isinstance(first, dict):
+        for entry in first.get("top_logprobs") or []:
+            pairs.append((str(entry.get("token", "")), math.exp(float(entry.get("logprob", -math.inf)))))
+        for entry in first.get("probs") or []:
+            pairs.append((str(entry.get("tok_str", "")), float(entry.get("prob", 0.0))))
+    choices = reply.get("choices") or []
+    logprobs = choices[0].get("logprobs") if choices and isinstance(choices[0], dict) else None
+    tops = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    if tops and isinstance(tops[0], dict):
+        pairs.extend((str(text), math.exp(float(lp))) for text, lp in tops[0].items())
+    return sorted((p for p in pairs if p[0]), key=lambda p: -p[1])
 
 
 def _fill_timings(stats: GenerationStats, timings: object, tokens_cached: object) -> None:

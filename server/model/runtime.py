@@ -156,6 +156,10 @@ class Engine(Protocol):
         """Tokens whose bytes start with `text` or are a non-empty start of it (token healing)."""
         ...
 
+    def top_tokens(self, k: int) -> list[int]:
+        """The `k` likeliest next tokens after the last eval, most likely first."""
+        ...
+
 
 @dataclass
 class GenerationStats:
@@ -202,6 +206,10 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+# Extra candidates `first_tokens` looks at, for those it drops (end tokens, split characters).
+FIRST_TOKENS_SLACK = 4
+
+
 class Backend(Protocol):
     """What completion, chat and code actions need from a model, wherever it runs."""
 
@@ -241,6 +249,15 @@ class Backend(Protocol):
 
         The output begins with `heal` (not shown to on_text); see Runtime.generate.
         """
+        ...
+
+    def first_tokens(
+        self, prompt: Sequence[int], k: int, cancel: CancelToken | None = None
+    ) -> list[tuple[str, float]]:
+        """The `k` likeliest first tokens of the answer to `prompt`, most likely first, as (text,
+        probability); end tokens and tokens that are not whole UTF-8 text left out. The prompt
+        stays in the KV cache, so generating from it (or from it plus one of these) next reads
+        nothing again. A backend that cannot tell returns []."""
         ...
 
 
@@ -412,6 +429,26 @@ class Runtime:
                         f"({self._reading_from} cached)"
                     )
                 raise
+
+    def first_tokens(
+        self, prompt: Sequence[int], k: int, cancel: CancelToken | None = None
+    ) -> list[tuple[str, float]]:
+        with self.lock:
+            prompt = self._realign(prompt)
+            self._ingest(prompt, cancel or CancelToken())
+            engine = self.engine
+            out = []
+            # A few more than asked: end tokens and partial characters are dropped.
+            for token in engine.top_tokens(k + FIRST_TOKENS_SLACK):
+                if token in engine.stop_ids:
+                    continue
+                try:
+                    text = engine.token_bytes(token).decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                if text:
+                    out.append((text, math.exp(engine.logprob(token))))
+            return out[:k]
 
     def _generate(
         self,
