@@ -314,6 +314,35 @@ def test_truncate_words_short_again():
     assert result.quality is not None and result.quality.branch_ratio == 1.0
 
 
+def test_a_test_aimed_at_a_raise_with_inputs_that_miss_it_gets_inputs_that_reach_it(textkit: Path) -> None:
+    # rsa's `inverse` (actions-23): asked for the branch that raises, the model wrote
+    # `inverse(143, 2)`, whose arguments share no factor; the branch stayed untested.
+    path = textkit / "textkit" / "ratios.py"
+    text = (
+        "def ratio(a: int, b: int) -> float:\n"
+        '    """a divided by b."""\n'
+        "    if b == 0:\n"
+        '        raise ZeroDivisionError("b is 0")\n'
+        "    return a / b\n"
+    )
+    path.write_text(text)
+
+    def script(prompt: str) -> str:
+        if "They miss these cases" in prompt:
+            # The message is the model's guess for its inputs: other inputs raise with their own.
+            raises = "    with pytest.raises(ZeroDivisionError) as info:\n        ratio(6, 3)\n"
+            return raises + '    assert str(info.value) == "6 by 3"\n```'
+        return "ratio_halves():\n    assert ratio(6, 3) == 2.0\n```"
+
+    result = generate_tests(
+        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
+    )
+    reached = [t for t in result.passing if "pytest.raises(ZeroDivisionError)" in t.source]
+    assert len(reached) == 1 and "ratio(6, 0)" in reached[0].source, [t.source for t in result.passing]
+    assert "info" not in reached[0].source
+    assert result.quality is not None and result.quality.branch_ratio == 1.0
+
+
 def test_a_failing_test_the_docstring_does_not_back_is_dropped_not_reported(textkit: Path) -> None:
     # The code is right; the model insists on its own wrong value through every round, in a loop
     # whose values cannot be recorded one by one.

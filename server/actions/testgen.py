@@ -38,6 +38,7 @@ from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
 from server.actions.pin import COMMENT, DID_NOT_RAISE, observed, observing_variant, pinned, raised_to_value
 from server.actions.quality import Quality, called_parameter, measure, parameter_names, useful_tests
+from server.actions.raising import raising_variants
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
 from server.model.chat import (
@@ -906,6 +907,36 @@ def generate_tests(
             log.info("expected values recorded for %d of %d failing test(s)", len(out), len(variants))
             return out
 
+        def reach_raises(
+            tests: list[GeneratedTest], suite_header: list[str], percent: int
+        ) -> list[GeneratedTest]:
+            """The tests that expected an exception their call does not raise, with literal
+            arguments the code does raise it for (`server.actions.raising`; one run for all);
+            they leave `tests`."""
+            variants: list[tuple[GeneratedTest, GeneratedTest]] = []
+            for t in tests:
+                if DID_NOT_RAISE not in t.message:
+                    continue
+                for i, source in enumerate(raising_variants(t.source, target.name.rsplit(".", 1)[-1])):
+                    name = f"{t.name}_reach_{i}"
+                    variants.append((t, GeneratedTest(name, _rename(source, t.name, name))))
+            if not variants:
+                return []
+            cancel.check()
+            progress(f"looking for inputs that raise, {len(variants)} variant(s)", percent)
+            t0 = time.perf_counter()
+            seen = run(Suite(suite_header), [v for _, v in variants])
+            timings["sandbox_s"] += time.perf_counter() - t0
+            out: list[GeneratedTest] = []
+            for t, v in variants:
+                if t in out or not outcome_of(v, seen)[0]:
+                    continue
+                t.source, t.message = _rename(v.source, v.name, t.name), ""
+                tests.remove(t)
+                out.append(t)
+            log.info("inputs that raise found for %d test(s)", len(out))
+            return out
+
         def quality_now() -> Quality:
             # Mutants of loop bounds can loop forever: bound each run by the suite's own time.
             sandbox.timeout_s = candidate_timeout(last_run_s, sandbox.timeout_s)
@@ -1051,6 +1082,9 @@ def generate_tests(
                     for t in wrong:
                         t.message = outcome_of(t, result)[1]
                         log.debug("coverage round: %s fails:\n%s\n%s", t.name, t.source, t.message[-600:])
+                    # Aimed at a raise but given inputs that miss it: other inputs may reach it.
+                    fresh += reach_raises(wrong, trial_header, 91)
+                    for t in wrong:
                         # The case it reaches is the gap asked for; the exception was the model's
                         # guess. (Only here: a first-round test that expects a raise may show a bug.)
                         as_value = raised_to_value(t.source) if DID_NOT_RAISE in t.message else None

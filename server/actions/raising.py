@@ -1,0 +1,105 @@
+"""Inputs that reach a raise: a generated test that expected an exception its call does not raise,
+with the call's literal arguments varied until one variant raises it.
+
+The model aims such a test at an error branch but guesses inputs that miss it: for rsa's
+`inverse(x, n)`, which raises when x and n share a factor, it wrote `inverse(143, 2)`, `(143, 3)`,
+`(143, 4)`, `(143, 5)` (143 = 11 * 13 shares none), so the branch stayed untested. A small search
+over neighbouring literals (0, 1, -1, the call's other arguments, one more, one less, twice, an
+empty string) usually finds inputs that do reach it (`inverse(0, 2)`); the tests decide which,
+one sandbox run for all variants. No variant is a guess at what the code should do: each is kept
+only because the code does raise there.
+"""
+
+from __future__ import annotations
+
+import ast
+
+# Variants of one test tried in one sandbox run: each literal argument changed alone first.
+MAX_VARIANTS = 24
+# Replacements for a string argument: empty, blank, and not what the function expects.
+STRING_VALUES = ("", " ", "x", "not valid")
+
+
+def _raises_block(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Call | None:
+    """The call inside the test's one top-level `with pytest.raises(...):` block of one expression.
+
+    Checks of the raised exception that follow (`with pytest.raises(E) as info:`, then `assert
+    str(info.value) == ...`) are taken out of `fn`: their message is the model's guess for the
+    inputs it chose, and the other inputs raise with their own."""
+    blocks = [
+        stmt
+        for stmt in fn.body
+        if isinstance(stmt, ast.With)
+        and len(stmt.items) == 1
+        and isinstance(call := stmt.items[0].context_expr, ast.Call)
+        and ast.unparse(call.func) == "pytest.raises"
+    ]
+    if len(blocks) != 1 or len(blocks[0].body) != 1:
+        return None
+    inside = blocks[0].body[0]
+    if not isinstance(inside, ast.Expr) or not isinstance(inside.value, ast.Call):
+        return None
+    bound = blocks[0].items[0].optional_vars
+    if isinstance(bound, ast.Name):
+        blocks[0].items[0].optional_vars = None
+        fn.body = [
+            stmt
+            for stmt in fn.body
+            if not any(isinstance(n, ast.Name) and n.id == bound.id for n in ast.walk(stmt))
+            or stmt is blocks[0]
+        ]
+    return inside.value
+
+
+def _int_of(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _int_of(node.operand)
+        return -inner if inner is not None else None
+    return None
+
+
+def _replacements(args: list[ast.expr], at: int) -> list[int | str]:
+    """Values to try for argument `at`, nearest the usual error cases first."""
+    node = args[at]
+    value = _int_of(node)
+    if value is not None:
+        others = [v for i, a in enumerate(args) if i != at and (v := _int_of(a)) is not None]
+        values: list[int | str] = [0, 1, -1, *others, value + 1, value - 1, 2 * value, -value]
+        return list(dict.fromkeys(values))
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return list(STRING_VALUES)
+    return []
+
+
+def raising_variants(source: str, function: str) -> list[str]:
+    """`source` (one test function) with the literal arguments of its `pytest.raises` block's call
+    to `function` varied, one argument at a time; [] when the test has no such block."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if len(fns) != 1 or fns[0].decorator_list:
+        return []
+    call = _raises_block(fns[0])
+    if call is None or ast.unparse(call.func).rsplit(".", 1)[-1] != function:
+        return []
+    out: list[str] = []
+    original = list(call.args)
+    for at in range(len(original)):
+        for value in _replacements(original, at):
+            node = original[at]
+            if value == _int_of(node) or (isinstance(node, ast.Constant) and node.value == value):
+                continue
+            call.args = [*original[:at], ast.Constant(value), *original[at + 1 :]]
+            out.append(ast.unparse(fns[0]) + "\n")
+            if len(out) >= MAX_VARIANTS:
+                call.args = original
+                return out
+    call.args = original
+    return out
+
+
+__all__ = ["MAX_VARIANTS", "raising_variants"]
