@@ -207,15 +207,8 @@ def _test_function(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None
 DID_NOT_RAISE = "DID NOT RAISE"
 
 
-def raised_to_value(source: str) -> str | None:
-    """A test that expected an exception the code does not raise, as a test of the value the
-    code returns there instead, for `observing_variant` to record: its one top-level `with
-    pytest.raises(...):` holding one expression becomes `assert <expression> == None` (None
-    when the test has no such block). chunked's `strict=True` tests (bench actions-10) were
-    written this way on inputs that divide evenly, so the branch they reached went untested."""
-    fn = _test_function(source)
-    if fn is None:
-        return None
+def raises_block(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.With | None:
+    """The test's one top-level `with pytest.raises(...):` block, when it holds one statement."""
     blocks = [
         stmt
         for stmt in fn.body
@@ -224,9 +217,20 @@ def raised_to_value(source: str) -> str | None:
         and isinstance(call := stmt.items[0].context_expr, ast.Call)
         and ast.unparse(call.func) == "pytest.raises"
     ]
-    if len(blocks) != 1 or len(blocks[0].body) != 1:
+    return blocks[0] if len(blocks) == 1 and len(blocks[0].body) == 1 else None
+
+
+def raised_to_value(source: str) -> str | None:
+    """A test that expected an exception the code does not raise, as a test of the value the
+    code returns there instead, for `observing_variant` to record: its one top-level `with
+    pytest.raises(...):` holding one expression becomes `assert <expression> == None` (None
+    when the test has no such block). chunked's `strict=True` tests (bench actions-10) were
+    written this way on inputs that divide evenly, so the branch they reached went untested."""
+    fn = _test_function(source)
+    block = raises_block(fn) if fn is not None else None
+    if block is None:
         return None
-    block, inside = blocks[0], blocks[0].body[0]
+    inside = block.body[0]
     if not isinstance(inside, ast.Expr):
         return None
     lines = source.splitlines(keepends=True)
@@ -406,4 +410,4 @@ def pinned(source: str, values: list[str]) -> str | None:
     return "".join(lines)
 
 
-__all__ = ["COMMENT", "MARKER", "observed", "observing_variant", "pinned"]
+__all__ = ["COMMENT", "MARKER", "observed", "observing_variant", "pinned", "raises_block"]

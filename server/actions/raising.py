@@ -14,39 +14,33 @@ from __future__ import annotations
 
 import ast
 
+from server.actions.pin import raises_block
+
 # Variants of one test tried in one sandbox run: each literal argument changed alone first.
 MAX_VARIANTS = 24
 # Replacements for a string argument: empty, blank, and not what the function expects.
 STRING_VALUES = ("", " ", "x", "not valid")
 
 
-def _raises_block(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Call | None:
+def _raised_call(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Call | None:
     """The call inside the test's one top-level `with pytest.raises(...):` block of one expression.
 
     Checks of the raised exception that follow (`with pytest.raises(E) as info:`, then `assert
     str(info.value) == ...`) are taken out of `fn`: their message is the model's guess for the
     inputs it chose, and the other inputs raise with their own."""
-    blocks = [
-        stmt
-        for stmt in fn.body
-        if isinstance(stmt, ast.With)
-        and len(stmt.items) == 1
-        and isinstance(call := stmt.items[0].context_expr, ast.Call)
-        and ast.unparse(call.func) == "pytest.raises"
-    ]
-    if len(blocks) != 1 or len(blocks[0].body) != 1:
+    block = raises_block(fn)
+    if block is None:
         return None
-    inside = blocks[0].body[0]
+    inside = block.body[0]
     if not isinstance(inside, ast.Expr) or not isinstance(inside.value, ast.Call):
         return None
-    bound = blocks[0].items[0].optional_vars
+    bound = block.items[0].optional_vars
     if isinstance(bound, ast.Name):
-        blocks[0].items[0].optional_vars = None
+        block.items[0].optional_vars = None
         fn.body = [
             stmt
             for stmt in fn.body
-            if not any(isinstance(n, ast.Name) and n.id == bound.id for n in ast.walk(stmt))
-            or stmt is blocks[0]
+            if not any(isinstance(n, ast.Name) and n.id == bound.id for n in ast.walk(stmt)) or stmt is block
         ]
     return inside.value
 
@@ -83,7 +77,7 @@ def raising_variants(source: str, function: str) -> list[str]:
     fns = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     if len(fns) != 1 or fns[0].decorator_list:
         return []
-    call = _raises_block(fns[0])
+    call = _raised_call(fns[0])
     if call is None or ast.unparse(call.func).rsplit(".", 1)[-1] != function:
         return []
     out: list[str] = []

@@ -867,6 +867,17 @@ def generate_tests(
         examples_source = docstring_test(examples_name, docstring) if request.docstring_examples else None
         examples = GeneratedTest(examples_name, examples_source) if examples_source else None
 
+        def run_variants(
+            variants: list[GeneratedTest], suite_header: list[str], message: str, percent: int
+        ) -> RunResult:
+            """One sandbox run of rewritten tests, reported as `message`."""
+            cancel.check()
+            progress(message, percent)
+            t0 = time.perf_counter()
+            seen = run(Suite(suite_header), variants)
+            timings["sandbox_s"] += time.perf_counter() - t0
+            return seen
+
         def record_values(
             tests: list[GeneratedTest], suite_header: list[str], percent: int
         ) -> list[GeneratedTest]:
@@ -881,10 +892,8 @@ def generate_tests(
                     variants.append((t, GeneratedTest(t.name, variant)))
             if not variants:
                 return []
-            cancel.check()
-            progress(f"recording the code's values for {len(variants)} test(s)", percent)
-            t0 = time.perf_counter()
-            seen = run(Suite(suite_header), [v for _, v in variants])
+            message = f"recording the code's values for {len(variants)} test(s)"
+            seen = run_variants([v for _, v in variants], suite_header, message, percent)
             candidates = []
             for t, v in variants:
                 values = observed(outcome_of(v, seen)[1])
@@ -893,6 +902,7 @@ def generate_tests(
                     candidates.append((t, GeneratedTest(t.name, source)))
             needed = [i for _, c in candidates for i in _missing_module_imports(suite_header, c.source)]
             check_header = [*dict.fromkeys(needed), *suite_header]
+            t0 = time.perf_counter()
             check = run(Suite(check_header), [c for _, c in candidates]) if candidates else None
             timings["sandbox_s"] += time.perf_counter() - t0
             out = []
@@ -922,11 +932,8 @@ def generate_tests(
                     variants.append((t, GeneratedTest(name, _rename(source, t.name, name))))
             if not variants:
                 return []
-            cancel.check()
-            progress(f"looking for inputs that raise, {len(variants)} variant(s)", percent)
-            t0 = time.perf_counter()
-            seen = run(Suite(suite_header), [v for _, v in variants])
-            timings["sandbox_s"] += time.perf_counter() - t0
+            message = f"looking for inputs that raise, {len(variants)} variant(s)"
+            seen = run_variants([v for _, v in variants], suite_header, message, percent)
             out: list[GeneratedTest] = []
             for t, v in variants:
                 if t in out or not outcome_of(v, seen)[0]:
