@@ -104,9 +104,9 @@ MAX_FIM_SPAN_LINES = 3
 LINE_REINFILLS_PER_ROUND = 2
 # A lost expression's first re-infill also tries the answers that start with the model's next
 # likeliest first tokens, since the tests judge each: of five lost expressions every way missed
-# (pydash, inflection), three were such an answer (pull_all_by's greedy `values`, its second
-# alternative the original `pull_all(array, values)`). The prompt is still in the KV cache, so one
-# costs only its own tokens.
+# (pydash, inflection), four were then repaired (pull_all_by: greedy `values`, after its 3rd
+# likeliest start the original `pull_all(array, values)`). The prompt is still in the KV cache, so
+# one costs only its own tokens.
 BRANCHES = 3
 # A first token less likely than this is not worth its generation and sandbox run.
 MIN_BRANCH_PROBABILITY = 0.02
