@@ -581,7 +581,8 @@ def test_a_lost_expression_is_found_among_the_answers_that_start_otherwise(tmp_p
         "✓ re-infill line 5 after `return`, its 3rd likeliest start",
     ]
     # Answers to a prompt the model has read cost no generation of their own.
-    assert result.generations == 1 and asked == [2, 3]
+    # The model was asked for the prompt's likeliest first tokens once, for all its branches.
+    assert result.generations == 1 and asked == [4]
     # A first token as unlikely as `x` is not tried: the search goes on to the next prompt.
     likeliest[2] = ("pull", 0.01)
     result = fix(

@@ -1081,7 +1081,8 @@ class FimLines:
         self.comment, self.lead, self.suffix_stop = comment, lead, suffix_stop
         self.context, self.window_start = context, window_start
         # Each hole's greedy answer, then (with first_tokens) the answers that start otherwise.
-        self.first_tokens, self.branches = first_tokens, branches if first_tokens is not None else 0
+        self.branches = branches if first_tokens is not None else 0
+        self.first_tokens = _asked_once(first_tokens, branches + 1) if first_tokens and branches else None
 
     def propose(self, round_no: int) -> list[Proposal]:
         out = []
@@ -1100,6 +1101,18 @@ class FimLines:
 
     def rejected(self, proposal: Proposal, text: str, verdict: Verdict) -> None:
         return None  # the next round re-infills other lines; a re-infill shows no failure
+
+
+def _asked_once(first_tokens: FirstTokens, most: int) -> FirstTokens:
+    """`first_tokens` asked for `most` tokens once per prompt: a hole's branches read one answer."""
+    answers: dict[str, list[tuple[str, float]]] = {}
+
+    def ask(prompt: str, k: int) -> list[tuple[str, float]]:
+        if prompt not in answers:
+            answers[prompt] = first_tokens(prompt, max(most, k))
+        return answers[prompt][:k]
+
+    return ask
 
 
 def _ordinal(n: int) -> str:

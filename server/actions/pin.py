@@ -192,7 +192,8 @@ def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.exp
     return None  # exactly one side must be the expectation
 
 
-def _test_function(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+def lone_test_function(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The one undecorated test function `source` defines, parsed; None otherwise."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -226,7 +227,7 @@ def raised_to_value(source: str) -> str | None:
     pytest.raises(...):` holding one expression becomes `assert <expression> == None` (None
     when the test has no such block). chunked's `strict=True` tests (bench actions-10) were
     written this way on inputs that divide evenly, so the branch they reached went untested."""
-    fn = _test_function(source)
+    fn = lone_test_function(source)
     block = raises_block(fn) if fn is not None else None
     if block is None:
         return None
@@ -243,7 +244,7 @@ def raised_to_value(source: str) -> str | None:
 def observing_variant(source: str) -> str | None:
     """The test rewritten to record what each expectation's other side evaluates to and fail
     with those values (`observed`), or None when it cannot be recorded."""
-    fn = _test_function(source)
+    fn = lone_test_function(source)
     if fn is None:
         return None
     checks = _checks(fn)
@@ -362,7 +363,7 @@ def pinned(source: str, values: list[str]) -> str | None:
     """The test with each expectation replaced by the value recorded for it, marked with a
     comment, and each iterator compared by its items; None when a value does not read back as a
     literal or nothing changes."""
-    fn = _test_function(source)
+    fn = lone_test_function(source)
     checks = _checks(fn) if fn is not None else None
     if fn is None or checks is None or len(checks) != len(values):
         return None
@@ -410,4 +411,12 @@ def pinned(source: str, values: list[str]) -> str | None:
     return "".join(lines)
 
 
-__all__ = ["COMMENT", "MARKER", "observed", "observing_variant", "pinned", "raises_block"]
+__all__ = [
+    "COMMENT",
+    "MARKER",
+    "lone_test_function",
+    "observed",
+    "observing_variant",
+    "pinned",
+    "raises_block",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 
-from server.actions.pin import raises_block
+from server.actions.pin import lone_test_function, raises_block
 
 # Variants of one test tried in one sandbox run: each literal argument changed alone first.
 MAX_VARIANTS = 24
@@ -55,45 +55,32 @@ def _int_of(node: ast.expr) -> int | None:
 
 
 def _replacements(args: list[ast.expr], at: int) -> list[int | str]:
-    """Values to try for argument `at`, nearest the usual error cases first."""
+    """Values to try for argument `at` (not its own), nearest the usual error cases first."""
     node = args[at]
     value = _int_of(node)
     if value is not None:
         others = [v for i, a in enumerate(args) if i != at and (v := _int_of(a)) is not None]
         values: list[int | str] = [0, 1, -1, *others, value + 1, value - 1, 2 * value, -value]
-        return list(dict.fromkeys(values))
+        return [v for v in dict.fromkeys(values) if v != value]
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return list(STRING_VALUES)
+        return [v for v in STRING_VALUES if v != node.value]
     return []
 
 
 def raising_variants(source: str, function: str) -> list[str]:
     """`source` (one test function) with the literal arguments of its `pytest.raises` block's call
     to `function` varied, one argument at a time; [] when the test has no such block."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    if len(fns) != 1 or fns[0].decorator_list:
-        return []
-    call = _raised_call(fns[0])
-    if call is None or ast.unparse(call.func).rsplit(".", 1)[-1] != function:
+    fn = lone_test_function(source)
+    call = _raised_call(fn) if fn is not None else None
+    if fn is None or call is None or ast.unparse(call.func).rsplit(".", 1)[-1] != function:
         return []
     out: list[str] = []
     original = list(call.args)
     for at in range(len(original)):
         for value in _replacements(original, at):
-            node = original[at]
-            if value == _int_of(node) or (isinstance(node, ast.Constant) and node.value == value):
-                continue
             call.args = [*original[:at], ast.Constant(value), *original[at + 1 :]]
-            out.append(ast.unparse(fns[0]) + "\n")
-            if len(out) >= MAX_VARIANTS:
-                call.args = original
-                return out
-    call.args = original
-    return out
+            out.append(ast.unparse(fn) + "\n")
+    return out[:MAX_VARIANTS]
 
 
 __all__ = ["MAX_VARIANTS", "raising_variants"]

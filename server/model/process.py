@@ -291,7 +291,8 @@ class ProcessRuntime:
     def first_tokens(
         self, prompt: Sequence[int], k: int, cancel: CancelToken | None = None
     ) -> list[tuple[str, float]]:
-        return [(text, p) for text, p in self._call(("first_tokens", list(prompt), k), cancel=cancel)]
+        likeliest: list[tuple[str, float]] = self._call(("first_tokens", list(prompt), k), cancel=cancel)
+        return likeliest
 
     def close(self) -> None:
         with self.lock:

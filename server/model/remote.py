@@ -493,6 +493,7 @@ class RemoteBackend:
         (either reply shape); [] when the server gives none."""
         if cancel is not None:
             cancel.check()
+        # Not `_request`'s body: its `top_k: 1` sampler leaves older servers one probability.
         if self.target.kind == "llama-server":
             url = f"{self.target.base_url}/completion"
             body: dict[str, Any] = {
