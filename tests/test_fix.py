@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.actions.fix import (
+    MAX_BOUNDARY_CANDIDATES,
     MAX_CANDIDATES,
     Evidence,
     FixRequest,
@@ -854,3 +855,42 @@ def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_pat
     best = result.verified[0]
     assert best.origin == origin and best.cause_verified
     assert best.checks == ["parses", "1/1 related tests pass"]
+
+
+def test_a_bug_two_assignments_above_the_return_is_reached_by_the_second_rounds_candidates(
+    tmp_path: Path,
+) -> None:
+    # wcwidth's `center` (actions-23): the round's one-token candidates went to the return and
+    # the busiest line above it; the bug was in the assignment that feeds them both.
+    root = tmp_path / "pads"
+    (root / "tests").mkdir(parents=True)
+    path = root / "pads.py"
+    text = (
+        "def center(text: str, width: int, fill: str = ' ') -> str:\n"
+        '    """`text` in the middle of `width` cells."""\n'
+        "    size = len(text)\n"
+        "    total = max(0, width + size)\n"
+        "    left = total // 2 + (total & width & 1)\n"
+        "    right = total - left\n"
+        "    return fill * left + text + fill * right\n"
+    )
+    path.write_text(text)
+    (root / "tests" / "test_pads.py").write_text(
+        "from pads import center\n\n\n"
+        "def test_center_odd():\n    assert center('abc', 7) == '  abc  '\n\n\n"
+        "def test_center_even():\n    assert center('ab', 7) == '   ab  '\n\n\n"
+        "def test_center_wide():\n    assert center('abcd', 9) == '   abcd  '\n"
+    )
+    unchanged = "".join(split_lines(text)) + "```"
+    runtime = _fake(lambda prefix, suffix: "    pass\n", lambda prompt: unchanged)
+    problem = Problem(0, 0, 7, 0, "")
+    result = fix(
+        FixRequest(path, text, "python", problem, root), runtime_generator(runtime), fim_template=QWEN
+    )
+    [best] = result.verified
+    assert best.origin == "line 4 `+` -> `-`", result.tried
+    assert best.edit.new_text == "    total = max(0, width - size)\n"
+    # Round 1 spent its one-token candidates on other lines, then the model, before this one.
+    first_model = next(i for i, t in enumerate(result.tried) if "re-infill" in t or "rewrite" in t)
+    assert sum(t.startswith("✗ line ") for t in result.tried[:first_model]) == MAX_BOUNDARY_CANDIDATES
+    assert len(result.tried) <= MAX_CANDIDATES

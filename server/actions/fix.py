@@ -69,7 +69,7 @@ MAX_ROUNDS = 2
 # search took 17 candidates and 18 minutes to find nothing (bench/results/actions_bench_1.5b.md).
 # The one-token candidates (MAX_BOUNDARY_CANDIDATES) leave room for one per generation.
 MAX_GENERATIONS = 4
-MAX_CANDIDATES = 16
+MAX_CANDIDATES = 28
 FIX_BUDGET_S = 120.0
 FIX_BUDGET = Budget(MAX_ROUNDS, MAX_CANDIDATES, MAX_GENERATIONS, FIX_BUDGET_S)
 # FIM window around the hole: enough to see the function and its neighbours, cheap to read.
@@ -128,6 +128,11 @@ MAX_BOUNDARY_CANDIDATES = 12
 # Per suspect line, so that several lines get a try within the budget: 2 per line on lines no
 # traceback implicates found 40 of the 52 above.
 MAX_BOUNDARY_PER_LINE = 6
+# One-token candidates of round 2, after the model's round: the next ones along the returned
+# value's flow back through the assignments that feed it (wcwidth's `center`, actions-23: the
+# bug was two assignments above the return, whose 12 candidates went to the return and the line
+# before it). Late, so they cost the repairs round 1 finds nothing; MAX_CANDIDATES leaves room.
+MAX_DEEPER_CANDIDATES = 12
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
 TEST_GLOBS = ("test_*.py", "*_test.py")
@@ -562,12 +567,37 @@ def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[i
     return [*flow, *(i for i in ranked if i not in flow)]
 
 
-def _feeders(lines: list[str], block: Block, implicated: Sequence[int]) -> list[int]:
-    """Lines of the block before each implicated line that assign a name it reads."""
+def value_flow(lines: list[str], block: Block) -> list[int]:
+    """The function's return (and yield) lines, then the lines that assign what they read, then
+    the lines that assign what those read, and so on (0-based; breadth first, latest first)."""
     try:
         tree = ast.parse("".join(lines))
     except SyntaxError:
         return []
+    returns = [
+        n.lineno - 1
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom))
+        and n.value is not None
+        and block.start <= n.lineno - 1 < block.end
+    ]
+    flow = sorted(set(returns), reverse=True)
+    frontier = flow
+    while frontier:
+        frontier = [i for i in _feeders(lines, block, frontier, tree) if i not in flow]
+        flow += frontier
+    return flow
+
+
+def _feeders(
+    lines: list[str], block: Block, implicated: Sequence[int], tree: ast.Module | None = None
+) -> list[int]:
+    """Lines of the block before each implicated line that assign a name it reads."""
+    if tree is None:
+        try:
+            tree = ast.parse("".join(lines))
+        except SyntaxError:
+            return []
     stores: dict[str, list[int]] = {}
     loads: dict[int, set[str]] = {}
     for node in ast.walk(tree):
@@ -1307,8 +1337,10 @@ def _plan(
     order = suspects(lines, block, evidence) if block is not None else []
     fim_order = value_suspects(lines, block, evidence) if block is not None else []
     none_first: list[Strategy] = []
+    later: list[Strategy] = []
     if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests, evidence):
         cands = boundary_candidates(request.text, order)
+        lost: list[tuple[str, str]] = []
         if evidence.none_returned:
             # None came back: the names a bare return may have lost first (no model), then
             # the return line re-infilled (a lost expression), then the other lines.
@@ -1316,6 +1348,10 @@ def _plan(
             none_first.append(Constant(lost))
             cands = [c for c in cands if c not in lost]
         cheap.append(Constant(cands))
+        tried = {text for _, text in [*cands, *lost]}
+        flow = list(dict.fromkeys([*value_flow(lines, block), *order]))
+        deeper = boundary_candidates(request.text, flow, limit=MAX_CANDIDATES)
+        later.append(Constant([c for c in deeper if c[1] not in tried][:MAX_DEEPER_CANDIDATES], in_round=2))
     fims: list[Strategy] = []
     if fim_template is not None:
         if none_first and block is not None:
@@ -1362,7 +1398,7 @@ def _plan(
 
     def plan(round_no: int) -> list[Strategy]:
         if round_no > 1:
-            return [rewrite, *fims]
+            return [*later, rewrite, *fims]
         # A lost expression is rarely restored by re-infilling other lines; the rewrite, which
         # sees the whole function, goes first after the return's own re-infills.
         model: list[Strategy] = [rewrite, *fims] if rewrite_first or none_first else [*fims, rewrite]

@@ -63,13 +63,15 @@ class Strategy(Protocol):
 
 
 class Constant:
-    """Candidates known up front (no model): tried in round 1 only; rejections teach nothing."""
+    """Candidates known up front (no model): tried in one round (`in_round`, the first unless
+    said otherwise); rejections teach nothing."""
 
-    def __init__(self, candidates: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, candidates: Sequence[tuple[str, str]], in_round: int = 1) -> None:
         self.candidates = list(candidates)
+        self.in_round = in_round
 
     def propose(self, round_no: int) -> list[Proposal]:
-        if round_no > 1:
+        if round_no != self.in_round:
             return []
         return [Proposal(origin, _const(text), uses_model=False) for origin, text in self.candidates]
 
