@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.actions.pin import COMMENT
+from server.actions.reach import COMMENT as REACH_COMMENT
 from server.actions.testgen import (
     REDUNDANT,
     GeneratedTest,
@@ -307,11 +308,16 @@ def test_truncate_words_short_again():
     )
     assert prompt.count('assert truncate_words("a b", 5) == "a b"') == 1
     assert prompt.endswith("def test_truncate_words_when_not_len_text_split_le_limit():\n")
-    assert [t.name for t in result.passing] == [
+    assert [t.name for t in result.passing][:2] == [
         "test_truncate_words_short",
         "test_truncate_words_when_not_len_text_split_le_limit",
     ]
     assert result.quality is not None and result.quality.branch_ratio == 1.0
+    # A mutant both tests miss is caught by varying their inputs, named after what it checks.
+    assert [t.name for t in result.passing if t.name in result.reached] == [
+        t.name for t in result.passing[2:]
+    ]
+    assert all(not t.name.rsplit("_", 1)[-1].isdigit() for t in result.passing)
 
 
 def test_a_test_aimed_at_a_raise_with_inputs_that_miss_it_gets_inputs_that_reach_it(textkit: Path) -> None:
@@ -527,3 +533,57 @@ def test_a_repair_of_data_passed_where_a_function_is_called_says_which_argument_
     failed.message = "E   assert 3 == 1"
     user, _ = repair_prompt(target, module, ctx, failed)
     assert "calls its argument" not in user
+
+
+def test_cases_the_models_tests_miss_are_reached_by_varying_their_inputs(textkit: Path) -> None:
+    # iptools' `ip2hex` and `bit_size` (actions-24, actions-23): the model tested good addresses
+    # and integers only, in every round, so the `return None` and the type check stayed untested.
+    path = textkit / "textkit" / "hexes.py"
+    text = (
+        "def to_hex(addr: str, upper: bool = False) -> str | None:\n"
+        '    """The four numbers of a dotted address as 8 hex digits."""\n'
+        "    if not isinstance(addr, str):\n"
+        '        raise TypeError("an address is a string")\n'
+        '    parts = addr.split(".")\n'
+        "    if len(parts) != 4:\n"
+        "        return None\n"
+        '    digits = "".join(f"{int(p):02x}" for p in parts)\n'
+        "    if upper:\n"
+        "        return digits.upper()\n"
+        "    return digits\n"
+    )
+    path.write_text(text)
+
+    def script(prompt: str) -> str:
+        if "They miss these cases" in prompt:
+            return 'to_hex_local():\n    assert to_hex("127.0.0.1") == "7f000001"\n```'
+        return 'to_hex_ten():\n    assert to_hex("10.0.0.1") == "0a000001"\n```'
+
+    result = generate_tests(
+        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
+    )
+    assert result.quality is not None and result.quality.branch_ratio == 1.0, result.quality.uncovered
+    reached = [t for t in result.passing if t.name in result.reached]
+    sources = "\n".join(t.source for t in reached)
+    assert "is None" in sources and "pytest.raises(TypeError)" in sources and "upper=True" in sources, sources
+    assert all(REACH_COMMENT in t.source for t in reached)
+    assert "test(s) of cases no test reached" in result.summary()
+    compile(new_tests_edit(result, None).text, "generated", "exec")
+
+
+def test_mutants_the_models_tests_miss_are_caught_by_varying_their_inputs(textkit: Path) -> None:
+    # `twice(0) == 0` also holds for `n // 2`, `n * 3` and `n * 1`: neighbouring inputs tell them apart.
+    path = textkit / "textkit" / "twice.py"
+    text = 'def twice(n: int) -> int:\n    """n twice over."""\n    return n * 2\n'
+    path.write_text(text)
+
+    def script(prompt: str) -> str:
+        return "twice_zero():\n    assert twice(0) == 0\n```"
+
+    result = generate_tests(
+        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
+    )
+    assert result.quality is not None
+    assert result.quality.mutants_total == 4 and result.quality.kill_ratio == 1.0, result.quality.survivors
+    reached = [t for t in result.passing if t.name in result.reached]
+    assert reached and all(REACH_COMMENT in t.source for t in reached)

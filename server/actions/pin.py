@@ -53,7 +53,10 @@ ISLICE = "itertools.islice("
 _ITEMS_OF = "_infiller_items"
 # Defined inside the variant's body so that it needs nothing imported.
 _ITEMS_HELPER = f"""def {_ITEMS_OF}(value):
-    if iter(value) is not value:
+    try:
+        if iter(value) is not value:
+            return repr(value)
+    except TypeError:  # not iterable: its repr, as for any other value
         return repr(value)
     items = []
     for item in value:

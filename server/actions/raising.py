@@ -15,11 +15,10 @@ from __future__ import annotations
 import ast
 
 from server.actions.pin import lone_test_function, raises_block
+from server.actions.reach import literal_node, replacements
 
 # Variants of one test tried in one sandbox run: each literal argument changed alone first.
 MAX_VARIANTS = 24
-# Replacements for a string argument: empty, blank, and not what the function expects.
-STRING_VALUES = ("", " ", "x", "not valid")
 
 
 def _raised_call(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Call | None:
@@ -45,28 +44,6 @@ def _raised_call(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Call | None:
     return inside.value
 
 
-def _int_of(node: ast.expr) -> int | None:
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _int_of(node.operand)
-        return -inner if inner is not None else None
-    return None
-
-
-def _replacements(args: list[ast.expr], at: int) -> list[int | str]:
-    """Values to try for argument `at` (not its own), nearest the usual error cases first."""
-    node = args[at]
-    value = _int_of(node)
-    if value is not None:
-        others = [v for i, a in enumerate(args) if i != at and (v := _int_of(a)) is not None]
-        values: list[int | str] = [0, 1, -1, *others, value + 1, value - 1, 2 * value, -value]
-        return [v for v in dict.fromkeys(values) if v != value]
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [v for v in STRING_VALUES if v != node.value]
-    return []
-
-
 def raising_variants(source: str, function: str) -> list[str]:
     """`source` (one test function) with the literal arguments of its `pytest.raises` block's call
     to `function` varied, one argument at a time; [] when the test has no such block."""
@@ -77,8 +54,8 @@ def raising_variants(source: str, function: str) -> list[str]:
     out: list[str] = []
     original = list(call.args)
     for at in range(len(original)):
-        for value in _replacements(original, at):
-            call.args = [*original[:at], ast.Constant(value), *original[at + 1 :]]
+        for value in replacements(original, at, other_types=False):
+            call.args = [*original[:at], literal_node(value), *original[at + 1 :]]
             out.append(ast.unparse(fn) + "\n")
     return out[:MAX_VARIANTS]
 

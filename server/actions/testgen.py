@@ -37,8 +37,25 @@ from server.actions.examples import docstring_test
 from server.actions.fix import candidate_timeout
 from server.actions.naming import case_name, descriptive_names
 from server.actions.pin import COMMENT, DID_NOT_RAISE, observed, observing_variant, pinned, raised_to_value
-from server.actions.quality import Quality, called_parameter, measure, parameter_names, useful_tests
+from server.actions.quality import (
+    Quality,
+    branches_of,
+    called_parameter,
+    measure,
+    parameter_names,
+    useful_tests,
+)
 from server.actions.raising import raising_variants
+from server.actions.reach import (
+    MAX_SURVIVOR_RUNS,
+    choose,
+    gaps_left,
+    outcome,
+    probe_calls,
+    probe_test,
+    test_of_probe,
+    units_of,
+)
 from server.actions.sandbox import RunResult, Sandbox
 from server.actions.verify import undefined_names
 from server.model.chat import (
@@ -165,6 +182,8 @@ class GenerateTestsResult:
     dropped: list[tuple[str, str]] = field(default_factory=list)
     # Tests whose expected values were taken from the code (`server.actions.pin`).
     recorded: list[str] = field(default_factory=list)
+    # Tests of cases no other test reached, found by varying their inputs (`server.actions.reach`).
+    reached: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """`6 tests, 92% of branches, catch 9 of 10 mutants` for `f`, and what was left out."""
@@ -176,6 +195,9 @@ class GenerateTestsResult:
         recorded = sum(1 for name in self.recorded if name in kept)
         if recorded:
             text += f"; expected values of {recorded} test(s) recorded from the code"
+        reached = sum(1 for name in self.reached if name in kept)
+        if reached:
+            text += f"; {reached} test(s) of cases no test reached, with another test's inputs varied"
         if self.failing:
             text += f"; {len(self.failing)} failing test(s) kept as comments (possible bugs)"
         redundant = sum(1 for _, why in self.dropped if why == REDUNDANT)
@@ -836,6 +858,7 @@ def generate_tests(
     notes: list[str] = []
     dropped: list[tuple[str, str]] = []
     recorded: list[str] = []
+    reached: list[str] = []
     last_run_s = 0.0  # the latest test run's duration: bounds the mutant runs
     rounds = 0
     root = request.root.resolve()
@@ -943,6 +966,94 @@ def generate_tests(
                 out.append(t)
             log.info("inputs that raise found for %d test(s)", len(out))
             return out
+
+        def search_inputs(quality: Quality) -> list[GeneratedTest]:
+            """Tests of the cases no kept test reaches and of the mutants none catches, from the
+            kept tests' calls with one literal changed (`server.actions.reach`): every variant
+            runs once under coverage on the code, and once on each surviving mutant it may tell
+            apart; the few that close gaps or catch a survivor are kept with what the code
+            returns (or the builtin exception it raises) there, only if the suite still passes."""
+            if target.kind != "function":
+                return []
+            branches = branches_of(request.text, target.start_line + 1, target.end_line)
+            done: set[tuple[int, int]] = set().union(*quality.arcs.values())
+            gaps = gaps_left(branches, done)
+            calls = probe_calls([t.source for t in passing], target.name, target.source)
+            if not calls or not (gaps or quality.survivors):
+                return []
+            cancel.check()
+            progress(f"trying {len(calls)} varied input(s) for what no test reaches or catches", 93)
+            probes = {f"test_infiller_probe_{i}": call for i, call in enumerate(calls)}
+            variants = [
+                GeneratedTest(name, variant)
+                for name, call in probes.items()
+                if (variant := observing_variant(probe_test(name, call))) is not None
+            ]
+
+            def run_probes(module_text: str, with_coverage: bool) -> dict[str, str]:
+                """The probes' failure messages (each ends by reporting what its call did)."""
+                files = {buffer_rel: module_text, rel_test: Suite(header).render(variants)}
+                t0 = time.perf_counter()
+                seen = sandbox.run_pytest(
+                    files, [rel_test], python_path=[import_from], test_timeout_s=GENERATED_TEST_TIMEOUT_S,
+                    coverage=[buffer_rel] if with_coverage else [],
+                )  # fmt: skip
+                timings["sandbox_s"] += time.perf_counter() - t0
+                if with_coverage:
+                    arcs.update(seen.test_arcs)
+                return {v.name: outcome_of(v, seen)[1] for v in variants}
+
+            arcs: dict[str, set[tuple[int, int]]] = {}
+            on_code = run_probes(request.text, True)
+            found = {
+                name: GeneratedTest(name, source)
+                for name, message in on_code.items()
+                if (source := test_of_probe(name, probes[name], message)) is not None
+            }
+            reached = {n: units_of(arcs.get(n, set()), branches) for n in found}
+            chosen = choose(reached, gaps)
+            run_lines = {a for a, _ in done} | {b for _, b in done}
+            run_lines |= {line for n in found for pair in arcs.get(n, set()) for line in pair}
+            survivors = [m for m in quality.survivors if m.line in run_lines][:MAX_SURVIVOR_RUNS]
+            if survivors:
+                # A mutant that loops forever must not hold the search: bound it by the code's run.
+                sandbox.timeout_s = candidate_timeout(last_run_s, sandbox.timeout_s)
+            for mutant in survivors:
+                cancel.check()
+                on_mutant = run_probes(mutant.text, False)
+                telling = [n for n in found if outcome(on_mutant[n]) != outcome(on_code[n])]
+                # A value reads better than an exception (`ratio(6, 1) == 6.0`, not `ratio(None, 0)`
+                # raising TypeError where the mutant raises ZeroDivisionError).
+                telling.sort(key=lambda n: str(outcome(on_code[n])).startswith("raised"))
+                if telling and not set(telling) & set(chosen):
+                    chosen.append(telling[0])
+            if not chosen:
+                log.info("no varied input of %d reaches a gap or catches a survivor", len(calls))
+                return []
+            taken = {t.name for t in (*passing, *failing)}
+            tests = []
+            # Numbered, so that they are named after the case they check, as the model's are.
+            numbers = (k for k in range(1, 10_000) if f"test_{target.name}_{k}" not in taken)
+            for name in chosen:
+                new_name = f"test_{target.name}_{next(numbers)}"
+                tests.append(GeneratedTest(new_name, _rename(found[name].source, name, new_name)))
+            trial_header = [
+                *dict.fromkeys(i for t in tests for i in _missing_module_imports(header, t.source)),
+                *header,
+            ]
+            t0 = time.perf_counter()
+            check = run(Suite(trial_header, passing + tests))
+            timings["sandbox_s"] += time.perf_counter() - t0
+            if check.collection_error or not all(outcome_of(t, check)[0] for t in passing):
+                return []
+            kept = [t for t in tests if outcome_of(t, check)[0]]
+            if kept:
+                header[:] = trial_header
+            log.info(
+                "varied inputs: %d of %d probe(s) usable, %d survivor(s) tried, %d test(s) kept",
+                len(found), len(calls), len(survivors), len(kept),
+            )  # fmt: skip
+            return kept
 
         def quality_now() -> Quality:
             # Mutants of loop bounds can loop forever: bound each run by the suite's own time.
@@ -1105,6 +1216,13 @@ def generate_tests(
                 header = trial_header
                 passing.extend(fresh)
                 quality = quality_now()
+            if quality.uncovered or quality.survivors:
+                # What the model's rounds left: inputs it did not think of, often a neighbour of one it did.
+                found = search_inputs(quality)
+                if found:
+                    passing.extend(found)
+                    reached.extend(t.name for t in found)
+                    quality = quality_now()
             params = {
                 t.name: parameters_given(t.source, target.import_name, signature) if signature else set()
                 for t in passing
@@ -1120,12 +1238,14 @@ def generate_tests(
             for t in passing:
                 if t.name in names:
                     t.source, t.name = _rename(t.source, t.name, names[t.name]), names[t.name]
+            recorded[:] = [names.get(n, n) for n in recorded]
+            reached[:] = [names.get(n, n) for n in reached]
         failing = _possible_bugs(target, request.text, failing, dropped, rel_test, test_path, request.root)
     timings["total_s"] = time.perf_counter() - started
     progress("done", 100)
     return GenerateTestsResult(
         target, module, test_path, header, passing, failing, rounds, timings, notes, quality, dropped,
-        recorded,
+        recorded, reached,
     )  # fmt: skip
 
 

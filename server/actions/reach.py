@@ -1,0 +1,326 @@
+"""Inputs that reach what no test reaches: the kept tests' calls of the function with one literal
+argument changed, run under coverage, and the variants that take a branch (or run a line) no
+kept test takes, kept as tests of what the code returns or raises there.
+
+After the model's coverage rounds, the gaps left are mostly inputs it did not think of rather
+than behaviour it could not express: the empty string that takes `if not text: return None`
+(iptools' `ip2hex`, `subnet2block`), the input that is not a number (`hex2ip`'s `except
+ValueError`), the flag left at its default (`strict=True`). A search over neighbouring literals
+(0, 1, -1, one more, one less, empty, blank, not valid, the other truth value, the other type)
+finds many of them in one sandbox run: every variant runs under coverage, each records what its
+call returns (`server.actions.pin`), and a few are chosen greedily by the gaps they close. This
+is search-based test generation at its smallest (Pynguin's and EvoSuite's regression
+assertions): the values are the code's, and the test says so in a comment, so that a reader
+takes them as a record, not as a specification.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+import textwrap
+from collections.abc import Iterator
+
+from server.actions.pin import lone_test_function, observed, pinned
+from server.actions.quality import Branches
+
+# Variants run in the one search run: each is a one-line test, so the run stays within seconds.
+MAX_PROBES = 60
+# Variants of one call at most, so that one test with many arguments does not take the run.
+MAX_PER_CALL = 18
+# Tests a search adds at most for gaps: each must close a gap the others leave.
+MAX_REACHING = 4
+# Surviving mutants the probes are run against (one sandbox run each), on lines that run.
+MAX_SURVIVOR_RUNS = 3
+# Replacements for a string argument: empty, blank, one character, and not what the function
+# expects (the usual error inputs).
+STRING_VALUES = ("", " ", "x", "not valid")
+COMMENT = "# infiller: another test's inputs, varied to reach a case; values recorded from the code"
+# How pytest's short traceback ends when a call raised: `E   ValueError: message`.
+_RAISED = re.compile(r"^E\s+([A-Za-z_][\w.]*)(?::|$)", re.MULTILINE)
+
+Unit = tuple[int, int] | int  # a branch arc (from, to), or a line number where the function has no branch
+
+
+def int_of(node: ast.expr) -> int | None:
+    """The int a literal node writes (`3`, `-3`), else None."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = int_of(node.operand)
+        return -inner if inner is not None else None
+    return None
+
+
+def _same_kind(value: object, others: list[object]) -> list[object]:
+    """Values of the kind of `value` nearest the usual boundary and error cases, first."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        ints = [o for o in others if type(o) is int]
+        return [0, 1, -1, *ints, value + 1, value - 1, 2 * value, -value]
+    if isinstance(value, float):
+        return [0.0, -value, value / 2, value * 2, 1.0]
+    if isinstance(value, str):
+        return [*STRING_VALUES, value.upper(), value.lower(), value * 2, value[:1], value[1:]]
+    if isinstance(value, bytes):
+        return [b"", b"x", value * 2, value[:1]]
+    if isinstance(value, list | tuple):
+        kind = type(value)
+        return [kind(), kind(value[:1]), kind(reversed(value)), kind([*value, *value[:1]])]
+    if isinstance(value, dict):
+        return [{}]
+    return []
+
+
+def replacements(args: list[ast.expr], at: int, *, other_types: bool = True) -> list[object]:
+    """Values to try for argument `at` instead of its own: its kind's boundary values first,
+    then (with `other_types`) None and a value of another type, which reach type checks."""
+    try:
+        value = ast.literal_eval(args[at])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return []
+    others: list[object] = []
+    for i, a in enumerate(args):
+        if i != at and (number := int_of(a)) is not None:
+            others.append(number)
+    values = _same_kind(value, others)
+    if other_types:
+        values += [None] if value is not None else [0, "", "x"]
+        values += ["x"] if isinstance(value, int | float) and not isinstance(value, bool) else []
+        values += [0] if isinstance(value, str) else []
+    out: list[object] = []
+    for v in values:
+        if (type(v), v) != (type(value), value) and not any(type(v) is type(o) and v == o for o in out):
+            out.append(v)
+    return out
+
+
+def _bound(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
+    """Names the test assigns once, at its top level, to a literal (`text = "a-b"`)."""
+    stores: dict[str, int] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            stores[node.id] = stores.get(node.id, 0) + 1
+    bound: dict[str, ast.expr] = {}
+    for stmt in fn.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            name = stmt.targets[0].id
+            if stores[name] == 1 and _literal(stmt.value):
+                bound[name] = stmt.value
+    return bound
+
+
+def _literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def literal_node(value: object) -> ast.expr:
+    """A literal's syntax tree (repr reads back for every kind `replacements` gives)."""
+    return ast.parse(repr(value), mode="eval").body
+
+
+class _Inline(ast.NodeTransformer):
+    def __init__(self, bound: dict[str, ast.expr]) -> None:
+        self.bound = bound
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        return self.bound.get(node.id, node)
+
+
+def literal_calls(source: str, function: str) -> list[ast.Call]:
+    """The test's calls of `function` whose arguments are all literals, once the names it binds
+    to literals are read as their values: such a call runs alone, outside the test."""
+    fn = lone_test_function(source)
+    if fn is None:
+        return []
+    bound = _bound(fn)
+    out: list[ast.Call] = []
+    for node in ast.walk(fn):
+        if not isinstance(node, ast.Call) or ast.unparse(node.func).rsplit(".", 1)[-1] != function:
+            continue
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            continue
+        call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
+        if all(_literal(a) for a in call.args) and all(_literal(k.value) for k in call.keywords):
+            out.append(call)
+    return out
+
+
+def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
+    """The parameters of `function` (defined in `target_source`) with a literal default, as
+    keyword arguments a variant can pass: a flag left at its default is a branch no test takes."""
+    try:
+        tree = ast.parse(textwrap.dedent(target_source))
+    except SyntaxError:
+        return {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+            a = node.args
+            positional = [*a.posonlyargs, *a.args]
+            named = positional[len(a.posonlyargs) :]
+            pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
+            pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
+            return {p.arg: d for p, d in pairs if (p in named or p in a.kwonlyargs) and _literal(d)}
+    return {}
+
+
+def call_variants(call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str]:
+    """`call` with one argument changed at a time, as source: each literal argument given, then
+    each literal default the call leaves out, passed by keyword."""
+    args, keywords = list(call.args), list(call.keywords)
+    values = [*args, *(k.value for k in keywords)]
+    for at in range(len(values)):
+        for value in replacements(values, at):
+            changed = ast.Call(call.func, list(args), [ast.keyword(k.arg, k.value) for k in keywords])
+            if at < len(args):
+                changed.args[at] = literal_node(value)
+            else:
+                changed.keywords[at - len(args)].value = literal_node(value)
+            yield ast.unparse(changed)
+    given = {k.arg for k in keywords}
+    for name, default in defaults.items():
+        if name in given:
+            continue
+        for value in replacements([default], 0, other_types=False):
+            yield ast.unparse(ast.Call(call.func, args, [*keywords, ast.keyword(name, literal_node(value))]))
+
+
+def probe_calls(tests: list[str], function: str, target_source: str) -> list[str]:
+    """Distinct varied calls of `function` from the tests' literal calls, at most MAX_PROBES,
+    taken in turn from each call so that every test's inputs are varied."""
+    defaults = literal_defaults(target_source, function)
+    seen: set[str] = set()
+    originals: list[ast.Call] = []
+    for source in tests:
+        for call in literal_calls(source, function):
+            text = ast.unparse(call)
+            if text not in seen:
+                seen.add(text)
+                originals.append(call)
+    queues = [
+        [v for v in dict.fromkeys(call_variants(call, defaults)) if v not in seen][:MAX_PER_CALL]
+        for call in originals
+    ]
+    out: list[str] = []
+    while any(queues) and len(out) < MAX_PROBES:
+        for queue in queues:
+            while queue and len(out) < MAX_PROBES:
+                text = queue.pop(0)
+                if text not in seen:
+                    seen.add(text)
+                    out.append(text)
+                    break
+    return out
+
+
+def outcome(message: str) -> str | None:
+    """What a probe's run says its call did (the values it returned, or the builtin exception it
+    raised), comparable between runs; None when it cannot be told (it failed otherwise)."""
+    values = observed(message)
+    if values is not None:
+        return f"returned {values!r}"
+    exception = raised(message)
+    return f"raised {exception}" if exception is not None else None
+
+
+def test_of_probe(name: str, call: str, message: str) -> str | None:
+    """The test a probe becomes, from its run's failure `message`: the values its call returned
+    recorded as the expectation, or its builtin exception under `pytest.raises`."""
+    values = observed(message)
+    if values is not None:
+        source = pinned(probe_test(name, call), values)
+        if source is None and values == ["[]"]:
+            source = probe_test(name, call)  # it returned [], as the placeholder said
+        return value_test(source) if source is not None else None
+    exception = raised(message)
+    return raises_test(name, call, exception) if exception is not None else None
+
+
+def probe_test(name: str, call: str) -> str:
+    """A test of one call whose expectation the observing variant replaces (`pin`): a list, so
+    that an iterator is read as its items."""
+    return f"def {name}():\n    assert {call} == []\n"
+
+
+def raised(message: str) -> str | None:
+    """The builtin exception a failed run of a probe ended with, as a test can name it without
+    an import (None for another exception: its home would have to be imported)."""
+    found = _RAISED.findall(message)
+    if not found:
+        return None
+    name = found[-1]
+    if name == "AssertionError" or not isinstance(getattr(builtins, name, None), type):
+        return None
+    return name if issubclass(getattr(builtins, name), Exception) else None
+
+
+def raises_test(name: str, call: str, exception: str) -> str:
+    return f"def {name}():\n    {COMMENT}\n    with pytest.raises({exception}):\n        {call}\n"
+
+
+def value_test(pinned_source: str) -> str:
+    """A pinned probe with the search's comment in place of pin's, and `== None` said as `is None`."""
+    lines = [ln for ln in pinned_source.splitlines() if not ln.strip().startswith("# infiller:")]
+    body = [re.sub(r"^(\s*assert .*) == None$", r"\1 is None", ln) for ln in lines[1:]]
+    return "\n".join([lines[0], f"    {COMMENT}", *body]) + "\n"
+
+
+def units_of(arcs: set[tuple[int, int]], branches: Branches) -> set[Unit]:
+    """What `arcs` cover: the function's branch arcs, or the lines they run where it has none."""
+    out: set[Unit] = set()
+    if branches.arcs:
+        out.update(arcs & branches.arcs)
+    else:
+        out.update(a for a, _ in arcs)
+        out.update(b for _, b in arcs)
+    return out
+
+
+def gaps_left(branches: Branches, done: set[tuple[int, int]]) -> set[Unit]:
+    """The function's branch arcs (or lines) that `done`, the suite's arcs, leaves out."""
+    every: set[Unit] = set(branches.arcs)
+    if not branches.arcs:  # the `def` line runs at import: never a case to reach
+        every.update(branches.statements - {min(branches.statements, default=0)})
+    return every - units_of(done, branches)
+
+
+def choose(reached: dict[str, set[Unit]], gaps: set[Unit], limit: int = MAX_REACHING) -> list[str]:
+    """Greedily, the probes that close the most gaps not yet closed (ties: the earlier probe)."""
+    left = set(gaps)
+    out: list[str] = []
+    while left and len(out) < limit:
+        best = max(reached, key=lambda k: len(reached[k] & left), default=None)
+        if best is None or not reached[best] & left:
+            break
+        out.append(best)
+        left -= reached[best]
+    return out
+
+
+__all__ = [
+    "COMMENT",
+    "MAX_REACHING",
+    "MAX_SURVIVOR_RUNS",
+    "call_variants",
+    "choose",
+    "gaps_left",
+    "int_of",
+    "literal_calls",
+    "literal_defaults",
+    "literal_node",
+    "outcome",
+    "probe_calls",
+    "probe_test",
+    "raised",
+    "raises_test",
+    "replacements",
+    "test_of_probe",
+    "units_of",
+    "value_test",
+]

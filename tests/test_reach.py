@@ -1,0 +1,52 @@
+"""Varied inputs for cases no test reaches (server/actions/reach.py), without a sandbox."""
+
+from __future__ import annotations
+
+import ast
+
+from server.actions.reach import choose, literal_calls, probe_calls, raised, replacements
+
+
+def _args(*texts: str) -> list[ast.expr]:
+    return [ast.parse(t, mode="eval").body for t in texts]
+
+
+def test_replacements_try_the_boundaries_of_the_arguments_kind_first_then_other_kinds() -> None:
+    assert replacements(_args("5", "2"), 0) == [0, 1, -1, 2, 6, 4, 10, -5, None, "x"]
+    assert replacements(_args("'ab'"), 0)[:4] == ["", " ", "x", "not valid"]
+    assert replacements(_args("True"), 0, other_types=False) == [False]
+    # A value equal to the argument is never a variant; 1 == True does not count as equal.
+    assert 1 not in replacements(_args("1"), 0) and replacements(_args("[1, 2]"), 0)[:3] == [[], [1], [2, 1]]
+
+
+def test_a_call_runs_alone_only_when_its_arguments_are_literals_or_names_bound_to_them() -> None:
+    test = (
+        "def test_x():\n"
+        "    addr = '10.0.0.1'\n"
+        "    got = ip2hex(addr)\n"
+        "    assert got == '0a000001'\n"
+        "    assert iptools.ipv4.ip2hex(make()) is None\n"
+    )
+    assert [ast.unparse(c) for c in literal_calls(test, "ip2hex")] == ["ip2hex('10.0.0.1')"]
+
+
+def test_probes_vary_each_call_in_turn_and_pass_a_literal_default_the_tests_leave_out() -> None:
+    tests = [
+        "def test_a():\n    assert f(3) == 4\n",
+        "def test_b():\n    assert f(3) == 4\n    assert f(7) == 8\n",
+    ]
+    calls = probe_calls(tests, "f", "def f(n, strict=False):\n    return n + 1\n")
+    assert calls[:2] == ["f(0)", "f(1)"]  # turns: one variant of f(3), then one of f(7), ...
+    assert "f(3, strict=True)" in calls and "f(3)" not in calls and len(calls) == len(set(calls))
+
+
+def test_the_fewest_probes_that_close_the_gaps_are_chosen() -> None:
+    reached = {"p0": {(1, 2)}, "p1": {(1, 2), (3, 4)}, "p2": {(5, 6)}, "p3": set()}
+    assert choose(reached, {(1, 2), (3, 4), (5, 6), (7, 8)}) == ["p1", "p2"]
+
+
+def test_only_a_builtin_exception_that_is_not_an_assertion_is_read_from_a_failure() -> None:
+    assert raised("    ip2hex(None)\nE   TypeError: not a string\n") == "TypeError"
+    assert raised("E   iptools.InvalidAddress: 10.x\n") is None  # would need an import
+    assert raised("E   AssertionError: INFILLER-OBSERVED['1']") is None
+    assert raised("E   KeyboardInterrupt") is None
