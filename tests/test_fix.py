@@ -857,7 +857,7 @@ def test_a_bug_that_breaks_the_tests_import_is_fixed_like_a_failing_test(tmp_pat
     assert best.checks == ["parses", "1/1 related tests pass"]
 
 
-def test_a_bug_two_assignments_above_the_return_is_reached_by_the_second_rounds_candidates(
+def test_a_bug_two_assignments_above_the_return_is_reached_by_candidates_along_the_value_flow(
     tmp_path: Path,
 ) -> None:
     # wcwidth's `center` (actions-23): the round's one-token candidates went to the return and

@@ -128,10 +128,11 @@ MAX_BOUNDARY_CANDIDATES = 12
 # Per suspect line, so that several lines get a try within the budget: 2 per line on lines no
 # traceback implicates found 40 of the 52 above.
 MAX_BOUNDARY_PER_LINE = 6
-# One-token candidates of round 2, after the model's round: the next ones along the returned
-# value's flow back through the assignments that feed it (wcwidth's `center`, actions-23: the
-# bug was two assignments above the return, whose 12 candidates went to the return and the line
-# before it). Late, so they cost the repairs round 1 finds nothing; MAX_CANDIDATES leaves room.
+# One-token candidates after the first re-infills: the next ones along the returned value's
+# flow back through the assignments that feed it (wcwidth's `center`, actions-23: the bug was
+# two assignments above the return, whose 12 candidates went to the return and the line before
+# it). After the model's first answers, so they cost the repairs those find nothing;
+# MAX_CANDIDATES leaves room.
 MAX_DEEPER_CANDIDATES = 12
 # Failure output shown to the model.
 MAX_FEEDBACK_CHARS = 1_200
@@ -1337,7 +1338,7 @@ def _plan(
     order = suspects(lines, block, evidence) if block is not None else []
     fim_order = value_suspects(lines, block, evidence) if block is not None else []
     none_first: list[Strategy] = []
-    later: list[Strategy] = []
+    deeper: list[tuple[str, str]] = []
     if boundary and block is not None and kind is Kind.OTHER and _tests_fail(tests, evidence):
         cands = boundary_candidates(request.text, order)
         lost: list[tuple[str, str]] = []
@@ -1350,8 +1351,8 @@ def _plan(
         cheap.append(Constant(cands))
         tried = {text for _, text in [*cands, *lost]}
         flow = list(dict.fromkeys([*value_flow(lines, block), *order]))
-        deeper = boundary_candidates(request.text, flow, limit=MAX_CANDIDATES)
-        later.append(Constant([c for c in deeper if c[1] not in tried][:MAX_DEEPER_CANDIDATES], in_round=2))
+        along_flow = boundary_candidates(request.text, flow, limit=MAX_CANDIDATES)
+        deeper = [c for c in along_flow if c[1] not in tried][:MAX_DEEPER_CANDIDATES]
     fims: list[Strategy] = []
     if fim_template is not None:
         if none_first and block is not None:
@@ -1396,12 +1397,18 @@ def _plan(
     rewrite = Rewrite(request, lines, block, span, failures, generate)
     rewrite_first = bool(evidence.exception) and evidence.exception not in BOUNDARY_EXCEPTIONS
 
+    # The deeper one-token candidates follow the first re-infills (a wrong value: round 1's
+    # time budget is often spent by the rewrite of a long function), or open round 2 where the
+    # rewrite comes first (a lost expression, an exception no one token explains).
+    model_first = rewrite_first or bool(none_first)
+    further = Constant(deeper, in_round=1 if not model_first else 2)
+
     def plan(round_no: int) -> list[Strategy]:
         if round_no > 1:
-            return [*later, rewrite, *fims]
+            return [further, rewrite, *fims]
         # A lost expression is rarely restored by re-infilling other lines; the rewrite, which
         # sees the whole function, goes first after the return's own re-infills.
-        model: list[Strategy] = [rewrite, *fims] if rewrite_first or none_first else [*fims, rewrite]
+        model: list[Strategy] = [rewrite, *fims] if model_first else [*fims, further, rewrite]
         return [*none_first, *cheap, *model]
 
     return plan

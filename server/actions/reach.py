@@ -33,9 +33,10 @@ MAX_PER_CALL = 18
 MAX_REACHING = 4
 # Surviving mutants the probes are run against (one sandbox run each), on lines that run.
 MAX_SURVIVOR_RUNS = 3
-# Replacements for a string argument: empty, blank, one character, and not what the function
-# expects (the usual error inputs).
-STRING_VALUES = ("", " ", "x", "not valid")
+# Replacements for a string argument: empty, blank, one character, not what the function
+# expects (the usual error inputs), then not ASCII and not printable (wcwidth's `ljust` measures
+# such text another way: `if text.isascii() and text.isprintable()`).
+STRING_VALUES = ("", " ", "x", "not valid", "é", "\t")
 COMMENT = "# infiller: another test's inputs, varied to reach a case; values recorded from the code"
 # How pytest's short traceback ends when a call raised: `E   ValueError: message`.
 _RAISED = re.compile(r"^E\s+([A-Za-z_][\w.]*)(?::|$)", re.MULTILINE)
