@@ -92,7 +92,8 @@ class _Check:
         return bool(self.sequence) and self.side.lineno == self.side.end_lineno
 
 
-def _literal(node: ast.expr) -> bool:
+def is_literal(node: ast.expr) -> bool:
+    """Whether `node` is a literal `ast.literal_eval` reads (numbers, strings, containers of them)."""
     try:
         ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -167,7 +168,7 @@ def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast
         target = stmt.targets[0]
         if not isinstance(target, ast.Name):
             continue
-        if stores[target.id] == loads.get(target.id) == 1 and _literal(stmt.value):
+        if stores[target.id] == loads.get(target.id) == 1 and is_literal(stmt.value):
             bound[target.id] = stmt.value
     return bound
 
@@ -182,7 +183,7 @@ def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.exp
         return None
 
     def expectation(side: ast.expr) -> ast.expr | None:
-        if _literal(side):
+        if is_literal(side):
             return side
         return bound.get(side.id) if isinstance(side, ast.Name) else None
 
@@ -417,6 +418,7 @@ def pinned(source: str, values: list[str]) -> str | None:
 __all__ = [
     "COMMENT",
     "MARKER",
+    "is_literal",
     "lone_test_function",
     "observed",
     "observing_variant",

@@ -22,7 +22,7 @@ import re
 import textwrap
 from collections.abc import Iterator
 
-from server.actions.pin import lone_test_function, observed, pinned
+from server.actions.pin import is_literal, lone_test_function, observed, pinned
 from server.actions.quality import Branches
 
 # Variants run in the one search run: each is a one-line test, so the run stays within seconds.
@@ -108,17 +108,9 @@ def _bound(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
     for stmt in fn.body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             name = stmt.targets[0].id
-            if stores[name] == 1 and _literal(stmt.value):
+            if stores[name] == 1 and is_literal(stmt.value):
                 bound[name] = stmt.value
     return bound
-
-
-def _literal(node: ast.expr) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
 
 
 def literal_node(value: object) -> ast.expr:
@@ -148,7 +140,7 @@ def literal_calls(source: str, function: str) -> list[ast.Call]:
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             continue
         call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
-        if all(_literal(a) for a in call.args) and all(_literal(k.value) for k in call.keywords):
+        if all(is_literal(a) for a in call.args) and all(is_literal(k.value) for k in call.keywords):
             out.append(call)
     return out
 
@@ -167,7 +159,7 @@ def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
             named = positional[len(a.posonlyargs) :]
             pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
             pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
-            return {p.arg: d for p, d in pairs if (p in named or p in a.kwonlyargs) and _literal(d)}
+            return {p.arg: d for p, d in pairs if (p in named or p in a.kwonlyargs) and is_literal(d)}
     return {}
 
 
