@@ -587,3 +587,26 @@ def test_mutants_the_models_tests_miss_are_caught_by_varying_their_inputs(textki
     assert result.quality.mutants_total == 4 and result.quality.kill_ratio == 1.0, result.quality.survivors
     reached = [t for t in result.passing if t.name in result.reached]
     assert reached and all(REACH_COMMENT in t.source for t in reached)
+
+
+def test_with_no_test_passing_the_calls_of_the_models_mistaken_tests_still_make_tests(textkit: Path) -> None:
+    # jsonpickle's `is_dictionary_subclass` (actions-25): every test the model wrote expected the
+    # wrong truth value in a shape that cannot be recorded, so no test was delivered.
+    path = textkit / "textkit" / "kinds.py"
+    text = (
+        "def is_dict_subclass(obj) -> bool:\n"
+        '    """Whether the class of `obj` is a strict subclass of dict."""\n'
+        "    return isinstance(obj, dict) and type(obj) is not dict\n"
+    )
+    path.write_text(text)
+
+    def script(prompt: str) -> str:
+        return "is_dict_subclass_plain():\n    assert is_dict_subclass({}) is True\n```"
+
+    result = generate_tests(
+        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
+    )
+    assert result.failing == []  # the model's test: its mistake, not a possible bug
+    sources = "\n".join(t.source for t in result.passing)
+    assert "is_dict_subclass({}) == False" in sources and REACH_COMMENT in sources, sources
+    assert result.quality is not None and result.quality.kill_ratio == 1.0

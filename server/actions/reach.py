@@ -184,9 +184,12 @@ def call_variants(call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str
             yield ast.unparse(ast.Call(call.func, args, [*keywords, ast.keyword(name, literal_node(value))]))
 
 
-def probe_calls(tests: list[str], function: str, target_source: str) -> list[str]:
+def probe_calls(
+    tests: list[str], function: str, target_source: str, *, with_originals: bool = False
+) -> list[str]:
     """Distinct varied calls of `function` from the tests' literal calls, at most MAX_PROBES,
-    taken in turn from each call so that every test's inputs are varied."""
+    taken in turn from each call so that every test's inputs are varied; `with_originals`: the
+    calls as written first (the tests they come from are not kept)."""
     defaults = literal_defaults(target_source, function)
     seen: set[str] = set()
     originals: list[ast.Call] = []
@@ -200,7 +203,7 @@ def probe_calls(tests: list[str], function: str, target_source: str) -> list[str
         [v for v in dict.fromkeys(call_variants(call, defaults)) if v not in seen][:MAX_PER_CALL]
         for call in originals
     ]
-    out: list[str] = []
+    out: list[str] = [ast.unparse(call) for call in originals][:MAX_PROBES] if with_originals else []
     while any(queues) and len(out) < MAX_PROBES:
         for queue in queues:
             while queue and len(out) < MAX_PROBES:

@@ -20,7 +20,7 @@ import re
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -967,19 +967,25 @@ def generate_tests(
             log.info("inputs that raise found for %d test(s)", len(out))
             return out
 
-        def search_inputs(quality: Quality) -> list[GeneratedTest]:
+        def search_inputs(
+            quality: Quality | None, mistaken: Sequence[GeneratedTest] = ()
+        ) -> list[GeneratedTest]:
             """Tests of the cases no kept test reaches and of the mutants none catches, from the
             kept tests' calls with one literal changed (`server.actions.reach`): every variant
             runs once under coverage on the code, and once on each surviving mutant it may tell
             apart; the few that close gaps or catch a survivor are kept with what the code
-            returns (or the builtin exception it raises) there, only if the suite still passes."""
+            returns (or the builtin exception it raises) there, only if the suite still passes.
+            With no test kept (`quality` None), the calls of the `mistaken` tests, as written and
+            varied, are the inputs, and every branch is a gap."""
             if target.kind != "function":
                 return []
             branches = branches_of(request.text, target.start_line + 1, target.end_line)
-            done: set[tuple[int, int]] = set().union(*quality.arcs.values())
+            done: set[tuple[int, int]] = set().union(*quality.arcs.values()) if quality else set()
             gaps = gaps_left(branches, done)
-            calls = probe_calls([t.source for t in passing], target.name, target.source)
-            if not calls or not (gaps or quality.survivors):
+            sources = [t.source for t in (passing if quality else mistaken)]
+            calls = probe_calls(sources, target.name, target.source, with_originals=quality is None)
+            survivors_left = quality.survivors if quality else []
+            if not calls or not (gaps or survivors_left):
                 return []
             cancel.check()
             progress(f"trying {len(calls)} varied input(s) for what no test reaches or catches", 93)
@@ -1014,7 +1020,7 @@ def generate_tests(
             chosen = choose(reached, gaps)
             run_lines = {a for a, _ in done} | {b for _, b in done}
             run_lines |= {line for n in found for pair in arcs.get(n, set()) for line in pair}
-            survivors = [m for m in quality.survivors if m.line in run_lines][:MAX_SURVIVOR_RUNS]
+            survivors = [m for m in survivors_left if m.line in run_lines][:MAX_SURVIVOR_RUNS]
             if survivors:
                 # A mutant that loops forever must not hold the search: bound it by the code's run.
                 sandbox.timeout_s = candidate_timeout(last_run_s, sandbox.timeout_s)
@@ -1165,6 +1171,18 @@ def generate_tests(
                     test.message = message
                     passing.remove(test)
                     failing.append(test)
+        if not passing and failing:
+            # No test of the model's passed, but a test that is its mistake (a wrong expected
+            # value, an assert that cannot be recorded) still calls the function with inputs worth
+            # testing: those calls, and their neighbours, as tests of the code's values.
+            mistaken = [
+                t
+                for t in failing
+                if not_a_bug(t.source, t.message, target.import_name, signature, facts, docstring)
+            ]
+            found = search_inputs(None, mistaken)
+            passing.extend(found)
+            reached.extend(t.name for t in found)
         quality: Quality | None = None
         if passing:
             quality = quality_now()
