@@ -69,9 +69,12 @@ def test_every_single_line_mutant_has_its_inverse_among_the_repairs() -> None:
         "def f(form, a, b):\n    x = form[0] + a * b\n    return x // 2 if a < 3 else x / 2 % 7\n\n\n"
         "def g(xs, strict):\n    return not any(map(strict, xs))  # sorted\n\n\n"
         # A comprehension's filter (pydash's is_monotone lost its `not`, bench actions-14).
-        "def h(xs, op):\n    return next((False for x, y in zip(xs, xs[1:]) if not op(x, y)), True)\n"
+        "def h(xs, op):\n    return next((False for x, y in zip(xs, xs[1:]) if not op(x, y)), True)\n\n\n"
+        # An operand of `and` over several lines (jsonpickle's is_sequence_subclass, actions-27).
+        "def k(obj, kinds, plain):\n    return (\n        isinstance(obj, kinds)\n"
+        "        and not plain(obj)\n    )\n"
     )
-    for m in mutants(source, 1, 11):
+    for m in mutants(source, 1, 19):
         if m.kind == "return":
             continue
         repairs = {r.text for r in mutants(m.text, m.line, m.line, repair=True)}

@@ -193,6 +193,9 @@ def mutants(
     conditions = {id(n.test) for n in ast.walk(tree) if isinstance(n, ast.If | ast.While | ast.IfExp)}
     # A comprehension's filter too: the mutator removes its `not` as it does an `if`'s.
     conditions |= {id(c) for n in ast.walk(tree) if isinstance(n, ast.comprehension) for c in n.ifs}
+    # And each operand of `and`/`or`, wherever the test is (jsonpickle's `is_sequence_subclass`,
+    # actions-27: `return (... and not is_sequence(obj))` lost its `not` over several lines).
+    conditions |= {id(v) for n in ast.walk(tree) if isinstance(n, ast.BoolOp) for v in n.values}
     bare_returns = _bare_returns(tree) if repair else {}
     # Repairs change `-1` as a whole; its `1` alone would give `-0` and `-2` again.
     negated = {
