@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from server.actions.reach import choose, literal_calls, probe_calls, raised, replacements
+from server.actions.reach import choose, probe_calls, raised, replacements, standalone_calls
 
 
 def _args(*texts: str) -> list[ast.expr]:
@@ -19,15 +19,19 @@ def test_replacements_try_the_boundaries_of_the_arguments_kind_first_then_other_
     assert 1 not in replacements(_args("1"), 0) and replacements(_args("[1, 2]"), 0)[:3] == [[], [1], [2, 1]]
 
 
-def test_a_call_runs_alone_only_when_its_arguments_are_literals_or_names_bound_to_them() -> None:
+def test_a_call_runs_alone_only_when_its_arguments_name_nothing_the_test_assigns() -> None:
     test = (
-        "def test_x():\n"
+        "def test_x(tmp_path):\n"
         "    addr = '10.0.0.1'\n"
         "    got = ip2hex(addr)\n"
         "    assert got == '0a000001'\n"
-        "    assert iptools.ipv4.ip2hex(make()) is None\n"
+        "    assert iptools.ipv4.ip2hex(make(), int, dict()) is None\n"
+        "    obj = make()\n"
+        "    assert ip2hex(obj) is None and ip2hex(str(tmp_path)) is None\n"
     )
-    assert [ast.unparse(c) for c in literal_calls(test, "ip2hex")] == ["ip2hex('10.0.0.1')"]
+    calls = [ast.unparse(c) for c in standalone_calls(test, "ip2hex")]
+    # `addr` is bound to a literal, read as its value; `obj` and the fixture stay in the test.
+    assert calls == ["ip2hex('10.0.0.1')", "iptools.ipv4.ip2hex(make(), int, dict())"]
 
 
 def test_probes_vary_each_call_in_turn_and_pass_a_literal_default_the_tests_leave_out() -> None:
@@ -50,3 +54,4 @@ def test_only_a_builtin_exception_that_is_not_an_assertion_is_read_from_a_failur
     assert raised("E   iptools.InvalidAddress: 10.x\n") is None  # would need an import
     assert raised("E   AssertionError: INFILLER-OBSERVED['1']") is None
     assert raised("E   KeyboardInterrupt") is None
+    assert raised("E   NameError: name 'make' is not defined") is None  # the probe's own fault

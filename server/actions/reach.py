@@ -38,6 +38,11 @@ MAX_SURVIVOR_RUNS = 3
 # such text another way: `if text.isascii() and text.isprintable()`).
 STRING_VALUES = ("", " ", "x", "not valid", "é", "\t")
 COMMENT = "# infiller: another test's inputs, varied to reach a case; values recorded from the code"
+# Exceptions a probe raises by its own making (an assert, a name or import the test file lacks),
+# never a test of what the code does.
+NOT_THE_CODES = frozenset(
+    {"AssertionError", "NameError", "UnboundLocalError", "ImportError", "ModuleNotFoundError"}
+)
 # How pytest's short traceback ends when a call raised: `E   ValueError: message`.
 _RAISED = re.compile(r"^E\s+([A-Za-z_][\w.]*)(?::|$)", re.MULTILINE)
 
@@ -126,13 +131,16 @@ class _Inline(ast.NodeTransformer):
         return self.bound.get(node.id, node)
 
 
-def literal_calls(source: str, function: str) -> list[ast.Call]:
-    """The test's calls of `function` whose arguments are all literals, once the names it binds
-    to literals are read as their values: such a call runs alone, outside the test."""
+def standalone_calls(source: str, function: str) -> list[ast.Call]:
+    """The test's calls of `function` that run alone, outside the test: their arguments name
+    nothing the test itself assigns, once the names it binds to literals are read as their values
+    (literals, builtins, the file's imports: `f("a", 2)`, `f(dict())`, `f(int)`)."""
     fn = lone_test_function(source)
     if fn is None:
         return []
     bound = _bound(fn)
+    local = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local |= {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}  # fixtures
     out: list[ast.Call] = []
     for node in ast.walk(fn):
         if not isinstance(node, ast.Call) or ast.unparse(node.func).rsplit(".", 1)[-1] != function:
@@ -140,7 +148,8 @@ def literal_calls(source: str, function: str) -> list[ast.Call]:
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             continue
         call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
-        if all(is_literal(a) for a in call.args) and all(is_literal(k.value) for k in call.keywords):
+        given = [*call.args, *(k.value for k in call.keywords)]
+        if not any(isinstance(n, ast.Name) and n.id in local for a in given for n in ast.walk(a)):
             out.append(call)
     return out
 
@@ -194,7 +203,7 @@ def probe_calls(
     seen: set[str] = set()
     originals: list[ast.Call] = []
     for source in tests:
-        for call in literal_calls(source, function):
+        for call in standalone_calls(source, function):
             text = ast.unparse(call)
             if text not in seen:
                 seen.add(text)
@@ -251,7 +260,7 @@ def raised(message: str) -> str | None:
     if not found:
         return None
     name = found[-1]
-    if name == "AssertionError" or not isinstance(getattr(builtins, name, None), type):
+    if name in NOT_THE_CODES or not isinstance(getattr(builtins, name, None), type):
         return None
     return name if issubclass(getattr(builtins, name), Exception) else None
 
@@ -307,7 +316,6 @@ __all__ = [
     "choose",
     "gaps_left",
     "int_of",
-    "literal_calls",
     "literal_defaults",
     "literal_node",
     "outcome",
@@ -316,6 +324,7 @@ __all__ = [
     "raised",
     "raises_test",
     "replacements",
+    "standalone_calls",
     "test_of_probe",
     "units_of",
     "value_test",
