@@ -4,6 +4,7 @@ model and real pytest runs in the sandbox."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from server.actions.testgen import (
     REDUNDANT,
     GeneratedTest,
     GenerateTestsRequest,
+    GenerateTestsResult,
     ModuleLocation,
     PromptContext,
     Target,
@@ -78,6 +80,16 @@ def textkit(tmp_path: Path) -> Path:
     root = tmp_path / "textkit"
     shutil.copytree(DATA / "textkit", root)
     return root
+
+
+def _tests_of(path: Path, text: str, script: Callable[[str], str]) -> GenerateTestsResult:
+    """Generate tests for the first function of `text`, written to `path` in the textkit
+    workspace, with a fake model answering by `script`."""
+    path.write_text(text)
+    root = path.parent.parent
+    return generate_tests(
+        GenerateTestsRequest(root, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
+    )
 
 
 def _request(root: Path, name: str = "slugify") -> GenerateTestsRequest:
@@ -331,7 +343,6 @@ def test_a_test_aimed_at_a_raise_with_inputs_that_miss_it_gets_inputs_that_reach
         '        raise ZeroDivisionError("b is 0")\n'
         "    return a / b\n"
     )
-    path.write_text(text)
 
     def script(prompt: str) -> str:
         if "They miss these cases" in prompt:
@@ -340,9 +351,7 @@ def test_a_test_aimed_at_a_raise_with_inputs_that_miss_it_gets_inputs_that_reach
             return raises + '    assert str(info.value) == "6 by 3"\n```'
         return "ratio_halves():\n    assert ratio(6, 3) == 2.0\n```"
 
-    result = generate_tests(
-        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
-    )
+    result = _tests_of(path, text, script)
     reached = [t for t in result.passing if "pytest.raises(ZeroDivisionError)" in t.source]
     assert len(reached) == 1 and "ratio(6, 0)" in reached[0].source, [t.source for t in result.passing]
     assert "info" not in reached[0].source
@@ -552,17 +561,15 @@ def test_cases_the_models_tests_miss_are_reached_by_varying_their_inputs(textkit
         "        return digits.upper()\n"
         "    return digits\n"
     )
-    path.write_text(text)
 
     def script(prompt: str) -> str:
         if "They miss these cases" in prompt:
             return 'to_hex_local():\n    assert to_hex("127.0.0.1") == "7f000001"\n```'
         return 'to_hex_ten():\n    assert to_hex("10.0.0.1") == "0a000001"\n```'
 
-    result = generate_tests(
-        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
-    )
-    assert result.quality is not None and result.quality.branch_ratio == 1.0, result.quality.uncovered
+    result = _tests_of(path, text, script)
+    assert result.quality is not None
+    assert result.quality.branch_ratio == 1.0, result.quality.uncovered
     reached = [t for t in result.passing if t.name in result.reached]
     sources = "\n".join(t.source for t in reached)
     assert "is None" in sources and "pytest.raises(TypeError)" in sources and "upper=True" in sources, sources
@@ -575,14 +582,11 @@ def test_mutants_the_models_tests_miss_are_caught_by_varying_their_inputs(textki
     # `twice(0) == 0` also holds for `n // 2`, `n * 3` and `n * 1`: neighbouring inputs tell them apart.
     path = textkit / "textkit" / "twice.py"
     text = 'def twice(n: int) -> int:\n    """n twice over."""\n    return n * 2\n'
-    path.write_text(text)
 
     def script(prompt: str) -> str:
         return "twice_zero():\n    assert twice(0) == 0\n```"
 
-    result = generate_tests(
-        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
-    )
+    result = _tests_of(path, text, script)
     assert result.quality is not None
     assert result.quality.mutants_total == 4 and result.quality.kill_ratio == 1.0, result.quality.survivors
     reached = [t for t in result.passing if t.name in result.reached]
@@ -598,14 +602,11 @@ def test_with_no_test_passing_the_calls_of_the_models_mistaken_tests_still_make_
         '    """Whether the class of `obj` is a strict subclass of dict."""\n'
         "    return isinstance(obj, dict) and type(obj) is not dict\n"
     )
-    path.write_text(text)
 
     def script(prompt: str) -> str:
         return "is_dict_subclass_plain():\n    assert is_dict_subclass({}) is True\n```"
 
-    result = generate_tests(
-        GenerateTestsRequest(textkit, path, text, 1), runtime_generator(Runtime(FakeEngine(script)))
-    )
+    result = _tests_of(path, text, script)
     assert result.failing == []  # the model's test: its mistake, not a possible bug
     sources = "\n".join(t.source for t in result.passing)
     assert "is_dict_subclass({}) == False" in sources and REACH_COMMENT in sources, sources
