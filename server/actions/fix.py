@@ -535,6 +535,18 @@ def suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
     return ranked
 
 
+def _value_exits(tree: ast.Module, block: Block) -> list[ast.Return | ast.Yield | ast.YieldFrom]:
+    """The block's returns and yields that carry a value (a generator's values leave through its
+    yields as a function's through its returns)."""
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Return | ast.Yield | ast.YieldFrom)
+        and n.value is not None
+        and block.start <= n.lineno - 1 < block.end
+    ]
+
+
 def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
     """Lines to re-infill first (0-based): where the tracebacks point, as `suspects`; for a wrong
     value returned without a traceback into the function, the return (or yield) lines and then the lines
@@ -547,14 +559,7 @@ def value_suspects(lines: list[str], block: Block, evidence: Evidence) -> list[i
         tree = ast.parse("".join(lines))
     except SyntaxError:
         return ranked
-    # A generator's values leave through its yields as a function's through its returns.
-    returns = [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom))
-        and n.value is not None
-        and block.start <= n.lineno - 1 < block.end
-    ]
+    returns = _value_exits(tree, block)
     names = {x.id for r in returns for x in ast.walk(r) if isinstance(x, ast.Name)}
     mentions = {
         n.lineno - 1
@@ -575,14 +580,7 @@ def value_flow(lines: list[str], block: Block) -> list[int]:
         tree = ast.parse("".join(lines))
     except SyntaxError:
         return []
-    returns = [
-        n.lineno - 1
-        for n in ast.walk(tree)
-        if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom))
-        and n.value is not None
-        and block.start <= n.lineno - 1 < block.end
-    ]
-    flow = sorted(set(returns), reverse=True)
+    flow = sorted({r.lineno - 1 for r in _value_exits(tree, block)}, reverse=True)
     frontier = flow
     while frontier:
         frontier = [i for i in _feeders(lines, block, frontier, tree) if i not in flow]
