@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import ast
 
-from server.actions.reach import choose, probe_calls, raised, replacements, standalone_calls
+from server.actions.reach import (
+    choose,
+    probe_calls,
+    probe_test,
+    raised,
+    replacements,
+    setup_calls,
+    standalone_calls,
+)
 
 
 def _args(*texts: str) -> list[ast.expr]:
@@ -55,3 +63,37 @@ def test_only_a_builtin_exception_that_is_not_an_assertion_is_read_from_a_failur
     assert raised("E   AssertionError: INFILLER-OBSERVED['1']") is None
     assert raised("E   KeyboardInterrupt") is None
     assert raised("E   NameError: name 'make' is not defined") is None  # the probe's own fault
+
+
+def test_a_call_of_what_the_test_built_comes_with_the_statements_that_build_it() -> None:
+    test = (
+        "def test_x():\n"
+        "    class Sub(dict):\n"
+        "        pass\n"
+        "    obj = Sub(a=1)\n"
+        "    assert name_of(obj) == 'Sub'\n"
+        "    other = name_of(Sub)\n"
+        "    assert name_of(other) == 'x'\n"
+    )
+    found = [
+        ([ast.unparse(s).splitlines()[0] for s in setup], ast.unparse(call))
+        for setup, call in setup_calls(test, "name_of")
+    ]
+    # Asserts and statements that call the function are never setup, so `other`, which only a
+    # call of the function builds, leaves its call out.
+    built = ["class Sub(dict):", "obj = Sub(a=1)"]
+    assert found == [(built, "name_of(obj)"), (built, "name_of(Sub)")]
+    # A class the test defines is the test's: a call of it does not run alone.
+    assert standalone_calls(test, "name_of") == []
+    # A fixture cannot follow a call out of its test.
+    assert setup_calls("def test_y(tmp_path):\n    p = tmp_path\n    assert f(p)\n", "f") == []
+
+
+def test_probes_of_a_built_input_vary_the_object_by_kind_and_the_values_it_is_built_from() -> None:
+    test = "def test_x():\n    obj = Box('ab', 2)\n    assert size(obj) == 2\n"
+    probes = probe_calls([test], "size", "def size(box):\n    return box.n\n")
+    assert "obj = Box('ab', 2)\nsize(None)" in probes and "obj = Box('ab', 2)\nsize({})" in probes
+    assert "obj = Box('', 2)\nsize(obj)" in probes and "obj = Box('ab', 0)\nsize(obj)" in probes
+    source = probe_test("test_p", "obj = Box('', 2)\nsize(obj)")
+    assert source == "def test_p():\n    obj = Box('', 2)\n    assert size(obj) == []\n"
+    compile(source, "probe", "exec")

@@ -593,6 +593,42 @@ def test_mutants_the_models_tests_miss_are_caught_by_varying_their_inputs(textki
     assert reached and all(REACH_COMMENT in t.source for t in reached)
 
 
+def test_cases_reached_only_through_what_the_test_builds_are_reached_by_varying_it(textkit: Path) -> None:
+    # jsonpickle's `importable_name` and paste's `parse_dict_querystring` (actions-25, -22): the
+    # model's tests build their input in the test (a class, an environ dict), so no call of the
+    # function ran alone and nothing was varied; the type check and the empty query stayed untested.
+    path = textkit / "textkit" / "query.py"
+    text = (
+        "def query_keys(environ) -> list[str]:\n"
+        '    """The keys of the query string in a WSGI environ, in order."""\n'
+        "    if not isinstance(environ, dict):\n"
+        '        raise TypeError("an environ is a dict")\n'
+        '    query = environ.get("QUERY_STRING", "")\n'
+        "    if not query:\n"
+        "        return []\n"
+        '    return [pair.split("=")[0] for pair in query.split("&")]\n'
+    )
+
+    def script(prompt: str) -> str:
+        return (
+            "query_keys_two():\n"
+            "    class Environ(dict):\n"
+            "        pass\n"
+            '    environ = Environ(QUERY_STRING="a=1&b=2")\n'
+            '    assert query_keys(environ) == ["a", "b"]\n```'
+        )
+
+    result = _tests_of(path, text, script)
+    assert result.quality is not None
+    assert result.quality.branch_ratio == 1.0, result.quality.uncovered
+    reached = [t for t in result.passing if t.name in result.reached]
+    sources = "\n".join(t.source for t in reached)
+    # The class the test defines comes along; a value it was built from, or the object, is varied.
+    assert "class Environ(dict)" in sources and "pytest.raises(TypeError)" in sources, sources
+    assert "== []" in sources and all(REACH_COMMENT in t.source for t in reached), sources
+    compile(new_tests_edit(result, None).text, "generated", "exec")
+
+
 def test_with_no_test_passing_the_calls_of_the_models_mistaken_tests_still_make_tests(textkit: Path) -> None:
     # jsonpickle's `is_dictionary_subclass` (actions-25): every test the model wrote expected the
     # wrong truth value in a shape that cannot be recorded, so no test was delivered.

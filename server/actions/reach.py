@@ -37,6 +37,9 @@ MAX_SURVIVOR_RUNS = 3
 # expects (the usual error inputs), then not ASCII and not printable (wcwidth's `ljust` measures
 # such text another way: `if text.isascii() and text.isprintable()`).
 STRING_VALUES = ("", " ", "x", "not valid", "é", "\t")
+# Replacements for an argument that is not a literal (an object the test built, a class): one
+# value of each common kind, which is how `isinstance` checks and duck typing get their other case.
+OTHER_KINDS: tuple[object, ...] = (None, 0, "", [], {})
 COMMENT = "# infiller: another test's inputs, varied to reach a case; values recorded from the code"
 # Exceptions a probe raises by its own making (an assert, a name or import the test file lacks),
 # never a test of what the code does.
@@ -131,6 +134,35 @@ class _Inline(ast.NodeTransformer):
         return self.bound.get(node.id, node)
 
 
+def _stored(nodes: list[ast.stmt] | ast.AST) -> set[str]:
+    """The names `nodes` bind: assignments, loop and `with` targets, classes, functions, imports."""
+    out: set[str] = set()
+    for root in nodes if isinstance(nodes, list) else [nodes]:
+        for n in ast.walk(root):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                out.add(n.id)
+            elif isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                out.add(n.name)
+            elif isinstance(n, ast.Import | ast.ImportFrom):
+                out.update((a.asname or a.name).split(".")[0] for a in n.names)
+    return out
+
+
+def _calls_of(root: ast.AST, function: str) -> Iterator[ast.Call]:
+    """The calls of `function` under `root` that name their arguments (no `*args`, `**kwargs`)."""
+    for node in ast.walk(root):
+        if not isinstance(node, ast.Call) or ast.unparse(node.func).rsplit(".", 1)[-1] != function:
+            continue
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            continue
+        yield node
+
+
+def _names_read(call: ast.Call) -> set[str]:
+    given = [*call.args, *(k.value for k in call.keywords)]
+    return {n.id for a in given for n in ast.walk(a) if isinstance(n, ast.Name)}
+
+
 def standalone_calls(source: str, function: str) -> list[ast.Call]:
     """The test's calls of `function` that run alone, outside the test: their arguments name
     nothing the test itself assigns, once the names it binds to literals are read as their values
@@ -139,18 +171,46 @@ def standalone_calls(source: str, function: str) -> list[ast.Call]:
     if fn is None:
         return []
     bound = _bound(fn)
-    local = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    local |= {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}  # fixtures
+    local = _stored(fn.body) | {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}  # fixtures
     out: list[ast.Call] = []
-    for node in ast.walk(fn):
-        if not isinstance(node, ast.Call) or ast.unparse(node.func).rsplit(".", 1)[-1] != function:
-            continue
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            continue
+    for node in _calls_of(fn, function):
         call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
-        given = [*call.args, *(k.value for k in call.keywords)]
-        if not any(isinstance(n, ast.Name) and n.id in local for a in given for n in ast.walk(a)):
+        if not _names_read(call) & local:
             out.append(call)
+    return out
+
+
+def _is_setup(stmt: ast.stmt, function: str) -> bool:
+    """A statement a varied call can keep in front of it: it builds something (an assignment, a
+    class, an import), checks nothing, and calls no `function` (a varied input there would raise
+    before the call the probe is about)."""
+    if not isinstance(
+        stmt,
+        ast.Assign | ast.AnnAssign | ast.AugAssign | ast.Expr | ast.ClassDef | ast.FunctionDef
+        | ast.Import | ast.ImportFrom,
+    ):  # fmt: skip
+        return False
+    return not any(isinstance(n, ast.Assert) for n in ast.walk(stmt)) and not any(_calls_of(stmt, function))
+
+
+def setup_calls(source: str, function: str) -> list[tuple[list[ast.stmt], ast.Call]]:
+    """The test's calls of `function` that need what the test builds first (`obj = Thing(3)`,
+    `class Sub(dict): ...`), each with the statements before it that build it: the calls
+    `standalone_calls` cannot take out of the test. Tests with fixtures are left out (a probe
+    has none)."""
+    fn = lone_test_function(source)
+    if fn is None or [a for a in ast.walk(fn.args) if isinstance(a, ast.arg)]:
+        return []
+    bound = _bound(fn)
+    out: list[tuple[list[ast.stmt], ast.Call]] = []
+    for k, stmt in enumerate(fn.body):
+        setup = [s for s in fn.body[:k] if _is_setup(s, function)]
+        built = _stored(setup)
+        for node in _calls_of(stmt, function):
+            call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
+            needs = _names_read(call) & _stored(fn.body)
+            if needs and needs <= built:
+                out.append((setup, call))
     return out
 
 
@@ -173,12 +233,15 @@ def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
 
 
 def call_variants(call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str]:
-    """`call` with one argument changed at a time, as source: each literal argument given, then
-    each literal default the call leaves out, passed by keyword."""
+    """`call` with one argument changed at a time, as source: each literal argument given (an
+    argument that is not a literal, such as an object the test built, by a value of each common
+    kind: what a type check turns away), then each literal default the call leaves out, passed
+    by keyword."""
     args, keywords = list(call.args), list(call.keywords)
     values = [*args, *(k.value for k in keywords)]
     for at in range(len(values)):
-        for value in replacements(values, at):
+        kinds = OTHER_KINDS if not is_literal(values[at]) else replacements(values, at)
+        for value in kinds:
             changed = ast.Call(call.func, list(args), [ast.keyword(k.arg, k.value) for k in keywords])
             if at < len(args):
                 changed.args[at] = literal_node(value)
@@ -193,26 +256,70 @@ def call_variants(call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str
             yield ast.unparse(ast.Call(call.func, args, [*keywords, ast.keyword(name, literal_node(value))]))
 
 
+def setup_variants(setup: list[ast.stmt]) -> Iterator[list[ast.stmt]]:
+    """`setup` with one of its literal values changed at a time (the text an object is built
+    from: `Request({"QUERY_STRING": "a=1"})` also with `""`, `"x"`, ...), types kept."""
+    text = "\n".join(ast.unparse(s) for s in setup)
+
+    def constants(tree: ast.Module) -> list[ast.Constant]:
+        return [
+            n for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, int | float | str | bytes)
+        ]  # fmt: skip
+
+    for at, node in enumerate(constants(ast.parse(text))):
+        for value in replacements([node], 0, other_types=False):
+            if isinstance(value, int | float | str | bytes):  # its kind, as `other_types` keeps it
+                tree = ast.parse(text)
+                constants(tree)[at].value = value
+                yield tree.body
+
+
+def probe_text(setup: list[ast.stmt], call: str) -> str:
+    """A probe as one string: the statements that build its inputs, one per line, then the call."""
+    return "\n".join([*(ast.unparse(s) for s in setup), call])
+
+
+def _split(probe: str) -> tuple[str, str]:
+    """A probe's setup (lines, possibly empty) and its call (the last line)."""
+    setup, _, call = probe.rpartition("\n")
+    return setup, call
+
+
+def _variants(setup: list[ast.stmt], call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str]:
+    """A call's variants as probes: its arguments changed, then what its setup builds from."""
+    for variant in call_variants(call, defaults):
+        yield probe_text(setup, variant)
+    for changed in setup_variants(setup):
+        yield probe_text(changed, ast.unparse(call))
+
+
 def probe_calls(
     tests: list[str], function: str, target_source: str, *, with_originals: bool = False
 ) -> list[str]:
-    """Distinct varied calls of `function` from the tests' literal calls, at most MAX_PROBES,
-    taken in turn from each call so that every test's inputs are varied; `with_originals`: the
-    calls as written first (the tests they come from are not kept)."""
+    """Distinct varied calls of `function` from the tests' calls (each a probe: `probe_text`),
+    at most MAX_PROBES, taken in turn from each call so that every test's inputs are varied;
+    `with_originals`: the calls as written first (the tests they come from are not kept)."""
     defaults = literal_defaults(target_source, function)
     seen: set[str] = set()
-    originals: list[ast.Call] = []
+    originals: list[tuple[list[ast.stmt], ast.Call]] = []
     for source in tests:
-        for call in standalone_calls(source, function):
-            text = ast.unparse(call)
+        found: list[tuple[list[ast.stmt], ast.Call]] = [([], c) for c in standalone_calls(source, function)]
+        found += setup_calls(source, function)
+        for setup, call in found:
+            text = probe_text(setup, ast.unparse(call))
             if text not in seen:
                 seen.add(text)
-                originals.append(call)
+                originals.append((setup, call))
     queues = [
-        [v for v in dict.fromkeys(call_variants(call, defaults)) if v not in seen][:MAX_PER_CALL]
-        for call in originals
+        [v for v in dict.fromkeys(_variants(setup, call, defaults)) if v not in seen][:MAX_PER_CALL]
+        for setup, call in originals
     ]
-    out: list[str] = [ast.unparse(call) for call in originals][:MAX_PROBES] if with_originals else []
+    out: list[str] = (
+        [probe_text(setup, ast.unparse(call)) for setup, call in originals][:MAX_PROBES]
+        if with_originals
+        else []
+    )
     while any(queues) and len(out) < MAX_PROBES:
         for queue in queues:
             while queue and len(out) < MAX_PROBES:
@@ -247,10 +354,15 @@ def test_of_probe(name: str, call: str, message: str) -> str | None:
     return raises_test(name, call, exception) if exception is not None else None
 
 
-def probe_test(name: str, call: str) -> str:
-    """A test of one call whose expectation the observing variant replaces (`pin`): a list, so
-    that an iterator is read as its items."""
-    return f"def {name}():\n    assert {call} == []\n"
+def probe_test(name: str, probe: str) -> str:
+    """A test of a probe's call whose expectation the observing variant replaces (`pin`): a
+    list, so that an iterator is read as its items."""
+    setup, call = _split(probe)
+    return f"def {name}():\n{_indented(setup)}    assert {call} == []\n"
+
+
+def _indented(setup: str, by: str = "    ") -> str:
+    return textwrap.indent(setup + "\n", by) if setup else ""
 
 
 def raised(message: str) -> str | None:
@@ -265,8 +377,12 @@ def raised(message: str) -> str | None:
     return name if issubclass(getattr(builtins, name), Exception) else None
 
 
-def raises_test(name: str, call: str, exception: str) -> str:
-    return f"def {name}():\n    {COMMENT}\n    with pytest.raises({exception}):\n        {call}\n"
+def raises_test(name: str, probe: str, exception: str) -> str:
+    setup, call = _split(probe)
+    return (
+        f"def {name}():\n    {COMMENT}\n{_indented(setup)}"
+        f"    with pytest.raises({exception}):\n        {call}\n"
+    )
 
 
 def value_test(pinned_source: str) -> str:
@@ -321,9 +437,12 @@ __all__ = [
     "outcome",
     "probe_calls",
     "probe_test",
+    "probe_text",
     "raised",
     "raises_test",
     "replacements",
+    "setup_calls",
+    "setup_variants",
     "standalone_calls",
     "test_of_probe",
     "units_of",
