@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 from server.completion import Completer, CompletionSettings
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
+from server.settings_file import FILE_NAME, context_over, describe, load_workspace_settings
 from server.stats import Stats
 from server.suggest import Suggester
 
@@ -97,7 +98,7 @@ class Session:
         )
         self._indexes: dict[Path, Index | None] = {}
         self._index_ready: dict[Path, concurrent.futures.Future[Index]] = {}
-        self._completers: dict[tuple[Path | None, int], Completer] = {}
+        self._completers: dict[tuple[Path | None, int, int | None], Completer] = {}
         self.closed = False
 
     # --- the model ---------------------------------------------------------------------------
@@ -232,10 +233,15 @@ class Session:
             if backend is None:
                 return None
             index = self._indexes.get(root.resolve()) if (root is not None and context) else None
-            key = (root, id(index) if index is not None else 0)
+            # A settings file written (or removed) since is read again: its time is in the key.
+            key = (root, id(index) if index is not None else 0, _settings_file_time(root))
             found = self._completers.get(key)
             if found is None:
-                found = Completer(backend, root=root, index=index, settings=self.completion)
+                workspace = load_workspace_settings(root)
+                settings = context_over(self.completion, workspace)
+                if workspace is not None:
+                    log.info("workspace settings in force for %s: %s", root, describe(workspace))
+                found = Completer(backend, root=root, index=index, settings=settings)
                 self._completers[key] = found
             return found
 
@@ -248,3 +254,13 @@ class Session:
         for _, index in self.ready_indexes():
             index.close()
         self.drop_model()
+
+
+def _settings_file_time(root: Path | None) -> int | None:
+    """When the root's settings file last changed (None: there is none)."""
+    if root is None:
+        return None
+    try:
+        return (root / FILE_NAME).stat().st_mtime_ns
+    except OSError:
+        return None

@@ -16,13 +16,17 @@ it with the settings in force.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.completion import CompletionSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,35 @@ def _toml_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")
+
+
+# The file's `[settings.context]` keys and the CompletionSettings fields they set.
+_CONTEXT_FIELDS = {
+    "budgetTokens": "context_tokens",
+    "prefixTokens": "prefix_tokens",
+    "suffixTokens": "suffix_tokens",
+    "importsAboveWindow": "imports_above_window",
+    "sources": "sources",
+}
+
+
+def context_over(completion: CompletionSettings, workspace: WorkspaceSettings | None) -> CompletionSettings:
+    """`completion` with the prompt budgets and sources the workspace file sets in its place.
+
+    This is how every door honours a tuned repository: the daemon and `infiller complete`
+    serve roots whose settings they were never sent; the language server has merged the whole
+    file into its settings already, and laying the same keys over them again changes nothing.
+    A bad value is the default's, as in the editor settings (the server shows the message).
+    """
+    from server.settings import read_settings
+
+    table = workspace.settings.get("context") if workspace is not None else None
+    if not isinstance(table, Mapping) or not table:
+        return completion
+    read, _ = read_settings({"context": dict(table)})
+    tuned = read.completion_settings()
+    changes = {name: getattr(tuned, name) for key, name in _CONTEXT_FIELDS.items() if key in table}
+    return dataclasses.replace(completion, **changes)
 
 
 def write_workspace_settings(root: Path, context: Mapping[str, Any], reason: str, header: str = "") -> Path:

@@ -406,6 +406,33 @@ def test_llama_vim_request_gets_the_other_files_definition(tmp_path: Path) -> No
     asyncio.run(main())
 
 
+def test_a_repositorys_tuned_settings_file_applies_to_the_daemon_too(tmp_path: Path) -> None:
+    """`infiller eval --tune` writes `.infiller.toml`; a llama.vim user gets its settings too,
+    and a change to the file applies from the next request, with no restart."""
+    repo = make_repo(tmp_path / "repo")
+    settings = repo / ".infiller.toml"
+    settings.write_text('[why]\nreason = "tuned"\n\n[settings.context]\nbudgetTokens = 0\n')
+
+    def script(prompt: str) -> str:
+        return "from_definition()" if "def scaled_perimeter" in prompt else "guess()"
+
+    async def main() -> None:
+        async with (
+            daemon(script, roots=(repo,)) as (url, _core, _m),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            request = {**LLAMA_VIM_REQUEST, "response_fields": None}
+            off = (await client.post("/infill", json=request)).json()
+            assert (off["content"], off["infiller"]["context"]) == ("guess()", [])
+            settings.write_text('[settings.context]\nsources = ["definitions"]\n')
+            # Another line below: not an answer being typed through, which would come from memory.
+            request["input_suffix"] = "\n\n"
+            on = (await client.post("/infill", json=request)).json()
+            assert on["content"] == "from_definition()" and "pkg/shapes.py" in on["infiller"]["context"]
+
+    asyncio.run(main())
+
+
 def test_a_client_typing_through_an_answer_gets_the_rest_without_the_model(tmp_path: Path) -> None:
     """llama.vim asks again after each key: typing what was suggested is answered from the cache."""
     repo = make_repo(tmp_path / "repo")
