@@ -155,6 +155,53 @@ SOURCES = {
     "webhelpers2": Source("WebHelpers2==2.1", "webhelpers2", ("webhelpers2/number.py",)),
     "pychord": Source("pychord==1.4.1", "pychord", ("pychord/utils.py", "pychord/analyzer.py")),
     "pymeeus": Source("PyMeeus==0.5.12", "pymeeus", ("pymeeus/Coordinates.py", "pymeeus/base.py")),
+    # Added after actions-28, when the fifth pool was mostly read: never drawn before.
+    # Not _gohlketransforms.py: a vendored copy of another library's module.
+    "transforms3d": Source(
+        "transforms3d==0.4.2",
+        "transforms3d",
+        tuple(f"transforms3d/{m}.py" for m in ("utils", "quaternions", "shears", "affines", "taitbryan")),
+    ),
+    # One folder of the many (each holds doctested functions), less linear_search: twelve functions.
+    "algorithms": Source(
+        "algorithms==1.0.1",
+        "algorithms",
+        tuple(
+            f"algorithms/searching/{m}.py"
+            for m in (
+                "binary_search",
+                "find_min_rotate",
+                "first_occurrence",
+                "generalized_binary_search",
+                "last_occurrence",
+                "search_insert",
+                "search_rotate",
+                "two_sum",
+            )
+        ),
+    ),
+    "uniseg": Source(
+        "uniseg==0.10.1",
+        "uniseg",
+        tuple(
+            f"uniseg/{m}.py"
+            for m in ("breaking", "graphemecluster", "linebreak", "sentencebreak", "wordbreak", "wrap")
+        ),
+        "src",
+    ),
+    # The six modules whose function passes the filter, of the 21 with a doctested function.
+    "simplestatistics": Source(
+        "simplestatistics==0.4.0",
+        "simplestatistics",
+        tuple(
+            f"simplestatistics/statistics/{m}.py"
+            for m in ("max", "mean", "min", "normal", "variance", "z_scores")
+        ),
+    ),
+    "molmass": Source("molmass==2026.1.8", "molmass", ("molmass/molmass.py",)),
+    # Only primefac.py: __init__.py and __main__.py repeat its functions.
+    "primefac": Source("primefac==2.0.12", "primefac", ("primefac/primefac.py",), "src"),
+    "langcodes": Source("langcodes==3.5.1", "langcodes", ("langcodes/__init__.py",)),
 }
 # The pool of seeds actions-1 to actions-12: changing the default would change their draws.
 DEFAULT_SOURCES = ("toolz", "more-itertools")
