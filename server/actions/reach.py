@@ -158,6 +158,16 @@ def _calls_of(root: ast.AST, function: str) -> Iterator[ast.Call]:
         yield node
 
 
+def _inlined_calls(root: ast.AST, function: str, bound: dict[str, ast.expr]) -> Iterator[ast.Call]:
+    """`_calls_of`, each a copy with the names the test binds to literals read as their values."""
+    for node in _calls_of(root, function):
+        yield _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
+
+
+def _fixtures(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    return {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}
+
+
 def _names_read(call: ast.Call) -> set[str]:
     given = [*call.args, *(k.value for k in call.keywords)]
     return {n.id for a in given for n in ast.walk(a) if isinstance(n, ast.Name)}
@@ -170,14 +180,8 @@ def standalone_calls(source: str, function: str) -> list[ast.Call]:
     fn = lone_test_function(source)
     if fn is None:
         return []
-    bound = _bound(fn)
-    local = _stored(fn.body) | {a.arg for a in ast.walk(fn.args) if isinstance(a, ast.arg)}  # fixtures
-    out: list[ast.Call] = []
-    for node in _calls_of(fn, function):
-        call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
-        if not _names_read(call) & local:
-            out.append(call)
-    return out
+    local = _stored(fn.body) | _fixtures(fn)
+    return [call for call in _inlined_calls(fn, function, _bound(fn)) if not _names_read(call) & local]
 
 
 def _is_setup(stmt: ast.stmt, function: str) -> bool:
@@ -199,16 +203,15 @@ def setup_calls(source: str, function: str) -> list[tuple[list[ast.stmt], ast.Ca
     `standalone_calls` cannot take out of the test. Tests with fixtures are left out (a probe
     has none)."""
     fn = lone_test_function(source)
-    if fn is None or [a for a in ast.walk(fn.args) if isinstance(a, ast.arg)]:
+    if fn is None or _fixtures(fn):
         return []
-    bound = _bound(fn)
+    bound, local = _bound(fn), _stored(fn.body)
     out: list[tuple[list[ast.stmt], ast.Call]] = []
     for k, stmt in enumerate(fn.body):
         setup = [s for s in fn.body[:k] if _is_setup(s, function)]
         built = _stored(setup)
-        for node in _calls_of(stmt, function):
-            call = _Inline(bound).visit(ast.parse(ast.unparse(node), mode="eval").body)
-            needs = _names_read(call) & _stored(fn.body)
+        for call in _inlined_calls(stmt, function, bound):
+            needs = _names_read(call) & local
             if needs and needs <= built:
                 out.append((setup, call))
     return out
