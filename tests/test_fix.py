@@ -23,6 +23,7 @@ from server.actions.fix import (
     enclosing_block,
     fim_candidate,
     fix,
+    loop_exits,
     meant_names,
     module_header,
     sibling_functions,
@@ -30,6 +31,7 @@ from server.actions.fix import (
     suspicious_lines,
     value_suspects,
 )
+from server.actions.sandbox import Sandbox
 from server.actions.textedit import apply_line_edit, minimal_line_edit, split_lines
 from server.model.chat import runtime_generator
 from server.model.fake import FakeEngine
@@ -542,8 +544,10 @@ def test_a_lost_expression_is_found_among_the_answers_that_start_otherwise(tmp_p
         "    array = list(array)\n"
         "    return None\n"
         "\n\n"
-        "def pull_all(array, values):\n"
-        "    return [x for x in array if x not in values]\n"
+        # Parameters named unlike the caller's names: no call of it is proposed without the model
+        # (`lost_calls`), the model's answers are what is tested here.
+        "def pull_all(items, drop):\n"
+        "    return [x for x in items if x not in drop]\n"
     )
     (tmp_path / "arrays.py").write_text(module)
     (tmp_path / "test_arrays.py").write_text(
@@ -608,8 +612,9 @@ def test_a_helper_the_model_misremembers_is_read_as_the_one_the_module_defines(t
         "    if key is None:\n"
         "        return sorted(x for s in seqs for x in s)\n"
         "    return None\n" + filler + "\n\n"
-        "def _merge_sorted_binary_key(seqs, key):\n"
-        "    return sorted((x for s in seqs for x in s), key=key)\n"
+        # Parameters named unlike merge's names, so only the model proposes the call (`lost_calls`).
+        "def _merge_sorted_binary_key(sequences, by):\n"
+        "    return sorted((x for s in sequences for x in s), key=by)\n"
     )
     test = "from merging import merge\n\n\ndef test_key():\n"
     test += "    assert merge([3, 1], [2], key=lambda x: -x) == [3, 2, 1]\n"
@@ -894,3 +899,122 @@ def test_a_bug_two_assignments_above_the_return_is_reached_by_candidates_along_t
     first_model = next(i for i, t in enumerate(result.tried) if "re-infill" in t or "rewrite" in t)
     assert sum(t.startswith("✗ line ") for t in result.tried[:first_model]) == MAX_BOUNDARY_CANDIDATES
     assert len(result.tried) <= MAX_CANDIDATES
+
+
+SEARCH = (
+    "def first_true(low, high, predicate):\n"
+    '    """The smallest x in low..high with predicate(x), or -1."""\n'
+    "    result = -1\n"
+    "    while low <= high:\n"
+    "        mid = (low + high) // 2\n"
+    "        if predicate(mid):\n"
+    "            result = mid\n"
+    "            high = mid + 1\n"
+    "        else:\n"
+    "            low = mid + 1\n"
+    "    return result\n"
+)
+
+
+def test_the_exits_of_a_loop_that_never_ends_and_what_moves_them_are_suspected_first() -> None:
+    lines = split_lines(SEARCH)
+    block = enclosing_block(lines, 0)
+    assert block is not None
+    # The while's test, then the bounds it reads (latest first), then what they are made of.
+    assert loop_exits(lines, block, [4]) == [3, 9, 7, 4]
+    guarded = split_lines(
+        "def factor(n):\n    for v in range(3, n):\n        g = step(v, n)\n"
+        "        if g == 1:\n            continue\n        if g == n:\n            break\n"
+        "        if 1 < g < n:\n            return g\n"
+    )
+    block = enclosing_block(guarded, 0)
+    assert block is not None
+    # No while test: the ifs that break or return are the exits (not the one that continues),
+    # then what they read, then the `for` that binds what that reads.
+    assert loop_exits(guarded, block, [2]) == [5, 7, 2, 1]
+
+
+def test_tests_that_hang_say_where_and_the_loop_bound_that_never_moves_is_fixed(tmp_path: Path) -> None:
+    # algorithms' binary_search_first_true (actions-29): with `high = mid + 1` the search never
+    # ends, the run was killed at its timeout with no traceback, and only the model was tried.
+    root = tmp_path / "search"
+    (root / "tests").mkdir(parents=True)
+    path = root / "search.py"
+    path.write_text(SEARCH)
+    (root / "tests" / "test_search.py").write_text(
+        "from search import first_true\n\n\n"
+        "def test_found():\n    assert first_true(0, 10, lambda x: x >= 7) == 7\n\n\n"
+        "def test_square():\n    assert first_true(0, 10, lambda x: x * x >= 25) == 5\n\n\n"
+        "def test_absent():\n    assert first_true(0, 5, lambda x: x > 10) == -1\n"
+    )
+    model_calls: list[str] = []
+
+    def never(prompt: str) -> str:
+        model_calls.append(prompt)
+        return "```"
+
+    result = fix(
+        FixRequest(path, SEARCH, "python", Problem(0, 0, 11, 0, ""), root),
+        runtime_generator(_fake(lambda p, s: never(p), never)),
+        fim_template=QWEN,
+        sandbox_factory=lambda where: Sandbox(where, timeout_s=6),
+    )
+    assert result.evidence.startswith("the tests hang; implicated line(s) "), result.evidence
+    best = result.verified[0]
+    assert best.cause_verified and best.origin == "line 8 `+` -> `-`", result.tried
+    assert best.edit.new_text == "            high = mid - 1\n"
+    assert model_calls == []  # found before any generation
+    # Candidates that still loop fail at their alarm ("tests still fail"), none is offered.
+    assert [c for c in result.verified if not c.cause_verified] == []
+
+
+def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parameters_have(
+    tmp_path: Path,
+) -> None:
+    # uniseg's line_break_units (actions-29): `return break_units(s, breakables)` lost its
+    # expression; the helper comes from another module, its parameters named as the function's.
+    root = tmp_path / "words"
+    (root / "src" / "words").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "src" / "words" / "__init__.py").write_text("")
+    (root / "src" / "words" / "breaking.py").write_text(
+        "def boundaries(breakables):\n    return [i for i, b in enumerate(breakables) if b]\n\n\n"
+        "def break_units(s, breakables, /):\n"
+        "    out, start = [], 0\n"
+        "    for i in boundaries(breakables)[1:]:\n"
+        "        out.append(s[start:i])\n"
+        "        start = i\n"
+        "    return out + [s[start:]] if s else out\n"
+    )
+    path = root / "src" / "words" / "lines.py"
+    text = (
+        "from .breaking import boundaries, break_units\n\n\n"
+        "def line_break_units(s, tailor=None):\n"
+        '    """The pieces of `s` a line may break after."""\n'
+        "    breakables = [1] + [int(s[i - 1] == ' ') for i in range(1, len(s))]\n"
+        "    if tailor is not None:\n"
+        "        breakables = tailor(s, breakables)\n"
+        "    return None\n"
+    )
+    path.write_text(text)
+    (root / "tests" / "test_lines.py").write_text(
+        "from words.lines import line_break_units\n\n\n"
+        "def test_units():\n    assert line_break_units('ab cd e') == ['ab ', 'cd ', 'e']\n\n\n"
+        "def test_empty():\n    assert line_break_units('') == []\n"
+    )
+    model_calls: list[str] = []
+
+    def never(prompt: str) -> str:
+        model_calls.append(prompt)
+        return "```"
+
+    result = fix(
+        FixRequest(path, text, "python", Problem(3, 0, 9, 0, ""), root),
+        runtime_generator(_fake(lambda p, s: never(p), never)),
+        fim_template=QWEN,
+    )
+    best = result.verified[0]
+    assert best.cause_verified and best.origin == "line 9 returns `break_units(s, breakables)`", result.tried
+    assert model_calls == []
+    # The names alone were tried first, each one test run.
+    assert result.tried[0].startswith("✗ line 9 returns `breakables`")

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server.actions.calls import lost_calls
 from server.actions.quality import Mutant, mutants
 from server.actions.rounds import Budget, Constant, Proposal, Strategy, Verdict, run_rounds
 from server.actions.sandbox import RunResult, Sandbox
@@ -222,9 +223,13 @@ class Evidence:
     # Frames ("path:line") whose line calls the function and fails after it returned: what it
     # returned is wrong, though no frame is inside it (a decorator's result called at import).
     callers: tuple[str, ...] = ()
+    # The tests ran on past their time: `lines` are where a test was when its alarm stopped it.
+    hang: bool = False
 
     def describe(self) -> str:
         parts = []
+        if self.hang:
+            parts.append("the tests hang")
         if self.exception:
             parts.append(f"{self.exception} raised")
         elif self.wrong_value:
@@ -528,10 +533,57 @@ def suspicious_lines(lines: list[str], block: Block) -> list[int]:
 def suspects(lines: list[str], block: Block, evidence: Evidence) -> list[int]:
     """Lines of the function to change first (0-based): the lines the failing tests' tracebacks
     pass through (innermost first), then the lines that assign what those lines read (latest
-    first), then the rest by suspicion (`suspicious_lines`)."""
-    ranked = list(evidence.lines)
+    first), then the rest by suspicion (`suspicious_lines`). Where the tests hang, the loops'
+    exits and what moves them come first (`loop_exits`)."""
+    ranked = loop_exits(lines, block, evidence.lines) if evidence.hang else []
+    ranked += [i for i in evidence.lines if i not in ranked]
     ranked += [i for i in _feeders(lines, block, evidence.lines) if i not in ranked]
     ranked += [i for i in suspicious_lines(lines, block) if i not in ranked]
+    return ranked
+
+
+def loop_exits(lines: list[str], block: Block, implicated: Sequence[int]) -> list[int]:
+    """For tests that never end: the conditions that end the loops around the implicated lines
+    (a `while`'s test, an `if` whose body breaks or returns), innermost loop first, then the lines
+    in those loops that assign what the conditions read, latest first (0-based). A loop that
+    never ends has an exit that never holds or a bound that never moves (algorithms'
+    `binary_search_first_true`, actions-29: `high = mid + 1`; primefac's `williams_pp1`,
+    actions-31: `if g != n: break`). Without an implicated line inside a loop, every loop of the
+    function counts."""
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
+        return []
+
+    def span(node: ast.stmt) -> range:
+        return range(node.lineno - 1, (node.end_lineno or node.lineno))
+
+    loops = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.While | ast.For | ast.AsyncFor) and block.start <= n.lineno - 1 < block.end
+    ]
+    around = [n for n in loops if any(i in span(n) for i in implicated)] or loops
+    around.sort(key=lambda n: n.lineno, reverse=True)  # of nested loops, the inner starts later
+    exits: list[int] = []
+    for loop in around:
+        if isinstance(loop, ast.While):
+            exits.append(loop.test.lineno - 1)
+        guards = (
+            n.test.lineno - 1
+            for n in ast.walk(loop)
+            if isinstance(n, ast.If) and any(isinstance(b, ast.Break | ast.Return) for b in n.body)
+        )
+        exits += sorted(guards)
+    exits = list(dict.fromkeys(exits))
+    inside = set().union(*(span(n) for n in around)) if around else set()
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.lineno - 1 in inside]
+    ranked = list(exits)
+    # What the exits read is assigned on some lines, what those read on others: two steps back.
+    for _ in range(2):
+        read = {n.id for n in names if isinstance(n.ctx, ast.Load) and n.lineno - 1 in ranked}
+        moves = {n.lineno - 1 for n in names if isinstance(n.ctx, ast.Store) and n.id in read}
+        ranked += sorted(moves - set(ranked), reverse=True)
     return ranked
 
 
@@ -1012,11 +1064,19 @@ class TestContext:
     rel_path: str
     files: list[str]
     baseline: RunResult | None
+    # The tests hang: each stops at an alarm after HANG_TEST_TIMEOUT_S, and a run stops at its
+    # first failure (a candidate that still loops costs one alarm, not one per test).
+    hang: bool = False
 
     def run(self, text: str) -> RunResult | None:
         if self.sandbox is None or not self.files:
             return None
-        return self.sandbox.run_pytest({self.rel_path: text}, self.files)
+        return self.sandbox.run_pytest(
+            {self.rel_path: text},
+            self.files,
+            extra_args=["-x"] if self.hang else [],
+            test_timeout_s=HANG_TEST_TIMEOUT_S if self.hang else 0.0,
+        )
 
 
 def _failures_text(run: RunResult | None) -> str:
@@ -1075,7 +1135,7 @@ def verify_candidate(
         if regressions:
             return Verdict(False, f"breaks {', '.join(regressions)}: {_failures_text(run)}")
         fixed = now_pass - base_pass
-        base_failed = base is not None and (bool(base.failed()) or base.collection_error)
+        base_failed = base is not None and (bool(base.failed()) or base.collection_error or base.timed_out)
         if kind is Kind.OTHER and base_failed and not fixed:
             return Verdict(False, f"tests still fail: {_failures_text(run)}")
         passed = len(now_pass)
@@ -1253,9 +1313,24 @@ def fix(
         evidence = Evidence()
         if kind is Kind.OTHER and tests.baseline is not None:
             base = tests.baseline
+            hang = base.timed_out
+            if hang:
+                # Killed as a whole, the run says nothing of where: run again to the first test
+                # an alarm stops (its traceback shows the line the loop was on), as every
+                # candidate's tests will run, so that one that still loops fails in seconds.
+                progress("the tests hang: finding where", 8)
+                tests.hang = True
+                t0 = time.perf_counter()
+                base = tests.run(request.text) or base
+                timings["verify_s"] += time.perf_counter() - t0
+                failures = _failures_text(base) or failures
             # A test module that cannot even be imported says where through its collection error.
             full = failures if base.collection_error else "\n".join(o.message for o in base.failed())
             evidence = read_evidence(full, rel_path, block, lines)
+            if hang:
+                # The stopped test's assert line is in its traceback; no value was compared.
+                stopped = "TestTimedOut" in full
+                evidence = replace(evidence, hang=True, wrong_value=evidence.wrong_value and not stopped)
         notes = list(sandbox.notes) if sandbox is not None else []
         plan = _plan(
             request, kind, name, lines, block, (first, last), evidence, tests, failures,
@@ -1344,6 +1419,7 @@ def _plan(
             # None came back: the names a bare return may have lost first (no model), then
             # the return line re-infilled (a lost expression), then the other lines.
             lost = boundary_candidates(request.text, list(evidence.none_returned))
+            lost += lost_call_candidates(request, lines, evidence.none_returned)
             none_first.append(Constant(lost))
             cands = [c for c in cands if c not in lost]
         cheap.append(Constant(cands))
@@ -1412,6 +1488,19 @@ def _plan(
     return plan
 
 
+def lost_call_candidates(
+    request: FixRequest, lines: list[str], returns: Sequence[int]
+) -> list[tuple[str, str]]:
+    """(origin, text) of each bare return given the calls of helpers its names would fill."""
+    out: list[tuple[str, str]] = []
+    for line in returns:
+        indent = lines[line][: len(lines[line]) - len(lines[line].lstrip())]
+        for call in lost_calls(request.text, line, request.root, request.path):
+            text = "".join([*lines[:line], f"{indent}return {call}\n", *lines[line + 1 :]])
+            out.append((f"line {line + 1} returns `{call}`", text))
+    return out
+
+
 def _first_round(
     holes: list[tuple[str, tuple[int, int], str | None]],
 ) -> Callable[[int], list[tuple[str, tuple[int, int], str | None]]]:
@@ -1423,6 +1512,11 @@ def _first_round(
 # would cost more than the whole search.
 CANDIDATE_TIMEOUT_FACTOR = 4
 MIN_CANDIDATE_TIMEOUT_S = 15.0
+
+
+# One test's limit where the tests hang: the alarm stops a test that loops and its traceback says
+# where; unit tests of a small function take milliseconds, so a repaired one passes well within.
+HANG_TEST_TIMEOUT_S = 2.0
 
 
 def candidate_timeout(baseline_s: float, default_s: float) -> float:
@@ -1443,6 +1537,8 @@ def _tests_fail(tests: TestContext, evidence: Evidence) -> bool:
     base = tests.baseline
     if base is None:
         return False
+    if base.timed_out:
+        return True  # a test that never ends fails
     if base.collection_error:
         return bool(evidence.lines or evidence.callers)
     return bool(base.failed())
