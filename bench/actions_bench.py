@@ -202,6 +202,45 @@ SOURCES = {
     # Only primefac.py: __init__.py and __main__.py repeat its functions.
     "primefac": Source("primefac==2.0.12", "primefac", ("primefac/primefac.py",), "src"),
     "langcodes": Source("langcodes==3.5.1", "langcodes", ("langcodes/__init__.py",)),
+    # Added after actions-31, when the sixth pool was mostly read: never drawn before.
+    # Five modules of misc/, fifteen functions: its other folders hold more, left for later pools.
+    "fonttools": Source(
+        "fonttools==4.68.0",
+        "fontTools",
+        tuple(
+            f"fontTools/misc/{m}.py"
+            for m in ("arrayTools", "bezierTools", "eexec", "fixedTools", "textTools")
+        ),
+        "Lib",
+    ),
+    # Not dict_utils.py: whether its module loads depends on what was imported before it (the
+    # draw order); nor filename_matcher.py or test_utils/: fifteen functions is enough.
+    "bx-py-utils": Source(
+        "bx_py_utils==121",
+        "bx_py_utils",
+        tuple(
+            f"bx_py_utils/{m}.py"
+            for m in (
+                "anonymize",
+                "error_handling",
+                "hash_utils",
+                "html_utils",
+                "iteration",
+                "list_utils",
+                "string_utils",
+            )
+        ),
+    ),
+    "littleutils": Source("littleutils==0.2.4", "littleutils", ("littleutils/__init__.py",)),
+    "tashaphyne": Source("Tashaphyne==0.3.4.1", "tashaphyne", ("tashaphyne/normalize.py",)),
+    # A namespace package: the workspace holds jaraco/ with this one subpackage.
+    "jaraco.structures": Source("jaraco.structures==2.2.0", "jaraco", ("jaraco/structures/binary.py",)),
+    "periodictable": Source(
+        "periodictable==1.7.1", "periodictable", ("periodictable/nsf.py", "periodictable/xsf.py")
+    ),
+    # Not fasta.py: its one doctested function records differently on each run.
+    "pyteomics": Source("pyteomics==5.0.1", "pyteomics", ("pyteomics/parser.py", "pyteomics/electrochem.py")),
+    "mathparse": Source("mathparse==0.2.9", "mathparse", ("mathparse/mathparse.py",)),
 }
 # The pool of seeds actions-1 to actions-12: changing the default would change their draws.
 DEFAULT_SOURCES = ("toolz", "more-itertools")
