@@ -33,7 +33,7 @@ from server.actions.fix import (
 )
 from server.actions.sandbox import Sandbox
 from server.actions.textedit import apply_line_edit, minimal_line_edit, split_lines
-from server.model.chat import runtime_generator
+from server.model.chat import Generate, runtime_generator
 from server.model.fake import FakeEngine
 from server.model.runtime import Runtime
 from server.model.templates import QWEN
@@ -58,6 +58,17 @@ def _fake(fim: Callable[[str, str], str], chat: Callable[[str], str]) -> Runtime
         return chat(prompt)
 
     return Runtime(FakeEngine(script))
+
+
+def _model_that_never_helps() -> tuple[Generate, list[str]]:
+    """A model whose every answer is empty, and the prompts it is given."""
+    calls: list[str] = []
+
+    def never(prompt: str) -> str:
+        calls.append(prompt)
+        return "```"
+
+    return runtime_generator(_fake(lambda prefix, suffix: never(prefix), never)), calls
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -104,16 +115,11 @@ def test_an_off_by_one_is_fixed_without_the_model_where_the_traceback_points(tmp
     path = root / "intervals.py"
     text = path.read_text()
     start = _line_of(text, "def merge(")
-    model_calls: list[str] = []
-
-    def never(prompt: str) -> str:
-        model_calls.append(prompt)
-        return "```"
-
+    never, model_calls = _model_that_never_helps()
     problem = Problem(start, 0, start + 9, 0, "")  # the user selected the function
     result = fix(
         FixRequest(path, text, "python", problem, root),
-        runtime_generator(_fake(lambda p, s: never(p), never)),
+        never,
         fim_template=QWEN,
     )
     assert result.kind is Kind.OTHER and result.evidence == "an assertion saw a wrong value"
@@ -947,15 +953,10 @@ def test_tests_that_hang_say_where_and_the_loop_bound_that_never_moves_is_fixed(
         "def test_square():\n    assert first_true(0, 10, lambda x: x * x >= 25) == 5\n\n\n"
         "def test_absent():\n    assert first_true(0, 5, lambda x: x > 10) == -1\n"
     )
-    model_calls: list[str] = []
-
-    def never(prompt: str) -> str:
-        model_calls.append(prompt)
-        return "```"
-
+    never, model_calls = _model_that_never_helps()
     result = fix(
         FixRequest(path, SEARCH, "python", Problem(0, 0, 11, 0, ""), root),
-        runtime_generator(_fake(lambda p, s: never(p), never)),
+        never,
         fim_template=QWEN,
         sandbox_factory=lambda where: Sandbox(where, timeout_s=6),
     )
@@ -1002,15 +1003,10 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
         "def test_units():\n    assert line_break_units('ab cd e') == ['ab ', 'cd ', 'e']\n\n\n"
         "def test_empty():\n    assert line_break_units('') == []\n"
     )
-    model_calls: list[str] = []
-
-    def never(prompt: str) -> str:
-        model_calls.append(prompt)
-        return "```"
-
+    never, model_calls = _model_that_never_helps()
     result = fix(
         FixRequest(path, text, "python", Problem(3, 0, 9, 0, ""), root),
-        runtime_generator(_fake(lambda p, s: never(p), never)),
+        never,
         fim_template=QWEN,
     )
     best = result.verified[0]
