@@ -941,8 +941,9 @@ def test_the_exits_of_a_loop_that_never_ends_and_what_moves_them_are_suspected_f
 
 
 def test_tests_that_hang_say_where_and_the_loop_bound_that_never_moves_is_fixed(tmp_path: Path) -> None:
-    # algorithms' binary_search_first_true (actions-29): with `high = mid + 1` the search never
-    # ends, the run was killed at its timeout with no traceback, and only the model was tried.
+    # As algorithms' binary_search_first_true (actions-29, there `high + low` in the midpoint):
+    # the search never ends, the run was killed at its timeout with no traceback, and only the
+    # model was tried.
     root = tmp_path / "search"
     (root / "tests").mkdir(parents=True)
     path = root / "search.py"
