@@ -99,3 +99,15 @@ def test_a_cancelled_action_stops_generating() -> None:
         assert len(errors) == 1
     finally:
         worker.shutdown()
+
+
+def test_an_answer_fallen_into_one_character_repeated_is_cut_short() -> None:
+    # The 1.5B's first answer for fontTools' floatToFixedToStr (bench actions-33): `def test_`
+    # then 600 tokens of `0`, 22 s of a generation no test came out of.
+    runtime = Runtime(FakeEngine(lambda prompt: "import pytest\n\n\ndef test_" + "0" * 600 + "\n"))
+    answer = runtime_generator(runtime)("write tests", max_tokens=700)
+    assert answer.startswith("import pytest\n\n\ndef test_000")
+    assert len(answer) < len("import pytest\n\n\ndef test_") + 60
+    # Rulers and long data are not loops.
+    ruler = "# " + "=" * 70 + "\nvalues = [" + ", ".join(str(i) for i in range(40)) + "]\n"
+    assert runtime_generator(Runtime(FakeEngine(lambda prompt: ruler)))("p", max_tokens=400) == ruler

@@ -647,3 +647,23 @@ def test_with_no_test_passing_the_calls_of_the_models_mistaken_tests_still_make_
     sources = "\n".join(t.source for t in result.passing)
     assert "is_dict_subclass({}) == False" in sources and REACH_COMMENT in sources, sources
     assert result.quality is not None and result.quality.kill_ratio == 1.0
+
+
+def test_a_first_answer_fallen_into_a_loop_is_asked_again_from_the_name_of_a_test(textkit: Path) -> None:
+    # fontTools' floatToFixedToStr and splitQuadratic (bench actions-32, -33): after the prefilled
+    # `def test_` the 1.5B wrote `0` until its token limit, and the action ended with no test.
+    prompts: list[str] = []
+
+    def script(prompt: str) -> str:
+        if prompt.endswith("def test_"):
+            prompts.append("def test_")
+            return "0" * 700
+        if prompt.endswith("def test_slugify_"):
+            prompts.append("def test_slugify_")
+            return FIRST_ANSWER.removeprefix("slugify_")
+        return REPAIR_ANSWER
+
+    result = generate_tests(_request(textkit), runtime_generator(Runtime(FakeEngine(script))))
+    assert prompts == ["def test_", "def test_slugify_"]
+    assert "test_slugify_basic" in [t.name for t in result.passing]
+    assert "round 1: the first answer held no usable test, asked again" in result.notes

@@ -1087,8 +1087,19 @@ def generate_tests(
             t0 = time.perf_counter()
             if round_no == 1:
                 user, prefill = first_round_prompt(target, module, ctx)
-                prompt = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)]) + prefill
-                answer = prefill + generate(prompt, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests)
+                chat = render_chat([Message("system", SYSTEM_PROMPT), Message("user", user)])
+                answer = prefill + generate(
+                    chat + prefill, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests
+                )
+                if not normalize_tests(answer, module, target, provided).tests:
+                    # A greedy answer that fell into a loop (`def test_000…`) goes the same way
+                    # again; started on the name the prompt asks for, it takes another path.
+                    prefill += f"{target.name.split('.')[-1]}_"
+                    notes.append("round 1: the first answer held no usable test, asked again")
+                    log.info("round 1: no usable test in the first answer:\n%s", answer)
+                    answer = prefill + generate(
+                        chat + prefill, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests
+                    )
             else:
                 answers = []
                 for test in failing[:MAX_REPAIRS_PER_ROUND]:

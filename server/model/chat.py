@@ -69,6 +69,19 @@ class FirstTokens(Protocol):
     def __call__(self, prompt: str, k: int) -> list[tuple[str, float]]: ...
 
 
+# A greedy small model can fall into one character repeated on one line (`def test_000…` for 600
+# tokens: fontTools' floatToFixedToStr, bench actions-33); a run this long ends the answer, as no
+# code means it. Characters rulers are drawn with do not count. Checked every few pieces.
+DEGENERATE_RUN = 40
+_DEGENERATE = re.compile(rf"([^\s#=*~-])\1{{{DEGENERATE_RUN - 1},}}")
+RUNAWAY_CHECK_PIECES = 8
+
+
+def runs_away(line: str) -> bool:
+    """Whether a line being generated has fallen into one character repeated."""
+    return _DEGENERATE.search(line) is not None
+
+
 def _generate_once(
     runtime: Backend, prompt: str, max_tokens: int, cancel: CancelToken, stop_when: StopWhen | None = None
 ) -> str:
@@ -76,7 +89,11 @@ def _generate_once(
 
     def on_text(piece: str) -> bool:
         pieces.append(piece)
-        return stop_when is None or "\n" not in piece or not stop_when("".join(pieces))
+        if "\n" not in piece:
+            if len(pieces) % RUNAWAY_CHECK_PIECES:
+                return True
+            return not runs_away("".join(pieces).rsplit("\n", 1)[-1])
+        return stop_when is None or not stop_when("".join(pieces))
 
     tokens = runtime.tokenize(prompt)
     room = runtime.n_ctx - len(tokens) - 1
