@@ -548,8 +548,8 @@ def loop_exits(lines: list[str], block: Block, implicated: Sequence[int]) -> lis
     in those loops that assign what the conditions read, latest first (0-based). A loop that
     never ends has an exit that never holds or a bound that never moves (algorithms'
     `binary_search_first_true`, actions-29: `mid = low + (high + low) // 2`, two steps back from
-    `while low <= high`; primefac's `williams_pp1`, actions-31: `if g != n: break`). Without an implicated line inside a loop, every loop of the
-    function counts."""
+    `while low <= high`; primefac's `williams_pp1`, actions-31: `if g != n: break`). Without an
+    implicated line inside a loop, every loop of the function counts."""
     try:
         tree = ast.parse("".join(lines))
     except SyntaxError:
