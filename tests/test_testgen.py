@@ -190,6 +190,21 @@ def test_names_the_tests_use_bare_come_from_the_docstring_examples_or_the_standa
         "def inc(x):\n    return x + 1",
         "iseven = lambda n: n % 2 == 0",
     ]
+    # The objects a test builds to pass in (littleutils' setattrs, actions-33: six tests lost to
+    # `SimpleNamespace` unbound).
+    answer = (
+        "def test_setattrs():\n    data = SimpleNamespace()\n"
+        "    assert setattrs(data, a=date(2020, 1, 2)).a.day == 2\n"
+    )
+    target = find_target('def setattrs(obj, **kwargs):\n    """Set."""\n    return obj\n', 0)
+    assert target is not None
+    suite = normalize_tests(answer, ModuleLocation("littleutils", Path(".")), target, {"setattrs"})
+    assert suite.header == [
+        "from datetime import date",
+        "from types import SimpleNamespace",
+        "",
+        "from littleutils import setattrs",
+    ]
 
 
 def test_pipeline_keeps_passing_tests_and_repairs_a_test_the_code_raises_on(textkit: Path) -> None:
