@@ -139,6 +139,16 @@ def test_module_location_and_conventional_test_path(textkit: Path, tmp_path: Pat
     (flat / "tool.py").write_text("def f():\n    pass\n")
     assert module_location(flat, flat / "tool.py").module == "tool"
     assert conventional_test_path(flat, flat / "tool.py") == flat / "tests" / "test_tool.py"
+    # A namespace package (no __init__.py; pyteomics, actions-32): a module importing its siblings
+    # relatively is imported by its dotted name from the root, one that does not as before.
+    spaced = tmp_path / "spaced"
+    (spaced / "src" / "chem" / "aux").mkdir(parents=True)
+    (spaced / "src" / "chem" / "aux" / "__init__.py").write_text("X = 1\n")
+    (spaced / "src" / "chem" / "parser.py").write_text("from .aux import X\n")
+    (spaced / "src" / "chem" / "alone.py").write_text("import re\n")
+    loc = module_location(spaced, spaced / "src" / "chem" / "parser.py")
+    assert loc == ModuleLocation("chem.parser", (spaced / "src").resolve())
+    assert module_location(spaced, spaced / "src" / "chem" / "alone.py").module == "alone"
 
 
 def test_normalize_fixes_what_small_models_get_wrong() -> None:

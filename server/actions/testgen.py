@@ -274,7 +274,23 @@ def module_location(root: Path, path: Path) -> ModuleLocation:
     while (folder / "__init__.py").is_file() and folder != root:
         parts.insert(0, folder.name)
         folder = folder.parent
+    if folder != root and folder.is_relative_to(root) and _imports_relatively(path):
+        # A namespace package (no __init__.py, PEP 420: pyteomics, actions-32): a module that
+        # imports its siblings relatively loads only by its dotted name from the root (or src/).
+        while folder not in (root, root / "src"):
+            parts.insert(0, folder.name)
+            folder = folder.parent
     return ModuleLocation(".".join(parts) or path.parent.name, folder)
+
+
+_RELATIVE_IMPORT = re.compile(r"^\s*from\s+\.", re.MULTILINE)
+
+
+def _imports_relatively(path: Path) -> bool:
+    try:
+        return _RELATIVE_IMPORT.search(path.read_text(encoding="utf-8", errors="replace")) is not None
+    except OSError:
+        return False
 
 
 def conventional_test_path(root: Path, path: Path) -> Path:
