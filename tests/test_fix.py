@@ -11,6 +11,7 @@ import pytest
 
 from server.actions.fix import (
     MAX_BOUNDARY_CANDIDATES,
+    MAX_BOUNDARY_PER_LINE,
     MAX_CANDIDATES,
     Evidence,
     FixRequest,
@@ -1015,3 +1016,25 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
     assert model_calls == []
     # The names alone were tried first, each one test run.
     assert result.tried[0].startswith("✗ line 9 returns `breakables`")
+
+
+def test_a_lines_candidates_past_the_first_cap_come_later(tmp_path: Path) -> None:
+    # mercantile's `ul` (actions-35): `ytile / Z2` had become `ytile * Z2` on a line of three `*`
+    # and two constants; the repair was its 9th one-token change and the cap of 6 per line
+    # never reached it, in the first pass or along the value's flow.
+    root = tmp_path / "tiles"
+    (root / "tests").mkdir(parents=True)
+    path = root / "tiles.py"
+    text = "def scale(y, z):\n    return 1 - 2 * y * z\n"
+    path.write_text(text)
+    (root / "tests" / "test_tiles.py").write_text(
+        "from tiles import scale\n\n\n"
+        "def test_half():\n    assert scale(3, 2) == -2.0\n\n\n"
+        "def test_quarter():\n    assert scale(1, 4) == 0.5\n"
+    )
+    never, _ = _model_that_never_helps()
+    result = fix(FixRequest(path, text, "python", Problem(0, 0, 2, 0, ""), root), never, fim_template=QWEN)
+    best = result.verified[0]
+    assert best.cause_verified and best.edit.new_text == "    return 1 - 2 * y / z\n", result.tried
+    first_model = next(i for i, t in enumerate(result.tried) if "re-infill" in t or "rewrite" in t)
+    assert first_model == MAX_BOUNDARY_PER_LINE  # the first pass's 6, then the model, then this

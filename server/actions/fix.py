@@ -31,7 +31,7 @@ import textwrap
 import time
 import tokenize
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -306,9 +306,13 @@ def _callers(failures: str, rel_path: str, block: Block | None) -> tuple[str, ..
 
 
 def boundary_candidates(
-    text: str, order: list[int], limit: int = MAX_BOUNDARY_CANDIDATES
+    text: str,
+    order: list[int],
+    limit: int = MAX_BOUNDARY_CANDIDATES,
+    skip: Collection[str] = (),
 ) -> list[tuple[str, str]]:
-    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order."""
+    """(origin, text) of one-operator/one-constant changes of the given lines (0-based), in order,
+    at most MAX_BOUNDARY_PER_LINE per line, not counting the texts in `skip` (tried already)."""
     out: list[tuple[str, str]] = []
     lines = text.splitlines()
     for line in order:
@@ -316,7 +320,7 @@ def boundary_candidates(
         ranked = sorted(
             mutants(text, line + 1, line + 1, repair=True), key=lambda m: not _evens_out(m, counts)
         )
-        for m in ranked[:MAX_BOUNDARY_PER_LINE]:
+        for m in [m for m in ranked if m.text not in skip][:MAX_BOUNDARY_PER_LINE]:
             out.append((f"line {m.line} {m.description}", m.text))
             if len(out) >= limit:
                 return out
@@ -1425,8 +1429,10 @@ def _plan(
         cheap.append(Constant(cands))
         tried = {text for _, text in [*cands, *lost]}
         flow = list(dict.fromkeys([*value_flow(lines, block), *order]))
-        along_flow = boundary_candidates(request.text, flow, limit=MAX_CANDIDATES)
-        deeper = [c for c in along_flow if c[1] not in tried][:MAX_DEEPER_CANDIDATES]
+        # A line's candidates past the first pass's cap come too (mercantile's `ul`, actions-35:
+        # the repair was the 9th change of a line with three `*`; geometer's `posify_index`,
+        # actions-36: `or` -> `and` the 7th of its line).
+        deeper = boundary_candidates(request.text, flow, limit=MAX_DEEPER_CANDIDATES, skip=tried)
     fims: list[Strategy] = []
     if fim_template is not None:
         if none_first and block is not None:
