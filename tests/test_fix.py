@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,20 @@ def _model_that_never_helps() -> tuple[Generate, list[str]]:
         return "```"
 
     return runtime_generator(_fake(lambda prefix, suffix: never(prefix), never)), calls
+
+
+def _fix_without_model(
+    root: Path, files: dict[str, str], module: str, problem: Problem, **options: Any
+) -> tuple[FixResult, list[str]]:
+    """Fix this on `module` of a workspace at `root` holding `files`, with a model that never
+    helps: the result, and the prompts the model was given."""
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    never, calls = _model_that_never_helps()
+    path = root / module
+    request = FixRequest(path, path.read_text(), "python", problem, root)
+    return fix(request, never, fim_template=QWEN, **options), calls
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -945,21 +960,17 @@ def test_tests_that_hang_say_where_and_the_loop_bound_that_never_moves_is_fixed(
     # As algorithms' binary_search_first_true (actions-29, there `high + low` in the midpoint):
     # the search never ends, the run was killed at its timeout with no traceback, and only the
     # model was tried.
-    root = tmp_path / "search"
-    (root / "tests").mkdir(parents=True)
-    path = root / "search.py"
-    path.write_text(SEARCH)
-    (root / "tests" / "test_search.py").write_text(
+    tests = (
         "from search import first_true\n\n\n"
         "def test_found():\n    assert first_true(0, 10, lambda x: x >= 7) == 7\n\n\n"
         "def test_square():\n    assert first_true(0, 10, lambda x: x * x >= 25) == 5\n\n\n"
         "def test_absent():\n    assert first_true(0, 5, lambda x: x > 10) == -1\n"
     )
-    never, model_calls = _model_that_never_helps()
-    result = fix(
-        FixRequest(path, SEARCH, "python", Problem(0, 0, 11, 0, ""), root),
-        never,
-        fim_template=QWEN,
+    result, model_calls = _fix_without_model(
+        tmp_path,
+        {"search.py": SEARCH, "tests/test_search.py": tests},
+        "search.py",
+        Problem(0, 0, 11, 0, ""),
         sandbox_factory=lambda where: Sandbox(where, timeout_s=6),
     )
     assert result.evidence.startswith("the tests hang; implicated line(s) "), result.evidence
@@ -976,11 +987,7 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
 ) -> None:
     # uniseg's line_break_units (actions-29): `return break_units(s, breakables)` lost its
     # expression; the helper comes from another module, its parameters named as the function's.
-    root = tmp_path / "words"
-    (root / "src" / "words").mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / "src" / "words" / "__init__.py").write_text("")
-    (root / "src" / "words" / "breaking.py").write_text(
+    breaking = (
         "def boundaries(breakables):\n    return [i for i, b in enumerate(breakables) if b]\n\n\n"
         "def break_units(s, breakables, /):\n"
         "    out, start = [], 0\n"
@@ -989,8 +996,7 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
         "        start = i\n"
         "    return out + [s[start:]] if s else out\n"
     )
-    path = root / "src" / "words" / "lines.py"
-    text = (
+    lines = (
         "from .breaking import boundaries, break_units\n\n\n"
         "def line_break_units(s, tailor=None):\n"
         '    """The pieces of `s` a line may break after."""\n'
@@ -999,18 +1005,18 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
         "        breakables = tailor(s, breakables)\n"
         "    return None\n"
     )
-    path.write_text(text)
-    (root / "tests" / "test_lines.py").write_text(
+    tests = (
         "from words.lines import line_break_units\n\n\n"
         "def test_units():\n    assert line_break_units('ab cd e') == ['ab ', 'cd ', 'e']\n\n\n"
         "def test_empty():\n    assert line_break_units('') == []\n"
     )
-    never, model_calls = _model_that_never_helps()
-    result = fix(
-        FixRequest(path, text, "python", Problem(3, 0, 9, 0, ""), root),
-        never,
-        fim_template=QWEN,
-    )
+    files = {
+        "src/words/__init__.py": "",
+        "src/words/breaking.py": breaking,
+        "src/words/lines.py": lines,
+        "tests/test_lines.py": tests,
+    }
+    result, model_calls = _fix_without_model(tmp_path, files, "src/words/lines.py", Problem(3, 0, 9, 0, ""))
     best = result.verified[0]
     assert best.cause_verified and best.origin == "line 9 returns `break_units(s, breakables)`", result.tried
     assert model_calls == []
@@ -1022,18 +1028,13 @@ def test_a_lines_candidates_past_the_first_cap_come_later(tmp_path: Path) -> Non
     # mercantile's `ul` (actions-35): `ytile / Z2` had become `ytile * Z2` on a line of three `*`
     # and two constants; the repair was its 9th one-token change and the cap of 6 per line
     # never reached it, in the first pass or along the value's flow.
-    root = tmp_path / "tiles"
-    (root / "tests").mkdir(parents=True)
-    path = root / "tiles.py"
-    text = "def scale(y, z):\n    return 1 - 2 * y * z\n"
-    path.write_text(text)
-    (root / "tests" / "test_tiles.py").write_text(
+    tests = (
         "from tiles import scale\n\n\n"
         "def test_half():\n    assert scale(3, 2) == -2.0\n\n\n"
         "def test_quarter():\n    assert scale(1, 4) == 0.5\n"
     )
-    never, _ = _model_that_never_helps()
-    result = fix(FixRequest(path, text, "python", Problem(0, 0, 2, 0, ""), root), never, fim_template=QWEN)
+    files = {"tiles.py": "def scale(y, z):\n    return 1 - 2 * y * z\n", "tests/test_tiles.py": tests}
+    result, _ = _fix_without_model(tmp_path, files, "tiles.py", Problem(0, 0, 2, 0, ""))
     best = result.verified[0]
     assert best.cause_verified and best.edit.new_text == "    return 1 - 2 * y / z\n", result.tried
     first_model = next(i for i, t in enumerate(result.tried) if "re-infill" in t or "rewrite" in t)

@@ -1500,7 +1500,7 @@ def lost_call_candidates(
     """(origin, text) of each bare return given the calls of helpers its names would fill."""
     out: list[tuple[str, str]] = []
     for line in returns:
-        indent = lines[line][: len(lines[line]) - len(lines[line].lstrip())]
+        indent = lines[line][: _indent(lines[line])]
         for call in lost_calls(request.text, line, request.root, request.path):
             text = "".join([*lines[:line], f"{indent}return {call}\n", *lines[line + 1 :]])
             out.append((f"line {line + 1} returns `{call}`", text))

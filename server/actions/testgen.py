@@ -1112,7 +1112,8 @@ def generate_tests(
                 answer = prefill + generate(
                     chat + prefill, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests
                 )
-                if not normalize_tests(answer, module, target, provided).tests:
+                suite = normalize_tests(answer, module, target, provided)
+                if not suite.tests:
                     # A greedy answer that fell into a loop (`def test_000…`) goes the same way
                     # again; started on the name the prompt asks for, it takes another path.
                     prefill += f"{target.name.split('.')[-1]}_"
@@ -1121,6 +1122,7 @@ def generate_tests(
                     answer = prefill + generate(
                         chat + prefill, max_tokens=MAX_TOKENS_FIRST, stop_when=_enough_tests
                     )
+                    suite = normalize_tests(answer, module, target, provided)
             else:
                 answers = []
                 for test in failing[:MAX_REPAIRS_PER_ROUND]:
@@ -1132,8 +1134,8 @@ def generate_tests(
                 # One fenced answer, as the other rounds give `normalize_tests`: where the block
                 # ends is extract_code's to say, not the first backticks inside a test.
                 answer = "```python\n" + "\n\n".join(answers) + "```\n"
+                suite = normalize_tests(answer, module, target, provided)
             timings["model_s"] += time.perf_counter() - t0
-            suite = normalize_tests(answer, module, target, provided)
             if round_no == 1 and examples is not None:
                 # The docstring's examples lead the suite; the model's tests join them.
                 suite.tests = [examples, *(t for t in suite.tests if t.name != examples.name)]
