@@ -217,6 +217,25 @@ def test_names_the_tests_use_bare_come_from_the_docstring_examples_or_the_standa
     ]
 
 
+def test_names_a_module_binds_by_unpacking_are_imported_from_it() -> None:
+    # aima3's logic module makes its symbols by unpacking, and tests copy its docstrings'
+    # `find_pure_symbol([A, B, C], ...)` (actions-35/36: every test dropped for a NameError).
+    text = (
+        "from .utils import Expr\n\n"
+        "A, B, (C, *rest) = map(Expr, 'ABCD')\n\n"
+        "def find_pure_symbol(symbols, clauses):\n"
+        '    """>>> find_pure_symbol([A, B], [A | ~B])\n    (A, True)\n    """\n'
+        "    return None, None\n"
+    )
+    provided = module_names(text)
+    assert {"A", "B", "C", "rest", "find_pure_symbol", "Expr"} <= provided
+    target = find_target(text, 5)
+    assert target is not None and target.name == "find_pure_symbol"
+    answer = "def test_pure():\n    assert find_pure_symbol([A, C], [A | C]) == (A, True)\n"
+    suite = normalize_tests(answer, ModuleLocation("aima3.logic", Path(".")), target, provided)
+    assert suite.header == ["from aima3.logic import A, C, find_pure_symbol"]
+
+
 def test_pipeline_keeps_passing_tests_and_repairs_a_test_the_code_raises_on(textkit: Path) -> None:
     prompts: list[str] = []
     reports: list[tuple[str, int]] = []

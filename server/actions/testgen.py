@@ -312,7 +312,7 @@ def _top_level_definitions(tree: ast.Module, lines: list[str]) -> dict[str, str]
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names = [node.name]
         elif isinstance(node, ast.Assign):
-            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            names = [name for t in node.targets for name in _assigned_names(t)]
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names = [node.target.id]
         if not names:
@@ -322,6 +322,20 @@ def _top_level_definitions(tree: ast.Module, lines: list[str]) -> dict[str, str]
         for name in names:
             defs[name] = src
     return defs
+
+
+def _assigned_names(target: ast.expr) -> list[str]:
+    """The names an assignment target binds, unpacked ones included: aima3's logic module makes
+    its symbols with `A, B, C, ... = map(Expr, 'ABC...')`, and its docstrings' examples, which
+    tests copy, use them (bench actions-35/36: `find_pure_symbol` and `subst` kept no test, all
+    of them dropped for a NameError on `A`)."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _assigned_names(target.value)
+    if isinstance(target, ast.Tuple | ast.List):
+        return [name for element in target.elts for name in _assigned_names(element)]
+    return []
 
 
 def _names_in(source: str) -> set[str]:
