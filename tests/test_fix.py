@@ -3,6 +3,7 @@ parsing and real test runs in the sandbox on the sample repositories."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from server.actions.calls import held_names, lost_calls
 from server.actions.fix import (
     MAX_BOUNDARY_CANDIDATES,
     MAX_BOUNDARY_PER_LINE,
@@ -1022,6 +1024,23 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
     assert model_calls == []
     # The names alone were tried first, each one test run.
     assert result.tried[0].startswith("✗ line 9 returns `breakables`")
+
+
+def test_lost_calls_pass_keyword_only_parameters_by_name_and_skip_names_of_inner_scopes() -> None:
+    text = (
+        "def tally(items, *, key):\n    return {key(i) for i in items}\n\n\n"
+        "def scaled(values, factor=2, /):\n    return [v * factor for v in values]\n\n\n"
+        "def count_by(items, key):\n"
+        "    labels = [str(i) for i in items]\n"
+        "    values = sorted(labels)\n"
+        "    return None\n"
+    )
+    # `tally`'s key is keyword-only: passed by keyword; `scaled`'s defaulted factor is
+    # positional-only: left to its default; the comprehension's `i` is not a name count_by holds.
+    assert lost_calls(text, 11, None, Path("m.py")) == ["tally(items, key=key)", "scaled(values)"]
+    function = ast.parse(text).body[2]
+    assert isinstance(function, ast.FunctionDef)
+    assert held_names(function, 12) == ["values", "labels", "items", "key"]
 
 
 def test_a_lines_candidates_past_the_first_cap_come_later(tmp_path: Path) -> None:

@@ -23,21 +23,32 @@ MAX_IMPORTED_MODULES = 8
 @dataclass(frozen=True)
 class Signature:
     name: str  # as the module calls it
-    required: tuple[str, ...]  # parameters without a default, in order (not self/cls)
-    optional: tuple[str, ...]  # parameters with a default, passed by keyword when matched
+    required: tuple[str, ...]  # positional parameters without a default, in order (not self/cls)
+    required_keywords: tuple[str, ...] = ()  # keyword-only parameters without a default
+    optional: tuple[str, ...] = ()  # parameters with a default that may be passed by keyword
+
+    @property
+    def needed(self) -> tuple[str, ...]:
+        return (*self.required, *self.required_keywords)
 
 
 def _signature(name: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> Signature:
     args = node.args
     positional = [*args.posonlyargs, *args.args]
-    plain = [a.arg for a in positional[: len(positional) - len(args.defaults)]]
+    first_default = len(positional) - len(args.defaults)
+    plain = [a.arg for a in positional[:first_default]]
     if plain and plain[0] in ("self", "cls"):
         plain = plain[1:]
-    defaulted = [a.arg for a in positional[len(positional) - len(args.defaults) :]]
+    # A defaulted positional-only parameter cannot be passed by keyword: it is left to its default.
+    position_only = {a.arg for a in args.posonlyargs}
+    defaulted = [a.arg for a in positional[first_default:] if a.arg not in position_only]
     keyword_only = list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
-    required = [*plain, *(a.arg for a, d in keyword_only if d is None)]
-    optional = [*defaulted, *(a.arg for a, d in keyword_only if d is not None)]
-    return Signature(name, tuple(required), tuple(optional))
+    return Signature(
+        name,
+        tuple(plain),
+        tuple(a.arg for a, d in keyword_only if d is None),
+        (*defaulted, *(a.arg for a, d in keyword_only if d is not None)),
+    )
 
 
 def _top_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
@@ -85,6 +96,25 @@ def helpers(tree: ast.Module, root: Path | None, path: Path, own: str) -> list[S
     return out
 
 
+# Scopes of their own: the names they bind are not the function's at its return.
+_INNER_SCOPES = (
+    ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+    ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+)  # fmt: skip
+
+
+def _own_scope(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
+    """The function's nodes outside the scopes nested in it (comprehensions, lambdas, defs)."""
+    out: list[ast.AST] = []
+    pending: list[ast.AST] = list(function.body)
+    while pending:
+        node = pending.pop()
+        out.append(node)
+        if not isinstance(node, _INNER_SCOPES):
+            pending.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def held_names(function: ast.FunctionDef | ast.AsyncFunctionDef, before_line: int) -> list[str]:
     """The names the function holds before a line (1-based): its parameters and what it assigned,
     the latest assigned first."""
@@ -93,7 +123,7 @@ def held_names(function: ast.FunctionDef | ast.AsyncFunctionDef, before_line: in
     params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
     stored = sorted(
         (n.lineno, n.id)
-        for n in ast.walk(function)
+        for n in _own_scope(function)
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.lineno < before_line
     )
     latest = list(dict.fromkeys(name for _, name in reversed(stored)))
@@ -102,8 +132,8 @@ def held_names(function: ast.FunctionDef | ast.AsyncFunctionDef, before_line: in
 
 def lost_calls(text: str, line: int, root: Path | None, path: Path) -> list[str]:
     """Expressions for the lost value of the return on `line` (0-based): calls of helpers whose
-    every required parameter is a name the function holds there, passed by position (and its
-    defaulted ones so named, by keyword), the likeliest first: more of the function's names used,
+    every required parameter is a name the function holds there, passed by position (keyword-only
+    ones and defaulted ones so named, by keyword), the likeliest first: more of the function's names used,
     the latest assigned among them, a helper's name more like the function's."""
     try:
         tree = ast.parse(text)
@@ -121,13 +151,13 @@ def lost_calls(text: str, line: int, root: Path | None, path: Path) -> list[str]
     rank = {name: i for i, name in enumerate(held)}
     scored: list[tuple[tuple[int, int, float], str]] = []
     for helper in helpers(tree, root, path, function.name):
-        if not helper.required or not all(p in rank for p in helper.required):
+        if not helper.needed or not all(p in rank for p in helper.needed):
             continue
-        keywords = [p for p in helper.optional if p in rank]
+        keywords = [*helper.required_keywords, *(p for p in helper.optional if p in rank)]
         args = [*helper.required, *(f"{p}={p}" for p in keywords)]
         used = [*helper.required, *keywords]
         likeness = difflib.SequenceMatcher(None, helper.name, function.name).ratio()
-        key = (-len(helper.required), min(rank[p] for p in used), -likeness)
+        key = (-len(helper.needed), min(rank[p] for p in used), -likeness)
         scored.append((key, f"{helper.name}({', '.join(args)})"))
     return [call for _, call in sorted(scored)[:MAX_CALL_CANDIDATES]]
 
