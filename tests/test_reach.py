@@ -10,6 +10,7 @@ from server.actions.reach import (
     probe_test,
     raised,
     replacements,
+    seeds_of,
     setup_calls,
     standalone_calls,
 )
@@ -50,6 +51,38 @@ def test_probes_vary_each_call_in_turn_and_pass_a_literal_default_the_tests_leav
     calls = probe_calls(tests, "f", "def f(n, strict=False):\n    return n + 1\n")
     assert calls[:2] == ["f(0)", "f(1)"]  # turns: one variant of f(3), then one of f(7), ...
     assert "f(3, strict=True)" in calls and "f(3)" not in calls and len(calls) == len(set(calls))
+
+
+GRASHOF = (
+    "def grashof(L, beta, T1, T2=0, rho=None, mu=None, nu=None, g=9.8):\n"
+    "    if rho is not None and mu is not None:\n"
+    "        nu = mu / rho\n"
+    "    elif nu is None:\n"
+    "        raise ValueError('rho and mu, or nu')\n"
+    "    if mode in ('a', 'b') or 3 < L:\n"
+    "        return 0\n"
+    "    return g * beta * abs(T2 - T1) * L**3 / nu**2\n"
+)
+
+
+def test_the_values_a_function_compares_its_parameters_with_are_tried_first_alone_and_in_pairs() -> None:
+    seeds = seeds_of(GRASHOF, "grashof")
+    assert seeds.values == {"rho": [None], "mu": [None], "nu": [None], "L": [3, 2, 4]}
+    assert seeds.together == [frozenset({"rho", "mu", "nu"})]  # `mode` is no parameter
+    # fluids' Grashof (actions-35): the model's tests pass all seven arguments; varied one value
+    # of each kind at a time, argument after argument, the cap was spent before `rho`, and its
+    # raise needs two of them None at once.
+    test = "def test_g():\n    assert grashof(0.9, 0.001, 178.2, 378.2, 1.16, 1.9e-05, 1.6e-05) == 1.0\n"
+    probes = probe_calls([test], "grashof", GRASHOF)
+    assert probes[:4] == [
+        "grashof(3, 0.001, 178.2, 378.2, 1.16, 1.9e-05, 1.6e-05)",
+        "grashof(2, 0.001, 178.2, 378.2, 1.16, 1.9e-05, 1.6e-05)",
+        "grashof(4, 0.001, 178.2, 378.2, 1.16, 1.9e-05, 1.6e-05)",
+        "grashof(0.9, 0.001, 178.2, 378.2, None, 1.9e-05, 1.6e-05)",
+    ]
+    assert "grashof(0.9, 0.001, 178.2, 378.2, 1.16, None, None)" in probes
+    # Then every argument gets its kind's first boundary before any gets its second.
+    assert "grashof(0.9, 0.001, 178.2, 378.2, 1.16, 1.9e-05, 0.0)" in probes
 
 
 def test_the_fewest_probes_that_close_the_gaps_are_chosen() -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import itertools
 import re
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from server.actions.pin import is_literal, lone_test_function, observed, pinned
 from server.actions.quality import Branches
@@ -29,6 +31,8 @@ from server.actions.quality import Branches
 MAX_PROBES = 60
 # Variants of one call at most, so that one test with many arguments does not take the run.
 MAX_PER_CALL = 18
+# Values per parameter taken from what the function compares it with (`x in (...)`: its first few).
+MAX_SEEDS_PER_PARAMETER = 6
 # Tests a search adds at most for gaps: each must close a gap the others leave.
 MAX_REACHING = 4
 # Surviving mutants the probes are run against (one sandbox run each), on lines that run.
@@ -217,6 +221,96 @@ def setup_calls(source: str, function: str) -> list[tuple[list[ast.stmt], ast.Ca
     return out
 
 
+def _function_node(target_source: str, function: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    try:
+        tree = ast.parse(textwrap.dedent(target_source))
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+            return node
+    return None
+
+
+def _literal_values(node: ast.expr) -> list[object]:
+    """The values a compared node writes: a literal, or the literals of a tuple, list or set."""
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [v for e in node.elts[:MAX_SEEDS_PER_PARAMETER] for v in _literal_values(e)]
+    try:
+        return [ast.literal_eval(node)] if is_literal(node) else []
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return []
+
+
+def _compared(test: ast.AST, params: set[str]) -> dict[str, list[object]]:
+    """The literal values `test` compares each of `params` with, an int's neighbours included."""
+    out: dict[str, list[object]] = {}
+    for compare in ast.walk(test):
+        if not isinstance(compare, ast.Compare):
+            continue
+        sides = [compare.left, *compare.comparators]
+        for left, right in itertools.pairwise(sides):
+            for name, other in ((left, right), (right, left)):
+                if not isinstance(name, ast.Name) or name.id not in params:
+                    continue
+                values = out.setdefault(name.id, [])
+                for value in _literal_values(other):
+                    near = [value, value - 1, value + 1] if type(value) is int else [value]
+                    values.extend(v for v in near if not any(type(v) is type(o) and v == o for o in values))
+    return out
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """What a function's own code says about the inputs that take its branches' other way."""
+
+    values: dict[str, list[object]]  # parameter -> the literals the code compares it with
+    positional: list[str]  # the positional parameters' names, in order (not self/cls)
+    together: list[frozenset[str]]  # parameters compared in one if/elif chain
+
+    def pairs(self, a: str, b: str) -> bool:
+        return any(a in group and b in group for group in self.together)
+
+
+NO_SEEDS = Seeds({}, [], [])
+
+
+def seeds_of(target_source: str, function: str) -> Seeds:
+    """For each parameter, the literal values the function's own code compares it with
+    (`rho is not None`, `n == 0`, `k < 10`, `mode in ("r", "w")`), an int's neighbours included,
+    and which parameters one if/elif chain compares (`if rho is not None and mu is not None: ...
+    elif nu is None: raise` takes its raise only with two of them changed). Search-based
+    generators seed their search with the code's constants for the same reason (Pynguin,
+    EvoSuite)."""
+    node = _function_node(target_source, function)
+    if node is None:
+        return NO_SEEDS
+    params = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+    values: dict[str, list[object]] = {}
+    for name, found in _compared(node, params).items():
+        values[name] = found[:MAX_SEEDS_PER_PARAMETER]
+    elifs = {
+        id(n.orelse[0])
+        for n in ast.walk(node)
+        if isinstance(n, ast.If) and len(n.orelse) == 1 and isinstance(n.orelse[0], ast.If)
+    }
+    together: list[frozenset[str]] = []
+    for root in ast.walk(node):
+        if not isinstance(root, ast.If) or id(root) in elifs:
+            continue
+        group: set[str] = set()
+        link: ast.If | None = root
+        while link is not None:
+            group.update(_compared(link.test, params))
+            nxt = link.orelse[0] if len(link.orelse) == 1 else None
+            link = nxt if isinstance(nxt, ast.If) else None
+        if len(group) > 1:
+            together.append(frozenset(group))
+    names = [a.arg for a in [*node.args.posonlyargs, *node.args.args]]
+    positional = names[1:] if names[:1] in (["self"], ["cls"]) else names
+    return Seeds({k: v for k, v in values.items() if v}, positional, together)
+
+
 def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
     """The parameters of `function` (defined in `target_source`) with a literal default, as
     keyword arguments a variant can pass: a flag left at its default is a branch no test takes."""
@@ -235,28 +329,76 @@ def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
     return {}
 
 
-def call_variants(call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str]:
-    """`call` with one argument changed at a time, as source: each literal argument given (an
-    argument that is not a literal, such as an object the test built, by a value of each common
-    kind: what a type check turns away), then each literal default the call leaves out, passed
-    by keyword."""
+def _with(call: ast.Call, changes: dict[int, object]) -> str:
+    """`call` with the arguments at the given positions (its positional ones first, then its
+    keywords, in order) replaced by literals, as source."""
+    changed = ast.Call(call.func, list(call.args), [ast.keyword(k.arg, k.value) for k in call.keywords])
+    for at, value in changes.items():
+        if at < len(call.args):
+            changed.args[at] = literal_node(value)
+        else:
+            changed.keywords[at - len(call.args)].value = literal_node(value)
+    return ast.unparse(changed)
+
+
+def call_variants(
+    call: ast.Call,
+    defaults: dict[str, ast.expr],
+    seeds: Seeds = NO_SEEDS,
+) -> Iterator[str]:
+    """`call` with its arguments changed, as source, the likeliest to take another branch first:
+    1. one argument at a time set to a value the function compares that parameter with;
+    2. two such arguments at once where one if/elif chain compares both (`if rho is not None
+       and mu is not None: ... elif nu is None: raise`: fluids' Grashof, actions-35, takes its
+       raise only with two of them None);
+    3. every argument's other values, in turns, the first value of each argument before the
+       second of any (a literal by its kind's boundaries; an argument that is not a literal,
+       such as an object the test built, by a value of each common kind: what a type check
+       turns away), so that a call with many arguments has all of them varied within the cap;
+    4. each literal default the call leaves out, passed by keyword, seeds first."""
     args, keywords = list(call.args), list(call.keywords)
     values = [*args, *(k.value for k in keywords)]
-    for at in range(len(values)):
-        kinds = OTHER_KINDS if not is_literal(values[at]) else replacements(values, at)
-        for value in kinds:
-            changed = ast.Call(call.func, list(args), [ast.keyword(k.arg, k.value) for k in keywords])
-            if at < len(args):
-                changed.args[at] = literal_node(value)
-            else:
-                changed.keywords[at - len(args)].value = literal_node(value)
-            yield ast.unparse(changed)
+    names = [seeds.positional[i] if i < len(seeds.positional) else "" for i in range(len(args))]
+    names += [k.arg or "" for k in keywords]
+    seeded = [
+        (at, vs)
+        for at in range(len(values))
+        if (vs := [v for v in seeds.values.get(names[at], []) if _differs(v, values[at])])
+    ]
+    for at, vs in seeded:
+        for value in vs:
+            yield _with(call, {at: value})
+    for (at, vs), (other, ws) in itertools.combinations(seeded, 2):
+        if seeds.pairs(names[at], names[other]):
+            yield _with(call, {at: vs[0], other: ws[0]})
+    turns = [
+        list(OTHER_KINDS) if not is_literal(values[at]) else replacements(values, at)
+        for at in range(len(values))
+    ]
+    for k in range(max(map(len, turns), default=0)):
+        for at, vs in enumerate(turns):
+            if k < len(vs):
+                yield _with(call, {at: vs[k]})
     given = {k.arg for k in keywords}
     for name, default in defaults.items():
         if name in given:
             continue
-        for value in replacements([default], 0, other_types=False):
+        own = replacements([default], 0, other_types=False)
+        mine = [v for v in seeds.values.get(name, []) if _differs(v, default)]
+        for value in [*mine, *own]:
             yield ast.unparse(ast.Call(call.func, args, [*keywords, ast.keyword(name, literal_node(value))]))
+
+
+def _differs(value: object, node_or_value: object) -> bool:
+    """Whether `value` is another value than the argument's (a node is read as its literal)."""
+    if isinstance(node_or_value, ast.expr):
+        if not is_literal(node_or_value):
+            return True
+        try:
+            node_or_value = ast.literal_eval(node_or_value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return True
+    return (type(value), value) != (type(node_or_value), node_or_value)
 
 
 def setup_variants(setup: list[ast.stmt]) -> Iterator[list[ast.stmt]]:
@@ -289,9 +431,14 @@ def _split(probe: str) -> tuple[str, str]:
     return setup, call
 
 
-def _variants(setup: list[ast.stmt], call: ast.Call, defaults: dict[str, ast.expr]) -> Iterator[str]:
+def _variants(
+    setup: list[ast.stmt],
+    call: ast.Call,
+    defaults: dict[str, ast.expr],
+    seeds: Seeds,
+) -> Iterator[str]:
     """A call's variants as probes: its arguments changed, then what its setup builds from."""
-    for variant in call_variants(call, defaults):
+    for variant in call_variants(call, defaults, seeds):
         yield probe_text(setup, variant)
     for changed in setup_variants(setup):
         yield probe_text(changed, ast.unparse(call))
@@ -304,6 +451,7 @@ def probe_calls(
     at most MAX_PROBES, taken in turn from each call so that every test's inputs are varied;
     `with_originals`: the calls as written first (the tests they come from are not kept)."""
     defaults = literal_defaults(target_source, function)
+    seeds = seeds_of(target_source, function)
     seen: set[str] = set()
     originals: list[tuple[list[ast.stmt], ast.Call]] = []
     for source in tests:
@@ -315,7 +463,7 @@ def probe_calls(
                 seen.add(text)
                 originals.append((setup, call))
     queues = [
-        [v for v in dict.fromkeys(_variants(setup, call, defaults)) if v not in seen][:MAX_PER_CALL]
+        [v for v in dict.fromkeys(_variants(setup, call, defaults, seeds)) if v not in seen][:MAX_PER_CALL]
         for setup, call in originals
     ]
     out: list[str] = (
@@ -444,6 +592,7 @@ __all__ = [
     "raised",
     "raises_test",
     "replacements",
+    "seeds_of",
     "setup_calls",
     "setup_variants",
     "standalone_calls",
