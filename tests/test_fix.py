@@ -1026,6 +1026,38 @@ def test_a_lost_call_of_an_imported_helper_is_restored_from_the_names_its_parame
     assert result.tried[0].startswith("✗ line 9 returns `breakables`")
 
 
+def test_a_lost_truth_value_is_restored_where_the_module_itself_asserts_the_function(tmp_path: Path) -> None:
+    # aima3's is_definite_clause (actions-36): `return True` had lost its value; the module's
+    # own code asserts the function at import, so no test showed a None, and only the model
+    # was tried. A bare return in a function whose other returns give values is suspect, and
+    # the constants of those returns (and a truth value's opposite) are tried without the model.
+    clauses = (
+        "def is_definite(s):\n"
+        '    """Whether `s` is a definite clause."""\n'
+        "    if s.isalpha():\n"
+        "        return\n"
+        "    elif '=>' in s:\n"
+        "        head, tail = s.split('=>')\n"
+        "        return head.isalpha() and tail.isalpha()\n"
+        "    else:\n"
+        "        return False\n\n\n"
+        "RULES = ['A', 'A=>B']\n"
+        "for rule in RULES:\n"
+        "    assert is_definite(rule), rule\n"
+    )
+    tests = (
+        "from clauses import is_definite\n\n\n"
+        "def test_or():\n    assert not is_definite('A|B')\n\n\n"
+        "def test_atom():\n    assert is_definite('A') is True\n"
+    )
+    files = {"clauses.py": clauses, "tests/test_clauses.py": tests}
+    result, model_calls = _fix_without_model(tmp_path, files, "clauses.py", Problem(0, 0, 9, 0, ""))
+    assert result.evidence.endswith("implicated line(s) 4"), result.evidence
+    best = result.verified[0]
+    assert best.cause_verified and best.edit.new_text == "        return True\n", result.tried
+    assert model_calls == []
+
+
 def test_lost_calls_pass_keyword_only_parameters_by_name_and_skip_names_of_inner_scopes() -> None:
     text = (
         "def tally(items, *, key):\n    return {key(i) for i in items}\n\n\n"

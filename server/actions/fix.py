@@ -249,6 +249,8 @@ _GOT_NONE = re.compile(
     r"assert (?:None|'None') (?:==|is|!=)|== (?:None|'None')$|\bwhere None = |\bNoneType\b", re.M
 )
 _BARE_RETURN = re.compile(r"^\s*return(?:\s+None)?\s*(?:#.*)?$")
+# A return that gives a value (not None).
+_VALUE_RETURN = re.compile(r"^\s*return\s+(?!None\s*(?:#.*)?$)\S")
 # A traceback frame as pytest --tb=short prints it: "path:line: in scope", then the source line.
 _FRAME = re.compile(r"^(?P<path>\S+):(?P<line>\d+): in .*\n[ \t]+(?P<source>.*)$", re.MULTILINE)
 
@@ -271,12 +273,17 @@ def read_evidence(
         # The function gave None where a value was expected: its bare returns are the suspects.
         bare = [i for i in range(block.start, block.end) if _BARE_RETURN.match(block_lines[i])]
     elif block is not None and block_lines:
-        # Failures that never show the None (`assert repr(res == [...]) == 'True'`) and a bare
-        # `return` as the function's last line, which no one writes on purpose: it lost its
-        # expression (pydash's pull_all_with, bench actions-17).
+        # Failures that never show the None (`assert repr(res == [...]) == 'True'`, `assert
+        # f(x)` in the module's own code) and a bare `return` as the function's last line, or
+        # in a function whose other returns give values, which no one writes on purpose: it
+        # lost its expression (pydash's pull_all_with, actions-17; aima3's is_definite_clause,
+        # actions-36, where the module's import failed on `assert is_definite_clause(s)`).
+        span = range(block.start, block.end)
         last = next((i for i in range(block.end - 1, block.start, -1) if block_lines[i].strip()), None)
         if last is not None and block_lines[last].strip() == "return":
             bare = [last]
+        elif any(_VALUE_RETURN.match(block_lines[i]) for i in span):
+            bare = [i for i in span if block_lines[i].strip() == "return"]
     lines = tuple(dict.fromkeys([*lines, *bare]))
     exc = _EXCEPTION.search(failures)
     exception = exc.group(1) if exc and exc.group(1) != "AssertionError" else None

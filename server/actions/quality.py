@@ -95,6 +95,8 @@ _OP_TEXT = {
 
 # Names tried for a return value that went missing (Fix this's repair of `return`).
 MAX_RETURN_NAMES = 3
+# Constants tried for a lost return value, from what the function's other returns give.
+MAX_RETURN_CONSTANTS = 2
 # Repairs of one line, most likely first: boundaries are the commonest single-line bugs.
 # A negated return value comes late: it is tried on every returned call, most of which are right.
 REPAIR_ORDER = ("comparison", "constant", "negation", "boolean", "arithmetic", "truth", "return")
@@ -197,6 +199,7 @@ def mutants(
     # actions-27: `return (... and not is_sequence(obj))` lost its `not` over several lines).
     conditions |= {id(v) for n in ast.walk(tree) if isinstance(n, ast.BoolOp) for v in n.values}
     bare_returns = _bare_returns(tree) if repair else {}
+    returned_constants = _returned_constants(tree) if repair else {}
     # Repairs change `-1` as a whole; its `1` alone would give `-0` and `-2` again.
     negated = {
         id(n.operand) for n in ast.walk(tree) if repair and isinstance(n, ast.UnaryOp) and _negative_int(n)
@@ -236,6 +239,10 @@ def mutants(
             # A lost return value: the function's latest assignments (and arguments) first.
             for name in bare_returns.get(id(node), [])[:MAX_RETURN_NAMES]:
                 variants.append(("return", f"returns `{name}`", ast.Return(ast.Name(name, ast.Load()))))
+            # Or a constant of the kind its other returns give (`return True` lost where the
+            # function also returns False: aima3's is_definite_clause, actions-36).
+            for value in returned_constants.get(id(node), []):
+                variants.append(("return", f"returns `{value!r}`", ast.Return(ast.Constant(value))))
         elif (
             not repair
             and isinstance(node, ast.Return)
@@ -320,6 +327,31 @@ def _bare_returns(tree: ast.AST) -> dict[int, list[str]]:
                 before = sorted((loop, -ln, n) for loop, ln, n in bound if ln <= ret.lineno)
                 names = list(dict.fromkeys(n for _, _, n in before))
                 out[id(ret)] = [*names, *(p for p in params if p not in names and p != "self")]
+    return out
+
+
+def _returned_constants(tree: ast.AST) -> dict[int, list[bool | int | float | str]]:
+    """For each `return`/`return None` of a function: the constants its other returns give (a
+    truth value and its opposite, then numbers and strings), at most MAX_RETURN_CONSTANTS."""
+    out: dict[int, list[bool | int | float | str]] = {}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
+        given = [
+            r.value.value
+            for r in returns
+            if isinstance(r.value, ast.Constant) and isinstance(r.value.value, bool | int | float | str)
+        ]
+        values: list[bool | int | float | str] = []
+        for value in given:
+            values += [value, not value] if isinstance(value, bool) else [value]
+        # Truth values first: a lost `return True` is likelier than a lost number.
+        values.sort(key=lambda v: not isinstance(v, bool))
+        unique = list({(type(v), v): v for v in values}.values())[:MAX_RETURN_CONSTANTS]
+        for r in returns:
+            if unique and (r.value is None or _is_none(r.value)):
+                out[id(r)] = unique
     return out
 
 
