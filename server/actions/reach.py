@@ -222,6 +222,7 @@ def setup_calls(source: str, function: str) -> list[tuple[list[ast.stmt], ast.Ca
 
 
 def _function_node(target_source: str, function: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """`function`'s definition at the top level of `target_source` (dedented), parsed."""
     try:
         tree = ast.parse(textwrap.dedent(target_source))
     except SyntaxError:
@@ -314,19 +315,15 @@ def seeds_of(target_source: str, function: str) -> Seeds:
 def literal_defaults(target_source: str, function: str) -> dict[str, ast.expr]:
     """The parameters of `function` (defined in `target_source`) with a literal default, as
     keyword arguments a variant can pass: a flag left at its default is a branch no test takes."""
-    try:
-        tree = ast.parse(textwrap.dedent(target_source))
-    except SyntaxError:
+    node = _function_node(target_source, function)
+    if node is None:
         return {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
-            a = node.args
-            positional = [*a.posonlyargs, *a.args]
-            named = positional[len(a.posonlyargs) :]
-            pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
-            pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
-            return {p.arg: d for p, d in pairs if (p in named or p in a.kwonlyargs) and is_literal(d)}
-    return {}
+    a = node.args
+    positional = [*a.posonlyargs, *a.args]
+    named = positional[len(a.posonlyargs) :]
+    pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True))
+    pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None]
+    return {p.arg: d for p, d in pairs if (p in named or p in a.kwonlyargs) and is_literal(d)}
 
 
 def _with(call: ast.Call, changes: dict[int, object]) -> str:
