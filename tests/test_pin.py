@@ -4,7 +4,9 @@ what the observing variant reports when run, and the test it becomes."""
 from __future__ import annotations
 
 import itertools
+import math
 
+import numpy as np
 import pytest
 
 from server.actions.pin import COMMENT, MARKER, observed, observing_variant, pinned, raised_to_value
@@ -204,3 +206,72 @@ def test_floating_point_noise_is_written_rounded_under_pytest_approx() -> None:
     # Noise inside a nested value cannot go under pytest.approx: the test is left failing.
     nested = "def test_pairs():\n    assert pairs() == [(1, 2)]\n"
     assert pinned(nested, ["[(1, 0.30000000000000004)]"]) is None
+
+
+def _ucs(xyz: object) -> object:
+    """colour-science's XYZ_to_UCS, the converter whose tests (bench actions-38) were dropped."""
+    x, y, z = np.asarray(xyz, dtype=float)
+    return np.array([2 / 3 * x, y, 1 / 2 * (-x + 3 * y + z)])
+
+
+def test_numeric_checks_record_numpy_values_inside_the_models_own_comparison() -> None:
+    # The 1.5B's checks of a numpy function: the expected array named before the assert, numpy's
+    # assert functions as statements, math.isclose, each with miscalculated numbers.
+    source = (
+        "def test_ucs():\n"
+        "    xyz = np.array([0.2, 0.1, 0.05])\n"
+        "    expected = np.array([0.1376933, 0.1219722, 0.1053731])\n"
+        "    assert np.allclose(XYZ_to_UCS(xyz), expected, atol=1e-9)\n"
+        "    np.testing.assert_allclose(XYZ_to_UCS([1, 1, 1]), [0.5, 0.5, 0.5])\n"
+        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1)\n"
+        "    assert XYZ_to_UCS(xyz)[0] == pytest.approx(0.3)\n"
+    )
+    variant = observing_variant(source)
+    assert variant is not None
+    values = observed(_run(variant, np=np, math=math, pytest=pytest, XYZ_to_UCS=_ucs))
+    assert values is not None
+    assert values[0].startswith("ARRAY:[0.13333333333333333, 0.1, ")
+    assert values[1:] == ["ARRAY:[0.6666666666666666, 1.0, 1.5]", "0.1", "0.13333333333333333"]
+    fixed = pinned(source, values)
+    assert fixed == (
+        "def test_ucs():\n"
+        f"    {COMMENT}\n"
+        "    xyz = np.array([0.2, 0.1, 0.05])\n"
+        "    expected = np.array([0.1333333333, 0.1, 0.075])\n"
+        "    assert np.allclose(XYZ_to_UCS(xyz), expected, atol=1e-9)\n"
+        "    np.testing.assert_allclose(XYZ_to_UCS([1, 1, 1]), [0.6666666667, 1.0, 1.5])\n"
+        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1)\n"  # right already: left as written
+        "    assert XYZ_to_UCS(xyz)[0] == pytest.approx(0.1333333333)\n"
+    )
+    # The recorded test passes on the code and catches a changed coefficient.
+    env: dict[str, object] = {"np": np, "math": math, "pytest": pytest, "XYZ_to_UCS": _ucs}
+    exec(compile(fixed, "fixed", "exec"), env)
+    env["test_ucs"]()  # type: ignore[operator]
+    env["XYZ_to_UCS"] = lambda xyz: _ucs(xyz) * np.array([1.0, 1.0, 1.01])  # type: ignore[operator]
+    with pytest.raises(AssertionError):
+        env["test_ucs"]()  # type: ignore[operator]
+
+
+def test_an_array_compared_with_a_list_is_compared_by_its_tolist() -> None:
+    # A varied-input probe (`server.actions.reach`) is `assert call == []`: an array returned
+    # there was a repr no literal reads (`array([...])`), so numpy functions kept no probe.
+    probe = "def test_probe():\n    assert XYZ_to_UCS([1, 2, 3]) == []\n"
+    values = observed(_run(observing_variant(probe) or "", XYZ_to_UCS=_ucs))
+    assert values == ["ARRAY:[0.6666666666666666, 2.0, 4.0]"]
+    fixed = pinned(probe, values)
+    assert fixed == (
+        "def test_probe():\n"
+        f"    {COMMENT}\n"
+        "    assert XYZ_to_UCS([1, 2, 3]).tolist() == pytest.approx([0.666666666667, 2.0, 4.0])\n"
+    )
+    env: dict[str, object] = {"pytest": pytest, "XYZ_to_UCS": _ucs}
+    exec(compile(fixed, "fixed", "exec"), env)
+    env["test_probe"]()  # type: ignore[operator]
+    # A numpy scalar reads back as a plain number, and an expression takes parentheses.
+    scalar = "def test_sum():\n    assert np.sum(XYZ_to_UCS([1, 2, 3])) == 6\n    assert -XYZ_to_UCS([1, 2, 3]) == [0]\n"
+    values = observed(_run(observing_variant(scalar) or "", np=np, XYZ_to_UCS=_ucs))
+    assert values == ["6.666666666666666", "ARRAY:[-0.6666666666666666, -2.0, -4.0]"]
+    assert (pinned(scalar, values) or "").splitlines()[2:] == [
+        "    assert np.sum(XYZ_to_UCS([1, 2, 3])) == pytest.approx(6.66666666667)",
+        "    assert (-XYZ_to_UCS([1, 2, 3])).tolist() == pytest.approx([-0.666666666667, -2.0, -4.0])",
+    ]

@@ -16,6 +16,14 @@ the value is then recorded in the assignment), and only values whose repr reads 
 literal (numbers, strings, tuples, lists, dicts, sets, None, booleans); an object keeps the test
 failing.
 
+Numeric checks are recorded the same way: `assert np.allclose(actual, expected)` (and
+`np.isclose`, `np.array_equal`, `math.isclose`), numpy.testing's `assert_allclose` family as a
+statement, and `== pytest.approx(expected)`, where the expected side is a literal or
+`np.array(<literal>)`; the value is written to CLOSE_DIGITS, inside the model's own call. A numpy
+array is recorded as its `tolist()`, and compared by it where the model wrote `==` (which no
+array passes): colour-science's converters (bench actions-38) kept one test of eight, all the
+model's `np.allclose(..., np.array([...]))` with miscalculated numbers.
+
 The other common mistake of the kind: comparing an iterator with a list (`assert
 intersperse("!", [1, 2]) == [1, "!", 2]` where the docstring says `list(intersperse(...))`).
 Where the expectation is a list or tuple literal and the value is an iterator, the variant
@@ -44,37 +52,67 @@ FLOAT_NOISE = 1e-12
 APPROX = "pytest.approx("
 COMMENT = "# infiller: expected values recorded from what the code returns now"
 _SEEN = "_infiller_seen"
+# Functions that compare their first two arguments under a tolerance (or exactly, elementwise),
+# asserted as `assert f(actual, expected)`; numpy.testing's, which raise, as a statement. Bare or
+# under one of NUMERIC_MODULES (`np.allclose`, `numpy.testing.assert_allclose`, `math.isclose`).
+CLOSE_CALLS = frozenset({"allclose", "isclose", "array_equal", "array_equiv"})
+CLOSE_STATEMENTS = frozenset({
+    "assert_allclose", "assert_array_almost_equal", "assert_almost_equal", "assert_array_equal",
+    "assert_equal", "assert_approx_equal",
+})  # fmt: skip
+NUMERIC_MODULES = frozenset({"np", "numpy", "npt", "math"})
+# `np.array(<literal>)`: an expectation whose literal is the argument.
+ARRAY_MAKERS = frozenset({"array", "asarray"})
+# Digits a value compared under a tolerance is written to: numpy.testing.assert_allclose's
+# default (relative 1e-7, the tightest of these functions' defaults but math.isclose's 1e-9)
+# holds with room to spare, and a reader sees a number, not a bit pattern.
+CLOSE_DIGITS = 10
+KEEP_REL = 1e-9  # the model's number stays where it is this close (math.isclose's default)
+# A numpy array's value, as the variant reports it: this prefix, then the repr of its tolist().
+ARRAY = "ARRAY:"
+TOLIST = ".tolist()"
 # An iterator's items, as the variant reports them: this prefix, then the repr of the list.
 ITEMS = "ITEMS:"
 # Items taken from an iterator at most (an endless one would hang the run); from an iterator
 # that has more, the test takes as many as the model's expectation holds (ISLICE).
 MAX_ITEMS = 200
 ISLICE = "itertools.islice("
-_ITEMS_OF = "_infiller_items"
+_SHOWN = "_infiller_shown"
 # Defined inside the variant's body so that it needs nothing imported.
-_ITEMS_HELPER = f"""def {_ITEMS_OF}(value):
+# A numpy value as its tolist() (a scalar's reads back as a number, an array's as a list);
+# with `by_items`, an iterator as its items.
+_SHOWN_HELPER = f"""def {_SHOWN}(value, by_items):
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        plain = value.tolist()
+        return ({ARRAY!r} if isinstance(plain, list) else "") + repr(plain)
+    if not by_items:
+        return repr(value)
     try:
         if iter(value) is not value:
             return repr(value)
     except TypeError:  # not iterable: its repr, as for any other value
         return repr(value)
-    items = []
+    taken = []
     for item in value:
-        items.append(item)
-        if len(items) > {MAX_ITEMS}:
+        taken.append(item)
+        if len(taken) > {MAX_ITEMS}:
             break
-    return {ITEMS!r} + repr(items)
+    return {ITEMS!r} + repr(taken)
 """
 
 
 @dataclass(frozen=True)
 class _Check:
-    """One `assert actual == expected` of a test body (byte offsets of `expected` in its line)."""
+    """One check of a test body, `assert actual == expected` or a numeric comparison (byte
+    offsets of `expected` in its line)."""
 
+    stmt: ast.stmt
     actual: ast.expr
     line: int  # 1-based, in the test's source
     start: int
     end: int
+    # "equal" (`==`) or "close" (compared under a tolerance, or elementwise by numpy).
+    kind: str
     # A list or tuple expected: an iterator on the other side is compared by its items.
     sequence: str = ""  # "list", "tuple" or ""
     # `list(X)` / `tuple(X)` written by the model around the iterator X (`actual` is X then): its
@@ -102,7 +140,7 @@ def is_literal(node: ast.expr) -> bool:
 
 
 def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
-    """The body's recordable asserts, or None when one cannot be recorded safely (inside a loop
+    """The body's recordable checks, or None when one cannot be recorded safely (inside a loop
     or a branch, where one statement would stand for several values)."""
     bound = _bound_literals(fn)
     out: list[_Check] = []
@@ -110,27 +148,27 @@ def _checks(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Check] | None:
         sides = _sides(stmt, bound)
         if sides is None:
             continue
-        actual, expected = sides
+        actual, expected, kind = sides
         if expected.end_lineno != expected.lineno:
             return None  # a literal over several lines: replaced whole only on one line
         sequence = {ast.List: "list", ast.Tuple: "tuple"}.get(type(expected), "")
+        sequence = sequence if kind == "equal" else ""  # numpy compares a list with an array
         inner = _materialized(actual) if sequence else None
         out.append(
             _Check(
+                stmt,
                 inner or actual,
                 expected.lineno,
                 expected.col_offset,
                 expected.end_col_offset or 0,
+                kind,
                 sequence,
                 outer=actual if inner is not None else None,
             )
         )
+    checked = {id(c.stmt) for c in out}
     nested = [
-        n
-        for stmt in fn.body
-        if not isinstance(stmt, ast.Assert)
-        for n in ast.walk(stmt)
-        if _sides(n, {}) is not None
+        n for stmt in fn.body if id(stmt) not in checked for n in ast.walk(stmt) if _sides(n, {}) is not None
     ]
     return None if nested or not out else out
 
@@ -152,7 +190,8 @@ def _materialized(node: ast.expr) -> ast.expr | None:
 def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
     """Names the body assigns once, at its top level, to a literal, and reads once: the model's
     `expected = [...]` before `assert f(x) == expected`. Recording into the assignment changes
-    nothing else the test does."""
+    nothing else the test does. A name assigned `np.array(<literal>)` is bound to an `ast.Call`
+    of it (numeric checks read its literal; `==` cannot use it)."""
     stores: dict[str, int] = {}
     loads: dict[str, int] = {}
     for node in ast.walk(fn):
@@ -168,31 +207,89 @@ def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast
         target = stmt.targets[0]
         if not isinstance(target, ast.Name):
             continue
-        if stores[target.id] == loads.get(target.id) == 1 and is_literal(stmt.value):
+        single = stores[target.id] == loads.get(target.id) == 1
+        if single and (is_literal(stmt.value) or _array_literal(stmt.value) is not None):
             bound[target.id] = stmt.value
     return bound
 
 
-def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.expr] | None:
-    """(actual, expected literal) of `assert actual == expected`, where exactly one side is a
-    literal or a name `bound` to one (then the literal is the assignment's); else None."""
-    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)):
-        return None
-    cmp = node.test
-    if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
-        return None
+def _dotted(node: ast.expr) -> list[str]:
+    """`np.testing.assert_allclose` as its parts; [] for anything but names and attributes."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    return [node.id, *parts] if isinstance(node, ast.Name) else []
 
-    def expectation(side: ast.expr) -> ast.expr | None:
+
+def _numeric(func: ast.expr, names: frozenset[str]) -> bool:
+    """Whether `func` is one of `names`, bare or under one of NUMERIC_MODULES."""
+    parts = _dotted(func)
+    return bool(parts) and parts[-1] in names and (len(parts) == 1 or parts[0] in NUMERIC_MODULES)
+
+
+def _array_literal(node: ast.expr) -> ast.expr | None:
+    """The literal of `np.array(<literal>)` (keywords such as `dtype=` allowed), else None."""
+    if (
+        isinstance(node, ast.Call)
+        and _numeric(node.func, ARRAY_MAKERS)
+        and len(node.args) == 1
+        and is_literal(node.args[0])
+    ):
+        return node.args[0]
+    return None
+
+
+def _approx_literal(node: ast.expr) -> ast.expr | None:
+    """The literal of `pytest.approx(<literal>)`, else None."""
+    if (
+        isinstance(node, ast.Call)
+        and _dotted(node.func) == ["pytest", "approx"]
+        and len(node.args) == 1
+        and is_literal(node.args[0])
+    ):
+        return node.args[0]
+    return None
+
+
+def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.expr, str] | None:
+    """(actual, expected literal, kind) of a check, where exactly one side is a literal or a name
+    `bound` to one (then the literal is the assignment's); else None. The kind is "equal" for
+    `assert actual == expected`, "close" for `== pytest.approx(expected)` and the numeric
+    comparisons (CLOSE_CALLS asserted, CLOSE_STATEMENTS called), where the expected side may
+    also be `np.array(<literal>)`."""
+    if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare):
+        cmp = node.test
+        if len(cmp.ops) != 1 or not isinstance(cmp.ops[0], ast.Eq):
+            return None
+        pair = (cmp.left, cmp.comparators[0])
+    elif isinstance(node, ast.Assert) and isinstance(node.test, ast.Call):
+        if not _numeric(node.test.func, CLOSE_CALLS) or len(node.test.args) < 2:
+            return None
+        pair = (node.test.args[0], node.test.args[1])
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        if not _numeric(node.value.func, CLOSE_STATEMENTS) or len(node.value.args) < 2:
+            return None
+        pair = (node.value.args[0], node.value.args[1])
+    else:
+        return None
+    equal = isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)
+
+    def expectation(side: ast.expr) -> tuple[ast.expr, str] | None:
+        side = bound.get(side.id, side) if isinstance(side, ast.Name) else side
+        if (approx := _approx_literal(side)) is not None:
+            return approx, "close"
         if is_literal(side):
-            return side
-        return bound.get(side.id) if isinstance(side, ast.Name) else None
+            return side, "equal" if equal else "close"
+        array = None if equal else _array_literal(side)
+        return (array, "close") if array is not None else None
 
-    left, right = cmp.left, cmp.comparators[0]
+    left, right = pair
     left_expected, right_expected = expectation(left), expectation(right)
     if right_expected is not None and left_expected is None:
-        return left, right_expected
+        return left, *right_expected
     if left_expected is not None and right_expected is None:
-        return right, left_expected
+        return right, *left_expected
     return None  # exactly one side must be the expectation
 
 
@@ -254,20 +351,17 @@ def observing_variant(source: str) -> str | None:
     checks = _checks(fn)
     if checks is None:
         return None
-    by_side = {id(c.side): c for c in checks}
-    body: list[ast.stmt] = [*ast.parse(_ITEMS_HELPER).body, ast.parse(f"{_SEEN} = []").body[0]]
+    by_stmt = {id(c.stmt): c for c in checks}
+    body: list[ast.stmt] = [*ast.parse(_SHOWN_HELPER).body, ast.parse(f"{_SEEN} = []").body[0]]
     for stmt in fn.body:
-        if isinstance(stmt, ast.Assert) and isinstance(stmt.test, ast.Compare):
-            sides = (stmt.test.left, stmt.test.comparators[0])
-            check = next((by_side[id(s)] for s in sides if id(s) in by_side), None)
-            if check is not None:
-                show = _ITEMS_OF if check.wraps else "repr"
-                record = ast.parse(f"{_SEEN}.append({show}(None))").body[0]
-                call = record.value  # type: ignore[attr-defined]
-                call.args[0].args[0] = check.actual
-                body.append(record)
-                continue
-        body.append(stmt)
+        check = by_stmt.get(id(stmt))
+        if check is None:
+            body.append(stmt)
+            continue
+        record = ast.parse(f"{_SEEN}.append({_SHOWN}(None, {check.wraps}))").body[0]
+        call = record.value  # type: ignore[attr-defined]
+        call.args[0].args[0] = check.actual
+        body.append(record)
     body.append(ast.parse(f"raise AssertionError({MARKER!r} + repr({_SEEN}))").body[0])
     fn.body = body
     return ast.unparse(ast.fix_missing_locations(fn)) + "\n"
@@ -299,13 +393,13 @@ def _number(x: object) -> bool:
     return isinstance(x, int | float | complex) and not isinstance(x, bool)
 
 
-def _rounded(x: float | complex) -> float | complex:
-    """x to SIGNIFICANT_DIGITS, and 0 within FLOAT_NOISE of it (`-1.3877787807814457e-17`)."""
+def _rounded(x: float | complex, digits: int = SIGNIFICANT_DIGITS) -> float | complex:
+    """x to `digits` significant digits, and 0 within FLOAT_NOISE of it (`-1.3877787807814457e-17`)."""
     if isinstance(x, complex):
-        return complex(_rounded(x.real), _rounded(x.imag))
+        return complex(_rounded(x.real, digits), _rounded(x.imag, digits))
     if isinstance(x, int) or not math.isfinite(x):
         return x
-    return 0.0 if abs(x) < FLOAT_NOISE else float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+    return 0.0 if abs(x) < FLOAT_NOISE else float(f"{x:.{digits}g}")
 
 
 def _flat_numbers(value: object) -> list[object] | None:
@@ -317,6 +411,16 @@ def _flat_numbers(value: object) -> list[object] | None:
     if isinstance(items, list | tuple) and all(_number(x) for x in items):
         return list(items)
     return None
+
+
+def _near(a: object, b: object, rel: float) -> bool:
+    """a and b are the same numbers (relative `rel`, absolute APPROX_ABS) at any depth of lists
+    and tuples, as numpy compares them: an int may stand for a float, a tuple for a list."""
+    if _number(a) and _number(b):
+        return abs(a - b) <= max(rel * abs(b), APPROX_ABS)  # type: ignore[operator, arg-type]
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_near(x, y, rel) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def _close(a: object, b: object) -> bool:
@@ -347,15 +451,25 @@ def expectation_text(value: object) -> str | None:
     return text if len(text) <= MAX_VALUE_CHARS else None
 
 
-def _rounded_all(value: object) -> object:
+def _rounded_all(value: object, digits: int = SIGNIFICANT_DIGITS) -> object:
     """value with every float rounded (_rounded), at any depth."""
     if isinstance(value, float | complex):
-        return _rounded(value)
+        return _rounded(value, digits)
     if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_rounded_all(x) for x in value)
+        return type(value)(_rounded_all(x, digits) for x in value)
     if isinstance(value, dict):
-        return {k: _rounded_all(v) for k, v in value.items()}
+        return {k: _rounded_all(v, digits) for k, v in value.items()}
     return value
+
+
+def _as_list(lines: list[str], side: ast.expr) -> tuple[int, int, int, str] | None:
+    """The edit that compares an array by its `tolist()` (None when `side` spans lines)."""
+    if side.lineno != side.end_lineno:
+        return None
+    start, end = side.col_offset, side.end_col_offset or 0
+    text = _segment(lines, side.lineno, start, end)
+    simple = isinstance(side, ast.Name | ast.Call | ast.Attribute | ast.Subscript)
+    return side.lineno, start, end, (text if simple else f"({text})") + TOLIST
 
 
 def _segment(lines: list[str], line: int, start: int, end: int) -> str:
@@ -365,23 +479,38 @@ def _segment(lines: list[str], line: int, start: int, end: int) -> str:
 
 def pinned(source: str, values: list[str]) -> str | None:
     """The test with each expectation replaced by the value recorded for it, marked with a
-    comment, and each iterator compared by its items; None when a value does not read back as a
-    literal or nothing changes."""
+    comment, each iterator compared by its items and each array `==` a list by its `tolist()`;
+    None when a value does not read back as a literal or nothing changes."""
     fn = lone_test_function(source)
     checks = _checks(fn) if fn is not None else None
     if fn is None or checks is None or len(checks) != len(values):
         return None
     items = [v.startswith(ITEMS) for v in values]
-    values = [v.removeprefix(ITEMS) for v in values]
+    arrays = [v.startswith(ARRAY) for v in values]
+    values = [v.removeprefix(ITEMS).removeprefix(ARRAY) for v in values]
     if not all(_reads_back(v) for v in values):
         return None
     lines = source.splitlines(keepends=True)
     # Edits as (line, start, end, text) in bytes, applied from the end so offsets stay valid.
     edits: list[tuple[int, int, int, str]] = []
     recorded = False
-    for check, value, is_items in zip(checks, values, items, strict=True):
+    for check, value, is_items, is_array in zip(checks, values, items, arrays, strict=True):
         got = ast.literal_eval(value)
         expected = ast.literal_eval(_segment(lines, check.line, check.start, check.end))
+        if check.kind == "close":
+            if _near(expected, got, KEEP_REL):
+                continue  # this expectation was right: keep the model's spelling of it
+            written = repr(_rounded_all(got, CLOSE_DIGITS))
+            if len(written) > MAX_VALUE_CHARS:
+                return None
+            edits.append((check.line, check.start, check.end, written))
+            recorded = recorded or not _near(expected, got, APPROX_REL)
+            continue
+        if is_array:  # `array == [...]` is no truth value: its list is compared instead
+            as_list = _as_list(lines, check.side)
+            if as_list is None:
+                return None
+            edits.append(as_list)
         if is_items:
             actual, side = check.actual, check.side
             call = _segment(lines, actual.lineno, actual.col_offset, actual.end_col_offset or 0)
