@@ -483,6 +483,45 @@ def test_a_rewrite_echoing_a_parenthesised_import_adds_only_what_is_new_after_it
     assert "    return not any(map(lt, b, a))\n" in text
 
 
+def test_a_rewrite_without_the_functions_name_brings_no_future_import_into_the_module() -> None:
+    # colour's XYZ_to_UCS (bench actions-40): both rewrites echoed the module's header, and with
+    # no definition of that name to take, the whole answer went in at the function's line, where
+    # `from __future__` does not compile.
+    source = (
+        "from __future__ import annotations\n\nimport numpy as np\n\n\n"
+        "def XYZ_to_UCS(XYZ):\n    X, Y, Z = XYZ\n    return np.array([2 * 3 * X, Y, Z])\n"
+    )
+    lines = split_lines(source)
+    block = enclosing_block(lines, 6)
+    assert block is not None
+    answer = (
+        "```python\nfrom __future__ import annotations\n\n"
+        "import numpy as np\nfrom fractions import Fraction\n\n"
+        "def xyz_to_ucs(XYZ):\n    X, Y, Z = XYZ\n    return np.array([Fraction(2, 3) * X, Y, Z])\n```"
+    )
+    text = splice_rewrite(lines, block, answer, "XYZ_to_UCS", "python")
+    assert text is not None
+    compile(text, "spliced", "exec")
+    assert text.count("from __future__") == 1 and text.startswith("from __future__")
+    assert text.count("import numpy") == 1
+    assert text.index("from fractions import Fraction") < text.index("def xyz_to_ucs")
+    # With the name, too, an echoed future import stays out.
+    named = answer.replace("xyz_to_ucs", "XYZ_to_UCS").replace("import numpy as np\n", "")
+    text = splice_rewrite(lines, block, named, "XYZ_to_UCS", "python")
+    assert text is not None and text.count("from __future__") == 1
+    compile(text, "spliced", "exec")
+
+
+def test_a_product_of_two_number_literals_is_read_as_a_fraction_first() -> None:
+    # colour's XYZ_to_UCS again: `2 / 3 * X` had become `2 * 3 * X`; the line's other `/`
+    # evening out and ten constant changes came first, and `*` -> `/` in `2 * 3` never came.
+    text = "def ucs(X, Y, Z):\n    return [2 * 3 * X, Y, 1 / 2 * (-X + 3 * Y + Z)]\n"
+    origins = [origin for origin, _ in boundary_candidates(text, [1])]
+    assert origins[0] == "line 2 `*` -> `/` in `2 * 3`"
+    # A product with a name in it is no written fraction.
+    assert "`*` -> `/` in `3 * Y`" not in " ".join(origins[:2])
+
+
 def _fix_lost_return(
     path: Path, module: str, test: str, expression: str
 ) -> tuple[FixResult, list[str], list[str]]:

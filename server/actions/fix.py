@@ -325,7 +325,8 @@ def boundary_candidates(
     for line in order:
         counts = _operator_counts(lines[line]) if line < len(lines) else Counter()
         ranked = sorted(
-            mutants(text, line + 1, line + 1, repair=True), key=lambda m: not _evens_out(m, counts)
+            mutants(text, line + 1, line + 1, repair=True),
+            key=lambda m: not (_evens_out(m, counts) or _written_fraction(m)),
         )
         for m in [m for m in ranked if m.text not in skip][:MAX_BOUNDARY_PER_LINE]:
             out.append((f"line {m.line} {m.description}", m.text))
@@ -359,6 +360,22 @@ def _evens_out(mutant: Mutant, counts: Counter[str]) -> bool:
         return False
     old, new = m.groups()
     return counts[old] == 1 and counts[new] >= 2
+
+
+def _written_fraction(mutant: Mutant) -> bool:
+    """Whether the change turns a product of two number literals into their quotient: `2 * 3 * X`
+    is nobody's way to write `6 * X`, while `2 / 3 * X` is how formulas write a fraction
+    (colour's XYZ_to_UCS, bench actions-40: the repair was the 15th candidate of its line)."""
+    if _REPLACED.match(mutant.description) is None or not mutant.description.startswith("`*` -> `/`"):
+        return False
+    try:
+        node = ast.parse(mutant.segment, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, ast.BinOp) and all(
+        isinstance(side, ast.Constant) and type(side.value) in (int, float)
+        for side in (node.left, node.right)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -999,25 +1016,37 @@ def splice_rewrite(
             tree = None
         if tree is not None:
             code_lines = code.splitlines(keepends=True)
-            chosen = None
-            for node in tree.body:
-                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (
-                    name is None or node.name == name
-                ):
-                    chosen = node
-                    break
+            bound = _imported_names("".join(lines))
+            imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+            for node in imports:
+                if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                    continue  # legal only at the module's top, where the module's own stand
+                # Only what the module does not import yet (a model echoes the imports it was
+                # shown, often in another layout).
+                fresh = [a for a in node.names if (a.asname or a.name).split(".")[0] not in bound]
+                if fresh:
+                    node.names = fresh
+                    new_imports.append(ast.unparse(node) + "\n")
+            chosen = next(
+                (
+                    node
+                    for node in tree.body
+                    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                    and (name is None or node.name == name)
+                ),
+                None,
+            )
             if chosen is not None:
                 first = min([chosen.lineno, *(d.lineno for d in chosen.decorator_list)]) - 1
-                bound = _imported_names("".join(lines))
-                for node in tree.body:
-                    if isinstance(node, ast.Import | ast.ImportFrom):
-                        # Only what the module does not import yet (a model echoes the imports
-                        # it was shown, often in another layout).
-                        fresh = [a for a in node.names if (a.asname or a.name).split(".")[0] not in bound]
-                        if fresh:
-                            node.names = fresh
-                            new_imports.append(ast.unparse(node) + "\n")
                 code = "".join(code_lines[first : chosen.end_lineno])
+            else:
+                # No definition of that name: the answer is the block, its imports go on top
+                # (colour's XYZ_to_UCS, bench actions-40: an echoed `from __future__` line
+                # spliced in mid-module failed both rewrites).
+                inside = {
+                    i for node in imports for i in range(node.lineno - 1, node.end_lineno or node.lineno)
+                }
+                code = "".join(line for i, line in enumerate(code_lines) if i not in inside)
     body = textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", block.indent)
     if not body.strip():
         return None
