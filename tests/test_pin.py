@@ -268,7 +268,11 @@ def test_an_array_compared_with_a_list_is_compared_by_its_tolist() -> None:
     exec(compile(fixed, "fixed", "exec"), env)
     env["test_probe"]()  # type: ignore[operator]
     # A numpy scalar reads back as a plain number, and an expression takes parentheses.
-    scalar = "def test_sum():\n    assert np.sum(XYZ_to_UCS([1, 2, 3])) == 6\n    assert -XYZ_to_UCS([1, 2, 3]) == [0]\n"
+    scalar = (
+        "def test_sum():\n"
+        "    assert np.sum(XYZ_to_UCS([1, 2, 3])) == 6\n"
+        "    assert -XYZ_to_UCS([1, 2, 3]) == [0]\n"
+    )
     values = observed(_run(observing_variant(scalar) or "", np=np, XYZ_to_UCS=_ucs))
     assert values == ["6.666666666666666", "ARRAY:[-0.6666666666666666, -2.0, -4.0]"]
     assert (pinned(scalar, values) or "").splitlines()[2:] == [
