@@ -166,8 +166,20 @@ def test_an_expectation_named_before_the_assert_is_recorded_where_it_is_written(
     read_twice = source + "    assert len(expected) == 2\n"
     twice = observed(_run(observing_variant(read_twice) or "", scale=lambda xs: iter([2 * x for x in xs])))
     assert twice is None  # `scale(xs) == expected` is left to fail as the model wrote it
-    reassigned = source.replace("    xs = [1, 2]\n", "    expected = []\n    xs = [1, 2]\n")
-    assert observing_variant(reassigned) is None
+    # Assigned again, the name stands for the literal last assigned before each read (colour's
+    # sUCS converters, bench actions-39: `ICh = ...; expected = ...; assert ...` three times).
+    pairs = source + "    expected = [3]\n    assert scale([1]) == expected\n"
+    values = observed(_run(observing_variant(pairs) or "", scale=lambda xs: [2 * x for x in xs]))
+    assert values == ["[2, 4]", "[2]"]
+    assert pinned(pairs, values) == (
+        "def test_scale():\n"
+        f"    {COMMENT}\n"
+        "    xs = [1, 2]\n"
+        "    expected = [2, 4]\n"
+        "    assert scale(xs) == expected\n"
+        "    expected = [2]\n"
+        "    assert scale([1]) == expected\n"
+    )
 
 
 def test_floating_point_noise_is_written_rounded_under_pytest_approx() -> None:
@@ -221,9 +233,9 @@ def test_numeric_checks_record_numpy_values_inside_the_models_own_comparison() -
         "def test_ucs():\n"
         "    xyz = np.array([0.2, 0.1, 0.05])\n"
         "    expected = np.array([0.1376933, 0.1219722, 0.1053731])\n"
-        "    assert np.allclose(XYZ_to_UCS(xyz), expected, atol=1e-9)\n"
+        "    assert np.allclose(XYZ_to_UCS(xyz), expected, atol=1e-9), 'the input, unchanged'\n"
         "    np.testing.assert_allclose(XYZ_to_UCS([1, 1, 1]), [0.5, 0.5, 0.5])\n"
-        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1)\n"
+        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1), 'Y stays'\n"
         "    assert XYZ_to_UCS(xyz)[0] == pytest.approx(0.3)\n"
     )
     variant = observing_variant(source)
@@ -238,9 +250,10 @@ def test_numeric_checks_record_numpy_values_inside_the_models_own_comparison() -
         f"    {COMMENT}\n"
         "    xyz = np.array([0.2, 0.1, 0.05])\n"
         "    expected = np.array([0.1333333333, 0.1, 0.075])\n"
+        # A recorded check loses the message that said what the model expected.
         "    assert np.allclose(XYZ_to_UCS(xyz), expected, atol=1e-9)\n"
         "    np.testing.assert_allclose(XYZ_to_UCS([1, 1, 1]), [0.6666666667, 1.0, 1.5])\n"
-        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1)\n"  # right already: left as written
+        "    assert math.isclose(XYZ_to_UCS(xyz)[1], 0.1), 'Y stays'\n"  # right: left as written
         "    assert XYZ_to_UCS(xyz)[0] == pytest.approx(0.1333333333)\n"
     )
     # The recorded test passes on the code and catches a changed coefficient.

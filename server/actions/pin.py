@@ -187,29 +187,45 @@ def _materialized(node: ast.expr) -> ast.expr | None:
     return None
 
 
-def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
-    """Names the body assigns once, at its top level, to a literal, and reads once: the model's
-    `expected = [...]` before `assert f(x) == expected`. Recording into the assignment changes
-    nothing else the test does. A name assigned `np.array(<literal>)` is bound to an `ast.Call`
-    of it (numeric checks read its literal; `==` cannot use it)."""
-    stores: dict[str, int] = {}
-    loads: dict[str, int] = {}
+def _bound_literals(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[int, ast.expr]:
+    """The reads of names that stand for a literal, by `id` of the read: the body assigns the name
+    a literal at its top level and reads it once before assigning it again (or never again).
+    The model's `expected = [...]` before `assert f(x) == expected`, also where it repeats the
+    pair for several inputs (colour's sUCS converters, bench actions-39: three pairs in one
+    test). Recording into the assignment changes nothing else the test does. A name assigned
+    `np.array(<literal>)` is bound to that `ast.Call` (numeric checks read its literal; `==`
+    cannot use it)."""
+    literal_stores: dict[int, ast.expr] = {}
+    for stmt in fn.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(target := stmt.targets[0], ast.Name)
+            and (is_literal(stmt.value) or _array_literal(stmt.value) is not None)
+        ):
+            literal_stores[id(target)] = stmt.value
+    # Each name's stores and reads in the order they are written (a literal reads no name, so
+    # an assignment's own value cannot be a read of its target).
+    events: dict[str, list[tuple[tuple[int, int], bool, ast.AST]]] = {}
     for node in ast.walk(fn):
         if isinstance(node, ast.Name):
-            counts = stores if isinstance(node.ctx, ast.Store) else loads
-            counts[node.id] = counts.get(node.id, 0) + 1
+            where = (node.lineno, node.col_offset)
+            events.setdefault(node.id, []).append((where, isinstance(node.ctx, ast.Store), node))
         elif isinstance(node, ast.arg):
-            stores[node.arg] = stores.get(node.arg, 0) + 1
-    bound: dict[str, ast.expr] = {}
-    for stmt in fn.body:
-        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1):
-            continue
-        target = stmt.targets[0]
-        if not isinstance(target, ast.Name):
-            continue
-        single = stores[target.id] == loads.get(target.id) == 1
-        if single and (is_literal(stmt.value) or _array_literal(stmt.value) is not None):
-            bound[target.id] = stmt.value
+            events.setdefault(node.arg, []).append(((0, 0), True, node))
+    bound: dict[int, ast.expr] = {}
+    for sequence in events.values():
+        sequence.sort(key=lambda e: e[0])
+        for i, (_, is_store, node) in enumerate(sequence):
+            if not is_store or id(node) not in literal_stores:
+                continue
+            reads = []
+            for _, later_store, later in sequence[i + 1 :]:
+                if later_store:
+                    break
+                reads.append(later)
+            if len(reads) == 1:
+                bound[id(reads[0])] = literal_stores[id(node)]
     return bound
 
 
@@ -252,7 +268,7 @@ def _approx_literal(node: ast.expr) -> ast.expr | None:
     return None
 
 
-def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.expr, str] | None:
+def _sides(node: ast.AST, bound: dict[int, ast.expr]) -> tuple[ast.expr, ast.expr, str] | None:
     """(actual, expected literal, kind) of a check, where exactly one side is a literal or a name
     `bound` to one (then the literal is the assignment's); else None. The kind is "equal" for
     `assert actual == expected`, "close" for `== pytest.approx(expected)` and the numeric
@@ -276,7 +292,7 @@ def _sides(node: ast.AST, bound: dict[str, ast.expr]) -> tuple[ast.expr, ast.exp
     equal = isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)
 
     def expectation(side: ast.expr) -> tuple[ast.expr, str] | None:
-        side = bound.get(side.id, side) if isinstance(side, ast.Name) else side
+        side = bound.get(id(side), side)
         if (approx := _approx_literal(side)) is not None:
             return approx, "close"
         if is_literal(side):
@@ -477,6 +493,17 @@ def _segment(lines: list[str], line: int, start: int, end: int) -> str:
     return lines[line - 1].encode("utf-8")[start:end].decode("utf-8")
 
 
+def _without_message(stmt: ast.stmt) -> list[tuple[int, int, int, str]]:
+    """The edit that drops an assert's message, which said what the model expected ("should
+    return the input unchanged") and would misstate a recorded value; none where it has none or
+    the message starts on another line."""
+    if not (isinstance(stmt, ast.Assert) and stmt.msg is not None):
+        return []
+    if stmt.test.end_lineno != stmt.msg.lineno or stmt.msg.lineno != stmt.msg.end_lineno:
+        return []
+    return [(stmt.msg.lineno, stmt.test.end_col_offset or 0, stmt.msg.end_col_offset or 0, "")]
+
+
 def pinned(source: str, values: list[str]) -> str | None:
     """The test with each expectation replaced by the value recorded for it, marked with a
     comment, each iterator compared by its items and each array `==` a list by its `tolist()`;
@@ -504,7 +531,9 @@ def pinned(source: str, values: list[str]) -> str | None:
             if len(written) > MAX_VALUE_CHARS:
                 return None
             edits.append((check.line, check.start, check.end, written))
-            recorded = recorded or not _near(expected, got, APPROX_REL)
+            if not _near(expected, got, APPROX_REL):
+                recorded = True
+                edits.extend(_without_message(check.stmt))
             continue
         if is_array:  # `array == [...]` is no truth value: its list is compared instead
             as_list = _as_list(lines, check.side)
@@ -531,7 +560,9 @@ def pinned(source: str, values: list[str]) -> str | None:
             return None
         edits.append((check.line, check.start, check.end, text))
         # Right but for floating-point noise: written under pytest.approx, not marked a record.
-        recorded = recorded or not _close(expected, got)
+        if not _close(expected, got):
+            recorded = True
+            edits.extend(_without_message(check.stmt))
     if not edits:
         return None
     for line, start, end, text in sorted(edits, key=lambda e: (-e[0], -e[1])):
