@@ -461,23 +461,29 @@ def test_a_reinfill_far_down_a_module_sees_its_imports_and_helpers_from_the_top(
     assert module_header(split_lines(top + body), 3) == "import math\n\n\n"
 
 
+def _spliced(source: str, line: int, answer: str, name: str) -> str:
+    """`answer` spliced in place of the function around 1-based `line` of `source`; it compiles."""
+    lines = split_lines(source)
+    block = enclosing_block(lines, line)
+    assert block is not None
+    text = splice_rewrite(lines, block, answer, name, "python")
+    assert text is not None
+    compile(text, "spliced", "exec")
+    return text
+
+
 def test_a_rewrite_echoing_a_parenthesised_import_adds_only_what_is_new_after_it() -> None:
     source = (
         '"""Sorting helpers."""\n'
         "from itertools import (\n    chain,\n    tee,\n)\n\n\n"
         "def is_sorted(xs):\n    a, b = tee(xs)\n    next(b, None)\n    return any(map(lt, b, a))\n"
     )
-    lines = split_lines(source)
-    block = enclosing_block(lines, 9)
-    assert block is not None
     # The model repeats the imports it was shown, in its own layout, and adds one.
     answer = (
         "```python\nfrom itertools import chain, tee\nfrom operator import lt\n\n"
         "def is_sorted(xs):\n    a, b = tee(xs)\n    next(b, None)\n    return not any(map(lt, b, a))\n```"
     )
-    text = splice_rewrite(lines, block, answer, "is_sorted", "python")
-    assert text is not None
-    compile(text, "spliced", "exec")
+    text = _spliced(source, 9, answer, "is_sorted")
     assert text.count("import") == 2 and "from operator import lt\n" in text
     assert text.index("from operator import lt") > text.index("    tee,\n)\n")
     assert "    return not any(map(lt, b, a))\n" in text
@@ -491,25 +497,18 @@ def test_a_rewrite_without_the_functions_name_brings_no_future_import_into_the_m
         "from __future__ import annotations\n\nimport numpy as np\n\n\n"
         "def XYZ_to_UCS(XYZ):\n    X, Y, Z = XYZ\n    return np.array([2 * 3 * X, Y, Z])\n"
     )
-    lines = split_lines(source)
-    block = enclosing_block(lines, 6)
-    assert block is not None
     answer = (
         "```python\nfrom __future__ import annotations\n\n"
         "import numpy as np\nfrom fractions import Fraction\n\n"
         "def xyz_to_ucs(XYZ):\n    X, Y, Z = XYZ\n    return np.array([Fraction(2, 3) * X, Y, Z])\n```"
     )
-    text = splice_rewrite(lines, block, answer, "XYZ_to_UCS", "python")
-    assert text is not None
-    compile(text, "spliced", "exec")
+    text = _spliced(source, 6, answer, "XYZ_to_UCS")
     assert text.count("from __future__") == 1 and text.startswith("from __future__")
     assert text.count("import numpy") == 1
     assert text.index("from fractions import Fraction") < text.index("def xyz_to_ucs")
     # With the name, too, an echoed future import stays out.
     named = answer.replace("xyz_to_ucs", "XYZ_to_UCS").replace("import numpy as np\n", "")
-    text = splice_rewrite(lines, block, named, "XYZ_to_UCS", "python")
-    assert text is not None and text.count("from __future__") == 1
-    compile(text, "spliced", "exec")
+    assert _spliced(source, 6, named, "XYZ_to_UCS").count("from __future__") == 1
 
 
 def test_a_product_of_two_number_literals_is_read_as_a_fraction_first() -> None:

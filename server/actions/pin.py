@@ -36,6 +36,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The marker the observing variant fails with, followed by the list of reprs it saw.
@@ -244,28 +245,22 @@ def _numeric(func: ast.expr, names: frozenset[str]) -> bool:
     return bool(parts) and parts[-1] in names and (len(parts) == 1 or parts[0] in NUMERIC_MODULES)
 
 
-def _array_literal(node: ast.expr) -> ast.expr | None:
-    """The literal of `np.array(<literal>)` (keywords such as `dtype=` allowed), else None."""
-    if (
-        isinstance(node, ast.Call)
-        and _numeric(node.func, ARRAY_MAKERS)
-        and len(node.args) == 1
-        and is_literal(node.args[0])
-    ):
+def _literal_argument(node: ast.expr, called: Callable[[ast.expr], bool]) -> ast.expr | None:
+    """The literal of `f(<literal>)` where `called(f)`, keywords such as `dtype=` allowed, else
+    None: the expectation inside `np.array(...)` or `pytest.approx(...)`."""
+    if isinstance(node, ast.Call) and called(node.func) and len(node.args) == 1 and is_literal(node.args[0]):
         return node.args[0]
     return None
+
+
+def _array_literal(node: ast.expr) -> ast.expr | None:
+    """The literal of `np.array(<literal>)`, else None."""
+    return _literal_argument(node, lambda f: _numeric(f, ARRAY_MAKERS))
 
 
 def _approx_literal(node: ast.expr) -> ast.expr | None:
     """The literal of `pytest.approx(<literal>)`, else None."""
-    if (
-        isinstance(node, ast.Call)
-        and _dotted(node.func) == ["pytest", "approx"]
-        and len(node.args) == 1
-        and is_literal(node.args[0])
-    ):
-        return node.args[0]
-    return None
+    return _literal_argument(node, lambda f: _dotted(f) == ["pytest", "approx"])
 
 
 def _sides(node: ast.AST, bound: dict[int, ast.expr]) -> tuple[ast.expr, ast.expr, str] | None:
