@@ -5,7 +5,9 @@ Sources (each can be switched off for ablation):
   (for `obj.attr`, the class of `obj` where it can be inferred), in compact form;
 - similar: sliding windows of other files ranked by BM25, re-ranked by identifier Jaccard;
 - recent: recently edited / viewed regions of other files;
-- repomap: PageRank-central definitions, a low-priority filler.
+- repomap: PageRank-central definitions, a low-priority filler;
+- usages: lines elsewhere that use the names the current file imports, most like the cursor's
+  own line and neighbourhood first (how this codebase calls what the file imports).
 Chunks are ordered for the model's prefix cache: chunks kept from the previous retrieval stay in
 their order, new ones go last (nearest the cursor); an unchanged retrieval returns the same list.
 """
@@ -44,7 +46,7 @@ from context.syntax import get_language, language_for_path, parse
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("definitions", "similar", "recent", "repomap")
+SOURCES: tuple[str, ...] = ("definitions", "similar", "recent", "repomap", "usages")
 # Chosen by the cross-file ablation (bench/eval_crossfile.py, docs/context.md): similar windows and
 # the repo map measured no gain with the small models while costing tokens and latency.
 DEFAULT_SOURCES: tuple[str, ...] = ("definitions", "recent")
@@ -52,7 +54,7 @@ DEFAULT_SOURCES: tuple[str, ...] = ("definitions", "recent")
 DEFAULT_BUDGET = 384
 
 # Rank fusion: priority = weight / (RRF_K + rank). Definitions are what helps; the rest fills.
-SOURCE_WEIGHTS = {"definitions": 1.0, "recent": 0.5, "similar": 0.4, "repomap": 0.15}
+SOURCE_WEIGHTS = {"definitions": 1.0, "usages": 0.6, "recent": 0.5, "similar": 0.4, "repomap": 0.15}
 # Small k: the top items of a source dominate its tail (reciprocal rank fusion, Cormack et al. use 60
 # for long lists; ours are a handful of items).
 RRF_K = 2.0
@@ -120,6 +122,33 @@ SIMILAR_MIN_JACCARD = 0.08
 
 RECENT_KEEP = 4
 REPOMAP_KEEP = 3
+
+# Usage lines: a definition says what a name takes; a use shows what this codebase passes it
+# (`_MISSING = make_sentinel(var_name='_MISSING')` in nine modules of boltons). One line each,
+# grouped per file. Imported names looked up per request (most used around the cursor first):
+USAGE_NAMES = 8
+# Windows fetched per name (those sharing the cursor's rarest names first), lines kept in all.
+USAGE_FETCH = 12
+USAGE_KEEP = 6
+# The lines around the cursor whose names rank the uses.
+USAGE_CONTEXT_BEFORE = 6
+USAGE_CONTEXT_AFTER = 3
+# A longer line is a data table or a message, not a use worth its tokens.
+USAGE_MAX_CHARS = 160
+# The current file's own uses count only beyond the in-file window's reach (1,536 tokens are
+# roughly 150 lines of Python above the cursor; the suffix window at most 12 lines below).
+USAGE_NEAR_ABOVE = 160
+USAGE_NEAR_BELOW = 24
+# Tokens just before the name that equal the end of the cursor's line (`default=`, `X = `), counted
+# up to this many: the strongest sign that a use is the one being written.
+USAGE_MAX_LEAD = 4
+# A use must share this much (lead share + share of its names found around the cursor): one
+# token of the lead does (`X = make_sentinel(...)` for `Y = `).
+USAGE_MIN_SCORE = 0.2
+# The same line in several places is a convention; each repeat adds this, up to USAGE_MAX_REPEATS.
+USAGE_REPEAT_BONUS = 0.1
+USAGE_MAX_REPEATS = 3
+USAGE_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 IDENT_CHAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 CURSOR_CHAIN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\.?)$")
@@ -270,6 +299,9 @@ class Retriever:
                 self.index.generation_excluding(rel),
                 self.index.recent.regions(exclude=rel)[:RECENT_KEEP] if "recent" in self.sources else (),
                 line if "similar" in self.sources else None,
+                (line, near.line_prefix[: len(near.line_prefix) - len(near.cursor_chain)])
+                if "usages" in self.sources
+                else None,
             )
             if key == self._last_key and self._last is not None:
                 return _replace_timing(self._last, start, reused=True)
@@ -286,6 +318,8 @@ class Retriever:
                     per_source[source] = self._recent(rel)
                 elif source == "repomap":
                     per_source[source] = self._repomap(rel, bindings)
+                elif source == "usages":
+                    per_source[source] = self._usages(rel, text, lines, line, bindings, near)
                 source_ms[source] = (time.perf_counter() - t0) * 1000
             candidates = self._fuse(per_source)
             filled = fill(candidates, budget, counter)
@@ -610,6 +644,78 @@ class Retriever:
             for e in self.repomap.entries(exclude=rel, focus=focus)[:REPOMAP_KEEP]
         ]
 
+    def _usages(
+        self,
+        rel: str,
+        text: str,
+        lines: list[str],
+        line: int,
+        bindings: list[ImportBinding],
+        near: _Near,
+    ) -> list[_Scored]:
+        counts = self._counts_of(rel, text)
+        names = {
+            b.local: near.weights.get(b.local, 0.0) + min(counts.occurrences(b.local), MAX_COUNTED_USES)
+            for b in bindings
+            if b.local and b.local != "*" and self._resolve(rel, bindings, [b.local]) is not None
+        }
+        if not names:
+            return []
+        chosen = sorted(names, key=lambda n: (-names[n], n))[:USAGE_NAMES]
+        around = lines[max(0, line - USAGE_CONTEXT_BEFORE) : line + 1 + USAGE_CONTEXT_AFTER]
+        context = identifiers("\n".join(around))
+        # The name being typed is left out of the lead: `X = make_se` looks for what `X = ` does,
+        # and the chunks do not change with every letter of a name.
+        typed = near.line_prefix[: len(near.line_prefix) - len(near.cursor_chain)]
+        cue = _UsageCue(USAGE_TOKEN_RE.findall(typed), context)
+        found: dict[str, tuple[float, str, int, int]] = {}  # stripped line -> score, path, line, repeats
+        texts: dict[str, list[str]] = {rel: lines}
+
+        def consider(path: str, number: int, raw: str, name: str) -> None:
+            use = raw.strip()
+            if not use or len(use) > USAGE_MAX_CHARS or use.startswith(("#", "import ", "from ")):
+                return
+            at = _use_of(use, name)
+            if at < 0 or use[:at].rstrip().endswith(("def", "class")):
+                return
+            score = cue.score(use, at, name)
+            if score < USAGE_MIN_SCORE:
+                return
+            old = found.get(use)
+            if old is None:
+                found[use] = (score, path, number, 0)
+            elif (path, number) != (old[1], old[2]):
+                best = max(old, (score, path, number, 0))
+                found[use] = (best[0], best[1], best[2], old[3] + 1)
+
+        for name in chosen:
+            for window in self.index.windows_using(name, context, USAGE_FETCH, exclude=rel):
+                other = texts.get(window.path)
+                if other is None:
+                    other = texts[window.path] = (self.index.read_text(window.path) or "").split("\n")
+                for number in range(window.start_line, min(window.end_line + 1, len(other))):
+                    consider(window.path, number, other[number], name)
+            for number, raw in enumerate(lines):
+                if not line - USAGE_NEAR_ABOVE <= number <= line + USAGE_NEAR_BELOW and name in raw:
+                    consider(rel, number, raw, name)
+        ranked = sorted(
+            found.items(),
+            key=lambda kv: (-(kv[1][0] + USAGE_REPEAT_BONUS * min(kv[1][3], USAGE_MAX_REPEATS)), kv[0]),
+        )[:USAGE_KEEP]
+        per_path: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
+        for use, (score, path, number, repeats) in ranked:
+            per_path[path].append((number, use, score + USAGE_REPEAT_BONUS * min(repeats, USAGE_MAX_REPEATS)))
+        return _best_first(
+            _Scored(
+                path,
+                "".join(use + "\n" for _, use, _ in sorted(uses)),
+                max(u[2] for u in uses),
+                OUTLINE_LINE,
+                OUTLINE_LINE,
+            )
+            for path, uses in per_path.items()
+        )
+
     # -----------------------------------------------------------------------------------------
     # Fusion and ordering
 
@@ -825,6 +931,41 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
     for word in _KEYWORDS:
         weights.pop(word, None)
     return _Near(dict(weights), cursor_chain, cursor)
+
+
+@dataclass(frozen=True)
+class _UsageCue:
+    """What a use of an imported name is compared with: the cursor line's tokens and nearby names."""
+
+    lead: list[str]  # tokens of the cursor line up to the cursor
+    context: set[str]  # identifiers of the lines around the cursor
+
+    def score(self, use: str, at: int, name: str) -> float:
+        """Share of the cursor line's last tokens found just before the name, plus the share of
+        the use's other names found around the cursor (0..2)."""
+        before = USAGE_TOKEN_RE.findall(use[:at])
+        matched = 0
+        while (
+            matched < min(USAGE_MAX_LEAD, len(before), len(self.lead))
+            and before[-1 - matched] == self.lead[-1 - matched]
+        ):
+            matched += 1
+        names = identifiers(use) - {name}
+        shared = len(names & self.context) / len(names) if names else 0.0
+        return matched / USAGE_MAX_LEAD + shared
+
+
+def _use_of(line: str, name: str) -> int:
+    """Offset of the first use of `name` in `line` as a name of its own (not `x.name`), or -1."""
+    start = 0
+    while (at := line.find(name, start)) >= 0:
+        end = at + len(name)
+        if (at == 0 or not (line[at - 1].isalnum() or line[at - 1] in "_.")) and (
+            end == len(line) or not (line[end].isalnum() or line[end] == "_")
+        ):
+            return at
+        start = end
+    return -1
 
 
 def _class_fields(snippet: str) -> list[str]:

@@ -97,6 +97,8 @@ def tune_candidates() -> dict[str, EvalConfig]:
     configs[name] = EvalConfig(name, base.sources, prefix_tokens=prefix, suffix_tokens=suffix)
     name = "definitions+similar"
     configs[name] = EvalConfig(name, ("definitions", "similar"))
+    name = "default+usages"
+    configs[name] = EvalConfig(name, (*base.sources, "usages"))
     # The default with and without the file's imports above a window that misses them (one of
     # the two is the default itself).
     for name, on in ((IMPORTS_ON, True), (IMPORTS_OFF, False)):

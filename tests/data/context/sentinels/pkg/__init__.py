@@ -1,0 +1,1 @@
+"""A package whose modules share a convention: sentinels made by one helper."""
