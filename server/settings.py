@@ -19,7 +19,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from context.retrieve import SOURCES
+from context.retrieve import DEFAULT_SOURCES, SOURCES
 from server.completion import CompletionSettings
 from server.suggest import SuggestSettings
 
@@ -64,7 +64,7 @@ class ContextSettings:
     sources: list[str] | None = field(
         default=None,
         metadata=_meta(
-            "Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.",
+            f"Retrieval sources (null: {', '.join(DEFAULT_SOURCES)}); known: {', '.join(SOURCES)}.",
             choices=SOURCES,
         ),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from context.index import Index
-from context.retrieve import USAGE_NEAR_ABOVE, Chunk, Retriever
+from context.retrieve import USAGE_NEAR_ABOVE, Chunk, Retriever, _use_of
 from context.walk import WalkOptions
 from tests.context_helpers import count_tokens
 
@@ -49,7 +49,7 @@ def test_uses_of_an_imported_name_elsewhere_are_shown_the_most_alike_nearest_the
     assert shown == {
         "pkg/queueutils.py": '_REMOVED = make_sentinel(var_name="_REMOVED")\n',
         "pkg/cacheutils.py": '_MISSING = make_sentinel(var_name="_MISSING")\n',
-    }, "imports, the definition and `registry.make_sentinel(...)` are not uses of the imported name"
+    }, "imports, the definition, `__all__` and `registry.make_sentinel(...)` are not uses of the name"
     # The line that starts like the cursor's (`_MISSING = `) ranks first and sits last, next to it.
     assert chunks[-1].path == "pkg/cacheutils.py"
     assert chunks[-1].score > chunks[0].score
@@ -76,3 +76,11 @@ def test_a_name_being_typed_does_not_change_which_uses_are_shown(repo: tuple[Pat
     assert before
     for partial in ("_MISSING = m", "_MISSING = make_se"):
         assert usages(root, index, *typed(original, 4, partial)) == before, partial
+
+
+def test_a_use_is_a_name_of_its_own() -> None:
+    assert _use_of("x = make_sentinel(var_name='x')", "make_sentinel") == 4
+    assert _use_of("m = registry.make_sentinel()", "make_sentinel") == -1
+    assert _use_of("y = make_sentinel_factory()", "make_sentinel") == -1
+    assert _use_of('__all__ = ["make_sentinel"]', "make_sentinel") == -1
+    assert _use_of("x = registry.make_sentinel(make_sentinel)", "make_sentinel") == 27

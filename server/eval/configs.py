@@ -64,6 +64,7 @@ PLAIN = "plain long FIM"
 IMPORTS_ON = "default with imports"
 IMPORTS_OFF = "default without imports"
 CLASSIC = "default classic layout"
+NO_USAGES = "default without usages"
 
 
 def standard_configs() -> dict[str, EvalConfig]:
@@ -97,8 +98,8 @@ def tune_candidates() -> dict[str, EvalConfig]:
     configs[name] = EvalConfig(name, base.sources, prefix_tokens=prefix, suffix_tokens=suffix)
     name = "definitions+similar"
     configs[name] = EvalConfig(name, ("definitions", "similar"))
-    name = "default+usages"
-    configs[name] = EvalConfig(name, (*base.sources, "usages"))
+    name = NO_USAGES
+    configs[name] = EvalConfig(name, tuple(s for s in base.sources if s != "usages"))
     # The default with and without the file's imports above a window that misses them (one of
     # the two is the default itself).
     for name, on in ((IMPORTS_ON, True), (IMPORTS_OFF, False)):

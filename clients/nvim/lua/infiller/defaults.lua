@@ -27,7 +27,7 @@ return {
       suffixTokens = 256,
       -- Python: show the file's imports above a prefix window that starts below them.
       importsAboveWindow = true,
-      -- Retrieval sources (null: definitions, recent); known: definitions, similar, recent, repomap.
+      -- Retrieval sources (null: definitions, recent, usages); known: definitions, similar, recent, repomap, usages.
       sources = vim.NIL,
     },
     -- Debounce.
