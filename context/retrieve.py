@@ -153,6 +153,8 @@ USAGE_MIN_SCORE = 0.2
 # The same line in several places is a convention; each repeat adds this, up to USAGE_MAX_REPEATS.
 USAGE_REPEAT_BONUS = 0.1
 USAGE_MAX_REPEATS = 3
+# Other files whose lines are kept between requests (those the uses were found in).
+MEMO_FILES = 64
 USAGE_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 IDENT_CHAIN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -269,6 +271,7 @@ class Retriever:
         self._memo_symbols: dict[tuple[str, str, str | None], list[Symbol]] = {}
         self._memo_top: dict[str, set[str]] = {}
         self._memo_outline: dict[tuple[Symbol, ...], str] = {}
+        self._memo_lines: dict[str, list[str]] = {}
         self._memo_bases: tuple[int, list[str]] | None = None
         # Uses of the imported names per buffer, carried from keystroke to keystroke.
         self._name_counts: dict[str, NameCounts] = {}
@@ -674,7 +677,6 @@ class Retriever:
         typed = near.line_prefix[: len(near.line_prefix) - len(near.cursor_chain)]
         cue = _UsageCue(USAGE_TOKEN_RE.findall(typed), context)
         found: dict[str, tuple[float, str, int, int]] = {}  # stripped line -> score, path, line, repeats
-        texts: dict[str, list[str]] = {rel: lines}
 
         def consider(path: str, number: int, raw: str, name: str) -> None:
             use = raw.strip()
@@ -695,9 +697,7 @@ class Retriever:
 
         for name in chosen:
             for window in self.index.windows_using(name, context, USAGE_FETCH, exclude=rel):
-                other = texts.get(window.path)
-                if other is None:
-                    other = texts[window.path] = (self.index.read_text(window.path) or "").split("\n")
+                other = self._file_lines(window.path)
                 for number in range(window.start_line, min(window.end_line + 1, len(other))):
                     consider(window.path, number, other[number], name)
             for number, raw in enumerate(lines):
@@ -853,7 +853,7 @@ class Retriever:
         if stamp != self._memo_stamp:
             self._memo_stamp = stamp
             self._memo_resolve, self._memo_symbols, self._memo_top = {}, {}, {}
-            self._memo_outline = {}
+            self._memo_outline, self._memo_lines = {}, {}
         self._memo_bases = None
 
     def _counts_of(self, rel: str, text: str) -> NameCounts:
@@ -881,6 +881,15 @@ class Retriever:
     def _module_members(self, path: str) -> list[Symbol]:
         members = [s for s in self.index.symbols(path) if s.top_level and not s.name.startswith("_")]
         return members[:MAX_MEMBERS_AT_DOT]
+
+    def _file_lines(self, path: str) -> list[str]:
+        """Another file's lines, memoised until another file changes (uses are read from a few)."""
+        lines = self._memo_lines.get(path)
+        if lines is None:
+            if len(self._memo_lines) >= MEMO_FILES:
+                self._memo_lines.clear()
+            lines = self._memo_lines[path] = (self.index.read_text(path) or "").split("\n")
+        return lines
 
     def _lines(self, path: str, start: int, end: int) -> str:
         text = self.index.read_text(path)
