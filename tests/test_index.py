@@ -88,6 +88,27 @@ def test_saving_a_buffer_refreshes_similarity_windows(shop: tuple[Path, Index]) 
     assert windows and windows[0].path == "shop/pricing.py"
 
 
+def test_windows_using_a_name_rank_those_sharing_the_context_first(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text(
+        "def helper_thing(first, second):\n    return first\n\nvalue = helper_thing(alpha_one, omega)\n"
+    )
+    (root / "pkg" / "b.py").write_text("import os\n\nresult = helper_thing(beta_two, gamma_three)\n")
+    (root / "pkg" / "c.py").write_text("unrelated_name = beta_two + gamma_three + delta_four\n")
+    index = Index.open(root, tmp_path / "index.sqlite", WalkOptions(use_git=False))
+    try:
+        index.refresh()
+        found = index.windows_using("helper_thing", {"gamma_three", "beta_two"}, limit=5)
+        assert [w.path for w in found] == ["pkg/b.py", "pkg/a.py"], "the name filters, the context ranks"
+        assert [w.path for w in index.windows_using("helper_thing", set(), 5, exclude="pkg/a.py")] == [
+            "pkg/b.py"
+        ]
+        assert index.windows_using("no_such_name", {"beta_two"}, limit=5) == []
+    finally:
+        index.close()
+
+
 def test_large_buffer_is_indexed_once_typing_pauses(shop: tuple[Path, Index]) -> None:
     root, index = shop
     path = root / "shop" / "pricing.py"
