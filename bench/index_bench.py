@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = rng.choice(candidates)
             cursors.append((rel, text, line, len(lines[line])))
     results["retrieval"] = {}
-    for name, sources in (("default", DEFAULT_SOURCES), ("all", SOURCES)):
+    without_usages = tuple(s for s in DEFAULT_SOURCES if s != "usages")
+    for name, sources in (("default", DEFAULT_SOURCES), ("without usages", without_usages), ("all", SOURCES)):
         retriever = Retriever(index, sources)
         if "repomap" in sources:
             start = time.perf_counter()
@@ -342,6 +343,17 @@ def markdown(r: dict[str, Any]) -> str:
             "p95 < 20 ms",
         ),
         ("retrieval, all sources", f"p50 {a['p50_ms']:.1f} ms / p95 {a['p95_ms']:.1f} ms", ""),
+        *(
+            [
+                (
+                    f"retrieval, default without usage lines ({', '.join(w['sources'])}), same requests",
+                    f"p50 {w['p50_ms']:.1f} ms / p95 {w['p95_ms']:.1f} ms",
+                    "",
+                )
+            ]
+            if (w := r["retrieval"].get("without usages"))
+            else []
+        ),
         ("repo map build (once per index change, lazily)", f"{r.get('repomap_build_s', 0):.2f} s", ""),
         ("database size", f"{r['db_mb']} MB", ""),
         ("RSS after cold index / peak", f"{r['rss_after_cold_mb']:.0f} MB / {r['peak_rss_mb']:.0f} MB", ""),
