@@ -593,42 +593,56 @@ class Index:
         return [Window(*r) for r in rows if r[0] != exclude][:limit]
 
     def windows_using(
-        self, name: str, context: Iterable[str], limit: int, exclude: str | None = None
-    ) -> list[Window]:
-        """Windows containing identifier `name`, those sharing the most of `context` first (FTS5).
+        self, names: Sequence[str], context: Iterable[str], limit: int, exclude: str | None = None
+    ) -> dict[str, list[Window]]:
+        """Per name, windows containing it, those sharing the most of `context` first (FTS5).
 
         A name used in hundreds of windows (`nx` in networkx) is only useful where its use looks
-        like the cursor's: the context terms (the rarest few) rank, the name filters.
+        like the cursor's: the context's rarest terms rank, the name filters; windows with the name
+        alone fill up what is left. One vocabulary lookup serves every name.
         """
-        term = name.lower()
-        if not term.replace("_", "a").isalnum():
-            return []
-        terms = sorted({t.lower() for t in context if t.replace("_", "a").isalnum()} - {term})
+        wanted = {n: n.lower() for n in names if n.lower().replace("_", "a").isalnum()}
+        found: dict[str, list[Window]] = {n: [] for n in names}
+        if not wanted:
+            return found
+        context_terms = {t.lower() for t in context if t.replace("_", "a").isalnum()}
+        asked = sorted(context_terms | set(wanted.values()))
         with self._lock:
-            if terms:
-                frequencies = self._conn.execute(
-                    f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(terms))})",
-                    terms,
+            docs = dict(
+                self._conn.execute(
+                    f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(asked))})",
+                    asked,
                 ).fetchall()
-                terms = [t for t, _ in sorted(frequencies, key=lambda r: (r[1], r[0]))[:WINDOW_QUERY_TERMS]]
-            either = " OR ".join(f'"{t}"' for t in terms)
-            queries = [f'"{term}" AND ({either})', f'"{term}"'] if terms else [f'"{term}"']
-            rows: list[Any] = []
-            seen: set[int] = set()
-            for query in queries:
-                for row in self._conn.execute(
-                    "SELECT w.id, f.path, w.start_line, w.end_line, windows_fts.idents, "
-                    "bm25(windows_fts) AS score FROM windows_fts JOIN windows w ON w.id = windows_fts.rowid "
-                    "JOIN files f ON f.id = w.file_id "
-                    "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
-                    (query, limit + (limit if exclude else 0)),
-                ):
-                    if row[0] not in seen and row[1] != exclude:
-                        seen.add(row[0])
-                        rows.append(row[1:])
-                if len(rows) >= limit:
-                    break
-        return [Window(*r) for r in rows[:limit]]
+            )
+            for name, term in wanted.items():
+                if term not in docs:
+                    continue
+                terms = sorted(
+                    (t for t in context_terms if t in docs and t != term), key=lambda t: (docs[t], t)
+                )
+                terms = terms[:WINDOW_QUERY_TERMS]
+                queries = []
+                if terms:
+                    either = " OR ".join(f'"{t}"' for t in terms)
+                    queries.append(f'"{term}" AND ({either})')
+                queries.append(f'"{term}"')
+                rows: list[Any] = []
+                seen: set[int] = set()
+                for query in queries:
+                    for row in self._conn.execute(
+                        "SELECT w.id, f.path, w.start_line, w.end_line, windows_fts.idents, "
+                        "bm25(windows_fts) AS score FROM windows_fts "
+                        "JOIN windows w ON w.id = windows_fts.rowid JOIN files f ON f.id = w.file_id "
+                        "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
+                        (query, limit + (limit if exclude else 0)),
+                    ):
+                        if row[0] not in seen and row[1] != exclude:
+                            seen.add(row[0])
+                            rows.append(row[1:])
+                    if len(rows) >= limit:
+                        break
+                found[name] = [Window(*r) for r in rows[:limit]]
+        return found
 
     def graph_rows(self) -> tuple[list[tuple[str, str, str, str, int]], list[tuple[str, str, int]]]:
         """(definitions: path, name, kind, signature, start_line; references: path, name, count)."""

@@ -14,8 +14,10 @@ their order, new ones go last (nearest the cursor); an unchanged retrieval retur
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import hashlib
+import itertools
 import keyword
 import logging
 import re
@@ -695,14 +697,27 @@ class Retriever:
                 best = max(old, (score, path, number, 0))
                 found[use] = (best[0], best[1], best[2], old[3] + 1)
 
-        for name in chosen:
-            for window in self.index.windows_using(name, context, USAGE_FETCH, exclude=rel):
+        for name, windows in self.index.windows_using(chosen, context, USAGE_FETCH, exclude=rel).items():
+            seen: set[tuple[str, int]] = set()  # windows overlap by half
+            for window in windows:
                 other = self._file_lines(window.path)
                 for number in range(window.start_line, min(window.end_line + 1, len(other))):
-                    consider(window.path, number, other[number], name)
-            for number, raw in enumerate(lines):
-                if not line - USAGE_NEAR_ABOVE <= number <= line + USAGE_NEAR_BELOW and name in raw:
-                    consider(rel, number, raw, name)
+                    if name in other[number] and (window.path, number) not in seen:
+                        seen.add((window.path, number))
+                        consider(window.path, number, other[number], name)
+        # The current file's own uses beyond the window's reach: found with str.find, not a loop
+        # over every line (a keystroke in a 9,000-line file).
+        for first, last in ((0, line - USAGE_NEAR_ABOVE), (line + USAGE_NEAR_BELOW + 1, len(lines))):
+            if first >= last:
+                continue
+            region = "\n".join(lines[first:last])
+            starts = list(itertools.accumulate((len(x) + 1 for x in lines[first:last]), initial=0))
+            for name in chosen:
+                at = region.find(name)
+                while at >= 0:
+                    number = bisect.bisect_right(starts, at) - 1
+                    consider(rel, first + number, lines[first + number], name)
+                    at = region.find(name, starts[number + 1]) if number + 1 < len(starts) else -1
         ranked = sorted(
             found.items(),
             key=lambda kv: (-(kv[1][0] + USAGE_REPEAT_BONUS * min(kv[1][3], USAGE_MAX_REPEATS)), kv[0]),

@@ -99,12 +99,13 @@ def test_windows_using_a_name_rank_those_sharing_the_context_first(tmp_path: Pat
     index = Index.open(root, tmp_path / "index.sqlite", WalkOptions(use_git=False))
     try:
         index.refresh()
-        found = index.windows_using("helper_thing", {"gamma_three", "beta_two"}, limit=5)
+        found = index.windows_using(["helper_thing"], {"gamma_three", "beta_two"}, limit=5)["helper_thing"]
         assert [w.path for w in found] == ["pkg/b.py", "pkg/a.py"], "the name filters, the context ranks"
-        assert [w.path for w in index.windows_using("helper_thing", set(), 5, exclude="pkg/a.py")] == [
-            "pkg/b.py"
-        ]
-        assert index.windows_using("no_such_name", {"beta_two"}, limit=5) == []
+        alone = index.windows_using(["helper_thing", "no_such_name"], set(), 5, exclude="pkg/a.py")
+        assert {name: [w.path for w in ws] for name, ws in alone.items()} == {
+            "helper_thing": ["pkg/b.py"],
+            "no_such_name": [],
+        }
     finally:
         index.close()
 
