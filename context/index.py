@@ -20,7 +20,7 @@ import posixpath
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -571,26 +571,15 @@ class Index:
 
     def search_windows(self, idents: Iterable[str], limit: int, exclude: str | None = None) -> list[Window]:
         """Windows sharing identifiers with `idents`, best BM25 first (FTS5)."""
-        terms = sorted({t.lower() for t in idents if t.replace("_", "a").isalnum()})
+        terms = _fts_terms(idents)
         if not terms:
             return []
         with self._lock:
-            frequencies = self._conn.execute(
-                f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(terms))})",
-                terms,
-            ).fetchall()
-            rarest = sorted(frequencies, key=lambda r: (r[1], r[0]))[:WINDOW_QUERY_TERMS]
+            rarest = _rarest(self._term_docs(terms), terms)
             if not rarest:
                 return []
-            query = " OR ".join(f'"{term}"' for term, _ in rarest)
-            rows = self._conn.execute(
-                "SELECT f.path, w.start_line, w.end_line, windows_fts.idents, bm25(windows_fts) AS score "
-                "FROM windows_fts JOIN windows w ON w.id = windows_fts.rowid "
-                "JOIN files f ON f.id = w.file_id "
-                "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
-                (query, limit + (limit if exclude else 0)),
-            ).fetchall()
-        return [Window(*r) for r in rows if r[0] != exclude][:limit]
+            rows = self._match_windows(" OR ".join(f'"{term}"' for term in rarest), limit, exclude)
+        return [Window(*r[1:]) for r in rows if r[1] != exclude][:limit]
 
     def windows_using(
         self, names: Sequence[str], context: Iterable[str], limit: int, exclude: str | None = None
@@ -601,41 +590,25 @@ class Index:
         like the cursor's: the context's rarest terms rank, the name filters; windows with the name
         alone fill up what is left. One vocabulary lookup serves every name.
         """
-        wanted = {n: n.lower() for n in names if n.lower().replace("_", "a").isalnum()}
+        wanted = {n: n.lower() for n in names if _fts_terms([n.lower()])}
         found: dict[str, list[Window]] = {n: [] for n in names}
         if not wanted:
             return found
-        context_terms = {t.lower() for t in context if t.replace("_", "a").isalnum()}
-        asked = sorted(context_terms | set(wanted.values()))
+        context_terms = _fts_terms(context)
         with self._lock:
-            docs = dict(
-                self._conn.execute(
-                    f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(asked))})",
-                    asked,
-                ).fetchall()
-            )
+            docs = self._term_docs(context_terms | set(wanted.values()))
             for name, term in wanted.items():
                 if term not in docs:
                     continue
-                terms = sorted(
-                    (t for t in context_terms if t in docs and t != term), key=lambda t: (docs[t], t)
-                )
-                terms = terms[:WINDOW_QUERY_TERMS]
                 queries = []
-                if terms:
+                if terms := _rarest(docs, context_terms - {term}):
                     either = " OR ".join(f'"{t}"' for t in terms)
                     queries.append(f'"{term}" AND ({either})')
                 queries.append(f'"{term}"')
                 rows: list[Any] = []
                 seen: set[int] = set()
                 for query in queries:
-                    for row in self._conn.execute(
-                        "SELECT w.id, f.path, w.start_line, w.end_line, windows_fts.idents, "
-                        "bm25(windows_fts) AS score FROM windows_fts "
-                        "JOIN windows w ON w.id = windows_fts.rowid JOIN files f ON f.id = w.file_id "
-                        "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
-                        (query, limit + (limit if exclude else 0)),
-                    ):
+                    for row in self._match_windows(query, limit, exclude):
                         if row[0] not in seen and row[1] != exclude:
                             seen.add(row[0])
                             rows.append(row[1:])
@@ -643,6 +616,27 @@ class Index:
                         break
                 found[name] = [Window(*r) for r in rows[:limit]]
         return found
+
+    def _term_docs(self, terms: Collection[str]) -> dict[str, int]:
+        """How many windows hold each of `terms` (those in no window are absent). Under the lock."""
+        asked = sorted(terms)
+        return dict(
+            self._conn.execute(
+                f"SELECT term, doc FROM temp.windows_vocab WHERE term IN ({','.join('?' * len(asked))})",
+                asked,
+            ).fetchall()
+        )
+
+    def _match_windows(self, query: str, limit: int, exclude: str | None) -> list[Any]:
+        """(id, path, start_line, end_line, idents, score) of windows matching an FTS5 query, best
+        BM25 first; twice `limit` when the caller drops `exclude`'s windows. Under the lock."""
+        return self._conn.execute(
+            "SELECT w.id, f.path, w.start_line, w.end_line, windows_fts.idents, "
+            "bm25(windows_fts) AS score FROM windows_fts "
+            "JOIN windows w ON w.id = windows_fts.rowid JOIN files f ON f.id = w.file_id "
+            "WHERE windows_fts MATCH ? ORDER BY score LIMIT ?",
+            (query, limit + (limit if exclude else 0)),
+        ).fetchall()
 
     def graph_rows(self) -> tuple[list[tuple[str, str, str, str, int]], list[tuple[str, str, int]]]:
         """(definitions: path, name, kind, signature, start_line; references: path, name, count)."""
@@ -846,6 +840,16 @@ class Index:
             symbols = self._conn.execute("SELECT COUNT(*) FROM symbols").fetchone()[0]
         db_bytes = sum(p.stat().st_size for p in (self.db_path, Path(f"{self.db_path}-wal")) if p.exists())
         return RefreshStats(files, symbols, parsed, removed, elapsed, db_bytes)
+
+
+def _fts_terms(words: Iterable[str]) -> set[str]:
+    """`words` as FTS5 terms: lower-cased identifiers (anything else would break a query)."""
+    return {w.lower() for w in words if w.replace("_", "a").isalnum()}
+
+
+def _rarest(docs: dict[str, int], terms: Iterable[str]) -> list[str]:
+    """The WINDOW_QUERY_TERMS rarest of `terms` found in some window: they say most."""
+    return sorted((t for t in terms if t in docs), key=lambda t: (docs[t], t))[:WINDOW_QUERY_TERMS]
 
 
 def _extract_one(job: tuple[str, bytes]) -> FileFacts:

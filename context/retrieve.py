@@ -309,9 +309,7 @@ class Retriever:
                 self.index.generation_excluding(rel),
                 self.index.recent.regions(exclude=rel)[:RECENT_KEEP] if "recent" in self.sources else (),
                 line if "similar" in self.sources else None,
-                (line, near.line_prefix[: len(near.line_prefix) - len(near.cursor_chain)])
-                if "usages" in self.sources
-                else None,
+                (line, near.lead) if "usages" in self.sources else None,
             )
             if key == self._last_key and self._last is not None:
                 return _replace_timing(self._last, start, reused=True)
@@ -674,10 +672,7 @@ class Retriever:
         chosen = sorted(names, key=lambda n: (-names[n], n))[:USAGE_NAMES]
         around = lines[max(0, line - USAGE_CONTEXT_BEFORE) : line + 1 + USAGE_CONTEXT_AFTER]
         context = identifiers("\n".join(around))
-        # The name being typed is left out of the lead: `X = make_se` looks for what `X = ` does,
-        # and the chunks do not change with every letter of a name.
-        typed = near.line_prefix[: len(near.line_prefix) - len(near.cursor_chain)]
-        cue = _UsageCue(USAGE_TOKEN_RE.findall(typed), context)
+        cue = _UsageCue(USAGE_TOKEN_RE.findall(near.lead), context)
         found: dict[str, tuple[float, str, int, int]] = {}  # stripped line -> score, path, line, repeats
 
         def consider(path: str, number: int, raw: str, name: str) -> None:
@@ -718,13 +713,15 @@ class Retriever:
                     number = bisect.bisect_right(starts, at) - 1
                     consider(rel, first + number, lines[first + number], name)
                     at = region.find(name, starts[number + 1]) if number + 1 < len(starts) else -1
-        ranked = sorted(
-            found.items(),
-            key=lambda kv: (-(kv[1][0] + USAGE_REPEAT_BONUS * min(kv[1][3], USAGE_MAX_REPEATS)), kv[0]),
-        )[:USAGE_KEEP]
+        total = {
+            use: (score + USAGE_REPEAT_BONUS * min(repeats, USAGE_MAX_REPEATS), path, number)
+            for use, (score, path, number, repeats) in found.items()
+        }
         per_path: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
-        for use, (score, path, number, repeats) in ranked:
-            per_path[path].append((number, use, score + USAGE_REPEAT_BONUS * min(repeats, USAGE_MAX_REPEATS)))
+        for use, (score, path, number) in sorted(total.items(), key=lambda kv: (-kv[1][0], kv[0]))[
+            :USAGE_KEEP
+        ]:
+            per_path[path].append((number, use, score))
         return _best_first(
             _Scored(
                 path,
@@ -928,6 +925,12 @@ class _Near:
 
     def ranked(self) -> list[str]:
         return [name for name, _ in self.top(MAX_DEFINITION_CANDIDATES)]
+
+    @property
+    def lead(self) -> str:
+        """The cursor line up to the name being typed: `X = make_se` looks for what `X = ` does,
+        and usage lines do not change with every letter of a name."""
+        return self.line_prefix[: len(self.line_prefix) - len(self.cursor_chain)]
 
 
 def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[ImportBinding]) -> _Near:
