@@ -58,6 +58,10 @@ UNFINISHED_ENDINGS = (
 )
 # Non-blank lines after the cursor line that a plan remembers (the next line decides block ends).
 FOLLOWING_LINES = 3
+# Lines after the cursor looked at for the closer of a call continued on the next lines (black's
+# `raise Error(` / arguments indented / `)` back at the statement's indent): a long argument list
+# is rarely longer.
+CONTINUATION_LINES = 40
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
 # Just inside these the code has no space (PEP 8, black, prettier); a model's ` rect` after `sum(` is
@@ -115,6 +119,9 @@ class Plan:
     following: tuple[str, ...]
     # Module level: a blank line ends the completion (the model would go on with new definitions).
     top_level: bool = False
+    # The lines after the cursor are the indented inside of a bracket that a line back at the
+    # cursor line's indent closes (`)`): what the completion leaves open there is closed by them.
+    closed_below: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,8 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             return Plan(
                 Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
             )
-        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
+        closed = not line_suffix.strip() and _closed_below(line_prefix, suffix)
+        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following, closed_below=closed)
 
     if _in_line_only_node(prefix, suffix, language):
         return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
@@ -186,6 +194,24 @@ def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
             found.append(line.strip())
         start = end + 1
     return tuple(found)
+
+
+def _closed_below(line_prefix: str, suffix: str) -> bool:
+    """The cursor line's brackets balance, the next lines are indented deeper, and the first line
+    back at its indent starts with a closer: the bracket that line closes is one the rest of the
+    cursor line opens (a call whose arguments already follow)."""
+    if _bracket_excess(line_prefix)[0]:
+        return False  # the closer below may close the cursor line's own bracket
+    indent = indent_width(line_prefix)
+    deeper = False
+    for line in suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]:
+        if not line.strip():
+            continue
+        if indent_width(line) > indent:
+            deeper = True
+            continue
+        return deeper and line.lstrip()[:1] in CLOSERS
+    return False
 
 
 def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: ignore[no-untyped-def]
@@ -307,7 +333,8 @@ def _bracket_excess(text: str) -> tuple[list[str], int]:
 
 
 def _fix_line_end(text: str, plan: Plan) -> tuple[str | None, Reason | None]:
-    """Drop what duplicates the rest of the line; close brackets the completion itself opened."""
+    """Drop what duplicates the rest of the line; close brackets the completion itself opened,
+    unless the lines below close them."""
     rest = plan.line_suffix.strip()
     if rest:
         if text.strip() == rest or rest.startswith(text.strip()):
@@ -322,7 +349,7 @@ def _fix_line_end(text: str, plan: Plan) -> tuple[str | None, Reason | None]:
             if tail < len(text) and trailing and rest.startswith(trailing.replace(" ", "")):
                 text = text[:tail]
     opened, _ = _bracket_excess(text)
-    if opened and not rest and plan.mode is Mode.LINE:
+    if opened and not rest and plan.mode is Mode.LINE and not plan.closed_below:
         closers = "".join(OPENERS[o] for o in reversed(opened))
         text = text.rstrip() + closers
     return text, None
