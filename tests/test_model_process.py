@@ -24,6 +24,7 @@ from server.model.llamacpp import EngineConfig
 from server.model.process import FAULT_ENV, ModelProcessDied, ProcessRuntime, describe_exit
 from server.model.registry import load_registry, resolve
 from server.model.runtime import Cancelled, CancelToken
+from server.model.selftest import configure
 from tests.conftest import TEST_MODEL
 
 pytestmark = pytest.mark.model
@@ -43,11 +44,20 @@ def model() -> tuple[object, Path]:
     return spec, resolve(spec)
 
 
+@pytest.fixture(scope="module")
+def config(model: tuple[object, Path]) -> EngineConfig:
+    """One thread in the configuration the self-test found to run on this machine: llama.cpp's
+    default (weight repacking on) dies on CPUs that advertise AMX the VM does not enable, and an
+    in-process engine would take pytest down with it."""
+    spec, path = model
+    return configure(spec, path, threads=1)  # type: ignore[arg-type]
+
+
 @pytest.fixture()
-def runtime(model: tuple[object, Path]) -> ProcessRuntime:
+def runtime(model: tuple[object, Path], config: EngineConfig) -> ProcessRuntime:
     spec, path = model
     events: list[tuple[str, str]] = []
-    rt = ProcessRuntime(spec, path, EngineConfig(threads=1), on_event=lambda k, m: events.append((k, m)))  # type: ignore[arg-type]
+    rt = ProcessRuntime(spec, path, config, on_event=lambda k, m: events.append((k, m)))  # type: ignore[arg-type]
     rt.events = events  # type: ignore[attr-defined]
     yield rt  # type: ignore[misc]
     rt.close()
@@ -65,12 +75,13 @@ def _complete(rt: object, max_tokens: int = 16, cancel: CancelToken | None = Non
     return "".join(pieces)
 
 
-def test_the_worker_process_gives_the_in_process_answer(model: tuple[object, Path]) -> None:
+def test_the_worker_process_gives_the_in_process_answer(
+    model: tuple[object, Path], config: EngineConfig
+) -> None:
     from server.model.llamacpp import LlamaEngine
     from server.model.runtime import Runtime
 
     spec, path = model
-    config = EngineConfig(threads=1)
     local = Runtime(LlamaEngine(path, spec.family, config=config), spec)  # type: ignore[attr-defined,arg-type]
     remote = ProcessRuntime(spec, path, config)  # type: ignore[arg-type]
     try:
@@ -85,14 +96,13 @@ def test_the_worker_process_gives_the_in_process_answer(model: tuple[object, Pat
 
 
 def test_the_likeliest_first_tokens_are_the_same_in_the_worker_and_start_the_greedy_answer(
-    model: tuple[object, Path],
+    model: tuple[object, Path], config: EngineConfig
 ) -> None:
     # Fix this tries the answers that start with a lost expression's next likeliest first tokens.
     from server.model.llamacpp import LlamaEngine
     from server.model.runtime import Runtime
 
     spec, path = model
-    config = EngineConfig(threads=1)
     local = Runtime(LlamaEngine(path, spec.family, config=config), spec)  # type: ignore[attr-defined,arg-type]
     remote = ProcessRuntime(spec, path, config)  # type: ignore[arg-type]
     try:
@@ -180,13 +190,20 @@ def test_a_worker_killed_between_requests_is_replaced(runtime: ProcessRuntime) -
 
 
 def test_a_request_from_another_thread_waits_its_turn(runtime: ProcessRuntime) -> None:
+    # A thread's reset can come before or after the other's generation, so its answer is the
+    # fresh one or the one read over the cached prompt (greedy answers differ slightly with cache
+    # reuse where the repacking kernels are off); tokens of two requests mixed would be neither.
+    fresh = _complete(runtime, 8)
+    pieces: list[str] = []
+    runtime.generate(runtime.tokenize(PROMPT), max_tokens=8, on_text=lambda p: pieces.append(p) is None)
+    valid = {fresh, "".join(pieces)}
     results: list[str] = []
     threads = [threading.Thread(target=lambda: results.append(_complete(runtime, 8))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert len(results) == 2 and results[0] == results[1]
+    assert len(results) == 2 and set(results) <= valid, (results, valid)
 
 
 def test_describe_exit_names_the_signal() -> None:
