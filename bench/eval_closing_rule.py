@@ -14,31 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
 from context.syntax import language_for_path
 from server.eval.configs import DEFAULT, choose
-from server.eval.metrics import exact_match
+from server.eval.metrics import exact_match, sign_test
 from server.eval.repo import Workspace, resolve_repo
 from server.eval.runner import RECORDS_FILE, RUN_FILE, RunOptions, load_records, sample_cases
-from server.model.postprocess import OPENERS, _bracket_excess, plan_completion
-
-
-def sign_test(a: int, b: int) -> float:
-    """Two-sided sign test of a cases against b."""
-    n, k = a + b, min(a, b)
-    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+from server.model.postprocess import close_brackets, plan_completion
 
 
 def old_answer(prediction: str, prefix: str, suffix: str, language: str) -> str:
     """The answer the old rule showed: the brackets left open closed where the lines below close them."""
     plan = plan_completion(prefix, suffix, language)
-    opened, _ = _bracket_excess(prediction)
-    if plan.closed_below and opened and not plan.line_suffix.strip():
-        return prediction.rstrip() + "".join(OPENERS[o] for o in reversed(opened))
-    return prediction
+    return close_brackets(prediction) if plan.closed_below else prediction
 
 
 def main() -> None:
@@ -71,8 +61,8 @@ def main() -> None:
         try:
             for mask in sample_cases(workspace, options):
                 text = workspace.read(mask.path) or ""
+                language = language_for_path(mask.path) or ""
                 for config, prediction in records.get(mask.key, {}).items():
-                    language = language_for_path(mask.path) or ""
                     before = old_answer(prediction, text[: mask.start], text[mask.end :], language)
                     now[config][mask.key] = exact_match(prediction, mask.target)
                     old[config][mask.key] = exact_match(before, mask.target)

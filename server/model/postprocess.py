@@ -348,11 +348,15 @@ def _fix_line_end(text: str, plan: Plan) -> tuple[str | None, Reason | None]:
             trailing = text[tail:].rstrip()
             if tail < len(text) and trailing and rest.startswith(trailing.replace(" ", "")):
                 text = text[:tail]
-    opened, _ = _bracket_excess(text)
-    if opened and not rest and plan.mode is Mode.LINE and not plan.closed_below:
-        closers = "".join(OPENERS[o] for o in reversed(opened))
-        text = text.rstrip() + closers
+    if not rest and plan.mode is Mode.LINE and not plan.closed_below:
+        text = close_brackets(text)
     return text, None
+
+
+def close_brackets(text: str) -> str:
+    """`text` with the brackets it leaves open closed at its end (unchanged when none are)."""
+    opened, _ = _bracket_excess(text)
+    return text.rstrip() + "".join(OPENERS[o] for o in reversed(opened)) if opened else text
 
 
 def _repeats_suffix(text: str, plan: Plan) -> bool:
