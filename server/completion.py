@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,6 +100,10 @@ class CompletionSettings:
     # won, 1 lost, at the same prompt length).
     imports_above_window: bool = True
     sources: tuple[str, ...] | None = None
+    # A second pass whose retrieval reads the first answer as if typed (RepoCoder's iteration):
+    # the names the model guessed find the code that defines or uses them. Off by default: it
+    # costs a second generation and, as the context comes first, a re-read of the whole prompt.
+    refine: bool = False
 
 
 @dataclass(frozen=True)
@@ -489,12 +494,20 @@ class Completer:
         return result
 
     def build_prompt(
-        self, request: CompletionContext, *, grow: bool = False, step: int | None = None
+        self,
+        request: CompletionContext,
+        *,
+        grow: bool = False,
+        step: int | None = None,
+        draft: str | None = None,
     ) -> Prompt:
         """The exact prompt the model will see for this cursor.
 
         `grow`: the prompt as far as this place's has grown (a new place starts cold: see
         `grow`); `step`: that of a given growth step. Otherwise the full budgets.
+        `draft`: a first completion, read by retrieval as if typed at the cursor (RepoCoder's
+        iteration: the names the model guessed find the code that uses or defines them); the
+        prompt's own text is the request's.
         """
         start = time.perf_counter()
         language = request.language or language_for_path(request.file)
@@ -510,7 +523,9 @@ class Completer:
         # chunks of it (see _last_chunks): the context then only ever grows by an insertion.
         full_context = self.settings.context_tokens
         in_body = cut < prefix.rfind("\n") + 1
-        if in_body:
+        if draft:
+            retrieval = self.retrieve(request.forward(draft), full_context)
+        elif in_body:
             anchored = replace(request, prefix=prefix[:cut])
             retrieval = self._memo(
                 "retrieval",
@@ -586,6 +601,48 @@ class Completer:
         """
         start = time.perf_counter()
         prompt = prompt or self.build_prompt(request, grow=grow)
+        run = partial(
+            self._generate, request, cancel=cancel, max_tokens=max_tokens, limit=limit, first_line=first_line
+        )
+        if not self.settings.refine:
+            return run(prompt, start, reset_cache=reset_cache, on_partial=on_partial)
+        # The draft is not streamed: the editor would show an answer about to be replaced.
+        first = run(prompt, start, reset_cache=reset_cache, on_partial=None)
+        again = self.refine_prompt(request, first.text, prompt, grow=grow)
+        if again is None:
+            if on_partial is not None and first.raw:
+                on_partial(first.raw)
+            return first
+        second = run(again, time.perf_counter(), reset_cache=False, on_partial=on_partial)
+        second.timings = {k: round(v + first.timings.get(k, 0.0), 2) for k, v in second.timings.items()}
+        second.tokens = {**second.tokens, "prompt": second.tokens["prompt"] + first.tokens["prompt"]}
+        return second
+
+    def refine_prompt(
+        self, request: CompletionContext, draft: str | None, first: Prompt, *, grow: bool = False
+    ) -> Prompt | None:
+        """The second pass's prompt: retrieval reads `draft` (the first answer) as if typed at the
+        cursor. None when there is no draft or the prompt comes out the same (greedy decoding would
+        answer the same)."""
+        if not draft or not draft.strip() or self._retriever is None:
+            return None
+        again = self.build_prompt(request, grow=grow, draft=draft)
+        return None if again.tokens == first.tokens else again
+
+    def _generate(
+        self,
+        request: CompletionContext,
+        prompt: Prompt,
+        start: float,
+        *,
+        cancel: CancelToken | None,
+        reset_cache: bool,
+        on_partial: Callable[[str], None] | None,
+        max_tokens: int | None,
+        limit: Callable[[str], bool] | None,
+        first_line: bool,
+    ) -> CompletionResult:
+        """One generation for `prompt` (see `complete`); `start`: when the request began."""
         if reset_cache:
             self.runtime.reset()
         filt = StreamFilter(prompt.plan)

@@ -61,6 +61,14 @@ class ContextSettings:
         default=_DEFAULT_COMPLETION.imports_above_window,
         metadata=_meta("Python: show the file's imports above a prefix window that starts below them."),
     )
+    refine: bool = field(
+        default=_DEFAULT_COMPLETION.refine,
+        metadata=_meta(
+            "Ask twice: retrieval reads the first answer as if typed, and the model answers again with "
+            "what it found (the code that defines or uses the names it guessed). Costs a second "
+            "generation and a re-read of the prompt; worth it with a fast backend."
+        ),
+    )
     sources: list[str] | None = field(
         default=None,
         metadata=_meta(
@@ -143,6 +151,7 @@ class Settings:
             suffix_tokens=self.context.suffix_tokens,
             context_tokens=self.context.budget_tokens,
             imports_above_window=self.context.imports_above_window,
+            refine=self.context.refine,
             max_tokens_line=self.max_line_tokens,
             max_tokens_block=self.max_tokens,
             sources=tuple(self.context.sources) if self.context.sources is not None else None,

@@ -136,6 +136,7 @@ _CONTEXT_FIELDS = {
     "prefixTokens": "prefix_tokens",
     "suffixTokens": "suffix_tokens",
     "importsAboveWindow": "imports_above_window",
+    "refine": "refine",
     "sources": "sources",
 }
 

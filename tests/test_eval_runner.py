@@ -11,7 +11,7 @@ import pytest
 
 from server.eval.configs import EvalConfig, choose
 from server.eval.repo import Workspace
-from server.eval.runner import RECORDS_FILE, RunOptions, load_records, run
+from server.eval.runner import RECORDS_FILE, Record, RunOptions, load_records, run
 from server.model.fake import FakeEngine
 from server.model.runtime import Backend, Runtime
 
@@ -154,3 +154,15 @@ def test_a_relative_out_folder_builds_the_same_prompts_as_an_absolute_one(
             ws.close()
         prompts[mode] = loader.prompts
     assert prompts["absolute"] and prompts["relative"] == prompts["absolute"]
+
+
+def test_the_iterative_configuration_is_charged_for_both_passes(workspace: Workspace, tmp_path: Path) -> None:
+    loader = Scripted(workspace)
+    records = run(workspace, options(tmp_path / "out", configs=choose(["default iterative"])), loader=loader)
+    by_key: dict[str, dict[str, Record]] = {}
+    for record in records:
+        by_key.setdefault(record.key, {})[record.config] = record
+    assert by_key and all(len(pair) == 2 for pair in by_key.values())
+    for pair in by_key.values():
+        once, twice = pair["default"], pair["default iterative"]
+        assert twice.prompt_tokens > once.prompt_tokens and twice.total_ms >= once.total_ms

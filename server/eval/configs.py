@@ -40,6 +40,9 @@ class EvalConfig:
     suffix_tokens: int = _DEFAULTS.suffix_tokens
     cursor_line_in_middle: bool = _DEFAULTS.cursor_line_in_middle
     imports_above_window: bool = _DEFAULTS.imports_above_window
+    # Two passes (the `refine` setting): the first answer, read as typed at the cursor, is
+    # retrieval's query for the second. The runner runs them (see runner._run_case).
+    iterate: bool = False
 
     def completion_settings(self) -> CompletionSettings:
         return CompletionSettings(
@@ -56,7 +59,9 @@ class EvalConfig:
         context = f", {self.context_tokens} ctx" if self.sources else ""
         layout = "" if self.cursor_line_in_middle else ", classic layout"
         imports = ", imports above" if self.imports_above_window else ""
-        return f"{sources}{context}, {self.prefix_tokens}+{self.suffix_tokens} window{imports}{layout}"
+        passes = ", retrieval again with the first answer" if self.iterate else ""
+        window = f"{self.prefix_tokens}+{self.suffix_tokens} window"
+        return f"{sources}{context}, {window}{imports}{layout}{passes}"
 
 
 DEFAULT = "default"
@@ -65,6 +70,7 @@ IMPORTS_ON = "default with imports"
 IMPORTS_OFF = "default without imports"
 CLASSIC = "default classic layout"
 NO_USAGES = "default without usages"
+ITERATE = "default iterative"
 
 
 def standard_configs() -> dict[str, EvalConfig]:
@@ -117,12 +123,18 @@ def tune_candidates() -> dict[str, EvalConfig]:
     return configs
 
 
+def experiments() -> dict[str, EvalConfig]:
+    """Configurations that can be named but that `--tune` does not try: two passes read about
+    twice the default's prompt, which `--tune`'s rule forbids, so trying them would only add time."""
+    return {ITERATE: EvalConfig(ITERATE, tuple(DEFAULT_SOURCES), iterate=True)}
+
+
 def choose(names: list[str] | None, tune: bool = False) -> dict[str, EvalConfig]:
     """The named configurations (when None: the standard ones, or every tune candidate with
     `tune`), the default always among them (pairs need it). Any candidate can be named."""
     if names is None:
         return tune_candidates() if tune else standard_configs()
-    known = tune_candidates()
+    known = {**tune_candidates(), **experiments()}
     # Names hold no comma: the command line lists them comma-separated.
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from context.masking import DEFAULT_PER_FILE, Mask, sample_masks
-from server.completion import Completer
+from server.completion import Completer, Prompt
 from server.eval.configs import EvalConfig
 from server.eval.execute import Coverage, Executor
 from server.eval.metrics import edit_similarity, exact_match, identifier_f1, normalize
@@ -212,7 +212,9 @@ def run(
                     if progress is not None:
                         progress(finished, total, f"{model} {mask.level} {mask.path}:{mask.line + 1}")
                     wanted = [c for c in options.configs if (model, c, mask.key) not in done]
-                    new = _run_case(workspace, mask, model, completers, wanted, executor, options.sample)
+                    new = _run_case(
+                        workspace, mask, model, completers, options.configs, wanted, executor, options.sample
+                    )
                     with records_path.open("a", encoding="utf-8") as out:
                         for record in new:
                             out.write(json.dumps(asdict(record)) + "\n")
@@ -235,6 +237,7 @@ def _run_case(
     mask: Mask,
     model: str,
     completers: dict[str, Completer],
+    configs: dict[str, EvalConfig],
     wanted: Sequence[str],
     executor: Executor | None,
     sample: int,
@@ -246,6 +249,37 @@ def _run_case(
     )
     new: list[Record] = []
     by_prompt: dict[tuple[int, ...], Record] = {}
+
+    def answer(name: str, prompt: Prompt) -> Record:
+        earlier = by_prompt.get(tuple(prompt.tokens))
+        if earlier is not None:
+            # Greedy decoding of the same tokens gives the same completion: not run twice.
+            return Record(**{**asdict(earlier), "config": name, "reused_from": earlier.config})
+        result = completers[name].complete(request, prompt=prompt, reset_cache=True)
+        prediction = _prediction(result.text, mask.target)
+        record = Record(
+            model=model,
+            config=name,
+            key=mask.key,
+            level=mask.level,
+            path=mask.path,
+            line=mask.line,
+            column=mask.column,
+            target=mask.target,
+            prediction=prediction,
+            exact=exact_match(prediction, mask.target),
+            edit_similarity=round(edit_similarity(prediction, mask.target), 4),
+            identifier_f1=round(identifier_f1(prediction, mask.target), 4),
+            prompt_tokens=len(prompt.tokens),
+            context_tokens=int(result.tokens.get("context", 0)),
+            total_ms=float(result.timings.get("total_ms", 0.0)),
+            prompt_ms=float(result.timings.get("prompt_ms", 0.0)),
+            retrieval_ms=float(result.timings.get("retrieval_ms", 0.0)),
+            sample=sample,
+        )
+        by_prompt[tuple(prompt.tokens)] = record
+        return record
+
     with workspace.masked(mask, text):
         for name in wanted:
             completer = completers[name]
@@ -254,40 +288,30 @@ def _run_case(
             retriever = getattr(completer, "_retriever", None)
             if retriever is not None:
                 retriever.reset()
-            prompt = completer.build_prompt(request)
-            earlier = by_prompt.get(tuple(prompt.tokens))
-            if earlier is not None:
-                # Greedy decoding of the same tokens gives the same completion: not run twice.
-                record = Record(**{**asdict(earlier), "config": name, "reused_from": earlier.config})
-                new.append(record)
-                continue
-            result = completer.complete(request, prompt=prompt, reset_cache=True)
-            prediction = _prediction(result.text, mask.target)
-            record = Record(
-                model=model,
-                config=name,
-                key=mask.key,
-                level=mask.level,
-                path=mask.path,
-                line=mask.line,
-                column=mask.column,
-                target=mask.target,
-                prediction=prediction,
-                exact=exact_match(prediction, mask.target),
-                edit_similarity=round(edit_similarity(prediction, mask.target), 4),
-                identifier_f1=round(identifier_f1(prediction, mask.target), 4),
-                prompt_tokens=len(prompt.tokens),
-                context_tokens=int(result.tokens.get("context", 0)),
-                total_ms=float(result.timings.get("total_ms", 0.0)),
-                prompt_ms=float(result.timings.get("prompt_ms", 0.0)),
-                retrieval_ms=float(result.timings.get("retrieval_ms", 0.0)),
-                sample=sample,
-            )
-            by_prompt[tuple(prompt.tokens)] = record
+            record = answer(name, completer.build_prompt(request))
+            if configs[name].iterate:
+                record = _second_pass(
+                    record, answer(name, completer.build_prompt(request, draft=record.prediction))
+                )
             new.append(record)
     if executor is not None:
         _execute(workspace, mask, text, new, executor)
     return new
+
+
+def _second_pass(first: Record, second: Record) -> Record:
+    """The second answer, charged for both passes: their prompts and their time."""
+    return Record(
+        **{
+            **asdict(second),
+            "config": first.config,
+            "reused_from": "",
+            "prompt_tokens": first.prompt_tokens + second.prompt_tokens,
+            "total_ms": first.total_ms + second.total_ms,
+            "prompt_ms": first.prompt_ms + second.prompt_ms,
+            "retrieval_ms": first.retrieval_ms + second.retrieval_ms,
+        }
+    )
 
 
 def _execute(workspace: Workspace, mask: Mask, text: str, records: list[Record], executor: Executor) -> None:

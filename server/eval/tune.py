@@ -63,4 +63,5 @@ def context_settings(config: EvalConfig) -> dict[str, Any]:
         "prefixTokens": config.prefix_tokens,
         "suffixTokens": config.suffix_tokens,
         "importsAboveWindow": config.imports_above_window,
+        "refine": config.iterate,
     }

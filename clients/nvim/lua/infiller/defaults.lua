@@ -27,6 +27,8 @@ return {
       suffixTokens = 256,
       -- Python: show the file's imports above a prefix window that starts below them.
       importsAboveWindow = true,
+      -- Ask twice: retrieval reads the first answer as if typed, and the model answers again with what it found (the code that defines or uses the names it guessed). Costs a second generation and a re-read of the prompt; worth it with a fast backend.
+      refine = false,
       -- Retrieval sources (null: definitions, recent, usages); known: definitions, similar, recent, repomap, usages.
       sources = vim.NIL,
     },
