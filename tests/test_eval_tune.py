@@ -70,7 +70,6 @@ def test_tune_picks_what_wins_checks_it_and_writes_it(
             "prefixTokens": 1536,
             "suffixTokens": 256,
             "importsAboveWindow": True,
-            "refine": False,
         }
     }
     assert "no context" in loaded.reason and "second sample" in loaded.reason

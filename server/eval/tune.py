@@ -56,12 +56,14 @@ def choose_config(summaries: Sequence[Summary], model: str, candidates: Sequence
 
 
 def context_settings(config: EvalConfig) -> dict[str, Any]:
-    """The `[settings.context]` table (camelCase keys of server/settings.py) for a configuration."""
+    """The `[settings.context]` table (camelCase keys of server/settings.py) for a configuration.
+
+    `refine` is left out: `--tune` never tries it, and writing it off would override a user who
+    turned it on."""
     return {
         "sources": list(config.sources),
         "budgetTokens": config.context_tokens if config.sources else 0,
         "prefixTokens": config.prefix_tokens,
         "suffixTokens": config.suffix_tokens,
         "importsAboveWindow": config.imports_above_window,
-        "refine": config.iterate,
     }
