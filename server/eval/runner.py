@@ -288,11 +288,15 @@ def _run_case(
             retriever = getattr(completer, "_retriever", None)
             if retriever is not None:
                 retriever.reset()
-            record = answer(name, completer.build_prompt(request))
+            prompt = completer.build_prompt(request)
+            record = answer(name, prompt)
             if configs[name].iterate:
-                record = _second_pass(
-                    record, answer(name, completer.build_prompt(request, draft=record.prediction))
-                )
+                # The two passes of the `refine` setting, run here so that the first is the
+                # default's answer when their prompts are the same, not generated again.
+                # Where the draft changes no prompt there is no second pass, and nothing to pay.
+                again = completer.refine_prompt(request, record.prediction, prompt)
+                if again is not None:
+                    record = _second_pass(record, answer(name, again))
             new.append(record)
     if executor is not None:
         _execute(workspace, mask, text, new, executor)
