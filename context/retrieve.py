@@ -904,10 +904,9 @@ class Retriever:
         return lines
 
     def _lines(self, path: str, start: int, end: int) -> str:
-        text = self.index.read_text(path)
-        if text is None:
-            return ""
-        piece = "\n".join(text.split("\n")[start : end + 1]).rstrip()
+        """Lines of another file (similar windows, recent regions: never the buffer's own file,
+        whose memo would go stale as the user types)."""
+        piece = "\n".join(self._file_lines(path)[start : end + 1]).rstrip()
         return piece + "\n" if piece else ""
 
 
