@@ -12,6 +12,7 @@ import pytest
 from server.eval.configs import EvalConfig, choose
 from server.eval.repo import Workspace
 from server.eval.runner import RECORDS_FILE, Record, RunOptions, load_records, run
+from server.eval.tune import writable
 from server.model.fake import FakeEngine
 from server.model.runtime import Backend, Runtime
 
@@ -176,3 +177,42 @@ def test_the_iterative_configuration_pays_for_a_second_pass_only_where_one_ran(
             ran += 1
             assert twice.prompt_tokens > once.prompt_tokens and twice.total_ms >= once.total_ms
     assert ran > 0
+
+
+def test_the_oracle_retrieves_what_the_hidden_answer_names_and_tune_never_writes_it(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    loader = Scripted(workspace)
+    configs = choose(["default oracle"])
+    run(workspace, options(tmp_path / "out", configs=configs, levels=["crossfile"], n=6), loader=loader)
+    by_key: dict[str, dict[str, Record]] = {}
+    for record in load_records(tmp_path / "out" / RECORDS_FILE):
+        by_key.setdefault(record.key, {})[record.config] = record
+    assert by_key and all(len(pair) == 2 for pair in by_key.values())
+    # The answers name functions of another module: reading them, retrieval shows more of that
+    # module than the default finds from the code around the cursor.
+    assert any(
+        pair["default oracle"].prompt_tokens != pair["default"].prompt_tokens for pair in by_key.values()
+    )
+    # (That a draft changes the context and not the file's text: tests/test_refine.py.)
+    assert not writable(configs["default oracle"]) and writable(configs["default"])
+
+
+def test_a_fresh_sample_leaves_out_an_earlier_runs_cases_and_keeps_its_own_folder(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    first = run(workspace, options(tmp_path / "first", n=3), loader=Scripted(workspace))
+    seen = frozenset(r.key for r in first)
+    fresh = options(tmp_path / "fresh", n=3, exclude=seen)
+    second = run(workspace, fresh, loader=Scripted(workspace))
+    assert second and not {r.key for r in second} & seen
+    # The same folder with another set left out is another sample: refused, not mixed.
+    with pytest.raises(ValueError, match="excluded"):
+        run(workspace, options(tmp_path / "fresh", n=3), loader=Scripted(workspace))
+
+
+def test_excluding_a_run_that_holds_no_cases_is_an_error(tmp_path: Path) -> None:
+    from server.cli.eval import _excluded_keys
+
+    with pytest.raises(ValueError, match="no case records"):
+        _excluded_keys([tmp_path / "mistyped"])

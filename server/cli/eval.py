@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="resume only cases already started (a configuration added, records left out)",
     )
+    p.add_argument(
+        "--exclude-cases",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="leave out every case of an earlier run (its --out folder or cases.jsonl): a fresh sample",
+    )
     p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
     p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
@@ -121,6 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         source = resolve_repo(args.repo, _cache_dir("src"))
     except (ModelError, FileNotFoundError, OSError) as exc:
         return fail(str(exc))
+    try:
+        exclude = _excluded_keys([Path(p) for p in args.exclude_cases])
+    except ValueError as exc:
+        return fail(str(exc))
     out = Path(args.out) if args.out else _cache_dir("runs") / source.name
     out.mkdir(parents=True, exist_ok=True)
     minutes = args.minutes
@@ -142,6 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test_timeout_s=args.test_timeout,
         per_file=args.per_file,
         started_only=args.started_only,
+        exclude=exclude,
     )
     print(f"infiller eval: {source} -> {out}", file=sys.stderr)
     workspace = Workspace(source, out / "scratch", out / "index.sqlite")
@@ -155,6 +167,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         workspace.close()
     return 0
+
+
+def _excluded_keys(runs: list[Path]) -> frozenset[str]:
+    """The case keys of earlier runs (a run folder or its records file); ValueError when one
+    holds no records, since a mistyped path would silently exclude nothing."""
+    from server.eval.runner import RECORDS_FILE, load_records
+
+    keys: set[str] = set()
+    for run in runs:
+        path = run / RECORDS_FILE if run.is_dir() else run
+        records = load_records(path)
+        if not records:
+            raise ValueError(f"--exclude-cases {run}: no case records there")
+        keys.update(r.key for r in records)
+    return frozenset(keys)
 
 
 def _run(workspace: Any, options: Any, args: argparse.Namespace, label: str) -> tuple[Any, Any]:

@@ -43,6 +43,10 @@ class EvalConfig:
     # Two passes (the `refine` setting): the first answer, read as typed at the cursor, is
     # retrieval's query for the second. The runner runs them (see runner._run_case).
     iterate: bool = False
+    # Retrieval reads the hidden answer itself as if typed (the `iterate` draft, but the true
+    # one): what a perfect retrieval query could gain on this repository. A ceiling for measuring
+    # retrieval, never a setting (the prompt's own text is still the cursor's).
+    oracle: bool = False
 
     def completion_settings(self) -> CompletionSettings:
         return CompletionSettings(
@@ -60,6 +64,7 @@ class EvalConfig:
         layout = "" if self.cursor_line_in_middle else ", classic layout"
         imports = ", imports above" if self.imports_above_window else ""
         passes = ", retrieval again with the first answer" if self.iterate else ""
+        passes += ", retrieval reads the hidden answer (a ceiling)" if self.oracle else ""
         window = f"{self.prefix_tokens}+{self.suffix_tokens} window"
         return f"{sources}{context}, {window}{imports}{layout}{passes}"
 
@@ -71,6 +76,7 @@ IMPORTS_OFF = "default without imports"
 CLASSIC = "default classic layout"
 NO_USAGES = "default without usages"
 ITERATE = "default iterative"
+ORACLE = "default oracle"
 
 
 def standard_configs() -> dict[str, EvalConfig]:
@@ -125,8 +131,12 @@ def tune_candidates() -> dict[str, EvalConfig]:
 
 def experiments() -> dict[str, EvalConfig]:
     """Configurations that can be named but that `--tune` does not try: two passes read about
-    twice the default's prompt, which `--tune`'s rule forbids, so trying them would only add time."""
-    return {ITERATE: EvalConfig(ITERATE, tuple(DEFAULT_SOURCES), iterate=True)}
+    twice the default's prompt, which `--tune`'s rule forbids, so trying them would only add time;
+    the oracle reads the answer, so it measures retrieval's headroom and is never written."""
+    return {
+        ITERATE: EvalConfig(ITERATE, tuple(DEFAULT_SOURCES), iterate=True),
+        ORACLE: EvalConfig(ORACLE, tuple(DEFAULT_SOURCES), oracle=True),
+    }
 
 
 def choose(names: list[str] | None, tune: bool = False) -> dict[str, EvalConfig]:

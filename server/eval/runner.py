@@ -8,6 +8,7 @@ completion. A case's records are appended to the JSONL file together, so a run c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -97,7 +98,16 @@ class RunOptions:
             "seed": self.seed,
             "per_file": self.per_file,
             "sample": self.sample,
+            # Which cases were left out (--exclude-cases) changes the sample: a digest, so that a
+            # run is not resumed with another set; absent when none were, as in earlier runs. The
+            # tuning check's exclusions are the first sample's cases, which grow while that sample
+            # is resumed: its own seed keeps it apart instead.
+            **({"excluded": _digest(self.exclude)} if self.exclude and not self.sample else {}),
         }
+
+
+def _digest(keys: frozenset[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode("utf-8")).hexdigest()[:16]
 
 
 Loader = Callable[[str, int], Backend]
@@ -131,7 +141,9 @@ def check_resume(out: Path, options: RunOptions) -> None:
     wanted = options.case_parameters()
     if run_file.is_file():
         saved = json.loads(run_file.read_text("utf-8"))
-        differs = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+        differs = {
+            k: (saved.get(k), wanted.get(k)) for k in {*saved, *wanted} if saved.get(k) != wanted.get(k)
+        }
         if differs:
             detail = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differs.items())
             raise ValueError(f"{out} holds a run of other cases ({detail}); use another --out")
@@ -288,7 +300,10 @@ def _run_case(
             retriever = getattr(completer, "_retriever", None)
             if retriever is not None:
                 retriever.reset()
-            prompt = completer.build_prompt(request)
+            # The oracle's retrieval reads the hidden answer as if typed; its prompt text is the
+            # cursor's, like every other configuration's.
+            draft = mask.target if configs[name].oracle else None
+            prompt = completer.build_prompt(request, draft=draft)
             record = answer(name, prompt)
             if configs[name].iterate:
                 # The two passes of the `refine` setting, run here so that the first is the

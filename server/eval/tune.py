@@ -36,8 +36,9 @@ def _score(s: Summary) -> tuple[float, float]:
 
 
 def writable(config: EvalConfig) -> bool:
-    """Whether settings can express it (the classic cursor-line layout is a model trait, not a setting)."""
-    return config.cursor_line_in_middle
+    """Whether settings can express it: the classic cursor-line layout is a model trait, two
+    passes are the `refine` setting (left to the user), and the oracle reads the answer."""
+    return config.cursor_line_in_middle and not config.iterate and not config.oracle
 
 
 def choose_config(summaries: Sequence[Summary], model: str, candidates: Sequence[str]) -> Choice:
