@@ -84,3 +84,40 @@ def test_every_configuration_can_be_named_on_the_command_line() -> None:
     names = list(tune_candidates())
     arg = ",".join(names)
     assert list(choose([n.strip() for n in arg.split(",")], tune=True)) == names
+
+
+def test_the_tuning_check_also_leaves_out_the_cases_the_user_excluded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "tinyrepo"
+    shutil.copytree(TINY, repo)
+    monkeypatch.setattr(runner, "default_loader", oracle(repo))
+    common = ["--levels", "statement,expression", "--no-exec", "--no-chart", "--model", "qwen2.5-coder-0.5b"]
+    earlier = tmp_path / "earlier"
+    assert (
+        main(
+            [
+                "eval",
+                str(repo),
+                "--configs",
+                "no context",
+                "--n",
+                "4",
+                "--seed",
+                "1001",
+                "--out",
+                str(earlier),
+                *common,
+            ]
+        )
+        == 0
+    )
+    left_out = {r.key for r in runner.load_records(earlier / runner.RECORDS_FILE)}
+    assert left_out
+    out = tmp_path / "out"
+    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--n", "4", "--out", str(out)]
+    assert main([*argv, "--exclude-cases", str(earlier), *common]) == 0
+    checked = {r.key for r in runner.load_records(out / "check" / runner.RECORDS_FILE)}
+    # The check's seed is the first sample's + 1000, the earlier run's: without the user's
+    # exclusions it would draw the very cases left out.
+    assert checked and not checked & left_out

@@ -299,7 +299,8 @@ def _tune(
         seed=options.seed + CHECK_SEED_OFFSET,
         minutes=check_minutes,
         sample=1,
-        exclude=frozenset(r.key for r in records),
+        # The first sample's cases and whatever the user left out (--exclude-cases) too.
+        exclude=options.exclude | frozenset(r.key for r in records),
         started_only=False,
     )
     check_text = "no second sample finished"
