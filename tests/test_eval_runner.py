@@ -158,16 +158,22 @@ def test_a_relative_out_folder_builds_the_same_prompts_as_an_absolute_one(
     assert prompts["absolute"] and prompts["relative"] == prompts["absolute"]
 
 
+def _pairs(records: list[Record]) -> dict[str, dict[str, Record]]:
+    """Records by case, then by configuration; every case has both of a two-configuration run."""
+    by_key: dict[str, dict[str, Record]] = {}
+    for record in records:
+        by_key.setdefault(record.key, {})[record.config] = record
+    assert by_key and all(len(pair) == 2 for pair in by_key.values())
+    return by_key
+
+
 def test_the_iterative_configuration_pays_for_a_second_pass_only_where_one_ran(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     # An answer that names units' function: its body is not in the outline the first prompt shows.
     loader = Scripted(workspace, answer="inches_to_cm(width)")
     records = run(workspace, options(tmp_path / "out", configs=choose(["default iterative"])), loader=loader)
-    by_key: dict[str, dict[str, Record]] = {}
-    for record in records:
-        by_key.setdefault(record.key, {})[record.config] = record
-    assert by_key and all(len(pair) == 2 for pair in by_key.values())
+    by_key = _pairs(records)
     ran = 0
     for pair in by_key.values():
         once, twice = pair["default"], pair["default iterative"]
@@ -184,11 +190,10 @@ def test_the_oracle_retrieves_what_the_hidden_answer_names_and_tune_never_writes
 ) -> None:
     loader = Scripted(workspace)
     configs = choose(["default oracle"])
-    run(workspace, options(tmp_path / "out", configs=configs, levels=["crossfile"], n=6), loader=loader)
-    by_key: dict[str, dict[str, Record]] = {}
-    for record in load_records(tmp_path / "out" / RECORDS_FILE):
-        by_key.setdefault(record.key, {})[record.config] = record
-    assert by_key and all(len(pair) == 2 for pair in by_key.values())
+    records = run(
+        workspace, options(tmp_path / "out", configs=configs, levels=["crossfile"], n=6), loader=loader
+    )
+    by_key = _pairs(records)
     # The answers name functions of another module: reading them, retrieval shows more of that
     # module than the default finds from the code around the cursor.
     assert any(
