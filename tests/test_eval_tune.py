@@ -121,3 +121,24 @@ def test_the_tuning_check_also_leaves_out_the_cases_the_user_excluded(
     # The check's seed is the first sample's + 1000, the earlier run's: without the user's
     # exclusions it would draw the very cases left out.
     assert checked and not checked & left_out
+
+
+def test_a_choice_no_second_sample_checked_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "tinyrepo"
+    shutil.copytree(TINY, repo)
+    monkeypatch.setattr(runner, "default_loader", oracle(repo))
+    # The second sample finds no case (a small repository whose cases the first took, or
+    # --minutes spent before its first case finished).
+    first_sample = runner.sample_cases
+    monkeypatch.setattr(runner, "sample_cases", lambda w, o: [] if o.sample else first_sample(w, o))
+    out = tmp_path / "out"
+    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
+    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    # The first sample chose `no context`, as in the test above, where the check then wrote it.
+    assert "tune: no context (100.0% exact" in err
+    assert load_workspace_settings(repo) is None
+    assert "unchecked, no settings written" in err
