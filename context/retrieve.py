@@ -673,7 +673,7 @@ class Retriever:
         around = lines[max(0, line - USAGE_CONTEXT_BEFORE) : line + 1 + USAGE_CONTEXT_AFTER]
         context = identifiers("\n".join(around))
         cue = _UsageCue(USAGE_TOKEN_RE.findall(near.lead), context)
-        found: dict[str, tuple[float, str, int, int]] = {}  # stripped line -> score, path, line, repeats
+        found = _UseTally()
 
         def consider(path: str, number: int, raw: str, name: str) -> None:
             use = raw.strip()
@@ -683,14 +683,8 @@ class Retriever:
             if at < 0 or use[:at].rstrip().endswith(("def", "class")):
                 return
             score = cue.score(use, at, name)
-            if score < USAGE_MIN_SCORE:
-                return
-            old = found.get(use)
-            if old is None:
-                found[use] = (score, path, number, 0)
-            elif (path, number) != (old[1], old[2]):
-                best = max(old, (score, path, number, 0))
-                found[use] = (best[0], best[1], best[2], old[3] + 1)
+            if score >= USAGE_MIN_SCORE:
+                found.add(use, score, path, number)
 
         for name, windows in self.index.windows_using(chosen, context, USAGE_FETCH, exclude=rel).items():
             seen: set[tuple[str, int]] = set()  # windows overlap by half
@@ -713,14 +707,8 @@ class Retriever:
                     number = bisect.bisect_right(starts, at) - 1
                     consider(rel, first + number, lines[first + number], name)
                     at = region.find(name, starts[number + 1]) if number + 1 < len(starts) else -1
-        total = {
-            use: (score + USAGE_REPEAT_BONUS * min(repeats, USAGE_MAX_REPEATS), path, number)
-            for use, (score, path, number, repeats) in found.items()
-        }
         per_path: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
-        for use, (score, path, number) in sorted(total.items(), key=lambda kv: (-kv[1][0], kv[0]))[
-            :USAGE_KEEP
-        ]:
+        for use, score, (path, number) in found.best(USAGE_KEEP):
             per_path[path].append((number, use, score))
         return _best_first(
             _Scored(
@@ -962,6 +950,33 @@ def _near_names(lines: list[str], line: int, column: int, bindings: Sequence[Imp
     for word in _KEYWORDS:
         weights.pop(word, None)
     return _Near(dict(weights), cursor_chain, cursor)
+
+
+class _UseTally:
+    """Uses found, by stripped line: the best-scoring place of each and every place it was seen.
+
+    A line holding two of the chosen names is considered once per name: counting places, not
+    sightings, keeps that from passing for a repeat (a convention seen in several places)."""
+
+    def __init__(self) -> None:
+        self._best: dict[str, tuple[float, str, int]] = {}  # use -> score, path, line
+        self._places: dict[str, set[tuple[str, int]]] = defaultdict(set)
+
+    def add(self, use: str, score: float, path: str, number: int) -> None:
+        self._places[use].add((path, number))
+        old = self._best.get(use)
+        if old is None or (score, path, number) > old:
+            self._best[use] = (score, path, number)
+
+    def score(self, use: str) -> float:
+        """The best place's score plus the bonus for the other places the line was seen in."""
+        repeats = len(self._places[use]) - 1
+        return self._best[use][0] + USAGE_REPEAT_BONUS * min(repeats, USAGE_MAX_REPEATS)
+
+    def best(self, keep: int) -> list[tuple[str, float, tuple[str, int]]]:
+        """The `keep` best uses, highest score first: (use, score, (path, line))."""
+        scored = sorted(((self.score(u), u) for u in self._best), key=lambda su: (-su[0], su[1]))
+        return [(use, score, self._best[use][1:]) for score, use in scored[:keep]]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from context.index import Index
-from context.retrieve import USAGE_NEAR_ABOVE, Chunk, Retriever, _use_of
+from context.retrieve import USAGE_NEAR_ABOVE, USAGE_REPEAT_BONUS, Chunk, Retriever, _use_of, _UseTally
 from context.walk import WalkOptions
 from tests.context_helpers import count_tokens
 
@@ -84,3 +84,16 @@ def test_a_use_is_a_name_of_its_own() -> None:
     assert _use_of("y = make_sentinel_factory()", "make_sentinel") == -1
     assert _use_of('__all__ = ["make_sentinel"]', "make_sentinel") == -1
     assert _use_of("x = registry.make_sentinel(make_sentinel)", "make_sentinel") == 27
+
+
+def test_a_line_seen_again_in_the_same_place_is_not_a_repeat() -> None:
+    tally = _UseTally()
+    # `x = pair(first)` holds two of the file's imported names: it is considered once for each.
+    tally.add("x = pair(first)", 0.5, "a.py", 3)
+    tally.add("y = pair(first)", 0.4, "a.py", 9)
+    tally.add("y = pair(first)", 0.5, "b.py", 2)  # now the best place: a.py:9 is still seen
+    tally.add("x = pair(first)", 0.6, "a.py", 3)
+    tally.add("y = pair(first)", 0.4, "a.py", 9)
+    assert tally.score("x = pair(first)") == 0.6
+    assert tally.score("y = pair(first)") == 0.5 + USAGE_REPEAT_BONUS, "two places, one repeat"
+    assert tally.best(1) == [("x = pair(first)", 0.6, ("a.py", 3))]
