@@ -221,3 +221,26 @@ def test_excluding_a_run_that_holds_no_cases_is_an_error(tmp_path: Path) -> None
 
     with pytest.raises(ValueError, match="no case records"):
         _excluded_keys([tmp_path / "mistyped"])
+
+
+def test_the_report_names_the_code_that_made_its_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import server.cli.eval as cli
+    from server.cli import main
+    from server.eval import runner
+
+    monkeypatch.setattr(runner, "default_loader", lambda model, threads: Runtime(FakeEngine(lambda p: "x")))
+    out = tmp_path / "out"
+    argv = ["eval", str(TINY.resolve()), "--levels", "statement", "--n", "2", "--no-exec", "--no-chart"]
+    argv += ["--model", "qwen2.5-coder-0.5b", "--out", str(out)]
+    # The version is the one the run started with: a commit made while it runs did not make them.
+    versions = iter(["commit aaaaaaa", "commit bbbbbbb"])
+    monkeypatch.setattr(cli, "_code_version", lambda: next(versions))
+    assert main([*argv, "--configs", "no context"]) == 0
+    assert "infiller commit aaaaaaa." in (out / "report.md").read_text()
+    # Resumed by other code with a configuration added: both are named, with their shares.
+    assert main([*argv, "--configs", "no context,similar"]) == 0
+    header = (out / "report.md").read_text().split("\n\n")[2]
+    assert header.startswith("infiller commit aaaaaaa (4 records), commit bbbbbbb (2 records).")
+    assert {r.infiller for r in load_records(out / RECORDS_FILE)} == {"commit aaaaaaa", "commit bbbbbbb"}

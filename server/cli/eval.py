@@ -96,6 +96,17 @@ def _code_version() -> str:
         return "version unknown"
 
 
+def _made_by(records: Any, running: str) -> str:
+    """The infiller versions that made the records, most records first; just `running` when it
+    made them all. Records written before records were stamped show as "unrecorded"."""
+    from collections import Counter
+
+    made = Counter(r.infiller or "unrecorded" for r in records)
+    if not made or set(made) == {running}:
+        return running
+    return ", ".join(f"{version} ({n} records)" for version, n in made.most_common())
+
+
 def _machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
@@ -140,6 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_minutes = minutes * TUNE_CHECK_SHARE
         minutes -= check_minutes
     options = RunOptions(
+        code_version=_code_version(),
         repo=args.repo,
         models=models,
         configs=configs,
@@ -228,7 +240,7 @@ def _report(
         "configs": {name: c.describe() for name, c in options.configs.items()},
         "command": "infiller eval " + " ".join(sys.argv[2:]),
         "machine": _machine(),
-        "infiller": _code_version(),
+        "infiller": _made_by(records, options.code_version),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     configs = "\n".join(f"- `{name}`: {desc}" for name, desc in meta["configs"].items())

@@ -63,6 +63,8 @@ class Record:
     usable: bool = False
     passed: bool | None = None
     sample: int = 0
+    # Which infiller made it (RunOptions.code_version): a resumed run can hold records of several.
+    infiller: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
@@ -89,6 +91,9 @@ class RunOptions:
     # Resume only the cases that have a record (fill in a configuration added later, or records
     # left out to run again after a change); start no new one.
     started_only: bool = False
+    # The code this process runs, taken when it started (a commit made while a run goes on is not
+    # the code that made its records); stamped on each record.
+    code_version: str = ""
 
     def case_parameters(self) -> dict[str, Any]:
         return {
@@ -229,6 +234,7 @@ def run(
                     )
                     with records_path.open("a", encoding="utf-8") as out:
                         for record in new:
+                            record.infiller = options.code_version
                             out.write(json.dumps(asdict(record)) + "\n")
                     records.extend(new)
                     finished += 1
