@@ -142,3 +142,19 @@ def test_a_choice_no_second_sample_checked_is_not_written(
     assert "tune: no context (100.0% exact" in err
     assert load_workspace_settings(repo) is None
     assert "unchecked, no settings written" in err
+
+
+def test_a_tie_keeps_the_defaults_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "tinyrepo"
+    shutil.copytree(TINY, repo)
+    # Every configuration gets every case wrong alike: nothing earns a change.
+    monkeypatch.setattr(runner, "default_loader", lambda m, t: Runtime(FakeEngine(lambda p: "unknown()\n")))
+    out = tmp_path / "out"
+    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
+    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "tune: nothing beat default (0.0% exact" in err and "among 1 other configuration(s)" in err
+    assert load_workspace_settings(repo) is None and not (out / "check").exists()

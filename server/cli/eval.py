@@ -290,20 +290,23 @@ def _tune(
     model = options.models[0]
     candidates = [name for name, c in options.configs.items() if writable(c)]
     choice = choose_config(summaries, model, candidates)
-    first = choice.chosen
-    print(
-        f"tune: {choice.config} ({first.exact_match:.1%} exact, executable {_pct(first.executable)}, "
-        f"{first.prompt_tokens:.0f} prompt tokens) vs {DEFAULT} ({choice.default.exact_match:.1%}, "
-        f"{_pct(choice.default.executable)}, {choice.default.prompt_tokens:.0f}) on {first.cases} cases",
-        file=sys.stderr,
-    )
+    first, default = choice.chosen, choice.default
     if not choice.changed:
         # Writing the defaults would pin them: later changes of infiller's defaults would not apply.
         print(
-            f"tune: nothing beat {DEFAULT} at no more than its prompt length; no settings written",
+            f"tune: nothing beat {DEFAULT} ({default.exact_match:.1%} exact, executable "
+            f"{_pct(default.executable)}, {default.prompt_tokens:.0f} prompt tokens, {default.cases} cases) "
+            f"among {choice.considered - 1} other configuration(s) at no more than its prompt length; "
+            "no settings written",
             file=sys.stderr,
         )
         return 0
+    print(
+        f"tune: {choice.config} ({first.exact_match:.1%} exact, executable {_pct(first.executable)}, "
+        f"{first.prompt_tokens:.0f} prompt tokens) vs {DEFAULT} ({default.exact_match:.1%}, "
+        f"{_pct(default.executable)}, {default.prompt_tokens:.0f}) on {first.cases} cases",
+        file=sys.stderr,
+    )
     check = replace(
         options,
         configs={DEFAULT: options.configs[DEFAULT], choice.config: options.configs[choice.config]},
