@@ -244,3 +244,32 @@ def test_the_report_names_the_code_that_made_its_records(
     header = (out / "report.md").read_text().split("\n\n")[2]
     assert header.startswith("infiller commit aaaaaaa (4 records), commit bbbbbbb (2 records).")
     assert {r.infiller for r in load_records(out / RECORDS_FILE)} == {"commit aaaaaaa", "commit bbbbbbb"}
+
+
+def test_a_repository_without_cases_is_a_clear_error_not_an_empty_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    repo = tmp_path / "docs-only"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "conf.py").write_text("project = 'x'\n")
+    out = tmp_path / "out"
+    assert main(["eval", str(repo), "--no-exec", "--no-chart", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no case to evaluate" in err and "0 Python file(s) outside tests and docs" in err
+    assert not (out / "report.md").exists()
+
+
+def test_a_pinned_package_pip_cannot_fetch_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    # Real pip, kept off the network: it fails as it does for a version that does not exist.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["eval", "nosuchpkg-zzqx==1.0", "--no-exec", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "nosuchpkg-zzqx==1.0: pip could not download its sdist" in err
+    assert "No matching distribution" in err and "Traceback" not in err

@@ -52,7 +52,13 @@ def fetch_sdist(spec: str, into: Path) -> Path:
     if found is not None:
         return found
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-    subprocess.run([*cmd, spec, "-d", str(into)], check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*cmd, spec, "-d", str(into)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    if done.returncode:
+        # pip's last lines say why (no such project or version, no sdist, no network).
+        said = " ".join(line.strip() for line in done.stderr.strip().splitlines()[-2:])
+        raise FileNotFoundError(f"{spec}: pip could not download its sdist: {said or 'no reason given'}")
     archives = [p for p in into.glob("*.tar.gz") if _norm(p.name).startswith(_norm(f"{name}-{version}"))]
     if not archives:
         raise FileNotFoundError(f"pip downloaded no sdist for {spec} into {into}")

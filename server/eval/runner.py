@@ -197,6 +197,13 @@ def run(
     records = load_records(records_path)
     done = {(r.model, r.config, r.key) for r in records}
     masks = sample_cases(workspace, options)
+    if not masks and not options.sample:
+        # An empty report would read as a result; the tuning check may find none (cli/eval.py).
+        left_out = f", {len(options.exclude)} case(s) left out by --exclude-cases" if options.exclude else ""
+        raise ValueError(
+            f"{options.repo}: no case to evaluate at level(s) {', '.join(options.levels)} "
+            f"({len(workspace.files())} Python file(s) outside tests and docs{left_out})"
+        )
     deadline = time.monotonic() + options.minutes * 60 if options.minutes else None
     executor = Executor(workspace.source, options.test_timeout_s) if options.execute else None
     total = len(masks) * len(options.models)
