@@ -273,3 +273,36 @@ def test_a_pinned_package_pip_cannot_fetch_says_why(
     err = capsys.readouterr().err
     assert "nosuchpkg-zzqx==1.0: pip could not download its sdist" in err
     assert "No matching distribution" in err and "Traceback" not in err
+
+
+def test_a_run_that_found_no_case_leaves_its_folder_usable(workspace: Workspace, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    empty = Workspace(tmp_path / "empty", tmp_path / "empty-scratch", tmp_path / "empty.sqlite")
+    try:
+        with pytest.raises(ValueError, match="no case to evaluate"):
+            run(empty, options(out, seed=9), loader=Scripted(empty))
+    finally:
+        empty.close()
+    # The same folder then takes another run: no "holds a run of other cases".
+    assert run(workspace, options(out), loader=Scripted(workspace))
+    # Nor does a folder whose earlier run was stopped before its first case was done.
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "run.json").write_text(json.dumps(options(stopped, n=9).case_parameters()))
+    assert run(workspace, options(stopped), loader=Scripted(workspace))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--n", "0"], ["--n", "x"], ["--minutes", "-1"], ["--test-timeout", "0"], ["--per-file", "0"]],
+)
+def test_numbers_out_of_range_are_refused_before_anything_runs(
+    bad: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["eval", str(TINY), "--no-exec", "--out", str(tmp_path / "out"), *bad])
+    assert stopped.value.code == 2 and f"argument {bad[0]}: expected" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

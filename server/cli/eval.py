@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from server.cli.common import fail
+from server.cli.common import fail, positive_float, positive_int
 
 # Tuning splits --minutes: most of it for choosing, the rest for checking the choice.
 TUNE_CHECK_SHARE = 0.35
@@ -36,11 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", action="append", help="registry model (repeat for several; default: the registry's)"
     )
-    p.add_argument("--n", type=int, default=DEFAULT_CASES, help="cases, spread over levels and files")
+    p.add_argument(
+        "--n", type=positive_int, default=DEFAULT_CASES, help="cases, spread over levels and files"
+    )
     p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated (default: all)")
     p.add_argument("--configs", help="comma-separated configurations (default: all standard ones)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--minutes", type=float, help="stop starting new cases after this long")
+    p.add_argument("--minutes", type=positive_float, help="stop starting new cases after this long")
     p.add_argument(
         "--started-only",
         action="store_true",
@@ -56,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
     p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
-    p.add_argument("--test-timeout", type=float, default=60.0, help="seconds per pytest run")
-    p.add_argument("--per-file", type=int, help="cases per file at most (default: 3, more on tiny repos)")
+    p.add_argument("--test-timeout", type=positive_float, default=60.0, help="seconds per pytest run")
+    p.add_argument(
+        "--per-file", type=positive_int, help="cases per file at most (default: 3, more on tiny repos)"
+    )
     p.add_argument("--tune", action="store_true", help="choose and write the best context configuration")
     p.add_argument("--no-chart", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -126,6 +130,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
     bad = [lv for lv in levels if lv not in LEVELS]
+    if not levels:
+        return fail(f"--levels names no level (known: {', '.join(LEVELS)})")
     if bad:
         return fail(f"unknown level(s) {', '.join(bad)} (known: {', '.join(LEVELS)})")
     try:
@@ -144,7 +150,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(str(exc))
     out = Path(args.out) if args.out else _cache_dir("runs") / source.name
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return fail(f"--out {out}: cannot be a results folder ({exc.strerror or exc})")
     minutes = args.minutes
     check_minutes = None
     if args.tune and minutes:

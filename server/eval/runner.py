@@ -144,7 +144,9 @@ def check_resume(out: Path, options: RunOptions) -> None:
     """Refuse to mix cases of different samples in one output folder."""
     run_file = out / RUN_FILE
     wanted = options.case_parameters()
-    if run_file.is_file():
+    records = out / RECORDS_FILE
+    # A folder whose run never finished a case holds nothing to mix with: it is started afresh.
+    if run_file.is_file() and records.is_file() and records.stat().st_size:
         saved = json.loads(run_file.read_text("utf-8"))
         differs = {
             k: (saved.get(k), wanted.get(k)) for k in {*saved, *wanted} if saved.get(k) != wanted.get(k)
@@ -192,10 +194,6 @@ def run(
     `loader(model, threads)` gives the model backend (default: the registry model, in its process).
     """
     loader = loader or default_loader
-    check_resume(options.out, options)
-    records_path = options.out / RECORDS_FILE
-    records = load_records(records_path)
-    done = {(r.model, r.config, r.key) for r in records}
     masks = sample_cases(workspace, options)
     if not masks and not options.sample:
         # An empty report would read as a result; the tuning check may find none (cli/eval.py).
@@ -204,6 +202,10 @@ def run(
             f"{options.repo}: no case to evaluate at level(s) {', '.join(options.levels)} "
             f"({len(workspace.files())} Python file(s) outside tests and docs{left_out})"
         )
+    check_resume(options.out, options)
+    records_path = options.out / RECORDS_FILE
+    records = load_records(records_path)
+    done = {(r.model, r.config, r.key) for r in records}
     deadline = time.monotonic() + options.minutes * 60 if options.minutes else None
     executor = Executor(workspace.source, options.test_timeout_s) if options.execute else None
     total = len(masks) * len(options.models)
