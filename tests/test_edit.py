@@ -283,16 +283,21 @@ def test_neovim_edit_cancel_stops_the_running_edit(nvim_editor: Any) -> None:
     first = lines.index("    def area(self) -> float:", lines.index("class Circle:")) + 1
     log = ed.state_dir / "server.log"
     for _ in range(SCENARIO_TIMEOUT_S):  # the model loads in the background after start-up
+        # Only this attempt's messages: an earlier "still loading" would keep the loop retrying,
+        # each new edit superseding the last, until the time ran out.
+        ed.call("reset_records")
         ed.keys(f"<Esc>:{first},{first + 1}InfillerEdit take your time<CR>")
         # The fake writes its long answer at 20 tokens/s: the edit runs for tens of seconds.
         time.sleep(1.5)
         if not any("still loading" in m for m in ed.call("edit_state")["messages"]):
             break
     assert "infiller: take your time" in log.read_text()  # its progress began
+    before = len(ed.call("edit_state")["notes"])
     ed.keys("<Esc>:InfillerCancel<CR>")
     # The server stopped the generation well before the answer would have been written (its
     # progress ended as cancelled), the edit's answer says so, and nothing was offered or changed.
-    _wait(ed, lambda s: "infiller: edit cancelled" in s["notes"], "the cancel to be confirmed", 5)
+    # (Only notes after the cancel: a superseded attempt's "edit cancelled" is not this one's.)
+    _wait(ed, lambda s: "infiller: edit cancelled" in s["notes"][before:], "the cancel to be confirmed", 5)
     assert "infiller: take your time: cancelled (cancelled by the user)" in log.read_text(), ed.log_tail()
     time.sleep(1)
     state = ed.call("edit_state")
