@@ -46,16 +46,25 @@ def oracle(root: Path) -> runner.Loader:
     return lambda model, threads: Runtime(FakeEngine(script))
 
 
+def tiny_repo(tmp_path: Path) -> Path:
+    """A copy of the tiny repository: tuning writes its settings file there."""
+    repo = tmp_path / "tinyrepo"
+    shutil.copytree(TINY, repo)
+    return repo
+
+
+def tune_argv(repo: Path, out: Path) -> list[str]:
+    """`infiller eval --tune` on the tiny repository with `no context` as the one candidate."""
+    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
+    return [*argv, "--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
+
+
 def test_tune_picks_what_wins_checks_it_and_writes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = tmp_path / "tinyrepo"
-    shutil.copytree(TINY, repo)
+    repo, out = tiny_repo(tmp_path), tmp_path / "out"
     monkeypatch.setattr(runner, "default_loader", oracle(repo))
-    out = tmp_path / "out"
-    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
-    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
-    assert main(argv) == 0
+    assert main(tune_argv(repo, out)) == 0
     report = (out / "report.md").read_text()
     assert "not measured (--no-exec)" in report
     # Which code made the numbers (this checkout's commit): a report must be reproducible.
@@ -89,8 +98,7 @@ def test_every_configuration_can_be_named_on_the_command_line() -> None:
 def test_the_tuning_check_also_leaves_out_the_cases_the_user_excluded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = tmp_path / "tinyrepo"
-    shutil.copytree(TINY, repo)
+    repo = tiny_repo(tmp_path)
     monkeypatch.setattr(runner, "default_loader", oracle(repo))
     common = ["--levels", "statement,expression", "--no-exec", "--no-chart", "--model", "qwen2.5-coder-0.5b"]
     earlier = tmp_path / "earlier"
@@ -126,17 +134,13 @@ def test_the_tuning_check_also_leaves_out_the_cases_the_user_excluded(
 def test_a_choice_no_second_sample_checked_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = tmp_path / "tinyrepo"
-    shutil.copytree(TINY, repo)
+    repo = tiny_repo(tmp_path)
     monkeypatch.setattr(runner, "default_loader", oracle(repo))
     # The second sample finds no case (a small repository whose cases the first took, or
     # --minutes spent before its first case finished).
     first_sample = runner.sample_cases
     monkeypatch.setattr(runner, "sample_cases", lambda w, o: [] if o.sample else first_sample(w, o))
-    out = tmp_path / "out"
-    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
-    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
-    assert main(argv) == 0
+    assert main(tune_argv(repo, tmp_path / "out")) == 0
     err = capsys.readouterr().err
     # The first sample chose `no context`, as in the test above, where the check then wrote it.
     assert "tune: no context (100.0% exact" in err
@@ -147,14 +151,10 @@ def test_a_choice_no_second_sample_checked_is_not_written(
 def test_a_tie_keeps_the_defaults_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = tmp_path / "tinyrepo"
-    shutil.copytree(TINY, repo)
+    repo, out = tiny_repo(tmp_path), tmp_path / "out"
     # Every configuration gets every case wrong alike: nothing earns a change.
     monkeypatch.setattr(runner, "default_loader", lambda m, t: Runtime(FakeEngine(lambda p: "unknown()\n")))
-    out = tmp_path / "out"
-    argv = ["eval", str(repo), "--tune", "--configs", "no context", "--levels", "statement,expression"]
-    argv += ["--n", "4", "--no-exec", "--no-chart", "--out", str(out), "--model", "qwen2.5-coder-0.5b"]
-    assert main(argv) == 0
+    assert main(tune_argv(repo, out)) == 0
     err = capsys.readouterr().err
     assert "tune: nothing beat default (0.0% exact" in err and "among 1 other configuration(s)" in err
     assert load_workspace_settings(repo) is None and not (out / "check").exists()

@@ -330,10 +330,10 @@ def _tune(
     check_summaries, check_records = _run(workspace, check, args, "check")
     if check_summaries is None:
         return 1
-    print(table(check_summaries, check_records, executed=options.execute))
-    rows = {s.config: s for s in check_summaries if s.model == model}
     check_report = table(check_summaries, check_records, executed=options.execute)
+    print(check_report)
     (options.out / "check" / "report.md").write_text(check_report, "utf-8")
+    rows = {s.config: s for s in check_summaries if s.model == model}
     if DEFAULT not in rows or choice.config not in rows:
         # A lead on one sample is what a second sample so often takes back (pygments, docutils):
         # settings are written only once they have held on cases they were not chosen on.
