@@ -31,15 +31,31 @@ def parse_location(spec: str) -> Location:
     return Location(Path(path), line_no - 1, col_no - 1)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
+def _whole_number(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"expected {high} or less, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (where 0 means "none" or "choose")."""
+    return _whole_number(text, 0)
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 meaning any free one."""
+    return _whole_number(text, 0, 65535)
 
 
 def positive_float(text: str) -> float:

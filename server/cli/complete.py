@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from server.cli.common import PhaseBar, fail, parse_location
+from server.cli.common import PhaseBar, fail, parse_location, positive_int
 from server.model.process import ModelProcessDied
 from server.model.registry import ModelError
 from server.model.selftest import NoWorkingConfiguration
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="registry model name (default: the registry default)")
     p.add_argument("--json", action="store_true", help="print JSON with latency, tokens and reason")
     p.add_argument("--no-context", action="store_true", help="current file only: no cross-file retrieval")
-    p.add_argument("--repeat", type=int, default=1, help="run N times in one process (warm latency)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="run N times in one process (warm latency)")
     p.add_argument(
         "--reset-cache", action="store_true", help="empty the KV cache before each run (cold, reproducible)"
     )

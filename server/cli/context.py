@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from server.cli.common import fail, parse_location
+from server.cli.common import fail, non_negative_int, parse_location
 from server.workspace import find_root
 
 # Without the model, tokens are approximated as this many characters each (Qwen averages ~3.5 on code).
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("location", type=parse_location, metavar="FILE:LINE:COL")
     p.add_argument("--root", help="workspace root (default: nearest project marker)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--budget", type=int, help="context budget in tokens (default: the completion setting)")
+    p.add_argument(
+        "--budget", type=non_negative_int, help="context budget in tokens (default: the completion setting)"
+    )
     p.add_argument("--model", help="registry model whose tokenizer and prompt format to use")
     p.add_argument(
         "--sources",
@@ -53,6 +55,9 @@ def cmd_context(args: argparse.Namespace) -> int:
     unknown = set(sources) - set(SOURCES)
     if unknown:
         return fail(f"unknown sources {sorted(unknown)}; choose from {','.join(SOURCES)}")
+    if args.budget == 0:
+        # With or without the model: a zero budget turns retrieval off, so there is nothing to show.
+        return fail("retrieval is disabled (context budget 0)")
     root = Path(args.root).resolve() if args.root else find_root(loc.path)
     index = open_index(root)
     path = loc.path.resolve()
@@ -63,8 +68,9 @@ def cmd_context(args: argparse.Namespace) -> int:
             from context.retrieve import DEFAULT_BUDGET
 
             retriever = Retriever(index, sources)
+            budget = DEFAULT_BUDGET if args.budget is None else args.budget
             result: RetrievalResult = retriever.retrieve(
-                path, text, loc.line, loc.column, args.budget or DEFAULT_BUDGET, _estimate_tokens
+                path, text, loc.line, loc.column, budget, _estimate_tokens
             )
         else:
             from server.completion import Completer, CompletionSettings

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from server.cli.common import fail
+from server.cli.common import fail, non_negative_int, port_number, positive_int
 
 DEFAULT_HOST = "127.0.0.1"
 # llama.vim's and llama.vscode's default endpoint port: they work against the daemon unconfigured.
@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
     )
     p.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)"
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0: any free one)",
     )
     p.add_argument(
         "--root",
@@ -30,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="workspace to index (repeatable; default: the current directory's project, if it is one)",
     )
     p.add_argument("--model", help="registry model name (default: the registry default)")
-    p.add_argument("--threads", type=int, default=0, help="model threads (default: the self-test's choice)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="model threads (default: the self-test's choice)"
+    )
     p.add_argument(
         "--backend", help='run the model on a server instead: "http://host:port" or "openai+http://…/v1"'
     )
@@ -41,11 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "required to bind a non-loopback address)",
     )
     p.add_argument(
-        "--max-queue", type=int, help="requests that may wait for the model before 503s (default 8)"
+        "--max-queue",
+        type=non_negative_int,
+        help="requests that may wait for the model before 503s (default 8)",
     )
-    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 2 MiB)")
     p.add_argument(
-        "--max-prompt-chars", type=int, help="largest prompt accepted, in characters (default 1 Mi)"
+        "--max-body-bytes", type=positive_int, help="largest request body accepted (default 2 MiB)"
+    )
+    p.add_argument(
+        "--max-prompt-chars", type=positive_int, help="largest prompt accepted, in characters (default 1 Mi)"
     )
     p.set_defaults(func=cmd_daemon)
 

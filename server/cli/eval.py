@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out every case of an earlier run (its --out folder or cases.jsonl): a fresh sample",
     )
     p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
-    p.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="model threads (default: 1)")
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
     p.add_argument("--test-timeout", type=positive_float, default=60.0, help="seconds per pytest run")
     p.add_argument(
