@@ -86,6 +86,41 @@ CASES = [
         "end",
     ),
     (
+        "a call the completion opens and breaks goes on to the line that closes it",
+        "def merge(a, b):\n    frame = █\n",
+        "pd.concat(\n        [a, b],\n        axis=1,\n    )\n    return frame\n",
+        "pd.concat(\n        [a, b],\n        axis=1,\n    )",
+        Reason.LINE_END,
+    ),
+    (
+        "... also when the model ends right after the closer",
+        "def merge(a, b):\n    frame = █\n",
+        "pd.concat(\n        [a, b], axis=1\n    )",
+        "pd.concat(\n        [a, b], axis=1\n    )",
+        Reason.LINE_END,
+    ),
+    (
+        "... and when the model ends before closing it: its first line, closed",
+        "def merge(a, b):\n    frame = █\n",
+        "pd.concat(\n        [a, b],",
+        "pd.concat()",
+        Reason.LINE_END,
+    ),
+    (
+        "... and when nothing closes it within the bound",
+        "x = █\n",
+        "dict(\n" + "    a=1,\n" * 20 + ")\n",
+        "dict()",
+        Reason.LINE_END,
+    ),
+    (
+        "... and a hanging indent too",
+        "x = █\n",
+        "compute(alpha, beta,\n        gamma)\nprint(x)\n",
+        "compute(alpha, beta,\n        gamma)",
+        Reason.LINE_END,
+    ),
+    (
         "a deeper block below (the if's body) is no call's arguments",
         "    if █\n        return 1\n    return 2\n",
         "nx.is_directed(G",
@@ -296,6 +331,19 @@ def test_streaming_stops_before_the_overrun() -> None:
     assert filt.stop_reason is Reason.LINE_END
 
 
+def test_streaming_an_opened_call_stops_after_its_closing_line() -> None:
+    """The model goes on past the line end while its call is open, and stops once it closes."""
+    filt = StreamFilter(plan_for("def merge(a, b):\n    frame = █\n"))
+    pieces = ["pd.concat(", "\n", "        [a, b],", "\n", "    )", "\n", "    return", " frame"]
+    fed = 0
+    for piece in pieces:
+        fed += 1
+        if not filt.feed(piece):
+            break
+    assert fed == 6 and filt.stop_reason is Reason.LINE_END
+    assert filt.finish().text == "pd.concat(\n        [a, b],\n    )"
+
+
 CUT_OFF_CASES = [
     (
         "block cut mid-statement keeps the finished statements",
@@ -319,6 +367,18 @@ CUT_OFF_CASES = [
     ("line cut with a bracket open is not shown", "x = █\n", "compute(alpha, beta, gam", None),
     ("line cut mid-expression is not shown", "x = █\n", "alpha + beta +", None),
     ("line cut at a complete expression is kept", "x = █\n", "alpha + beta", "alpha + beta"),
+    (
+        "an opened call cut before its closing line is its first line, closed",
+        "x = █\n",
+        "compute(\n    alpha,\n    be",
+        "compute()",
+    ),
+    (
+        "an opened call closed before the cut is kept whole",
+        "x = █\n",
+        "compute(\n    alpha,\n)\nprint(x",
+        "compute(\n    alpha,\n)",
+    ),
 ]
 
 

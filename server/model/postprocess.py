@@ -62,6 +62,11 @@ FOLLOWING_LINES = 3
 # `raise Error(` / arguments indented / `)` back at the statement's indent): a long argument list
 # is rarely longer.
 CONTINUATION_LINES = 40
+# A line completion whose own line leaves a bracket open (`frame = pd.concat(`, a long call in
+# black's layout, or `f(a,` with a hanging indent) goes on to the line that closes it, within this
+# many lines; closing it at once offered `concat()`, a call without its arguments. Longer, it is cut
+# to its first line.
+OPEN_CALL_LINES = 12
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
 # Just inside these the code has no space (PEP 8, black, prettier); a model's ` rect` after `sum(` is
@@ -298,14 +303,40 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
     return "\n".join(kept), None
 
 
-def _cut_line(raw: str) -> tuple[str, Reason | None]:
+def _cut_line(
+    raw: str, plan: Plan, *, ended: bool = False, cut_off: bool = False
+) -> tuple[str, Reason | None]:
+    """The line completion in `raw` and why it ends there (None: more output is needed).
+    `ended`: no more output comes; `cut_off`: it ended at the token limit, mid-line."""
     first = raw.split("\n", 1)[0]
     if _loops(first):
         return "", Reason.REPETITION
+    if "\n" in raw and _opens_call(first, plan):
+        return _cut_open_call(raw, ended=ended, cut_off=cut_off)
     if "\n" in raw:
         return first, Reason.LINE_END
     if FENCE in raw:
         return raw.split(FENCE, 1)[0], Reason.CODE_FENCE
+    return raw, None
+
+
+def _opens_call(first: str, plan: Plan) -> bool:
+    """The completion's first line leaves open a bracket it opened itself, where nothing after the
+    cursor (on its line or the lines below) is there to close it."""
+    return not plan.line_suffix.strip() and not plan.closed_below and bool(_bracket_excess(first)[0])
+
+
+def _cut_open_call(raw: str, *, ended: bool, cut_off: bool) -> tuple[str, Reason | None]:
+    """`raw` through the first whole line that closes the brackets it opened; its first line when
+    none does within OPEN_CALL_LINES or before the output ended (as a line completion always was)."""
+    lines = raw.split("\n")
+    # The last line is whole only once the output has ended, and not at the token limit.
+    whole = lines if ended and not cut_off else lines[:-1]
+    for end in range(1, min(len(whole), OPEN_CALL_LINES + 1)):
+        if not _bracket_excess("\n".join(whole[: end + 1]))[0]:
+            return "\n".join(whole[: end + 1]), Reason.LINE_END
+    if ended or len(whole) > OPEN_CALL_LINES:
+        return lines[0], Reason.LINE_END
     return raw, None
 
 
@@ -380,7 +411,7 @@ class StreamFilter:
         """Add a piece; False means the completion is decided and generation should stop."""
         self.raw += piece
         if self.plan.mode is Mode.LINE:
-            _, reason = _cut_line(self.raw)
+            _, reason = _cut_line(self.raw, self.plan)
         else:
             _, reason = _cut_block(self.raw, self.plan, final=False)
         if reason is not None:
@@ -430,7 +461,7 @@ def _trim_cut_off(text: str, plan: Plan) -> str:
 def finalize(raw: str, plan: Plan, *, cut_off: bool = False) -> Outcome:
     """What the user sees for the whole raw output, or why nothing is shown."""
     if plan.mode is Mode.LINE:
-        text, reason = _cut_line(raw)
+        text, reason = _cut_line(raw, plan, ended=True, cut_off=cut_off)
     else:
         text, reason = _cut_block(raw, plan, final=True)
     if cut_off and reason is None:
