@@ -96,10 +96,13 @@ def test_configurations() -> None:
 def test_tuned_settings_file_round_trips_into_the_server_settings(tmp_path: Path) -> None:
     (tmp_path / ".infiller.toml").write_text('[settings]\nmodel = "qwen2.5-coder-1.5b"\n')
     context = context_settings(standard_configs()["similar"])
-    path = write_workspace_settings(tmp_path, context, 'similar won "by a lot"', header="test")
+    reason = 'similar won "by a lot" (executable –, \t\x7f\u00e9)'
+    path = write_workspace_settings(tmp_path, context, reason, header="test")
     loaded = load_workspace_settings(tmp_path)
     assert loaded is not None and loaded.path == path and not loaded.problems
-    assert loaded.reason == 'similar won "by a lot"'
+    assert loaded.reason == reason
+    # The reason reads as written, not as \u escapes.
+    assert "executable –" in path.read_text("utf-8")
     # The editor sends its own values for every key; the workspace file wins for the keys it sets.
     client = {"infiller": {"context": {"sources": ["definitions"], "budgetTokens": 100}, "maxTokens": 64}}
     settings, errors = read_settings(merge(client, loaded))
