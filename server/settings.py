@@ -103,7 +103,11 @@ class Settings:
     )
     max_line_tokens: int = field(
         default=_DEFAULT_COMPLETION.max_tokens_line,
-        metadata=_meta("Most tokens generated for a single-line completion.", lo=1, hi=512),
+        metadata=_meta(
+            "Most tokens generated for a single-line completion (with the argument lines of a call it opens).",
+            lo=1,
+            hi=512,
+        ),
     )
     backend: str = field(
         default="local",

@@ -9,7 +9,7 @@ return {
     model = vim.NIL,
     -- Most tokens generated for a multi-line completion. [1..1024]
     maxTokens = 128,
-    -- Most tokens generated for a single-line completion. [1..512]
+    -- Most tokens generated for a single-line completion (with the argument lines of a call it opens). [1..512]
     maxLineTokens = 48,
     -- Where the model runs: "local" (a process on this machine), "http://host:port" (llama.cpp's llama-server, or `infiller daemon`) or "openai+http://host:port/v1" (an OpenAI-compatible completion server). Retrieval always runs locally.
     backend = "local",
