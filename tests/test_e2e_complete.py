@@ -54,6 +54,19 @@ def test_mid_line_cursor_returns_one_sensible_line(tmp_path: Path) -> None:
     assert result["model"] == TEST_MODEL
 
 
+def test_a_call_the_model_opens_on_the_line_comes_whole_with_its_argument_lines(tmp_path: Path) -> None:
+    # Each add_argument above is broken over lines: the model opens the next one the same way.
+    # The line completion used to end at the first newline and close the bracket: `()`.
+    source = (DATA / "copy_cli.py").read_text().rstrip("\n") + "█\n"
+    result = complete(write_with_cursor(tmp_path, source), "--no-context")
+    text = result["completion"]
+    assert result["mode"] == "line" and text is not None, result
+    lines = text.split("\n")
+    assert len(lines) >= 3 and lines[0] == "(" and lines[-1] == "    )", text
+    assert all(line.startswith("        ") for line in lines[1:-1]), text
+    compile("parser.add_argument" + text, "<completion>", "eval")  # a whole call
+
+
 def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path: Path) -> None:
     source = (
         "def factorial(n: int) -> int:\n"
