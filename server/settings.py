@@ -104,7 +104,8 @@ class Settings:
     max_line_tokens: int = field(
         default=_DEFAULT_COMPLETION.max_tokens_line,
         metadata=_meta(
-            "Most tokens generated for a single-line completion (with the argument lines of a call it opens).",
+            "Most tokens generated for a single-line completion "
+            "(with the argument lines of a call it opens).",
             lo=1,
             hi=512,
         ),
