@@ -25,6 +25,14 @@ MODE_CASES = [
     ("js empty line after brace", "function f(a) {\n  █\n}\n", Mode.BLOCK),
     ("js mid-line", "const x = a.map(█);\n", Mode.LINE),
     ("dict literal line end colon is not a block in a string", "s = 'a:█'\n", Mode.LINE),
+    ("a dict value after its key's colon", "T = {\n    'a': 1,\n    'b': █\n}\n", Mode.LINE),
+    ("a lambda's body", "f = lambda x: █\n", Mode.LINE),
+    ("a lambda inside an open call", "items.sort(\n    key=lambda x:█\n", Mode.LINE),
+    ("a slice", "y = x[1:█\n", Mode.LINE),
+    ("an annotation inside parameters", "def f(x: █\n", Mode.LINE),
+    ("a def line with a dict default", "def f(x={}):█\n", Mode.BLOCK),
+    ("a def header over several lines", "def f(\n    a,\n):█\n", Mode.BLOCK),
+    ("a case with a dict pattern", "match x:\n    case {'a': 1}:█\n", Mode.BLOCK),
 ]
 
 
@@ -118,6 +126,13 @@ CASES = [
         "x = █\n",
         "compute(alpha, beta,\n        gamma)\nprint(x)\n",
         "compute(alpha, beta,\n        gamma)",
+        Reason.LINE_END,
+    ),
+    (
+        "a dict value whose call goes over lines comes whole, not cut where it closes",
+        "TRANSFORMS = {\n    exp.A: █\n}\n",
+        'lambda self, e: self.func(\n        "A", e.this\n    ),\n    exp.B: rename_func("B"),\n',
+        'lambda self, e: self.func(\n        "A", e.this\n    ),',
         Reason.LINE_END,
     ),
     (

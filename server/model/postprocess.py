@@ -79,6 +79,25 @@ _TREES: dict[str, IncrementalTree] = {}
 _TREES_LOCK = threading.Lock()
 # Node types inside which a completion must stay on its line (strings, comments).
 LINE_ONLY_NODES = frozenset({"comment", "string_content", "string_fragment", "line_comment", "block_comment"})
+# Python node types of bracketed expressions: a colon at a line end inside one opens no block.
+PYTHON_BRACKET_NODES = frozenset(
+    {
+        "dictionary",
+        "list",
+        "set",
+        "tuple",
+        "argument_list",
+        "parameters",
+        "subscript",
+        "parenthesized_expression",
+        "dictionary_comprehension",
+        "list_comprehension",
+        "set_comprehension",
+        "generator_expression",
+    }
+)
+# A lambda's parameters and colon at the end of a line: its body is one expression.
+LAMBDA_COLON = re.compile(r"\blambda\b[^:]*:$")
 # Python node types whose children form an indented block.
 BLOCK_NODES = frozenset({"block", "statement_block", "compound_statement", "declaration_list", "class_body"})
 
@@ -167,6 +186,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             not line_suffix.strip()
             and stripped.endswith(openers)
             and not _in_line_only_node(prefix, suffix, language)
+            and not _colon_of_an_expression(stripped, prefix, suffix, language)
         ):
             # `def f(x):|` -> the body comes on the next lines.
             return Plan(
@@ -229,6 +249,22 @@ def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: igno
         if trees is None:
             trees = _TREES[language] = IncrementalTree(language)
     return trees.parse(source).root_node.descendant_for_point_range(point, point)
+
+
+def _colon_of_an_expression(stripped: str, prefix: str, suffix: str, language: str | None) -> bool:
+    """A Python line ending with a colon that opens no block: a dict value (`exp.Day: `, its
+    `{` lines above), a slice, an annotation or a lambda inside brackets, or a lambda's body. Its
+    completion is the rest of the line, as mid-line, not an indented body."""
+    if language != "python":
+        return False
+    if _bracket_excess(stripped)[0] or LAMBDA_COLON.search(stripped):
+        return True
+    node = _tree_node_at(prefix, suffix, language)
+    while node is not None and node.type not in BLOCK_NODES:
+        if node.type in PYTHON_BRACKET_NODES:
+            return True
+        node = node.parent
+    return False
 
 
 def _in_line_only_node(prefix: str, suffix: str, language: str | None) -> bool:
