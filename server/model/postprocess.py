@@ -146,6 +146,9 @@ class Plan:
     # The lines after the cursor are the indented inside of a bracket that a line back at the
     # cursor line's indent closes (`)`): what the completion leaves open there is closed by them.
     closed_below: bool = False
+    # The cursor line ends with a bracket the user opened, and the lines below hold no arguments
+    # for it (nothing deeper, no closer next): the answer may put them on the next lines.
+    opened_at_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,21 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
                 Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
             )
         closed = not line_suffix.strip() and _closed_below(line_prefix, suffix)
-        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following, closed_below=closed)
+        opened = (
+            not line_suffix.strip()
+            and stripped.endswith(tuple(OPENERS))
+            and not _arguments_below(line_prefix, suffix)
+        )
+        return Plan(
+            Mode.LINE,
+            0,
+            line_prefix,
+            line_suffix,
+            next_line,
+            following,
+            closed_below=closed,
+            opened_at_end=opened,
+        )
 
     if _in_line_only_node(prefix, suffix, language):
         return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
@@ -219,6 +236,15 @@ def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
             found.append(line.strip())
         start = end + 1
     return tuple(found)
+
+
+def _arguments_below(line_prefix: str, suffix: str) -> bool:
+    """The first non-blank line after the cursor line is indented deeper than it or starts with a
+    closer: a call being edited, whose arguments (or closing bracket) are already there."""
+    for line in suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]:
+        if line.strip():
+            return indent_width(line) > indent_width(line_prefix) or line.lstrip()[:1] in CLOSERS
+    return False
 
 
 def _closed_below(line_prefix: str, suffix: str) -> bool:
@@ -347,8 +373,9 @@ def _cut_line(
     first = raw.split("\n", 1)[0]
     if _loops(first):
         return "", Reason.REPETITION
-    if "\n" in raw and _opens_call(first, plan):
-        return _cut_open_call(raw, ended=ended, cut_off=cut_off)
+    seed = _open_call_seed(first, plan) if "\n" in raw else None
+    if seed is not None:
+        return _cut_open_call(raw, seed, ended=ended, cut_off=cut_off)
     if "\n" in raw:
         return first, Reason.LINE_END
     if FENCE in raw:
@@ -356,20 +383,30 @@ def _cut_line(
     return raw, None
 
 
-def _opens_call(first: str, plan: Plan) -> bool:
-    """The completion's first line leaves open a bracket it opened itself, where nothing after the
-    cursor (on its line or the lines below) is there to close it."""
-    return not plan.line_suffix.strip() and not plan.closed_below and bool(_bracket_excess(first)[0])
+def _open_call_seed(first: str, plan: Plan) -> str | None:
+    """The brackets a line completion must close before it ends, when its first line leaves one
+    open that nothing after the cursor closes: "" for a bracket the completion opened itself, the
+    user's bracket at the end of the cursor line (`foo(` typed, the arguments on the next lines or
+    after a hanging indent). None: the completion ends at its first newline."""
+    if plan.line_suffix.strip() or plan.closed_below:
+        return None
+    if _bracket_excess(first)[0]:
+        return ""
+    opener = plan.line_prefix.rstrip()[-1:]
+    if plan.opened_at_end and _bracket_excess(opener + first)[0]:
+        return opener
+    return None
 
 
-def _cut_open_call(raw: str, *, ended: bool, cut_off: bool) -> tuple[str, Reason | None]:
-    """`raw` through the first whole line that closes the brackets it opened; its first line when
-    none does within OPEN_CALL_LINES or before the output ended (as a line completion always was)."""
+def _cut_open_call(raw: str, seed: str, *, ended: bool, cut_off: bool) -> tuple[str, Reason | None]:
+    """`raw` through the first whole line that closes `seed` and the brackets it opened; its first
+    line when none does within OPEN_CALL_LINES or before the output ended (as a line completion
+    always was)."""
     lines = raw.split("\n")
     # The last line is whole only once the output has ended, and not at the token limit.
     whole = lines if ended and not cut_off else lines[:-1]
     for end in range(1, min(len(whole), OPEN_CALL_LINES + 1)):
-        if not _bracket_excess("\n".join(whole[: end + 1]))[0]:
+        if not _bracket_excess(seed + "\n".join(whole[: end + 1]))[0]:
             return "\n".join(whole[: end + 1]), Reason.LINE_END
     if ended or len(whole) > OPEN_CALL_LINES:
         return lines[0], Reason.LINE_END
