@@ -146,9 +146,9 @@ class Plan:
     # The lines after the cursor are the indented inside of a bracket that a line back at the
     # cursor line's indent closes (`)`): what the completion leaves open there is closed by them.
     closed_below: bool = False
-    # The cursor line ends with a bracket the user opened, and the lines below hold no arguments
+    # The bracket the cursor line ends with ("" when none), when the lines below hold no arguments
     # for it (nothing deeper, no closer next): the answer may put them on the next lines.
-    opened_at_end: bool = False
+    open_at_end: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,22 +185,21 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
 
     if line_prefix.strip() or line_suffix.strip():
         stripped = line_prefix.rstrip()
-        if (
-            not line_suffix.strip()
-            and stripped.endswith(openers)
-            and not _in_line_only_node(prefix, suffix, language)
-            and not _colon_of_an_expression(stripped, prefix, suffix, language)
-        ):
-            # `def f(x):|` -> the body comes on the next lines.
-            return Plan(
-                Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
-            )
+        if not line_suffix.strip() and stripped.endswith(openers):
+            node = _tree_node_at(prefix, suffix, language)
+            if not _line_only(node) and not _colon_of_an_expression(stripped, node, language):
+                # `def f(x):|` -> the body comes on the next lines.
+                return Plan(
+                    Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
+                )
         closed = not line_suffix.strip() and _closed_below(line_prefix, suffix)
-        opened = (
+        at_end = ""
+        if (
             not line_suffix.strip()
             and stripped.endswith(tuple(OPENERS))
             and not _arguments_below(line_prefix, suffix)
-        )
+        ):
+            at_end = stripped[-1]
         return Plan(
             Mode.LINE,
             0,
@@ -209,7 +208,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             next_line,
             following,
             closed_below=closed,
-            opened_at_end=opened,
+            open_at_end=at_end,
         )
 
     if _in_line_only_node(prefix, suffix, language):
@@ -238,10 +237,15 @@ def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _lines_below(suffix: str) -> list[str]:
+    """The lines after the cursor line, as many as a continued call is looked for in."""
+    return suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]
+
+
 def _arguments_below(line_prefix: str, suffix: str) -> bool:
     """The first non-blank line after the cursor line is indented deeper than it or starts with a
     closer: a call being edited, whose arguments (or closing bracket) are already there."""
-    for line in suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]:
+    for line in _lines_below(suffix):
         if line.strip():
             return indent_width(line) > indent_width(line_prefix) or line.lstrip()[:1] in CLOSERS
     return False
@@ -255,7 +259,7 @@ def _closed_below(line_prefix: str, suffix: str) -> bool:
         return False  # the closer below may close the cursor line's own bracket
     indent = indent_width(line_prefix)
     deeper = False
-    for line in suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]:
+    for line in _lines_below(suffix):
         if not line.strip():
             continue
         if indent_width(line) > indent:
@@ -277,7 +281,7 @@ def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: igno
     return trees.parse(source).root_node.descendant_for_point_range(point, point)
 
 
-def _colon_of_an_expression(stripped: str, prefix: str, suffix: str, language: str | None) -> bool:
+def _colon_of_an_expression(stripped: str, node, language: str | None) -> bool:  # type: ignore[no-untyped-def]
     """A Python line ending with a colon that opens no block: a dict value (`exp.Day: `, its
     `{` lines above), a slice, an annotation or a lambda inside brackets, or a lambda's body. Its
     completion is the rest of the line, as mid-line, not an indented body."""
@@ -285,7 +289,6 @@ def _colon_of_an_expression(stripped: str, prefix: str, suffix: str, language: s
         return False
     if _bracket_excess(stripped)[0] or LAMBDA_COLON.search(stripped):
         return True
-    node = _tree_node_at(prefix, suffix, language)
     while node is not None and node.type not in BLOCK_NODES:
         if node.type in PYTHON_BRACKET_NODES:
             return True
@@ -294,7 +297,11 @@ def _colon_of_an_expression(stripped: str, prefix: str, suffix: str, language: s
 
 
 def _in_line_only_node(prefix: str, suffix: str, language: str | None) -> bool:
-    node = _tree_node_at(prefix, suffix, language)
+    return _line_only(_tree_node_at(prefix, suffix, language))
+
+
+def _line_only(node) -> bool:  # type: ignore[no-untyped-def]
+    """`node` (the cursor's) is in a comment or a one-line string: the completion stays on its line."""
     while node is not None:
         if node.type in LINE_ONLY_NODES:
             return True
@@ -392,9 +399,8 @@ def _open_call_seed(first: str, plan: Plan) -> str | None:
         return None
     if _bracket_excess(first)[0]:
         return ""
-    opener = plan.line_prefix.rstrip()[-1:]
-    if plan.opened_at_end and _bracket_excess(opener + first)[0]:
-        return opener
+    if plan.open_at_end and _bracket_excess(plan.open_at_end + first)[0]:
+        return plan.open_at_end
     return None
 
 
