@@ -33,6 +33,11 @@ MODE_CASES = [
     ("a def line with a dict default", "def f(x={}):█\n", Mode.BLOCK),
     ("a def header over several lines", "def f(\n    a,\n):█\n", Mode.BLOCK),
     ("a case with a dict pattern", "match x:\n    case {'a': 1}:█\n", Mode.BLOCK),
+    ("a class attribute's annotation", "class Request:\n    cookies:█\n", Mode.LINE),
+    ("an attribute annotated on self", "class A:\n    def f(self):\n        self.size: █\n", Mode.LINE),
+    ("else opens a block", "if x:\n    pass\nelse:█\n", Mode.BLOCK),
+    ("a bare except opens a block", "try:\n    f()\nexcept:█\n", Mode.BLOCK),
+    ("try opens a block", "def f():\n    try:█\n", Mode.BLOCK),
 ]
 
 
@@ -325,6 +330,27 @@ CASES = [
         Reason.LINE_END,
     ),
     (
+        "a bracket in a comment opens no call",
+        "total = █\n",
+        "0  # the sum of (price\n    * qty)\n",
+        "0  # the sum of (price",
+        Reason.LINE_END,
+    ),
+    (
+        "an apostrophe in a comment does not hide the closer on the next line",
+        "total = █\n",
+        "combine(x,  # don't inline\n    y)\nprint(total)\n",
+        "combine(x,  # don't inline\n    y)",
+        Reason.LINE_END,
+    ),
+    (
+        "a class attribute's type on its line",
+        "class Request:\n    cookies:█\n",
+        " dict[str, str] = {}\n    headers: dict[str, str]\n",
+        " dict[str, str] = {}",
+        Reason.LINE_END,
+    ),
+    (
         "unicode text survives",
         "greeting = █\n",
         '"héllo wörld 👋"\n',
@@ -405,6 +431,12 @@ CUT_OFF_CASES = [
         "def f():\n    █\n",
         "a = 1\n    data = {\n        'k': 1,\n        'j': 2,\n        'l",
         "a = 1",
+    ),
+    (
+        "block cut inside a call opened after a comment with an apostrophe",
+        "def f(x):\n    █\n",
+        "y = x + 1\n    # don't recurse here\n    z = g(\n        y\n",
+        "y = x + 1",
     ),
     ("block with nothing finished is not shown", "def f():\n    █\n", "return compute(\n        x,", None),
     ("line cut with a bracket open is not shown", "x = █\n", "compute(alpha, beta, gam", None),

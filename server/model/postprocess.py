@@ -98,6 +98,13 @@ PYTHON_BRACKET_NODES = frozenset(
 )
 # A lambda's parameters and colon at the end of a line: its body is one expression.
 LAMBDA_COLON = re.compile(r"\blambda\b[^:]*:$")
+# A line that is one (dotted) name and a colon: a variable's annotation (`    cookies:` in a class
+# body, `self.size:`), whose type comes on the same line, unless the name is a keyword that opens
+# a block on its own.
+ANNOTATION_COLON = re.compile(r"^\s*([^\W\d][\w.]*)\s*:$")
+BARE_BLOCK_KEYWORDS = frozenset({"else", "try", "finally", "except"})
+# Python's triple quotes: a string that may go over lines (every other quote ends at its line).
+TRIPLE_QUOTES = ('"""', "'''")
 # Python node types whose children form an indented block.
 BLOCK_NODES = frozenset({"block", "statement_block", "compound_statement", "declaration_list", "class_body"})
 
@@ -149,6 +156,8 @@ class Plan:
     # The bracket the cursor line ends with ("" when none), when the lines below hold no arguments
     # for it (nothing deeper, no closer next): the answer may put them on the next lines.
     open_at_end: str = ""
+    # The language's line-comment marker ("" when unknown): brackets after it are not code.
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     next_line = following[0] if following else ""
     info = LANGUAGES.get(language or "")
     openers = info.block_openers if info else (":", "{")
+    comment = info.comment if info else ""
 
     if line_prefix.strip() or line_suffix.strip():
         stripped = line_prefix.rstrip()
@@ -190,9 +200,15 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             if not _line_only(node) and not _colon_of_an_expression(stripped, node, language):
                 # `def f(x):|` -> the body comes on the next lines.
                 return Plan(
-                    Mode.BLOCK, indent_width(line_prefix) + 1, line_prefix, line_suffix, next_line, following
+                    Mode.BLOCK,
+                    indent_width(line_prefix) + 1,
+                    line_prefix,
+                    line_suffix,
+                    next_line,
+                    following,
+                    comment=comment,
                 )
-        closed = not line_suffix.strip() and _closed_below(line_prefix, suffix)
+        closed = not line_suffix.strip() and _closed_below(line_prefix, suffix, comment)
         at_end = ""
         if (
             not line_suffix.strip()
@@ -209,17 +225,25 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             following,
             closed_below=closed,
             open_at_end=at_end,
+            comment=comment,
         )
 
     if _in_line_only_node(prefix, suffix, language):
-        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following)
+        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following, comment=comment)
     previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
     if previous.rstrip().endswith(openers):
         min_indent = indent_width(previous) + 1
     else:
         min_indent = max(indent_width(line_prefix), _block_indent(prefix, suffix, language))
     return Plan(
-        Mode.BLOCK, min_indent, line_prefix, line_suffix, next_line, following, top_level=min_indent == 0
+        Mode.BLOCK,
+        min_indent,
+        line_prefix,
+        line_suffix,
+        next_line,
+        following,
+        top_level=min_indent == 0,
+        comment=comment,
     )
 
 
@@ -251,11 +275,11 @@ def _arguments_below(line_prefix: str, suffix: str) -> bool:
     return False
 
 
-def _closed_below(line_prefix: str, suffix: str) -> bool:
+def _closed_below(line_prefix: str, suffix: str, comment: str) -> bool:
     """The cursor line's brackets balance, the next lines are indented deeper, and the first line
     back at its indent starts with a closer: the bracket that line closes is one the rest of the
     cursor line opens (a call whose arguments already follow)."""
-    if _bracket_excess(line_prefix)[0]:
+    if _bracket_excess(line_prefix, comment)[0]:
         return False  # the closer below may close the cursor line's own bracket
     indent = indent_width(line_prefix)
     deeper = False
@@ -287,7 +311,10 @@ def _colon_of_an_expression(stripped: str, node, language: str | None) -> bool: 
     completion is the rest of the line, as mid-line, not an indented body."""
     if language != "python":
         return False
-    if _bracket_excess(stripped)[0] or LAMBDA_COLON.search(stripped):
+    if _bracket_excess(stripped, "#")[0] or LAMBDA_COLON.search(stripped):
+        return True
+    annotated = ANNOTATION_COLON.match(stripped)
+    if annotated and annotated.group(1) not in BARE_BLOCK_KEYWORDS:
         return True
     while node is not None and node.type not in BLOCK_NODES:
         if node.type in PYTHON_BRACKET_NODES:
@@ -382,7 +409,7 @@ def _cut_line(
         return "", Reason.REPETITION
     seed = _open_call_seed(first, plan) if "\n" in raw else None
     if seed is not None:
-        return _cut_open_call(raw, seed, ended=ended, cut_off=cut_off)
+        return _cut_open_call(raw, seed, plan.comment, ended=ended, cut_off=cut_off)
     if "\n" in raw:
         return first, Reason.LINE_END
     if FENCE in raw:
@@ -397,14 +424,16 @@ def _open_call_seed(first: str, plan: Plan) -> str | None:
     after a hanging indent). None: the completion ends at its first newline."""
     if plan.line_suffix.strip() or plan.closed_below:
         return None
-    if _bracket_excess(first)[0]:
+    if _bracket_excess(first, plan.comment)[0]:
         return ""
-    if plan.open_at_end and _bracket_excess(plan.open_at_end + first)[0]:
+    if plan.open_at_end and _bracket_excess(plan.open_at_end + first, plan.comment)[0]:
         return plan.open_at_end
     return None
 
 
-def _cut_open_call(raw: str, seed: str, *, ended: bool, cut_off: bool) -> tuple[str, Reason | None]:
+def _cut_open_call(
+    raw: str, seed: str, comment: str, *, ended: bool, cut_off: bool
+) -> tuple[str, Reason | None]:
     """`raw` through the first whole line that closes `seed` and the brackets it opened; its first
     line when none does within OPEN_CALL_LINES or before the output ended (as a line completion
     always was)."""
@@ -412,26 +441,42 @@ def _cut_open_call(raw: str, seed: str, *, ended: bool, cut_off: bool) -> tuple[
     # The last line is whole only once the output has ended, and not at the token limit.
     whole = lines if ended and not cut_off else lines[:-1]
     for end in range(1, min(len(whole), OPEN_CALL_LINES + 1)):
-        if not _bracket_excess(seed + "\n".join(whole[: end + 1]))[0]:
+        if not _bracket_excess(seed + "\n".join(whole[: end + 1]), comment)[0]:
             return "\n".join(whole[: end + 1]), Reason.LINE_END
     if ended or len(whole) > OPEN_CALL_LINES:
         return lines[0], Reason.LINE_END
     return raw, None
 
 
-def _bracket_excess(text: str) -> tuple[list[str], int]:
-    """Openers the text leaves open (in order) and the index where unmatched closers begin (len if none)."""
+def _bracket_excess(text: str, comment: str = "") -> tuple[list[str], int]:
+    """Openers the text leaves open (in order) and the index where unmatched closers begin (len if
+    none). Brackets in strings and, when the language's line-comment marker is given, in comments
+    do not count; a quote other than a triple quote or a backtick ends at its line, so an apostrophe
+    in a comment (`# don't`) does not hide the brackets of the lines after it."""
     stack: list[str] = []
     tail_start = len(text)
     quote: str | None = None
-    for i, ch in enumerate(text):
+    i = 0
+    while i < len(text):
+        ch = text[i]
         if quote:
-            if ch == quote and (i == 0 or text[i - 1] != "\\"):
+            if ch == "\n" and len(quote) == 1 and quote != "`":
                 quote = None
+            elif text.startswith(quote, i) and (i == 0 or text[i - 1] != "\\"):
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if comment and text.startswith(comment, i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
             continue
         if ch in "\"'`":
-            quote = ch
-        elif ch in OPENERS:
+            quote = text[i : i + 3] if text.startswith(TRIPLE_QUOTES, i) else ch
+            i += len(quote)
+            continue
+        if ch in OPENERS:
             stack.append(ch)
             tail_start = len(text)
         elif ch in CLOSERS:
@@ -439,6 +484,7 @@ def _bracket_excess(text: str) -> tuple[list[str], int]:
                 stack.pop()
             elif tail_start == len(text):
                 tail_start = i
+        i += 1
     return stack, tail_start
 
 
@@ -454,18 +500,19 @@ def _fix_line_end(text: str, plan: Plan) -> tuple[str | None, Reason | None]:
             text = body[: -len(rest)]
         else:
             # Unmatched closers at the end that the line already has after the cursor.
-            _, tail = _bracket_excess(text)
+            _, tail = _bracket_excess(text, plan.comment)
             trailing = text[tail:].rstrip()
             if tail < len(text) and trailing and rest.startswith(trailing.replace(" ", "")):
                 text = text[:tail]
     if not rest and plan.mode is Mode.LINE and not plan.closed_below:
-        text = close_brackets(text)
+        text = close_brackets(text, plan.comment)
     return text, None
 
 
-def close_brackets(text: str) -> str:
-    """`text` with the brackets it leaves open closed at its end (unchanged when none are)."""
-    opened, _ = _bracket_excess(text)
+def close_brackets(text: str, comment: str = "") -> str:
+    """`text` with the brackets it leaves open closed at its end (unchanged when none are);
+    `comment`: the language's line-comment marker, after which brackets are not code."""
+    opened, _ = _bracket_excess(text, comment)
     return text.rstrip() + "".join(OPENERS[o] for o in reversed(opened)) if opened else text
 
 
@@ -529,10 +576,10 @@ def _trim_cut_off(text: str, plan: Plan) -> str:
     statement with every bracket closed.
     """
     if plan.mode is Mode.LINE:
-        opened, _ = _bracket_excess(text)
+        opened, _ = _bracket_excess(text, plan.comment)
         return "" if opened or _unfinished(plan.line_prefix + text) else text
     lines = text.split("\n")[:-1]  # the last line is the one the limit cut
-    while lines and (_unfinished(lines[-1]) or _bracket_excess("\n".join(lines))[0]):
+    while lines and (_unfinished(lines[-1]) or _bracket_excess("\n".join(lines), plan.comment)[0]):
         lines.pop()
     return "\n".join(lines)
 
