@@ -39,3 +39,44 @@ def test_context_json_explains_the_chosen_chunks(shop: Path, capsys: pytest.Capt
 def test_context_rejects_positions_past_the_end(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["context", f"{shop / 'app' / 'main.py'}:999:1", "--root", str(shop), "--no-model"]) == 1
     assert "past the end" in capsys.readouterr().err
+
+
+def test_context_shows_what_the_workspace_settings_file_makes_completions_see(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tuned repository (`infiller eval --tune` wrote its file): `infiller context` retrieves as
+    completions there do, names the file, and still lets the options override it."""
+    from server.settings_file import write_workspace_settings
+
+    write_workspace_settings(shop, {"sources": ["similar"], "budgetTokens": 150}, "similar won on this repo")
+    location = f"{shop / 'app' / 'main.py'}:14:14"
+    assert main(["context", location, "--root", str(shop), "--no-model", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["sources"] == ["similar"] and payload["budget"] == 150
+    assert (
+        ".infiller.toml" in payload["workspace_settings"] and "similar won" in payload["workspace_settings"]
+    )
+    assert {c["source"] for c in payload["chunks"]} <= {"similar"}
+
+    assert (
+        main(["context", location, "--root", str(shop), "--no-model", "--json", "--sources", "definitions"])
+        == 0
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["sources"] == ["definitions"] and payload["budget"] == 150
+    assert any(c["source"] == "definitions" for c in payload["chunks"])
+
+    assert main(["context", location, "--root", str(shop), "--no-model"]) == 0
+    assert capsys.readouterr().out.startswith("workspace settings in force: ")
+
+
+def test_context_says_which_file_turned_retrieval_off(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.settings_file import write_workspace_settings
+
+    write_workspace_settings(shop, {"budgetTokens": 0}, "the current file alone won")
+    location = f"{shop / 'app' / 'main.py'}:14:14"
+    assert main(["context", location, "--root", str(shop), "--no-model"]) == 1
+    err = capsys.readouterr().err
+    assert ".infiller.toml sets budgetTokens = 0" in err and "--budget N" in err
+    assert main(["context", location, "--root", str(shop), "--no-model", "--json", "--budget", "200"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget"] == 200

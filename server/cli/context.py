@@ -1,12 +1,15 @@
 """`infiller context FILE:LINE:COL`: which cross-file chunks a completion there would see, and why.
 
 Prints each chosen chunk with its source, score and token count, the retrieval time, and the
-final prompt, so a user can see why a completion knew (or did not know) something.
+final prompt, so a user can see why a completion knew (or did not know) something. The workspace's
+`.infiller.toml` (what `infiller eval --tune` writes) applies as it does to completions there;
+`--budget` and `--sources` override it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_context(args: argparse.Namespace) -> int:
     from context.retrieve import DEFAULT_SOURCES, SOURCES, RetrievalResult, Retriever
+    from server.completion import CompletionSettings
+    from server.settings_file import FILE_NAME, context_over, describe, load_workspace_settings
     from server.workspace import open_index
 
     loc = args.location
@@ -51,35 +56,43 @@ def cmd_context(args: argparse.Namespace) -> int:
     lines = text.split("\n")
     if loc.line >= len(lines) or loc.column > len(lines[loc.line]):
         return fail(f"{loc.path}:{loc.line + 1}:{loc.column + 1} is past the end of the file")
-    sources = tuple(s.strip() for s in args.sources.split(",")) if args.sources else DEFAULT_SOURCES
-    unknown = set(sources) - set(SOURCES)
+    chosen = tuple(s.strip() for s in args.sources.split(",")) if args.sources else None
+    unknown = set(chosen or ()) - set(SOURCES)
     if unknown:
         return fail(f"unknown sources {sorted(unknown)}; choose from {','.join(SOURCES)}")
     if args.budget == 0:
         # With or without the model: a zero budget turns retrieval off, so there is nothing to show.
         return fail("retrieval is disabled (context budget 0)")
     root = Path(args.root).resolve() if args.root else find_root(loc.path)
+    # What a completion here sees: the workspace file's budgets and sources, then the options.
+    workspace = load_workspace_settings(root)
+    settings = context_over(CompletionSettings(), workspace)
+    if args.budget is not None:
+        settings = dataclasses.replace(settings, context_tokens=args.budget)
+    if chosen is not None:
+        settings = dataclasses.replace(settings, sources=chosen)
+    if settings.context_tokens <= 0:
+        return fail(
+            f"retrieval is disabled here: {root / FILE_NAME} sets budgetTokens = 0"
+            " (pass --budget N to see what it would retrieve)"
+        )
+    sources = settings.sources or DEFAULT_SOURCES
+    in_force = describe(workspace)
     index = open_index(root)
     path = loc.path.resolve()
     prompt_text: str | None = None
     prompt_tokens: int | None = None
     try:
         if args.no_model:
-            from context.retrieve import DEFAULT_BUDGET
-
             retriever = Retriever(index, sources)
-            budget = DEFAULT_BUDGET if args.budget is None else args.budget
             result: RetrievalResult = retriever.retrieve(
-                path, text, loc.line, loc.column, budget, _estimate_tokens
+                path, text, loc.line, loc.column, settings.context_tokens, _estimate_tokens
             )
         else:
-            from server.completion import Completer, CompletionSettings
+            from server.completion import Completer
             from server.model.registry import ModelError
             from server.request import CompletionContext
 
-            settings = CompletionSettings()
-            if args.budget is not None:
-                settings.context_tokens = args.budget
             try:
                 completer = Completer.load(
                     args.model, root=root, settings=settings, index=index, sources=sources
@@ -94,11 +107,18 @@ def cmd_context(args: argparse.Namespace) -> int:
     finally:
         index.close()
     if args.json:
-        payload: dict[str, Any] = {"root": str(root), "sources": list(sources), **result.as_json()}
+        payload: dict[str, Any] = {
+            "root": str(root),
+            "sources": list(sources),
+            "workspace_settings": in_force or None,
+            **result.as_json(),
+        }
         payload["prompt"] = prompt_text
         payload["prompt_tokens"] = prompt_tokens
         print(json.dumps(payload, indent=2))
         return 0
+    if in_force:
+        print(f"workspace settings in force: {in_force}")
     _print_human(result, prompt_text, prompt_tokens)
     return 0
 
