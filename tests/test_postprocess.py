@@ -438,6 +438,12 @@ CUT_OFF_CASES = [
         "y = x + 1\n    # don't recurse here\n    z = g(\n        y\n",
         "y = x + 1",
     ),
+    (
+        "a '#' in a string does not hide the operator the line ends with",
+        "def f(name):\n    █\n",
+        "x = 1\n    label = 'a#b' +\n    ",
+        "x = 1",
+    ),
     ("block with nothing finished is not shown", "def f():\n    █\n", "return compute(\n        x,", None),
     ("line cut with a bracket open is not shown", "x = █\n", "compute(alpha, beta, gam", None),
     ("line cut mid-expression is not shown", "x = █\n", "alpha + beta +", None),
@@ -465,6 +471,14 @@ def test_a_completion_cut_off_by_the_token_limit_shows_only_what_is_complete(
     assert outcome.text == shown
     if shown is None:
         assert outcome.reason == Reason.CUT_OFF
+
+
+def test_a_javascript_block_cut_off_keeps_a_private_field_line_and_reads_its_comments() -> None:
+    """`#` is code in JavaScript (`this.#count`); `//` starts its comments."""
+    plan = plan_for("class Counter {\n  reset() {\n    █\n  }\n}\n", "javascript")
+    raw = "this.total = 0; // totals:\n    this.#count = 0;\n    this.items = [\n      "
+    outcome = finalize(raw, plan, cut_off=True)
+    assert outcome.text == "this.total = 0; // totals:\n    this.#count = 0;"
 
 
 def test_the_same_output_not_cut_off_is_shown_as_it_is() -> None:

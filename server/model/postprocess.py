@@ -563,9 +563,27 @@ def _repeats_typed(text: str, plan: Plan) -> bool:
     return len(typed) >= REPEAT_TYPED_MIN_CHARS and text.lstrip().startswith(typed)
 
 
-def _unfinished(line: str) -> bool:
-    code = line.split("#", 1)[0].rstrip()
+def _unfinished(line: str, comment: str) -> bool:
+    """The line's code (its comment left out) is empty or stops mid-statement."""
+    code = _without_comment(line, comment).rstrip()
     return not code or code.endswith(UNFINISHED_ENDINGS) or code.endswith(tuple(OPENERS))
+
+
+def _without_comment(line: str, comment: str) -> str:
+    """`line` up to its line comment, if it has one outside a string (`"#fff"` and JavaScript's
+    `this.#count` are code)."""
+    if not comment or comment not in line:
+        return line
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote and line[i - 1] != "\\":
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif line.startswith(comment, i):
+            return line[:i]
+    return line
 
 
 def _trim_cut_off(text: str, plan: Plan) -> str:
@@ -577,9 +595,11 @@ def _trim_cut_off(text: str, plan: Plan) -> str:
     """
     if plan.mode is Mode.LINE:
         opened, _ = _bracket_excess(text, plan.comment)
-        return "" if opened or _unfinished(plan.line_prefix + text) else text
+        return "" if opened or _unfinished(plan.line_prefix + text, plan.comment) else text
     lines = text.split("\n")[:-1]  # the last line is the one the limit cut
-    while lines and (_unfinished(lines[-1]) or _bracket_excess("\n".join(lines), plan.comment)[0]):
+    while lines and (
+        _unfinished(lines[-1], plan.comment) or _bracket_excess("\n".join(lines), plan.comment)[0]
+    ):
         lines.pop()
     return "\n".join(lines)
 
