@@ -33,6 +33,9 @@ CLASS_HEADER = re.compile(
 )
 # Python's header ends with ':' (after an optional return annotation); brace languages with '{'.
 HEADER_END = re.compile(r"(?::|\{|=>|\bdo)[ \t]*(?:#.*|//.*)?$")
+# The last line of a header wrapped black's (or prettier's, gofmt's) way: the parameters one per
+# line, deeper, then the closing bracket back at the def's indentation (`    ) -> Auth:`).
+WRAPPED_HEADER_END = re.compile(r"^[ \t]*[)\]]")
 
 
 def _indent(line: str) -> int:
@@ -61,8 +64,9 @@ def function_body_start(lines: list[str]) -> int | None:
         indent = _indent(line)
         if floor is not None and indent >= floor:
             continue
-        if DEF_LINE.match(line):
-            body = _body_after_header(lines, i, cursor)
+        header = i if DEF_LINE.match(line) else _wrapped_header_start(lines, i)
+        if header is not None:
+            body = _body_after_header(lines, header, cursor)
             if body is None:
                 return found
             found, floor = body, indent
@@ -76,6 +80,25 @@ def function_body_start(lines: list[str]) -> int | None:
         elif floor is None:
             floor = indent + 1  # the first non-blank line above a blank cursor line
     return found
+
+
+def _wrapped_header_start(lines: list[str], end: int) -> int | None:
+    """The def line of a header whose wrapped closing line is `end` (`    ) -> Auth:`, at the def's
+    indentation, every line between them deeper), if there is one. Without it, the scan upwards
+    met the closing line first, took it for the body's outer block, and passed over the def line
+    at the same indentation: in black-formatted code a method with a wrapped signature had no
+    anchor, and every new line of its body was a new place with a cold prompt."""
+    line = lines[end]
+    if not WRAPPED_HEADER_END.match(line) or not HEADER_END.search(line.rstrip()):
+        return None
+    indent = _indent(line)
+    for j in range(end - 1, max(-1, end - MAX_HEADER_LINES), -1):
+        above = lines[j]
+        if not above.strip():
+            continue
+        if _indent(above) <= indent:
+            return j if _indent(above) == indent and DEF_LINE.match(above) else None
+    return None
 
 
 def _body_after_header(lines: list[str], start: int, cursor: int) -> int | None:

@@ -36,6 +36,34 @@ def test_the_middle_starts_after_the_enclosing_functions_header() -> None:
     assert middle_start(MODULE + "    ret") == MODULE.index('    """The area."""')
 
 
+BLACK_METHOD = """class Client:
+    def _build_request_auth(
+        self,
+        request: Request,
+        auth: AuthTypes | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> Auth:
+        auth = (
+            self._auth
+        )
+"""
+
+
+def test_a_header_wrapped_with_its_closer_at_the_defs_indentation() -> None:
+    """Black's layout (and prettier's, gofmt's): the closing line `    ) -> Auth:` sits where the
+    def line does. The scan met it first and passed over the def line."""
+    assert body_start(BLACK_METHOD + "        if auth is not None:\n            ") == 6
+    assert body_start(BLACK_METHOD + "\n        ") == 6
+    js = "export function load(\n  url,\n  options,\n) {\n  const r = await fetch(url);\n  return r"
+    assert body_start(js) == 4
+    go = "package m\n\nfunc Sum(\n\txs []int,\n) int {\n\ttotal := 0\n\ttot"
+    assert body_start(go) == 5
+    # A wrapped condition inside a body is not a header: the anchor stays the function's.
+    body = "def f(a, b):\n    x = 1\n    if (\n        a and b\n    ):\n        "
+    assert body_start(body) == 1
+    # A wrapped class header is not a function's.
+    assert body_start("class Point(\n    Base,\n):\n    x = 1\n    y") is None
+
+
 def test_methods_braces_and_arrow_functions() -> None:
     method = (
         "class Cart:\n    items = []\n\n    def total(self):\n        s = 0\n        for i in self.items:\n"
@@ -110,6 +138,26 @@ def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
             assert kept >= len(previous) - 8, (typed, body[:typed])
         previous = tokens
     assert "if width < 0:\n        raise" in completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
+
+
+def test_typing_the_body_of_a_black_wrapped_method_only_appends_to_the_prompt() -> None:
+    completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), settings=CompletionSettings())
+    body = "        if auth is not None:\n            return auth\n\n        return Auth()\n"
+    # As an editor types it: Enter puts the cursor at the line's indentation at once.
+    states = [
+        i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "
+    ]
+    previous: list[int] | None = None
+    for typed in states:
+        ctx = CompletionContext("file:///c.py", BLACK_METHOD + body[:typed], "\n", path=Path("c.py"))
+        prompt = completer.build_prompt(ctx)
+        tokens = prompt.tokens + completer.runtime.tokenize(prompt.heal)
+        if previous is not None:
+            kept = next(
+                (i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous)
+            )
+            assert kept >= len(previous) - 8, (typed, body[:typed])
+        previous = tokens
 
 
 def test_a_long_body_moves_the_middle_down_in_steps() -> None:
