@@ -16,7 +16,7 @@ from importlib import resources
 import tree_sitter as ts
 
 from context.imports import ImportBinding, python_bindings
-from context.syntax import get_language, parse
+from context.syntax import code_before_comment, get_language, parse
 
 # A definition at most this many lines long is shown whole: its body is cheaper than a summary.
 SHORT_BODY_LINES = 12
@@ -267,27 +267,13 @@ _OPEN_SPACE_RE = re.compile(r"([(\[{])\s+")
 _CLOSE_SPACE_RE = re.compile(r",?\s+([)\]}])")
 
 
-def _without_comment(line: str) -> str:
-    """`line` without a trailing `# comment` (a `#` inside a string literal is kept)."""
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote and line[i - 1] != "\\":
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i].rstrip()
-    return line
-
-
 def one_line(signature: str, limit: int = MEMBER_MAX_CHARS) -> str:
     """A signature joined onto one line, cut at a parameter boundary when longer than `limit`.
 
     `def f(\n    self,\n    a: int,\n) -> X:` becomes `def f(self, a: int) -> X:`; a long one
     becomes `def f(self, a: int, ...) -> X:`: never a name cut in half, the return type kept.
     """
-    flat = " ".join(" ".join(_without_comment(line) for line in signature.split("\n")).split())
+    flat = " ".join(" ".join(code_before_comment(line, "#") for line in signature.split("\n")).split())
     text = _CLOSE_SPACE_RE.sub(r"\1", _OPEN_SPACE_RE.sub(r"\1", flat))
     if len(text) <= limit:
         return text

@@ -138,3 +138,20 @@ def parse(
     except ValueError:  # what py-tree-sitter raises when the progress callback cancels
         parser.reset()
         raise ParseTimeout(f"{name} parse exceeded {timeout_s:.1f} s ({len(source)} bytes)") from None
+
+
+def code_before_comment(line: str, marker: str) -> str:
+    """`line` up to its line comment (`marker`, e.g. "#" or "//") where one starts outside a string
+    literal; the whole line when there is none or no marker is given."""
+    if not marker or marker not in line:
+        return line
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote and line[i - 1] != "\\":
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif line.startswith(marker, i):
+            return line[:i]
+    return line

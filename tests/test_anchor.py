@@ -123,21 +123,28 @@ def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
     body = "    if width < 0:\n        raise ValueError(width)\n    return width * height\n"
     head = MODULE[: MODULE.index('    """')]
     suffix = "\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"
+    contexts = [
+        CompletionContext("file:///m.py", head + body[:typed], suffix, path=Path("m.py"), language="python")
+        for typed in range(1, len(body))
+    ]
+    _assert_each_prompt_keeps_the_one_before(completer, contexts)
+    assert (
+        "if width < 0:\n        raise" in completer.build_prompt(contexts[-1]).text.split("<|fim_middle|>")[1]
+    )
+
+
+def _assert_each_prompt_keeps_the_one_before(completer: Completer, contexts: list[CompletionContext]) -> None:
+    """All of each previous prompt but its last few tokens (a word being typed) is kept."""
     previous: list[int] | None = None
-    for typed in range(1, len(body)):
-        ctx = CompletionContext(
-            "file:///m.py", head + body[:typed], suffix, path=Path("m.py"), language="python"
-        )
+    for ctx in contexts:
         prompt = completer.build_prompt(ctx)
         tokens = prompt.tokens + completer.runtime.tokenize(prompt.heal)
         if previous is not None:
-            # All of the previous prompt but its last few tokens (a word being typed) is kept.
             kept = next(
                 (i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous)
             )
-            assert kept >= len(previous) - 8, (typed, body[:typed])
+            assert kept >= len(previous) - 8, ctx.prefix[-80:]
         previous = tokens
-    assert "if width < 0:\n        raise" in completer.build_prompt(ctx).text.split("<|fim_middle|>")[1]
 
 
 def test_typing_the_body_of_a_black_wrapped_method_only_appends_to_the_prompt() -> None:
@@ -147,17 +154,11 @@ def test_typing_the_body_of_a_black_wrapped_method_only_appends_to_the_prompt() 
     states = [
         i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "
     ]
-    previous: list[int] | None = None
-    for typed in states:
-        ctx = CompletionContext("file:///c.py", BLACK_METHOD + body[:typed], "\n", path=Path("c.py"))
-        prompt = completer.build_prompt(ctx)
-        tokens = prompt.tokens + completer.runtime.tokenize(prompt.heal)
-        if previous is not None:
-            kept = next(
-                (i for i, (a, b) in enumerate(zip(previous, tokens, strict=False)) if a != b), len(previous)
-            )
-            assert kept >= len(previous) - 8, (typed, body[:typed])
-        previous = tokens
+    contexts = [
+        CompletionContext("file:///c.py", BLACK_METHOD + body[:typed], "\n", path=Path("c.py"))
+        for typed in states
+    ]
+    _assert_each_prompt_keeps_the_one_before(completer, contexts)
 
 
 def test_a_long_body_moves_the_middle_down_in_steps() -> None:

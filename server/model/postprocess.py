@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from context.incremental import IncrementalTree
-from context.syntax import LANGUAGES
+from context.syntax import LANGUAGES, code_before_comment
 
 log = logging.getLogger(__name__)
 
@@ -565,25 +565,8 @@ def _repeats_typed(text: str, plan: Plan) -> bool:
 
 def _unfinished(line: str, comment: str) -> bool:
     """The line's code (its comment left out) is empty or stops mid-statement."""
-    code = _without_comment(line, comment).rstrip()
+    code = code_before_comment(line, comment).rstrip()
     return not code or code.endswith(UNFINISHED_ENDINGS) or code.endswith(tuple(OPENERS))
-
-
-def _without_comment(line: str, comment: str) -> str:
-    """`line` up to its line comment, if it has one outside a string (`"#fff"` and JavaScript's
-    `this.#count` are code)."""
-    if not comment or comment not in line:
-        return line
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote and line[i - 1] != "\\":
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif line.startswith(comment, i):
-            return line[:i]
-    return line
 
 
 def _trim_cut_off(text: str, plan: Plan) -> str:
