@@ -60,6 +60,12 @@ def test_a_header_wrapped_with_its_closer_at_the_defs_indentation() -> None:
     # A wrapped condition inside a body is not a header: the anchor stays the function's.
     body = "def f(a, b):\n    x = 1\n    if (\n        a and b\n    ):\n        "
     assert body_start(body) == 1
+    # Twenty parameters, one per line (httpx's request functions).
+    params = "".join(f"    p{i}: int = {i},\n" for i in range(20))
+    assert body_start("def request(\n" + params + ") -> Response:\n    x = 1\n    ") == 22
+    # The return annotation wrapped as well (jinja2's `_extract`).
+    wrapped = "    def _extract(\n        self,\n    ) -> t.Iterator[\n        t.Tuple[int, str]\n    ]:\n"
+    assert body_start("class E:\n" + wrapped + "        if x:\n            ") == 6
     # A wrapped class header is not a function's.
     assert body_start("class Point(\n    Base,\n):\n    x = 1\n    y") is None
 
@@ -83,6 +89,8 @@ def test_a_nested_function_keeps_the_outer_functions_anchor() -> None:
     assert body_start(outer + "            ") == 1
     method = "class A:\n    def run(self):\n        def step(x):\n            return x\n        retu"
     assert body_start(method) == 2
+    # A nested header still being typed: the outer function's anchor, not none.
+    assert body_start(outer + "            x = 1\n        def helper(\n            a,\n            b") == 1
     # After the outer function, top-level code has none.
     assert body_start(outer + "            pass\n\nvalue = sli") is None
 
