@@ -29,6 +29,11 @@ MAX_HEADER_LINES = 40
 # Lines searched upwards for the enclosing function: beyond this, a body is too long to be one
 # middle anyway.
 MAX_SCAN_LINES = 400
+# Deeper than that in an indented block (a 600-line function, a long literal), the middle starts
+# on a grid of absolute line numbers inside the scanned lines, so that it stays put while the user
+# types instead of starting at each new line (a new place, its prompt cold, every line); the
+# completer then moves it down in steps of its own while it is over its token budget.
+LONG_BODY_SNAP_LINES = 24
 # A class header typed up to the cursor (no ':' yet ends it): its bases come next.
 CLASS_HEADER = re.compile(
     r"[ \t]*(?:(?:export|default|public|private|abstract|data|sealed)[ \t]+)*class\b[^:{]*$"
@@ -54,6 +59,12 @@ def function_body_start(lines: list[str]) -> int | None:
     anchor, the prompt's place and its grown KV cache, where the nested body's own anchor made
     a new place with a cold prompt (re-read from the context on, 3 s for the 1.5B on 2 cores).
     """
+    return _scan(lines)[0]
+
+
+def _scan(lines: list[str]) -> tuple[int | None, bool]:
+    """function_body_start's answer, and whether the scan ran out of lines inside an indented
+    block (no function found, none ruled out)."""
     cursor = len(lines) - 1
     # The indentation the body has reached: the least among the non-blank lines seen so far.
     # The cursor line's indentation counts even before anything is typed on it (the editor's).
@@ -73,20 +84,21 @@ def function_body_start(lines: list[str]) -> int | None:
                 # Its header is still being typed (the cursor is in its parameters): the anchor
                 # is the enclosing function's, if there is one, as for a finished nested one.
                 if indent == 0:
-                    return found
+                    return found, False
                 floor = indent
                 continue
             found, floor = body, indent
             if indent == 0:
-                return found
+                return found, False
             continue
         if floor is not None and indent < floor:
             if indent == 0:
-                return found  # reached top-level code that is not a function
+                return found, False  # reached top-level code that is not a function
             floor = indent
         elif floor is None:
             floor = indent + 1  # the first non-blank line above a blank cursor line
-    return found
+    ran_out = found is None and cursor - 1 - MAX_SCAN_LINES >= 0 and bool(floor)
+    return found, ran_out
 
 
 def _wrapped_header_start(lines: list[str], end: int) -> int | None:
@@ -131,7 +143,13 @@ def middle_start(prefix: str) -> int:
     # Only the last MAX_SCAN_LINES lines can matter (function_body_start looks no further up): a
     # keystroke near the end of a 9,000-line file does not split the whole file.
     lines = prefix.rsplit("\n", MAX_SCAN_LINES + 1)
-    body = function_body_start(lines)
+    body, ran_out = _scan(lines)
+    if body is None and ran_out:
+        # lines[r] is the file's line (cursor_line - cursor + r); the first grid line at or below
+        # the top of the scanned lines.
+        cursor = len(lines) - 1
+        top = prefix.count("\n", 0, cut) - cursor + 1
+        body = 1 + (-top) % LONG_BODY_SNAP_LINES
     if body is None:
         return cut
     return len(prefix) - sum(map(len, lines[body:])) - (len(lines) - 1 - body)

@@ -169,6 +169,35 @@ def test_typing_the_body_of_a_black_wrapped_method_only_appends_to_the_prompt() 
     _assert_each_prompt_keeps_the_one_before(completer, contexts)
 
 
+def test_a_body_longer_than_the_scan_keeps_a_middle_start_while_typed() -> None:
+    """600 lines into one function the def is out of reach: the middle starts on a fixed grid line
+    instead of at each new line (a new place and a cold prompt every line)."""
+    head = "def run(graph):\n" + "".join(f"    step_{i} = graph.step({i})\n" for i in range(600))
+    starts = set()
+    for extra in range(12):
+        prefix = head + "".join(f"    more_{j} = step_{j}\n" for j in range(extra)) + "    mo"
+        start = middle_start(prefix)
+        assert start < prefix.rindex("\n") + 1
+        starts.add(start)
+    assert len(starts) <= 2  # the grid moves at most once in 12 lines
+    # Not for module-level code.
+    module = "".join(f"value_{i} = {i}\n" for i in range(600)) + "val"
+    assert middle_start(module) == module.rindex("\n") + 1
+
+
+def test_typing_in_a_very_long_body_only_appends_to_the_prompt() -> None:
+    completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), settings=CompletionSettings())
+    head = "def run(graph):\n" + "".join(f"    step_{i} = graph.step({i})\n" for i in range(600))
+    body = "    total = step_1 + step_2\n    if total:\n        graph.emit(total)\n    return total\n"
+    states = [
+        i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "
+    ]
+    contexts = [
+        CompletionContext("file:///g.py", head + body[:typed], "\n", path=Path("g.py")) for typed in states
+    ]
+    _assert_each_prompt_keeps_the_one_before(completer, contexts)
+
+
 def test_a_long_body_moves_the_middle_down_in_steps() -> None:
     engine = FakeEngine(lambda prompt: "\n")
     completer = Completer(Runtime(engine), settings=CompletionSettings())
