@@ -141,6 +141,12 @@ def test_typing_a_body_line_by_line_only_appends_to_the_prompt() -> None:
     )
 
 
+def _as_an_editor_types(body: str) -> list[int]:
+    """The lengths of `body` typed key by key, as an editor types it: Enter puts the cursor at the
+    line's indentation at once (no state with part of the indentation)."""
+    return [i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "]
+
+
 def _assert_each_prompt_keeps_the_one_before(completer: Completer, contexts: list[CompletionContext]) -> None:
     """All of each previous prompt but its last few tokens (a word being typed) is kept."""
     previous: list[int] | None = None
@@ -158,10 +164,7 @@ def _assert_each_prompt_keeps_the_one_before(completer: Completer, contexts: lis
 def test_typing_the_body_of_a_black_wrapped_method_only_appends_to_the_prompt() -> None:
     completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), settings=CompletionSettings())
     body = "        if auth is not None:\n            return auth\n\n        return Auth()\n"
-    # As an editor types it: Enter puts the cursor at the line's indentation at once.
-    states = [
-        i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "
-    ]
+    states = _as_an_editor_types(body)
     contexts = [
         CompletionContext("file:///c.py", BLACK_METHOD + body[:typed], "\n", path=Path("c.py"))
         for typed in states
@@ -189,9 +192,7 @@ def test_typing_in_a_very_long_body_only_appends_to_the_prompt() -> None:
     completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), settings=CompletionSettings())
     head = "def run(graph):\n" + "".join(f"    step_{i} = graph.step({i})\n" for i in range(600))
     body = "    total = step_1 + step_2\n    if total:\n        graph.emit(total)\n    return total\n"
-    states = [
-        i for i in range(1, len(body)) if body[body.rfind("\n", 0, i) + 1 : i].strip() or body[i] != " "
-    ]
+    states = _as_an_editor_types(body)
     contexts = [
         CompletionContext("file:///g.py", head + body[:typed], "\n", path=Path("g.py")) for typed in states
     ]
