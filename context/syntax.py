@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,9 @@ class LanguageInfo:
     # Lines ending with one of these open an indented block (decides multi-line completions).
     block_openers: tuple[str, ...] = ("{",)
 
+
+# Python's triple quotes: a string that may go over lines.
+TRIPLE_QUOTES = ('"""', "'''")
 
 LANGUAGES: dict[str, LanguageInfo] = {
     "python": LanguageInfo("python", "tree_sitter_python", block_openers=(":",)),
@@ -140,18 +144,40 @@ def parse(
         raise ParseTimeout(f"{name} parse exceeded {timeout_s:.1f} s ({len(source)} bytes)") from None
 
 
+def code(text: str, marker: str = "") -> Iterator[tuple[int, str]]:
+    """The code of `text`: (offset, character) for each character outside string literals, and
+    (offset, `marker`) where a line comment starts (the comment itself is skipped; no marker, no
+    comments). A quote other than Python's triple quotes and JavaScript's backtick ends at its
+    line, so an apostrophe in a comment (`# don't`) does not turn the lines after it into a string."""
+    quote = ""
+    i, end = 0, len(text)
+    while i < end:
+        if quote:
+            if text[i] == "\n" and len(quote) == 1 and quote != "`":
+                quote = ""
+            elif text.startswith(quote, i) and (i == 0 or text[i - 1] != "\\"):
+                i += len(quote)
+                quote = ""
+                continue
+            i += 1
+            continue
+        if marker and text.startswith(marker, i):
+            yield i, marker
+            newline = text.find("\n", i)
+            i = end if newline < 0 else newline
+            continue
+        ch = text[i]
+        if ch in "\"'`":
+            quote = text[i : i + 3] if text.startswith(TRIPLE_QUOTES, i) else ch
+            i += len(quote)
+            continue
+        yield i, ch
+        i += 1
+
+
 def code_before_comment(line: str, marker: str) -> str:
     """`line` up to its line comment (`marker`, e.g. "#" or "//") where one starts outside a string
     literal; the whole line when there is none or no marker is given."""
     if not marker or marker not in line:
         return line
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote and line[i - 1] != "\\":
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif line.startswith(marker, i):
-            return line[:i]
-    return line
+    return next((line[:i] for i, ch in code(line, marker) if ch == marker), line)

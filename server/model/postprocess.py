@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from context.incremental import IncrementalTree
-from context.syntax import LANGUAGES, code_before_comment
+from context.syntax import LANGUAGES, code, code_before_comment
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,6 @@ LAMBDA_COLON = re.compile(r"\blambda\b[^:]*:$")
 # a block on its own.
 ANNOTATION_COLON = re.compile(r"^\s*([^\W\d][\w.]*)\s*:$")
 BARE_BLOCK_KEYWORDS = frozenset({"else", "try", "finally", "except"})
-# Python's triple quotes: a string that may go over lines (every other quote ends at its line).
-TRIPLE_QUOTES = ('"""', "'''")
 # Python node types whose children form an indented block.
 BLOCK_NODES = frozenset({"block", "statement_block", "compound_statement", "declaration_list", "class_body"})
 
@@ -197,7 +195,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
         stripped = line_prefix.rstrip()
         if not line_suffix.strip() and stripped.endswith(openers):
             node = _tree_node_at(prefix, suffix, language)
-            if not _line_only(node) and not _colon_of_an_expression(stripped, node, language):
+            if not _line_only(node) and not _colon_of_an_expression(stripped, node, language, comment):
                 # `def f(x):|` -> the body comes on the next lines.
                 return Plan(
                     Mode.BLOCK,
@@ -305,13 +303,15 @@ def _tree_node_at(prefix: str, suffix: str, language: str | None):  # type: igno
     return trees.parse(source).root_node.descendant_for_point_range(point, point)
 
 
-def _colon_of_an_expression(stripped: str, node, language: str | None) -> bool:  # type: ignore[no-untyped-def]
+def _colon_of_an_expression(  # type: ignore[no-untyped-def]
+    stripped: str, node, language: str | None, comment: str
+) -> bool:
     """A Python line ending with a colon that opens no block: a dict value (`exp.Day: `, its
     `{` lines above), a slice, an annotation or a lambda inside brackets, or a lambda's body. Its
     completion is the rest of the line, as mid-line, not an indented body."""
     if language != "python":
         return False
-    if _bracket_excess(stripped, "#")[0] or LAMBDA_COLON.search(stripped):
+    if _bracket_excess(stripped, comment)[0] or LAMBDA_COLON.search(stripped):
         return True
     annotated = ANNOTATION_COLON.match(stripped)
     if annotated and annotated.group(1) not in BARE_BLOCK_KEYWORDS:
@@ -451,31 +451,10 @@ def _cut_open_call(
 def _bracket_excess(text: str, comment: str = "") -> tuple[list[str], int]:
     """Openers the text leaves open (in order) and the index where unmatched closers begin (len if
     none). Brackets in strings and, when the language's line-comment marker is given, in comments
-    do not count; a quote other than a triple quote or a backtick ends at its line, so an apostrophe
-    in a comment (`# don't`) does not hide the brackets of the lines after it."""
+    do not count (context.syntax.code)."""
     stack: list[str] = []
     tail_start = len(text)
-    quote: str | None = None
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\n" and len(quote) == 1 and quote != "`":
-                quote = None
-            elif text.startswith(quote, i) and (i == 0 or text[i - 1] != "\\"):
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
-            continue
-        if comment and text.startswith(comment, i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            continue
-        if ch in "\"'`":
-            quote = text[i : i + 3] if text.startswith(TRIPLE_QUOTES, i) else ch
-            i += len(quote)
-            continue
+    for i, ch in code(text, comment):
         if ch in OPENERS:
             stack.append(ch)
             tail_start = len(text)
@@ -484,7 +463,6 @@ def _bracket_excess(text: str, comment: str = "") -> tuple[list[str], int]:
                 stack.pop()
             elif tail_start == len(text):
                 tail_start = i
-        i += 1
     return stack, tail_start
 
 
