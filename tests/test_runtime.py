@@ -220,6 +220,30 @@ def test_an_insertion_that_changes_the_tokens_at_the_seam_still_reads_only_the_n
     assert list(engine.cached_tokens())[: len(grown)] == grown
 
 
+def test_a_grown_window_given_up_again_costs_only_the_seam() -> None:
+    """A growth step cancelled after its insertion leaves the cache holding the grown prompt; the
+    next request builds the smaller one, whose first window tokens the grown one wrote differently
+    (the seam). The rest of the window is shifted back into place, not read again, unless the
+    seam is near the prompt's end, where a changed token before the run would mislead the answer."""
+    engine = FakeEngine(lambda prompt: "ok")
+    runtime = Runtime(engine)
+    start, window, end, older = _window_prompt(engine)
+    seam = engine.tokenize("#")
+    runtime.generate(start + older + seam + window[2:] + end, max_tokens=4, on_text=lambda _: True)
+    before = engine.evaluated
+    smaller = start + window + end
+    stats = runtime.generate(smaller, max_tokens=4, on_text=lambda _: True)
+    assert engine.evaluated - before <= 2 + 1 + 3  # the seam, the last token, the answer
+    assert stats.reused_tokens >= len(smaller) - 2 - 1
+    assert list(engine.cached_tokens())[: len(smaller)] == smaller
+    # Near the end: the same change is read again with everything after it.
+    short = window[-120:]
+    runtime.generate(start + older + seam + short[2:] + end, max_tokens=4, on_text=lambda _: True)
+    before = engine.evaluated
+    runtime.generate(start + short + end, max_tokens=4, on_text=lambda _: True)
+    assert engine.evaluated - before >= len(short) + len(end)
+
+
 def test_prefix_window_tokenizes_little_per_keystroke_in_a_huge_file() -> None:
     """Windowing counts grid blocks once each: a keystroke re-tokenizes about one window, not the file."""
     comp, engine = completer(prefix_tokens=1536)

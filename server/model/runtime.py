@@ -366,10 +366,14 @@ class Runtime:
                 self._text(tokens[max(0, reused - 8) : reused + 12]),
             )
         if run is not None:
-            # Text deleted before a long cached run: shift the run into place instead of reading it.
-            start, length = run
+            # Text deleted before a long cached run: shift the run into place instead of reading it
+            # (and read the few tokens at the seam that the tokenizer now writes differently).
+            seam, start, length = run
             engine.move(reused, start, start + length)
-            reused += length
+            if seam:
+                engine.insert(reused, tokens[reused : reused + seam], cancel.check)
+                read = seam
+            reused += seam + length
         elif inserted is not None:
             # Text inserted far before a long cached run: read only the new text, in place (and the
             # few tokens at the seam that the tokenizer now writes differently).
@@ -517,25 +521,32 @@ def _inserted_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> 
     return None
 
 
-def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tuple[int, int] | None:
-    """Where the prompt's tokens after the common prefix reappear later in the cache, and for how
-    long: (cache position, length) of a run of at least MIN_REUSE_TOKENS, or None.
+def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tuple[int, int, int] | None:
+    """Where the prompt's tokens after the common prefix (give or take MAX_SEAM_TOKENS at the seam)
+    reappear later in the cache, and for how long: (seam tokens to read first, cache position,
+    length) of a run of at least MIN_REUSE_TOKENS, or None.
 
     Only text deleted before the run (a context chunk dropped, the prefix window's first lines
     gone) is worked around, as llama-server's --cache-reuse does. Text inserted or changed right
     before a run is not: the run's entries were computed against the old text, and measured on a
     FIM prompt, a suffix reused after one changed token before it still answered for the old
-    text (`math.` -> `sqrt`) even with the last 64 prompt tokens read again.
+    text (`math.` -> `sqrt`) even with the last 64 prompt tokens read again. The seam's few
+    tokens (the tokenizer joins "\n" + indentation differently once the lines above are gone) are
+    such a change, so they are allowed only MIN_INSERT_DISTANCE tokens before the prompt's end,
+    as for an insertion: a growth step cancelled after its insertion left the cache holding the
+    grown prompt, and the smaller one, which lacks the grown lines, was read again from them on.
     """
-    head = tuple(tokens[reused : reused + RUN_WINDOW_TOKENS])
-    if len(tokens) - reused < MIN_REUSE_TOKENS or len(head) < RUN_WINDOW_TOKENS:
-        return None
-    for j in range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1):
-        if tuple(cached[j : j + RUN_WINDOW_TOKENS]) != head:
-            continue
-        n = _equal_run(cached, j, tokens, reused)
-        if n >= MIN_REUSE_TOKENS:
-            return j, n
+    seams = MAX_SEAM_TOKENS if len(tokens) - reused >= MIN_INSERT_DISTANCE else 0
+    for seam in range(seams + 1):
+        head = tuple(tokens[reused + seam : reused + seam + RUN_WINDOW_TOKENS])
+        if len(tokens) - reused - seam < MIN_REUSE_TOKENS or len(head) < RUN_WINDOW_TOKENS:
+            return None
+        for j in range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1):
+            if tuple(cached[j : j + RUN_WINDOW_TOKENS]) != head:
+                continue
+            n = _equal_run(cached, j, tokens, reused + seam)
+            if n >= MIN_REUSE_TOKENS:
+                return seam, j, n
     return None
 
 
