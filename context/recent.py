@@ -38,6 +38,9 @@ class RecentRegions:
     def __init__(self, size: int = RING_SIZE) -> None:
         self._events: deque[RecentEvent] = deque(maxlen=size)
         self._seq = 0
+        # The newest event's (path, seq) for the two files last touched, newest first: what
+        # `last_elsewhere` reads, kept apart from the ring so that evicting old events does not change it.
+        self._latest: list[tuple[str, int]] = []
         self._lock = threading.Lock()
 
     def note(self, path: str, line: int, kind: str) -> None:
@@ -47,6 +50,16 @@ class RecentRegions:
                 return  # typing on one line: one event, so the ring keeps its history
             self._seq += 1
             self._events.append(RecentEvent(path, max(line, 0), kind, self._seq))
+            others = [entry for entry in self._latest if entry[0] != path]
+            self._latest = [(path, self._seq), *others[:1]]
+
+    def last_elsewhere(self, exclude: str) -> int:
+        """The sequence number of the newest event in a file other than `exclude` (0: none).
+
+        It changes when the user edits or views another file, and not while they work in
+        `exclude` (which only ages the other files' regions, or pushes them out of the ring)."""
+        with self._lock:
+            return next((seq for path, seq in self._latest if path != exclude), 0)
 
     def regions(self, exclude: str | None = None) -> list[RecentRegion]:
         """Regions by descending score; overlapping events of one file merge into one region."""
@@ -76,3 +89,4 @@ class RecentRegions:
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+            self._latest = []

@@ -69,10 +69,6 @@ COLD_CONTEXT_TOKENS = 128
 # read that cannot be cancelled half-way, so it must fit in a typing pause. The context grew at
 # once before (up to 256 tokens, 2-5 s for the 1.5B on 2 cores): a key after it waited that long.
 GROW_STEP_TOKENS = 32
-# A retrieval for a function body is reused while the text around the body's start is the same,
-# the index has no change to another file, and within periods of this many seconds (the regions
-# the user viewed elsewhere feed retrieval too).
-RETRIEVAL_MEMO_S = 10.0
 # Token counts of prefix blocks remembered per Completer (by block text), then dropped all at once.
 BLOCK_CACHE_SIZE = 2048
 
@@ -374,12 +370,16 @@ class Completer:
 
     def _freshness(self, request: CompletionContext) -> tuple[int, int]:
         """What a remembered retrieval for this file must still match: the index's last change to
-        another file, and the RETRIEVAL_MEMO_S period (recently viewed regions change without one)."""
-        generation = 0
-        if self.index is not None and request.path is not None:
-            rel = self.index.rel(request.path)
-            generation = self.index.generation_excluding(rel) if rel is not None else 0
-        return generation, int(time.monotonic() // RETRIEVAL_MEMO_S)
+        another file, and the user's last edit or view in another file (recent regions feed
+        retrieval). Typing in this file changes neither, though it ages the other files' recent
+        regions: re-retrieved, the context of a body being typed drifted (in one replay, twice
+        in four bodies), and the prompt was read again from its first chunk (~500 tokens, ~5 s)."""
+        if self.index is None or request.path is None:
+            return 0, 0
+        rel = self.index.rel(request.path)
+        if rel is None:
+            return 0, 0
+        return self.index.generation_excluding(rel), self.index.recent.last_elsewhere(rel)
 
     def _tokens_after(self, fixed: str, typed: str) -> list[int]:
         """The tokens of `fixed + typed`, where `fixed` ends with the FIM middle marker (a special

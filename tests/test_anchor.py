@@ -311,3 +311,41 @@ def test_a_growing_prompt_gains_context_chunks_before_those_it_shows_and_reads_o
     # Only the inserted chunks are read, a few at a time (and the tokens at each seam).
     assert sum(reads) <= len(full.tokens) - len(cold.tokens) + len(reads) * MAX_SEAM_TOKENS, reads
     assert max(reads) < len(full.tokens) - len(cold.tokens), reads
+
+
+def test_a_body_keeps_its_context_while_typed_and_takes_in_another_file_viewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typing in this file ages the other files' recent regions (and pushes them out of the ring),
+    which changed what retrieval returned for the same body: every so often the context, the
+    prompt's head, was read again (~500 tokens, ~5 s for the 1.5B on 2 cores). A body keeps its
+    first retrieval until the user edits or views another file, however long it is typed."""
+    root, index = open_shop(tmp_path)
+    clock = [1000.0]
+
+    def ticking() -> float:  # every call is 11 s later: no period of time keeps a memo alive
+        clock[0] += 11.0
+        return clock[0]
+
+    monkeypatch.setattr("time.monotonic", ticking)
+    settings = CompletionSettings(context_tokens=400, prefix_tokens=256, suffix_tokens=64)
+    completer = Completer(Runtime(FakeEngine(lambda prompt: "\n")), root=root, index=index, settings=settings)
+    for line in (2, 3, 4):
+        index.note_edit("shop/pricing.py", line)
+    path = root / "app" / "main.py"
+    text = path.read_text()
+    at = text.index("        self.log_event(")
+    body = "".join(f"        step_{i} = cart.total() * {i}\n" for i in range(8))
+    first: str | None = None
+    for typed in _as_an_editor_types(body):
+        prefix = text[:at] + body[:typed]
+        index.note_edit("app/main.py", prefix.count("\n"))
+        index.note_view("app/main.py", prefix.count("\n"))
+        ctx = CompletionContext(path.as_uri(), prefix, text[at:], path=path, root=root)
+        context = completer.build_prompt(ctx).context_text
+        first = first or context
+        assert context == first
+    assert "shop/pricing.py" in first
+    # The user looks at another file: the next request retrieves again and shows it.
+    index.note_view("shop/util/text.py", 1)
+    assert "shop/util/text.py" in completer.build_prompt(ctx).context_text
