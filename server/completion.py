@@ -672,8 +672,17 @@ class Completer:
                 return False
             return keep_going
 
+        # At a block header's end the answer must start on the next line. Left free, the 1.5B wrote
+        # on the header's line first at all 30 headers sampled from httpx, werkzeug and jinja2
+        # bodies: a comment (`  # pragma: no cover`, `  # type: ignore`) 23 times, nothing 5 times.
+        # The model writes the new line with its own token (new line and indentation are one), as a
+        # healed tail; a backend that cannot constrain its first tokens (a remote server) and
+        # answers on the header's line gets its answer ended by the block rule instead of shown.
+        lead = "\n" if prompt.plan.opens_block else ""
+        if lead:
+            filt.feed(lead)
         stats: GenerationStats = self.runtime.generate(
-            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel, heal=prompt.heal
+            prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel, heal=prompt.heal + lead
         )
         outcome: Outcome = filt.finish(cut_off=stats.stop_reason == "max-tokens")
         total_ms = (time.perf_counter() - start) * 1000

@@ -90,13 +90,16 @@ def early_text(partial: str, typed: str = "", line_prefix: str = "") -> str | No
     """
     if not partial.startswith(typed):
         return None
-    line, newline, _ = partial[len(typed) :].partition("\n")
+    rest = partial[len(typed) :]
+    # An answer that starts on the next line (after a block's header): its first line of code.
+    lead = "\n" if rest.startswith("\n") else ""
+    line, newline, _ = rest[len(lead) :].partition("\n")
     if not newline:
         line = _WORD_TAIL.sub("", line)
-    line = no_space_inside_bracket(line.rstrip(), line_prefix)
+    line = line.rstrip() if lead else no_space_inside_bracket(line.rstrip(), line_prefix)
     if sum(1 for ch in line if not ch.isspace()) < EARLY_MIN_CHARS or not any(c.isalnum() for c in line):
         return None
-    return line
+    return lead + line
 
 
 def _indent_of(line: str) -> str:

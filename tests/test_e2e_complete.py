@@ -67,6 +67,20 @@ def test_a_call_the_model_opens_on_the_line_comes_whole_with_its_argument_lines(
     compile("parser.add_argument" + text, "<completion>", "eval")  # a whole call
 
 
+def test_at_a_block_headers_end_the_answer_is_the_body_on_the_next_line(tmp_path: Path) -> None:
+    # Left free, the models answered on the header's line: ` return low` (a one-line `if`), or a
+    # comment (`  # Check if the list is empty`) before the body.
+    source = (
+        "def clamp(value: float, low: float, high: float) -> float:\n"
+        '    """`value` limited to [low, high]."""\n'
+        "    if value < low:█\n"
+        "    return min(value, high)\n"
+    )
+    result = complete(write_with_cursor(tmp_path, source), "--no-context")
+    assert result["mode"] == "block"
+    assert result["completion"] == "\n        return low", result
+
+
 def test_empty_line_in_function_body_returns_a_block_that_ends_with_it(tmp_path: Path) -> None:
     source = (
         "def factorial(n: int) -> int:\n"

@@ -109,6 +109,9 @@ def test_in_flight_agreement() -> None:
         ("x = fo", None),  # "x =": too little to be worth a key
         ("    ", None),
         ("))", None),  # punctuation alone is not a suggestion
+        # An answer that starts on the next line (at a block header's end): its words there.
+        ("\n        return self.valu", "\n        return self."),
+        ("\n        ", None),
     ],
 )
 def test_early_text_shows_finished_words_of_the_first_line(partial: str, shown: str | None) -> None:

@@ -146,6 +146,22 @@ def test_typing_on_a_line_only_appends_to_the_prompt() -> None:
     assert engine.evaluated - before < 10
 
 
+def test_at_a_block_headers_end_the_answer_starts_on_the_next_line() -> None:
+    """Left free, the 1.5B writes on the header's line first (`  # pragma: no cover`, or nothing):
+    the first token it may choose is a new line, and the answer shows it."""
+
+    def script(prompt: str) -> str:
+        # The model's own choice at the header's end is a comment; once on the next line, the body.
+        return "        return -x\n" if prompt.endswith(":\n") else "  # negative\n        return -x\n"
+
+    comp = Completer(Runtime(FakeEngine(script)), settings=CompletionSettings())
+    header = "def sign(x):\n    if x < 0:█\n    return x\n"
+    assert comp.complete(request(header)).text == "\n        return -x"
+    # Not after a colon that opens no block (a dict entry), nor where the line goes on.
+    assert not comp.build_prompt(request("d = {\n    'a':█\n}\n")).plan.opens_block
+    assert not comp.build_prompt(request("def f(x):\n    y = x█\n")).plan.opens_block
+
+
 def test_classic_layout_keeps_the_cursor_line_in_the_prefix() -> None:
     comp, _ = completer(cursor_line_in_middle=False)  # type: ignore[arg-type]
     prompt = comp.build_prompt(request("x = 1\ny = █\nz = 2\n"))

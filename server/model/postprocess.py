@@ -156,6 +156,8 @@ class Plan:
     open_at_end: str = ""
     # The language's line-comment marker ("" when unknown): brackets after it are not code.
     comment: str = ""
+    # The cursor ends a block's header (`if x:|`, `{|`): the answer starts on the next line.
+    opens_block: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
                     next_line,
                     following,
                     comment=comment,
+                    opens_block=True,
                 )
         closed = not line_suffix.strip() and _closed_below(line_prefix, suffix, comment)
         at_end = ""
