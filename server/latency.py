@@ -131,12 +131,27 @@ def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | No
     accepted = at.prefix + text.rstrip(" \t")
     if accepted.endswith("\n"):
         accepted = accepted[:-1]
-    last_line = accepted.rsplit("\n", 1)[-1]
+    return _after_enter(at, accepted)
+
+
+def below_header(at: CompletionContext) -> CompletionContext | None:
+    """Where Enter at a block header's end (`    if x < 0:|`) will put the cursor: the hot streak's
+    target after an answer that ended the header. None elsewhere, and after trailing spaces (the
+    next line would not follow the cursor's text)."""
+    line = at.line_prefix
+    if at.suffix.split("\n", 1)[0].strip() or not line.strip() or line != line.rstrip():
+        return None
+    return _after_enter(at, at.prefix) if line.endswith(BLOCK_OPENER_ENDS) else None
+
+
+def _after_enter(at: CompletionContext, before: str) -> CompletionContext:
+    """`at` with `before` ahead of the cursor, then Enter: the editor's indentation on a new line."""
+    line_suffix = at.suffix.split("\n", 1)[0]
+    last_line = before.rsplit("\n", 1)[-1]
     indent = _indent_of(last_line)
     if last_line.rstrip().endswith(BLOCK_OPENER_ENDS):
         indent += indent_unit(at.prefix[-4000:])
-    rest = at.suffix[len(line_suffix) :]
-    return replace(at, prefix=accepted + "\n" + indent, suffix=rest)
+    return replace(at, prefix=before + "\n" + indent, suffix=at.suffix[len(line_suffix) :])
 
 
 @dataclass

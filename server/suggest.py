@@ -25,6 +25,7 @@ from server.latency import (
     Suggestion,
     SuggestionCache,
     agrees,
+    below_header,
     continuation,
     early_text,
     next_line_cursor,
@@ -213,6 +214,14 @@ class Suggester:
             source = "hot-streak" if entry.source == "hot-streak" and exact else "cache"
             return Answer(rest, "ok", source)
 
+        # At a block header's end the answer is the next line, which the hot streak prepares (or is
+        # preparing) for the Enter to come after an answer that ended the header: shown below the
+        # header at once. A new generation here would read and write the same line again.
+        below = below_header(now) if not explicit else None
+        lead = below.prefix[len(now.prefix) :] if below is not None else ""
+        if below is not None and (hit := self.cache.lookup(below)) is not None:
+            return Answer(lead + hit[1], "ok", "hot-streak")
+
         uri = now.uri
         seq = self._latest[uri] = self._latest.get(uri, 0) + 1
         early_ms = self.settings.early_answer_ms if not explicit else 0
@@ -221,6 +230,10 @@ class Suggester:
         fresh_line = not now.line_prefix.strip()
         early_at = start + (0 if fresh_line else early_ms / 1000) if early_ms else None
         followed = await self._follow(now, early_at)
+        if followed is None and below is not None:
+            followed = await self._follow(below, early_at)
+            if followed is not None and followed.text:
+                followed.text = lead + followed.text
         if followed is not None:
             return followed
         if self._latest.get(uri) != seq:

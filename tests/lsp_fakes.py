@@ -15,6 +15,9 @@ from server.model.runtime import Runtime
 
 # Text before the cursor -> what the fake model writes there (first matching ending wins).
 ANSWERS: tuple[tuple[str, str], ...] = (
+    ("    if x < 0:\n        ", "return 0\n"),
+    ("    if x < 0:\n", "        return 0\n"),  # after a forced new line
+    ("    if x < 0", ":\n"),
     ("total = a + b\n    ", "return total\n"),
     ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),

@@ -300,6 +300,24 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
+def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_path: Path) -> None:
+    """A suggestion that ends a block's header is accepted: the line after it, prepared for the
+    Enter to come, is shown below the header at once, without asking the model again."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "guard.py", "def clamp(x):\n    if x < 0\n")
+        col = len("    if x < 0")
+        assert [i.insert_text for i in await s.inline(uri, 1, col)] == [":"]
+        await asyncio.sleep(0.3)  # the next line is prepared in the background
+        s.edit(uri, (1, col), (1, col), ":")
+        items = await s.inline(uri, 1, col + 1, invoked=False)
+        assert [i.insert_text for i in items] == ["\n        return 0"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "hot-streak": 1}
+
+    run(tmp_path, "fast", scenario)
+
+
 def test_the_next_line_is_prepared_even_when_the_request_that_started_the_generation_was_cancelled(
     tmp_path: Path,
 ) -> None:
