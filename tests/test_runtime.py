@@ -11,6 +11,7 @@ import pytest
 
 from server.completion import PREFIX_SNAP_LINES, Completer, CompletionSettings
 from server.model.fake import FakeEngine
+from server.model.postprocess import plan_completion
 from server.model.runtime import MIN_INSERT_DISTANCE, PROMPT_CHUNK_TOKENS, Cancelled, CancelToken, Runtime
 from server.model.worker import ModelWorker
 from server.request import CompletionContext, split_at
@@ -160,6 +161,8 @@ def test_at_a_block_headers_end_the_answer_starts_on_the_next_line() -> None:
     # Not after a colon that opens no block (a dict entry), nor where the line goes on.
     assert not comp.build_prompt(request("d = {\n    'a':█\n}\n")).plan.opens_block
     assert not comp.build_prompt(request("def f(x):\n    y = x█\n")).plan.opens_block
+    # A brace opens a block too (the 1.5B answered `{` with ` return low; }` on the header's line).
+    assert plan_completion("function f(x) {\n  if (x < 0) {", "\n}\n", "javascript").opens_block
 
 
 def test_classic_layout_keeps_the_cursor_line_in_the_prefix() -> None:
