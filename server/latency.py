@@ -121,13 +121,12 @@ def indent_unit(text: str) -> str:
 
 
 def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | None:
-    """Where the cursor will be after accepting `text` and pressing Enter (the hot-streak target);
-    `text` may be empty at the end of a line with code (Enter right there).
+    """Where the cursor will be after accepting `text` and pressing Enter (the hot-streak target).
 
     None when that is not predictable: text inserted mid-line, before other text on the line.
     """
     line_suffix = at.suffix.split("\n", 1)[0]
-    if line_suffix.strip() or not (text.strip() or (not text and at.line_prefix.strip())):
+    if line_suffix.strip() or not text.strip():
         return None
     accepted = at.prefix + text.rstrip(" \t")
     if accepted.endswith("\n"):

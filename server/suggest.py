@@ -391,10 +391,6 @@ class Suggester:
             return
         self._measure(result)
         if not result.text:
-            if result.reason == "empty" and self.settings.hot_streak and flight.at.line_prefix.strip():
-                # Nothing to add at the end of this line: Enter is the likely next key, so the line
-                # after it is prepared as after an accepted answer.
-                self.prepare_next_line(flight.at, "")
             return
         flight.entry = Suggestion(flight.at, result.text, "model", first_line=result.reason == "first-line")
         self.cache.put(flight.entry)

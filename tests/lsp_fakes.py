@@ -18,9 +18,6 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("    if x < 0:\n        ", "return 0\n"),
     ("    if x < 0:\n", "        return 0\n"),  # after a forced new line
     ("    if x < 0", ":\n"),
-    ("total = a + b * 2\n    ", "return total\n"),
-    ("total = a + b * 2\n", "    return total\n"),
-    ("total = a + b * 2", "\n"),  # a finished line: nothing to add
     ("total = a + b\n    ", "return total\n"),
     ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),

@@ -144,13 +144,6 @@ def test_next_line_cursor_is_unknown_mid_line() -> None:
     assert next_line_cursor(at("f(a", ")\n"), ", b") is None
 
 
-def test_next_line_cursor_after_nothing_is_enter_at_the_end_of_the_line() -> None:
-    target = next_line_cursor(at("def f(a, b):\n    total = a + b", "\n"), "")
-    assert target == CompletionContext(URI, "def f(a, b):\n    total = a + b\n    ", "\n")
-    assert next_line_cursor(at("def f(a, b):\n    ", "\n"), "") is None  # a blank line
-    assert next_line_cursor(at("x = 1", "\n"), "  ") is None  # only spaces: not an answer
-
-
 def test_indent_unit() -> None:
     assert indent_unit("a\n  b\n    c\n") == "  "
     assert indent_unit("a\n\tb\n") == "\t"

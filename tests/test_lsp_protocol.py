@@ -300,23 +300,6 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
-def test_after_nothing_to_add_at_a_lines_end_the_next_line_is_ready_after_enter(tmp_path: Path) -> None:
-    """The model has nothing to add to a finished line: Enter is the likely next key, so the
-    line after it is prepared then, as after an accepted answer."""
-
-    async def scenario(s: Session) -> None:
-        uri = s.open(s.root / "done.py", "def f(a, b):\n    total = a + b * 2\n")
-        col = len("    total = a + b * 2")
-        assert await s.inline(uri, 1, col) == []
-        await asyncio.sleep(0.3)  # the next line is prepared in the background
-        s.edit(uri, (1, col), (1, col), "\n    ")
-        assert [i.insert_text for i in await s.inline(uri, 2, 4, invoked=False)] == ["return total"]
-        stats = await s.stats()
-        assert stats["served_by"] == {"hot-streak": 1}
-
-    run(tmp_path, "fast", scenario)
-
-
 def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_path: Path) -> None:
     """A suggestion that ends a block's header is accepted: the line after it, prepared for the
     Enter to come, is shown below the header at once, without asking the model again."""
