@@ -318,6 +318,33 @@ def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_pat
     run(tmp_path, "fast", scenario)
 
 
+def test_a_header_typed_while_its_answer_was_written_gets_the_next_line_being_prepared(
+    tmp_path: Path,
+) -> None:
+    """The user types the header's end while the model writes it: the request there follows that
+    generation, which ends with nothing left to show, then the hot streak it started, for the
+    line below the header, rather than a new generation writing that line again."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "guard.py", "def clamp(x):\n    if x < 0\n")
+        col = len("    if x < 0")
+        params = Session.inline_params(uri, 1, col, types.InlineCompletionTriggerKind.Automatic)
+        first = s.client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="typing-1"
+        )
+        await asyncio.sleep(0.05)
+        s.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="typing-1"))
+        s.edit(uri, (1, col), (1, col), ":")
+        items = await s.inline(uri, 1, col + 1, invoked=False)
+        assert [i.insert_text for i in items] == ["\n        return 0"]
+        with pytest.raises(JsonRpcRequestCancelled):
+            await first
+        stats = await s.stats()
+        assert "model" not in stats["served_by"], stats["served_by"]
+
+    run(tmp_path, "slow", scenario)
+
+
 def test_the_next_line_is_prepared_even_when_the_request_that_started_the_generation_was_cancelled(
     tmp_path: Path,
 ) -> None:
