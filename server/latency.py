@@ -134,14 +134,14 @@ def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | No
     return _after_enter(at, accepted)
 
 
-def below_line(at: CompletionContext) -> CompletionContext | None:
-    """Where Enter at the end of a line with code (`    if x < 0:|`, `    total = a + b|`) will put
-    the cursor: the hot streak's target after an answer that ended the line. None elsewhere, and
-    after trailing spaces (the next line would not follow the cursor's text)."""
+def below_header(at: CompletionContext) -> CompletionContext | None:
+    """Where Enter at a block header's end (`    if x < 0:|`) will put the cursor: the hot streak's
+    target after an answer that ended the header. None elsewhere, and after trailing spaces (the
+    next line would not follow the cursor's text)."""
     line = at.line_prefix
     if at.suffix.split("\n", 1)[0].strip() or not line.strip() or line != line.rstrip():
         return None
-    return _after_enter(at, at.prefix)
+    return _after_enter(at, at.prefix) if line.endswith(BLOCK_OPENER_ENDS) else None
 
 
 def _after_enter(at: CompletionContext, before: str) -> CompletionContext:

@@ -25,7 +25,7 @@ from server.latency import (
     Suggestion,
     SuggestionCache,
     agrees,
-    below_line,
+    below_header,
     continuation,
     early_text,
     next_line_cursor,
@@ -214,6 +214,14 @@ class Suggester:
             source = "hot-streak" if entry.source == "hot-streak" and exact else "cache"
             return Answer(rest, "ok", source)
 
+        # At a block header's end the answer is the next line, which the hot streak prepares (or is
+        # preparing) for the Enter to come after an answer that ended the header: shown below the
+        # header at once. A new generation here would read and write the same line again.
+        below = below_header(now) if not explicit else None
+        lead = below.prefix[len(now.prefix) :] if below is not None else ""
+        if below is not None and (hit := self.cache.lookup(below)) is not None:
+            return Answer(lead + hit[1], "ok", "hot-streak")
+
         uri = now.uri
         seq = self._latest[uri] = self._latest.get(uri, 0) + 1
         early_ms = self.settings.early_answer_ms if not explicit else 0
@@ -222,8 +230,10 @@ class Suggester:
         fresh_line = not now.line_prefix.strip()
         early_at = start + (0 if fresh_line else early_ms / 1000) if early_ms else None
         followed = await self._follow(now, early_at)
-        if followed is None and not explicit:
-            followed = await self._below(now, early_at)
+        if followed is None and below is not None:
+            followed = await self._follow(below, early_at)
+            if followed is not None and followed.text:
+                followed.text = lead + followed.text
         if followed is not None:
             return followed
         if self._latest.get(uri) != seq:
@@ -242,23 +252,6 @@ class Suggester:
                 return Answer(None, "superseded")
         slow = self.tokens_per_s is not None and self.tokens_per_s < BLOCK_MIN_TOKENS_S
         return await self._generate(completer, now, first_line=slow and not explicit, early_at=early_at)
-
-    async def _below(self, now: CompletionContext, early_at: float | None) -> Answer | None:
-        """At the end of a line that an answer ended, the next line: the hot streak prepares it (or
-        is preparing it) for the Enter to come, and it is shown below the line at once. A new
-        generation here would read the line's end again, and supersede the hot streak for a line
-        the model already ended (replay: the request after Enter then waited behind it)."""
-        below = below_line(now)
-        if below is None:
-            return None
-        lead = below.prefix[len(now.prefix) :]
-        hit = self.cache.lookup(below)
-        if hit is not None:
-            return Answer(lead + hit[1], "ok", "hot-streak")
-        followed = await self._follow(below, early_at)
-        if followed is not None and followed.text:
-            followed.text = lead + followed.text
-        return followed
 
     async def _follow(self, now: CompletionContext, early_at: float | None = None) -> Answer | None:
         """Serve `now` from the running generation unless its output already contradicts what was

@@ -318,29 +318,6 @@ def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_pat
     run(tmp_path, "fast", scenario)
 
 
-def test_at_the_end_of_a_line_an_answer_ended_the_prepared_next_line_is_shown_below_it(
-    tmp_path: Path,
-) -> None:
-    """An answer that ends its line is accepted: at the line's end the line after it, prepared for
-    the Enter to come, is shown below at once. A new generation there would supersede the hot
-    streak, and the request after Enter would wait for the model."""
-
-    async def scenario(s: Session) -> None:
-        uri = s.open(s.root / "adder.py")
-        col = len("    total = a")
-        assert [i.insert_text for i in await s.inline(uri, 5, col)] == [" + b"]
-        await asyncio.sleep(0.3)  # the next line is prepared in the background
-        s.edit(uri, (5, col), (5, col), " + b")
-        items = await s.inline(uri, 5, col + 4, invoked=False)
-        assert [i.insert_text for i in items] == ["\n    return total"]
-        s.edit(uri, (5, col + 4), (5, col + 4), "\n    ")
-        assert [i.insert_text for i in await s.inline(uri, 6, 4, invoked=False)] == ["return total"]
-        stats = await s.stats()
-        assert stats["served_by"] == {"model": 1, "hot-streak": 2}
-
-    run(tmp_path, "fast", scenario)
-
-
 def test_a_header_typed_while_its_answer_was_written_gets_the_next_line_being_prepared(
     tmp_path: Path,
 ) -> None:
