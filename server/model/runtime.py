@@ -509,15 +509,9 @@ def _inserted_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> 
         return None
     last = min(len(tokens) - MIN_REUSE_TOKENS, reused + MAX_INSERT_TOKENS)
     for start in range(reused, reused + MAX_SEAM_TOKENS + 1):
-        head = tuple(cached[start : start + RUN_WINDOW_TOKENS])
-        if len(head) < RUN_WINDOW_TOKENS:
-            return None
-        for k in range(reused + 1, last + 1):
-            if tuple(tokens[k : k + RUN_WINDOW_TOKENS]) != head:
-                continue
-            n = _equal_run(cached, start, tokens, k)
-            if n >= MIN_REUSE_TOKENS:
-                return k, start, n
+        found = _first_run(cached, start, tokens, range(reused + 1, last + 1))
+        if found is not None:
+            return found[0], start, found[1]
     return None
 
 
@@ -538,21 +532,37 @@ def _moved_run(cached: Sequence[int], tokens: Sequence[int], reused: int) -> tup
     """
     seams = MAX_SEAM_TOKENS if len(tokens) - reused >= MIN_INSERT_DISTANCE else 0
     for seam in range(seams + 1):
-        head = tuple(tokens[reused + seam : reused + seam + RUN_WINDOW_TOKENS])
-        if len(tokens) - reused - seam < MIN_REUSE_TOKENS or len(head) < RUN_WINDOW_TOKENS:
+        if len(tokens) - reused - seam < MIN_REUSE_TOKENS:
             return None
-        for j in range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1):
-            if tuple(cached[j : j + RUN_WINDOW_TOKENS]) != head:
-                continue
-            n = _equal_run(cached, j, tokens, reused + seam)
-            if n >= MIN_REUSE_TOKENS:
-                return seam, j, n
+        found = _first_run(
+            tokens, reused + seam, cached, range(reused + 1, len(cached) - MIN_REUSE_TOKENS + 1)
+        )
+        if found is not None:
+            return seam, found[0], found[1]
     return None
 
 
-def _equal_run(cached: Sequence[int], at: int, tokens: Sequence[int], start: int) -> int:
-    """How many tokens match from cached[at] and tokens[start] on."""
-    n, limit = 0, min(len(cached) - at, len(tokens) - start)
-    while n < limit and cached[at + n] == tokens[start + n]:
+def _first_run(
+    source: Sequence[int], at: int, target: Sequence[int], positions: range
+) -> tuple[int, int] | None:
+    """The first of `positions` in `target` where a run of at least MIN_REUSE_TOKENS tokens equal
+    to `source` from `at` on begins, and its length; None when there is none (or `source` has
+    fewer than RUN_WINDOW_TOKENS tokens left)."""
+    head = tuple(source[at : at + RUN_WINDOW_TOKENS])
+    if len(head) < RUN_WINDOW_TOKENS:
+        return None
+    for k in positions:
+        if tuple(target[k : k + RUN_WINDOW_TOKENS]) != head:
+            continue
+        n = _equal_run(source, at, target, k)
+        if n >= MIN_REUSE_TOKENS:
+            return k, n
+    return None
+
+
+def _equal_run(a: Sequence[int], at: int, b: Sequence[int], start: int) -> int:
+    """How many tokens match from a[at] and b[start] on."""
+    n, limit = 0, min(len(a) - at, len(b) - start)
+    while n < limit and a[at + n] == b[start + n]:
         n += 1
     return n
