@@ -143,10 +143,11 @@ class Session:
         return int(getattr(self.backend, "restarts", 0) or 0)
 
     def submit(
-        self, job: Callable[[CancelToken], T], *, supersede: bool = True
+        self, job: Callable[[CancelToken], T], *, supersede: bool = True, label: str = "job"
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
-        """Queue a job on the model thread (supersede: cancel every earlier one)."""
-        return self.worker.submit(job, supersede=supersede)
+        """Queue a job on the model thread (supersede: cancel every earlier one; `label`: its name
+        in the DEBUG log)."""
+        return self.worker.submit(job, supersede=supersede, label=label)
 
     # --- workspaces --------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ request never holds the model.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,13 +29,22 @@ class ModelWorker:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._live: list[CancelToken] = []
+        self._ids = itertools.count(1)
         self.cancelled = 0
 
     def submit(
-        self, job: Callable[[CancelToken], T], *, supersede: bool = True, token: CancelToken | None = None
+        self,
+        job: Callable[[CancelToken], T],
+        *,
+        supersede: bool = True,
+        token: CancelToken | None = None,
+        label: str = "job",
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
-        """Queue job(token); with supersede, cancel every earlier job first."""
+        """Queue job(token); with supersede, cancel every earlier job first. `label` names the job
+        in the DEBUG log (what it waited behind, how it ended): latency diagnosis."""
         token = token or CancelToken()
+        name = f"{label}#{next(self._ids)}"
+        queued = time.perf_counter()
         with self._lock:
             if supersede:
                 for older in self._live:
@@ -44,13 +55,22 @@ class ModelWorker:
             self._live.append(token)
 
         def run() -> T:
+            started = time.perf_counter()
+            outcome = "failed"
             try:
                 token.check()  # dropped while queued: never touches the model
-                return job(token)
+                log.debug("model job %s: started after %.0f ms queued", name, _ms(queued, started))
+                result = job(token)
+                outcome = "done"
+                return result
+            except Cancelled as exc:
+                outcome = str(exc)
+                raise
             finally:
                 with self._lock:
                     if token in self._live:
                         self._live.remove(token)
+                log.debug("model job %s: %s after %.0f ms", name, outcome, _ms(started, time.perf_counter()))
 
         return self._pool.submit(run), token
 
@@ -68,6 +88,10 @@ class ModelWorker:
     def shutdown(self) -> None:
         self.cancel_all("shutdown")
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000
 
 
 __all__ = ["CancelToken", "Cancelled", "ModelWorker"]
