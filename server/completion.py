@@ -590,6 +590,7 @@ class Completer:
         limit: Callable[[str], bool] | None = None,
         first_line: bool = False,
         grow: bool = False,
+        new_line: bool = False,
     ) -> CompletionResult:
         """Run one completion. Raises runtime.Cancelled when superseded.
 
@@ -598,11 +599,20 @@ class Completer:
         `first_line`: where a block is expected, stop after its first line (reason "first-line"):
         what a typist reads in a pause, at a line's cost; the hot streak prepares the next one.
         `grow`: the prompt as far as it has grown in this place (see `grow`), not the full one.
+        `new_line`: the answer is the line below the cursor's, the cursor being at a line's end (the
+        hot streak, for the Enter to come): the model writes the new line and its indentation,
+        which may go back a level (after `return`), and the text starts at that line's column 0.
         """
         start = time.perf_counter()
         prompt = prompt or self.build_prompt(request, grow=grow)
         run = partial(
-            self._generate, request, cancel=cancel, max_tokens=max_tokens, limit=limit, first_line=first_line
+            self._generate,
+            request,
+            cancel=cancel,
+            max_tokens=max_tokens,
+            limit=limit,
+            first_line=first_line,
+            new_line=new_line,
         )
         if not self.settings.refine:
             return run(prompt, start, reset_cache=reset_cache, on_partial=on_partial)
@@ -641,15 +651,20 @@ class Completer:
         max_tokens: int | None,
         limit: Callable[[str], bool] | None,
         first_line: bool,
+        new_line: bool,
     ) -> CompletionResult:
         """One generation for `prompt` (see `complete`); `start`: when the request began."""
         if reset_cache:
             self.runtime.reset()
-        filt = StreamFilter(prompt.plan)
-        budget = (
-            self.settings.max_tokens_line if prompt.plan.mode is Mode.LINE else self.settings.max_tokens_block
-        )
-        one_line = first_line and prompt.plan.mode is Mode.BLOCK
+        plan = prompt.plan
+        if new_line:
+            # Judged (block or line, where a block ends) as at the new line's start, which is where
+            # the text returned starts.
+            language = request.language or language_for_path(request.file)
+            plan = plan_completion(request.prefix + "\n", request.suffix, language)
+        filt = StreamFilter(plan)
+        budget = self.settings.max_tokens_line if plan.mode is Mode.LINE else self.settings.max_tokens_block
+        one_line = first_line and plan.mode is Mode.BLOCK
         if one_line:
             budget = min(budget, self.settings.max_tokens_line)
         if max_tokens is not None:
@@ -679,8 +694,10 @@ class Completer:
         # The model writes the new line with its own token (new line and indentation are one), as a
         # healed tail; a backend that cannot constrain its first tokens (a remote server) and
         # answers on the header's line gets its answer ended by the block rule instead of shown.
-        lead = "\n" if prompt.plan.opens_block else ""
-        if lead:
+        # The same forced new line starts a `new_line` answer, which is not shown it (its text
+        # starts below it).
+        lead = "\n" if prompt.plan.opens_block or new_line else ""
+        if lead and not new_line:
             filt.feed(lead)
         stats: GenerationStats = self.runtime.generate(
             prompt.tokens, max_tokens=budget, on_text=on_text, cancel=cancel, heal=prompt.heal + lead

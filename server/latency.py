@@ -40,8 +40,6 @@ TYPING_PAUSE_S = 1.5
 EWMA_ALPHA = 0.3
 # Wait this multiple of the average inter-key interval: long enough to catch the next key.
 DEBOUNCE_INTERVAL_FACTOR = 1.25
-# Indentation unit assumed when the file shows none to copy.
-DEFAULT_INDENT = "    "
 # Lines whose end opens a block (the editor indents the next line one level deeper).
 BLOCK_OPENER_ENDS = (":", "{", "(", "[")
 
@@ -102,56 +100,38 @@ def early_text(partial: str, typed: str = "", line_prefix: str = "") -> str | No
     return lead + line
 
 
-def _indent_of(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
-def indent_unit(text: str) -> str:
-    """The file's indentation step: a tab, or the smallest non-zero run of leading spaces."""
-    widths: list[int] = []
-    for line in text.split("\n"):
-        if not line.strip():
-            continue
-        if line.startswith("\t"):
-            return "\t"
-        width = len(line) - len(line.lstrip(" "))
-        if width:
-            widths.append(width)
-    return " " * min(widths) if widths else DEFAULT_INDENT
-
-
 def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | None:
-    """Where the cursor will be after accepting `text` and pressing Enter (the hot-streak target).
+    """Where the line after `text` starts once the user accepts it and presses Enter (the
+    hot-streak target): column 0 of the new line. The model writes that line's indentation
+    itself (Completer.complete's `new_line`), so its answer serves whatever indentation the editor
+    puts there, a dedent after `return` included (26 of the 91 line starts in the replay's eight
+    regions go back a level).
 
     None when that is not predictable: text inserted mid-line, before other text on the line.
     """
-    line_suffix = at.suffix.split("\n", 1)[0]
-    if line_suffix.strip() or not text.strip():
+    if at.suffix.split("\n", 1)[0].strip() or not text.strip():
         return None
     accepted = at.prefix + text.rstrip(" \t")
     if accepted.endswith("\n"):
         accepted = accepted[:-1]
-    return _after_enter(at, accepted)
+    return _line_below(at, accepted)
 
 
 def below_header(at: CompletionContext) -> CompletionContext | None:
-    """Where Enter at a block header's end (`    if x < 0:|`) will put the cursor: the hot streak's
+    """The line below a block header's end (`    if x < 0:|`), at its column 0: the hot streak's
     target after an answer that ended the header. None elsewhere, and after trailing spaces (the
     next line would not follow the cursor's text)."""
     line = at.line_prefix
     if at.suffix.split("\n", 1)[0].strip() or not line.strip() or line != line.rstrip():
         return None
-    return _after_enter(at, at.prefix) if line.endswith(BLOCK_OPENER_ENDS) else None
+    return _line_below(at, at.prefix) if line.endswith(BLOCK_OPENER_ENDS) else None
 
 
-def _after_enter(at: CompletionContext, before: str) -> CompletionContext:
-    """`at` with `before` ahead of the cursor, then Enter: the editor's indentation on a new line."""
+def _line_below(at: CompletionContext, before: str) -> CompletionContext:
+    """`at` with `before` ahead of the cursor, then a new line (the rest of the cursor's line is
+    blank and goes)."""
     line_suffix = at.suffix.split("\n", 1)[0]
-    last_line = before.rsplit("\n", 1)[-1]
-    indent = _indent_of(last_line)
-    if last_line.rstrip().endswith(BLOCK_OPENER_ENDS):
-        indent += indent_unit(at.prefix[-4000:])
-    return replace(at, prefix=before + "\n" + indent, suffix=at.suffix[len(line_suffix) :])
+    return replace(at, prefix=before + "\n", suffix=at.suffix[len(line_suffix) :])
 
 
 @dataclass
@@ -165,6 +145,7 @@ class Suggestion:
     created: float = field(default_factory=time.monotonic)
     origin: object = None  # what the door made it from (the daemon's Answer: its file and context)
     first_line: bool = False  # the first line of a block the model would have written on
+    ended: bool = False  # the model ended its line here (not cut off by the token limit)
 
 
 class SuggestionCache:
@@ -189,6 +170,16 @@ class SuggestionCache:
             rest = continuation(entry.at, entry.text, now)
             if rest is not None:
                 return entry, rest
+        return None
+
+    def ended(self, now: CompletionContext) -> Suggestion | None:
+        """The cached answer that `now` took whole (accepted or typed through) where the model
+        ended its line, with nothing after the cursor on it: the model has said what goes here."""
+        if now.suffix.split("\n", 1)[0].strip() or not now.line_prefix.strip():
+            return None
+        for entry in self._by_uri.get(now.uri, ()):
+            if entry.ended and entry.at.suffix == now.suffix and now.prefix == entry.at.prefix + entry.text:
+                return entry
         return None
 
     def drop(self, uri: str) -> None:

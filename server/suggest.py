@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from server.completion import CompletionResult
@@ -110,6 +110,8 @@ class InFlight:
     orphan_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     finished: bool = False  # its answer was taken in (cached, hot streak started)
     early: bool = False  # a request was shown part of it before it ended
+    shown: bool = False  # a request was answered from it (following it)
+    background: bool = False  # low-priority work (hot streak, prefill) that any request supersedes
     entry: Suggestion | None = None  # the cache entry of its answer
 
 
@@ -210,8 +212,11 @@ class Suggester:
             entry, rest = hit
             if entry.stats_id:
                 session.stats.record_typed_through(entry.stats_id)
-            exact = len(now.prefix) == len(entry.at.prefix)
-            source = "hot-streak" if entry.source == "hot-streak" and exact else "cache"
+            if entry.source == "hot-streak":
+                self.prepare_next_line(entry.at, entry.text)  # the user reached it: keep the streak going
+            # A hot-streak line starts at its line's column 0: the editor's indentation is not typing.
+            reached = not now.prefix[len(entry.at.prefix) :].strip()
+            source = "hot-streak" if entry.source == "hot-streak" and reached else "cache"
             return Answer(rest, "ok", source)
 
         # At a block header's end the answer is the next line, which the hot streak prepares (or is
@@ -220,6 +225,7 @@ class Suggester:
         below = below_header(now) if not explicit else None
         lead = below.prefix[len(now.prefix) :] if below is not None else ""
         if below is not None and (hit := self.cache.lookup(below)) is not None:
+            self.prepare_next_line(hit[0].at, hit[0].text)
             return Answer(lead + hit[1], "ok", "hot-streak")
 
         uri = now.uri
@@ -238,6 +244,15 @@ class Suggester:
             return followed
         if self._latest.get(uri) != seq:
             return Answer(None, "superseded")
+        # At the end of an answer taken whole, the model has already said that its line ends here;
+        # what comes next is the next line, which the hot streak prepares for the Enter to come. A
+        # generation here would supersede it to write nothing or a trailing comment (never taken in
+        # the held-out replays), and the request after Enter then waited behind that generation
+        # (jinja2's `return expr1`: 660 ms without a word).
+        ended = self.cache.ended(now) if not explicit else None
+        if ended is not None:
+            self.prepare_next_line(ended.at, ended.text)
+            return Answer(None, "line-ended")
 
         completer = session.completer(now.root)
         if completer is None:
@@ -280,7 +295,10 @@ class Suggester:
         if result is None or not result.text:
             return None
         rest = continuation(flight.at, result.text, now) if typed else result.text
-        return Answer(rest, "ok", "inflight") if rest else None
+        if not rest:
+            return None
+        flight.shown = True
+        return Answer(rest, "ok", "inflight")
 
     async def _await(self, flight: InFlight) -> CompletionResult | None:
         """Wait for a shared generation; a cancelled waiter leaves it running briefly (orphan grace)."""
@@ -306,7 +324,7 @@ class Suggester:
                 flight.orphan_timer = loop.call_later(ORPHAN_GRACE_S, _cancel_orphan, flight)
 
     def _submit(
-        self, work: Work, completer: Completer, at: CompletionContext, *, supersede: bool
+        self, work: Work, completer: Completer, at: CompletionContext, *, supersede: bool, label: str
     ) -> InFlight:
         """Queue `work` for `at` on the model thread, as an InFlight that later requests may follow."""
         flight: InFlight | None = None
@@ -315,7 +333,9 @@ class Suggester:
             if flight is not None:
                 flight.partial = raw  # a str assignment: safe to read from the loop
 
-        future, token = self.session.submit(lambda t: work(completer, at, t, on_partial), supersede=supersede)
+        future, token = self.session.submit(
+            lambda t: work(completer, at, t, on_partial), supersede=supersede, label=f"{label}@{at.line}"
+        )
         wrapped: asyncio.Future[CompletionResult | None] = asyncio.wrap_future(future)
         wrapped.add_done_callback(_log_failure)  # a superseded or orphaned job ends in Cancelled
         flight = InFlight(at, wrapped, token)
@@ -328,7 +348,8 @@ class Suggester:
         and from `early_at` (perf_counter) on, the words the model has finished (early_text)."""
         log.info("generating at %s:%d", now.uri.rsplit("/", 1)[-1], now.line)
         work = _complete_line if first_line else _complete
-        flight = self._submit(work, completer, now, supersede=self.supersede)
+        label = "line" if first_line else "block"
+        flight = self._submit(work, completer, now, supersede=self.supersede, label=label)
         self.inflight = flight
         # Whoever ends up waiting for it (this request, or a later keystroke's that follows it), the
         # answer is cached and the next line prepared as soon as it exists.
@@ -373,7 +394,7 @@ class Suggester:
                 if time.perf_counter() >= early_at:
                     shown = early_text(flight.partial, typed, flight.at.line_prefix + typed)
                     if shown is not None:
-                        flight.early = True
+                        flight.early = flight.shown = True
                         return Answer(shown, "ok", "early")
         except asyncio.CancelledError:
             waiting.cancel()  # asyncio.wait leaves it running: this request no longer waits
@@ -392,12 +413,13 @@ class Suggester:
         self._measure(result)
         if not result.text:
             return
-        flight.entry = Suggestion(flight.at, result.text, "model", first_line=result.reason == "first-line")
+        flight.entry = Suggestion(
+            flight.at, result.text, "model", first_line=result.reason == "first-line", ended=_ended(result)
+        )
         self.cache.put(flight.entry)
         if flight.early and self.on_update is not None:
             self.on_update(flight.at.uri)
-        if self.settings.hot_streak:
-            self.prepare_next_line(flight.at, result.text)
+        self.prepare_next_line(flight.at, result.text)
         self.grow(flight.at)
 
     def _measure(self, result: CompletionResult) -> None:
@@ -409,12 +431,13 @@ class Suggester:
 
     # --- background work (any completion supersedes it) -------------------------------------
 
-    def _background(self, at: CompletionContext, work: Work) -> InFlight | None:
+    def _background(self, at: CompletionContext, work: Work, label: str) -> InFlight | None:
         """Queue low-priority model work for `at`; any completion request supersedes it."""
         completer = self.session.completer(at.root)
         if completer is None:
             return None
-        flight = self._submit(work, completer, at, supersede=False)
+        flight = self._submit(work, completer, at, supersede=False, label=label)
+        flight.background = True
         self.background = flight.future
 
         def done(f: asyncio.Future[CompletionResult | None]) -> None:
@@ -424,26 +447,35 @@ class Suggester:
                 return
             result = f.result()
             if result is not None and result.text:
-                self.cache.put(Suggestion(at, result.text, "hot-streak"))
+                self.cache.put(Suggestion(at, result.text, "hot-streak", ended=_ended(result)))
                 if flight.early and self.on_update is not None:
                     self.on_update(at.uri)
+                if flight.shown and label == "hot-streak":
+                    # The user is on this line (a request was answered from it): keep the streak
+                    # going, as after a model answer.
+                    self.prepare_next_line(at, result.text)
 
         flight.future.add_done_callback(done)
         return flight
 
     def prepare_next_line(self, at: CompletionContext, text: str) -> None:
         """Hot streak: complete the line after `text` for when the user accepts it and presses Enter."""
+        if not self.settings.hot_streak:
+            return
         target = next_line_cursor(at, text)
         if target is None or self.cache.lookup(target) is not None:
             return
-        flight = self._background(target, _complete_line)
+        running = self.inflight if self.inflight is not None and not self.inflight.future.done() else None
+        if running is not None and (running.at == target or not running.background):
+            return  # prepared already, or the user's own request is running (it comes first)
+        flight = self._background(target, _complete_next_line, "hot-streak")
         if flight is not None:
             self.inflight = flight  # a request at the target follows it instead of starting over
 
     def prefill(self, at: CompletionContext) -> None:
         """Read the prompt for this spot into the KV cache, generating nothing; then let it grow."""
         if self.settings.prefill:
-            self._background(at, _prefill)
+            self._background(at, _prefill, "prefill")
             self.grow(at)
 
     def keep_current(self, at: CompletionContext) -> None:
@@ -456,24 +488,32 @@ class Suggester:
         between batches; a shared daemon (no superseding) would make a client wait behind it,
         so there it does not run."""
         if self.settings.prefill and self.supersede and self.session.worker.idle:
-            self._background(at, _prefill)
+            self._background(at, _prefill, "keep-current")
 
     def grow(self, at: CompletionContext) -> None:
         """Grow this place's prompt towards the full budgets, a step at a time, while the model is
         idle (Completer.grow); any request supersedes it, and the next answer resumes it. A step
-        starts only once the keyboard has been quiet for GROW_QUIET_S (see there)."""
+        starts only once the keyboard has been quiet for GROW_QUIET_S (see there) and no request
+        is waiting on a generation."""
         if self._grow_timer is not None:
             self._grow_timer.cancel()
             self._grow_timer = None
         since = self.debounce.since_last_key(at.uri)
-        if since is not None and since < GROW_QUIET_S:
+        # Nor while a request waits on a running generation: if that ends with nothing to show, the
+        # request's own generation would queue behind the step (replay: 309 ms after Enter).
+        flight = self.inflight
+        waited_on = flight is not None and flight.waiters > 0 and not flight.future.done()
+        if (since is not None and since < GROW_QUIET_S) or waited_on:
             loop = asyncio.get_running_loop()
-            self._grow_timer = loop.call_later(GROW_QUIET_S - since, self.grow, at)
+            wait = GROW_QUIET_S - since if since is not None and since < GROW_QUIET_S else GROW_QUIET_S
+            self._grow_timer = loop.call_later(wait, self.grow, at)
             return
         completer = self.session.completer(at.root)
         if completer is None:
             return
-        future, _ = self.session.submit(lambda token: completer.grow(at, token), supersede=False)
+        future, _ = self.session.submit(
+            lambda token: completer.grow(at, token), supersede=False, label=f"grow@{at.line}"
+        )
         growing: asyncio.Future[bool] = asyncio.wrap_future(future)
         self._growing = growing
 
@@ -497,6 +537,11 @@ class Suggester:
         self.cache.drop(uri)
         self.debounce.forget(uri)
         self._latest.pop(uri, None)
+
+
+def _ended(result: CompletionResult) -> bool:
+    """Did the model end its line where its answer ends (not cut off by the token limit)?"""
+    return result.reason != "max-tokens"
 
 
 def _complete(
@@ -523,6 +568,15 @@ def _complete_line(
     completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
 ) -> CompletionResult:
     return completer.complete(at, token, on_partial=on_partial, first_line=True, grow=True)
+
+
+def _complete_next_line(
+    completer: Completer, at: CompletionContext, token: CancelToken, on_partial: Callable[[str], None]
+) -> CompletionResult:
+    """The hot streak: `at` is a new line's column 0 (next_line_cursor); the model answers from the
+    end of the line above, writing the new line's indentation itself."""
+    above = replace(at, prefix=at.prefix[:-1])
+    return completer.complete(above, token, on_partial=on_partial, first_line=True, grow=True, new_line=True)
 
 
 def _prefill(

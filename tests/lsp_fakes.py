@@ -18,6 +18,7 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("    if x < 0:\n        ", "return 0\n"),
     ("    if x < 0:\n", "        return 0\n"),  # after a forced new line
     ("    if x < 0", ":\n"),
+    ("        return 0\n", "    return x\n"),  # the line below, written back a level
     ("total = a + b\n    ", "return total\n"),
     ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),

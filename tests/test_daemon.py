@@ -700,6 +700,23 @@ def test_a_remote_answer_loses_the_healed_text_it_begins_with() -> None:
     assert seen == ["fibonacci(n - 2)"]
 
 
+def test_a_remote_answer_asked_to_start_on_the_next_line_loses_what_it_wrote_on_the_cursors() -> None:
+    """A header's body (or the hot streak's next line) is asked for with a healed new line, which a
+    server cannot enforce: a comment it writes on the header's line is dropped, the body kept."""
+    from server.model.remote import _StripLeading
+
+    seen: list[str] = []
+    strip = _StripLeading("\n", lambda p: seen.append(p) is None)
+    for piece in ["  #", " type: ignore", "\n        return", " 0\n"]:
+        strip(piece)
+    assert "".join(seen) == "        return 0\n"
+    seen.clear()
+    obeyed = _StripLeading("\n", lambda p: seen.append(p) is None)
+    for piece in ["\n    ", "return 0"]:
+        obeyed(piece)
+    assert "".join(seen) == "    return 0"
+
+
 def test_first_token_probabilities_are_read_from_every_server_reply_shape() -> None:
     from server.model.remote import top_token_probabilities
 

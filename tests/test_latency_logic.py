@@ -14,9 +14,9 @@ from server.latency import (
     Suggestion,
     SuggestionCache,
     agrees,
+    below_header,
     continuation,
     early_text,
-    indent_unit,
     next_line_cursor,
 )
 from server.model.runtime import Cancelled, CancelToken
@@ -125,41 +125,51 @@ def test_early_text_is_what_comes_after_the_text_typed_since() -> None:
     assert early_text("for item in items:", "while") is None
 
 
-def test_next_line_cursor_keeps_the_indentation() -> None:
-    made = at("def f(a, b):\n    total = a", "\n\nprint(1)\n")
+def test_next_line_cursor_is_the_start_of_the_line_below() -> None:
+    made = at("def f(a, b):\n    total = a", "  \n\nprint(1)\n")
     target = next_line_cursor(made, " + b")
-    assert target == CompletionContext(URI, "def f(a, b):\n    total = a + b\n    ", "\n\nprint(1)\n")
-
-
-def test_next_line_cursor_indents_after_a_block_opener() -> None:
-    made = at("class A:\n  def f(self)", "\n")
-    target = next_line_cursor(made, ":")
-    assert target is not None and target.prefix.endswith("  def f(self):\n    ")
-    tabbed = at("if x {\n\ty := 1\n\tif y", "\n}\n")
-    target = next_line_cursor(tabbed, " {")
-    assert target is not None and target.prefix.endswith("\tif y {\n\t\t")
+    assert target == CompletionContext(URI, "def f(a, b):\n    total = a + b\n", "\n\nprint(1)\n")
 
 
 def test_next_line_cursor_is_unknown_mid_line() -> None:
     assert next_line_cursor(at("f(a", ")\n"), ", b") is None
 
 
-def test_indent_unit() -> None:
-    assert indent_unit("a\n  b\n    c\n") == "  "
-    assert indent_unit("a\n\tb\n") == "\t"
-    assert indent_unit("flat\n") == "    "
-
-
-def test_hot_streak_entry_serves_the_line_after_enter() -> None:
+def test_hot_streak_entry_serves_the_line_after_enter_at_the_indentation_the_editor_gives() -> None:
+    """The model wrote the next line's indentation itself: the entry serves the editor's
+    indentation when it agrees (the same level, or back a level after a return)."""
     cache = SuggestionCache()
-    made = at("def f(a, b):\n    total = a")
-    target = next_line_cursor(made, " + b")
+    made = at("def f(a, b):\n    if a:\n        return b")
+    target = next_line_cursor(made, "\n")
+    assert target is None  # nothing accepted: nothing to prepare
+    target = next_line_cursor(made, " + a")
     assert target is not None
-    cache.put(Suggestion(target, "return total", "hot-streak"))
-    hit = cache.lookup(at("def f(a, b):\n    total = a + b\n    "))
-    assert hit is not None and hit[1] == "return total" and hit[0].source == "hot-streak"
-    hit = cache.lookup(at("def f(a, b):\n    total = a + b\n    ret"))
-    assert hit is not None and hit[1] == "urn total"
+    cache.put(Suggestion(target, "    return a", "hot-streak"))
+    hit = cache.lookup(at("def f(a, b):\n    if a:\n        return b + a\n    "))
+    assert hit is not None and hit[1] == "return a" and hit[0].source == "hot-streak"
+    hit = cache.lookup(at("def f(a, b):\n    if a:\n        return b + a\n    ret"))
+    assert hit is not None and hit[1] == "urn a"
+    # The editor kept the block's indentation: not the line the model wrote.
+    assert cache.lookup(at("def f(a, b):\n    if a:\n        return b + a\n        ")) is None
+
+
+def test_below_a_header_is_the_start_of_the_next_line() -> None:
+    assert below_header(at("def f(x):\n    if x < 0:", "\n")) == CompletionContext(
+        URI, "def f(x):\n    if x < 0:\n", "\n"
+    )
+    assert below_header(at("def f(x):\n    y = x", "\n")) is None
+    assert below_header(at("def f(x):\n    if x < 0: ", "\n")) is None  # trailing space
+
+
+def test_an_answer_taken_whole_where_the_model_ended_its_line_is_known_as_ended() -> None:
+    cache = SuggestionCache()
+    made = at("def f(a, b):\n    total = a", "\n")
+    cache.put(Suggestion(made, " + b", "model", ended=True))
+    assert cache.ended(at("def f(a, b):\n    total = a + b", "\n")) is not None
+    assert cache.ended(at("def f(a, b):\n    total = a + ", "\n")) is None  # not all of it
+    cut = at("def f(a, b):\n    x = a", "\n")
+    cache.put(Suggestion(cut, " + b +", "model", ended=False))  # cut off by the token limit
+    assert cache.ended(at("def f(a, b):\n    x = a + b +", "\n")) is None
 
 
 # --- adaptive debounce ---------------------------------------------------------------------

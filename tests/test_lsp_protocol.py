@@ -300,6 +300,54 @@ def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     run(tmp_path, "fast", scenario)
 
 
+def test_the_hot_streak_goes_on_while_the_user_takes_its_lines_at_the_indentation_they_go_to(
+    tmp_path: Path,
+) -> None:
+    """A line the hot streak prepared is shown and taken: the line after it is prepared in turn.
+    The model writes each line's indentation itself, so a line that goes back a level (after a
+    `return`, where editors dedent) is ready too instead of waiting for the model."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "guard.py", "def clamp(x):\n    if x < 0\n")
+        col = len("    if x < 0")
+        assert [i.insert_text for i in await s.inline(uri, 1, col)] == [":"]
+        await asyncio.sleep(0.3)  # the next line is prepared in the background
+        s.edit(uri, (1, col), (1, col), ":")
+        assert [i.insert_text for i in await s.inline(uri, 1, col + 1, invoked=False)] == [
+            "\n        return 0"
+        ]
+        await asyncio.sleep(0.3)  # ... and, now that the user has it, the one after it
+        s.edit(uri, (1, col + 1), (1, col + 1), "\n        return 0\n    ")  # Enter: back a level
+        assert [i.insert_text for i in await s.inline(uri, 3, 4, invoked=False)] == ["return x"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "hot-streak": 2}
+
+    run(tmp_path, "fast", scenario)
+
+
+def test_at_the_end_of_a_line_the_model_ended_nothing_supersedes_the_prepared_next_line(
+    tmp_path: Path,
+) -> None:
+    """An answer that ends its line is accepted and the editor asks again there, before Enter: the
+    model has already said that the line ends, so the request gets nothing without a generation,
+    and the next line, being prepared for the Enter to come, is ready after it."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        col = len("    total = a")
+        assert [i.insert_text for i in await s.inline(uri, 5, col)] == [" + b"]
+        s.edit(uri, (5, col), (5, col), " + b")
+        assert await s.inline(uri, 5, col + 4, invoked=False) == []
+        s.edit(uri, (5, col + 4), (5, col + 4), "\n    ")
+        # The slow model is still writing it: the request follows it (or finds it cached).
+        assert [i.insert_text for i in await s.inline(uri, 6, 4, invoked=False)] == ["return total"]
+        stats = await s.stats()
+        assert stats["served_by"]["model"] == 1 and sum(stats["served_by"].values()) == 2, stats["served_by"]
+        assert stats["no_suggestion"] == {"line-ended": 1}
+
+    run(tmp_path, "slow", scenario)
+
+
 def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_path: Path) -> None:
     """A suggestion that ends a block's header is accepted: the line after it, prepared for the
     Enter to come, is shown below the header at once, without asking the model again."""
@@ -366,7 +414,7 @@ def test_the_next_line_is_prepared_even_when_the_request_that_started_the_genera
         with pytest.raises(JsonRpcRequestCancelled):
             await first
         await s.wait_for(lambda st: len(st["served_by"]) == 1, "the follower to be counted")
-        await asyncio.sleep(1.5)  # the slow model writes the next line in the background
+        await asyncio.sleep(2.0)  # the slow model writes the next line (18 tokens) in the background
         s.edit(uri, (5, col + 1), (5, col + 1), "+ b\n    ")
         assert [i.insert_text for i in await s.inline(uri, 6, 4, invoked=False)] == ["return total"]
         stats = await s.stats()

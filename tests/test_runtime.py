@@ -165,6 +165,29 @@ def test_at_a_block_headers_end_the_answer_starts_on_the_next_line() -> None:
     assert plan_completion("function f(x) {\n  if (x < 0) {", "\n}\n", "javascript").opens_block
 
 
+class SecondChoiceFake(FakeEngine):
+    """A fake whose second-best token is always a space (the scripted answer is the best)."""
+
+    def top_tokens(self, k: int) -> list[int]:
+        return [self._pending[0], ord(" ")][:k]
+
+
+def test_the_line_below_is_the_models_own_indentation_and_never_a_blank_line() -> None:
+    """The hot streak's `new_line` answer: from the end of `        return low`, the model writes
+    the next line back a level. Left free after the forced new line, the model here (as the 1.5B
+    after werkzeug's loop) writes blank lines and ends; the line of code it ranks next is taken."""
+
+    def script(prompt: str) -> str:
+        if prompt.endswith("return low\n"):
+            return "\n\n"  # the body ends (a blank line, then the end token)
+        return "   if value > high:\n" if prompt.endswith("return low\n ") else "?\n"
+
+    comp = Completer(Runtime(SecondChoiceFake(script)), settings=CompletionSettings())
+    source = "def clamp(value, low, high):\n    if value < low:\n        return low█\n"
+    result = comp.complete(request(source), first_line=True, new_line=True)
+    assert result.text == "    if value > high:"
+
+
 def test_classic_layout_keeps_the_cursor_line_in_the_prefix() -> None:
     comp, _ = completer(cursor_line_in_middle=False)  # type: ignore[arg-type]
     prompt = comp.build_prompt(request("x = 1\ny = █\nz = 2\n"))

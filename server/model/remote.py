@@ -607,14 +607,25 @@ def connect(
 
 
 class _StripLeading:
-    """on_text for an answer that should begin with `heal`: that much is held back and dropped."""
+    """on_text for an answer that should begin with `heal`: that much is held back and dropped.
+
+    A heal ending in a new line asks for an answer that starts on the next line (a block header's
+    body, the hot streak's next line); an answer that goes on with the cursor's line instead has
+    what it writes there dropped, up to its first new line: the rest is the next line on."""
 
     def __init__(self, heal: str, on_text: OnText) -> None:
         self.heal = heal
         self.on_text = on_text
         self.held: str | None = ""  # None once the start of the answer is decided
+        self.skipping = False  # dropping the cursor's line (see above)
 
     def __call__(self, piece: str) -> bool:
+        if self.skipping:
+            end = piece.find("\n")
+            if end < 0:
+                return True
+            self.skipping = False
+            return self.on_text(piece[end + 1 :]) if piece[end + 1 :] else True
         if self.held is None:
             return self.on_text(piece)
         held = self.held + piece
@@ -622,5 +633,11 @@ class _StripLeading:
             self.held = held
             return True
         self.held = None
-        rest = held[len(self.heal) :] if held.startswith(self.heal) else held
+        if held.startswith(self.heal):
+            rest = held[len(self.heal) :]
+        elif self.heal.endswith("\n"):
+            self.skipping = True
+            return self(held)
+        else:
+            rest = held
         return self.on_text(rest) if rest else True

@@ -206,6 +206,9 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+# Best tokens looked at for a line of code's first token after a healed new line (see generate):
+# the best that does not start another line is almost always among the first few.
+CODE_LINE_CANDIDATES = 16
 # Extra candidates `first_tokens` looks at, for those it drops (end tokens, split characters).
 FIRST_TOKENS_SLACK = 4
 
@@ -410,7 +413,8 @@ class Runtime:
         `heal`: text the output must begin with, left out of the prompt so that the model writes
         it with its own tokens (a prompt ending in `x = ` or `retu` splits a token the model would
         not split); the first tokens are chosen among those consistent with it, and on_text sees
-        only what follows it.
+        only what follows it. A heal that ends in a new line asks for the next line of code (a
+        header's body, the hot streak's line): that line is not a blank one.
         """
         cancel = cancel or CancelToken()
         pending = heal.encode("utf-8")
@@ -472,9 +476,16 @@ class Runtime:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stats.stop_reason = "max-tokens"
         room = engine.n_ctx - len(prompt) - 1
+        # Left free after the end of a function's last line typed so far, the 1.5B wrote blank lines
+        # and ended (the body done) where, at the indentation the editor gives, it wrote the line
+        # the user typed next (`return tree` after a loop, werkzeug's _prefix_names).
+        code_line = pending.endswith(b"\n")
         for _ in range(min(max_tokens + len(pending), room)):
             cancel.check()
-            token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
+            if code_line:
+                token = self._code_line_token(pending)
+            else:
+                token = engine.argmax_among(engine.tokens_matching(pending)) if pending else engine.argmax()
             if token in engine.stop_ids:
                 stats.stop_reason = "end-token"
                 break
@@ -484,6 +495,8 @@ class Runtime:
             data = engine.token_bytes(token)
             if pending:
                 data, pending = data[len(pending) :], pending[len(data) :]
+            if data:
+                code_line = False
             piece = decoder.decode(data)
             if piece and not on_text(piece):
                 stats.stop_reason = "postprocess"
@@ -494,6 +507,26 @@ class Runtime:
                 on_text(tail)
         stats.generation_ms = (time.perf_counter() - gen_start) * 1000
         return stats
+
+    def _code_line_token(self, pending: bytes) -> int:
+        """The best token that goes on with `pending` (a heal ending in a new line; empty once
+        read) without starting another line (a blank one)."""
+        engine = self.engine
+        if pending:
+            matching = engine.tokens_matching(pending)
+            candidates = [t for t in matching if not _starts_line(engine.token_bytes(t)[len(pending) :])]
+            return engine.argmax_among(candidates) if candidates else engine.argmax()
+        best = engine.argmax()
+        if not _starts_line(engine.token_bytes(best)):
+            return best
+        for token in engine.top_tokens(CODE_LINE_CANDIDATES):
+            if not _starts_line(engine.token_bytes(token)):
+                return token
+        return best
+
+
+def _starts_line(data: bytes) -> bool:
+    return data[:1] in (b"\n", b"\r")
 
 
 # Runs are found by windows of this many tokens: long enough to be unlikely by chance.
