@@ -455,6 +455,14 @@ class Completer:
             growth.step = step + 1
         return self.budgets(step + 1) != full
 
+    def same_place(self, made_at: CompletionContext, then: CompletionContext) -> bool:
+        """Whether the prompt at `then` (text typed after `made_at`) starts its middle where the
+        prompt at `made_at` does: everything before the middle (context, the lines above, the
+        suffix) is then the same, and in the KV cache."""
+        if not self._middle_layout:
+            return True
+        return self._middle_start(made_at.prefix) == self._middle_start(then.prefix)
+
     def _middle_start(self, prefix: str) -> int:
         """Where the middle starts: the enclosing function's body, in MIDDLE_SNAP_LINES steps
         while it is over MAX_MIDDLE_TOKENS, and at the latest the cursor line."""

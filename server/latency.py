@@ -49,17 +49,23 @@ EARLY_MIN_CHARS = 3
 _WORD_TAIL = re.compile(r"\w+$")
 
 
-def continuation(made_at: CompletionContext, text: str, now: CompletionContext) -> str | None:
+def continuation(
+    made_at: CompletionContext, text: str, now: CompletionContext, *, blank_lines: bool = False
+) -> str | None:
     """What is left of suggestion `text` (made at `made_at`) for the buffer `now`; None if nothing.
 
     Valid when the text after the cursor is unchanged and the text before it grew by characters
     the suggestion starts with (typing-through), or lost a few characters on the same line
-    (backspace: they are offered again, followed by the suggestion).
+    (backspace: they are offered again, followed by the suggestion). `blank_lines`: `text` is a
+    line prepared for a new line's start (the hot streak), and blank lines the user put before it
+    do not count (Enter twice: the line after the blank one is most often the same).
     """
     if made_at.uri != now.uri or made_at.suffix != now.suffix or not text:
         return None
     if now.prefix.startswith(made_at.prefix):
         typed = now.prefix[len(made_at.prefix) :]
+        if blank_lines and not typed[: typed.rfind("\n") + 1].strip():
+            typed = typed[typed.rfind("\n") + 1 :]
         if text.startswith(typed) and len(typed) < len(text):
             return text[len(typed) :]
         return None
@@ -167,7 +173,7 @@ class SuggestionCache:
     def lookup(self, now: CompletionContext) -> tuple[Suggestion, str] | None:
         """The newest cached suggestion still valid at `now`, and the text to show."""
         for entry in self._by_uri.get(now.uri, ()):
-            rest = continuation(entry.at, entry.text, now)
+            rest = continuation(entry.at, entry.text, now, blank_lines=entry.source == "hot-streak")
             if rest is not None:
                 return entry, rest
         return None

@@ -213,7 +213,7 @@ class Suggester:
             if entry.stats_id:
                 session.stats.record_typed_through(entry.stats_id)
             if entry.source == "hot-streak":
-                self.prepare_next_line(entry.at, entry.text)  # the user reached it: keep the streak going
+                self.prepare_next_line(now, rest)  # the user reached it: keep the streak going
             # A hot-streak line starts at its line's column 0: the editor's indentation is not typing.
             reached = not now.prefix[len(entry.at.prefix) :].strip()
             source = "hot-streak" if entry.source == "hot-streak" and reached else "cache"
@@ -225,7 +225,7 @@ class Suggester:
         below = below_header(now) if not explicit else None
         lead = below.prefix[len(now.prefix) :] if below is not None else ""
         if below is not None and (hit := self.cache.lookup(below)) is not None:
-            self.prepare_next_line(hit[0].at, hit[0].text)
+            self.prepare_next_line(now, lead + hit[1])
             return Answer(lead + hit[1], "ok", "hot-streak")
 
         uri = now.uri
@@ -464,6 +464,12 @@ class Suggester:
             return
         target = next_line_cursor(at, text)
         if target is None or self.cache.lookup(target) is not None:
+            return
+        completer = self.session.completer(at.root)
+        if completer is None or not completer.same_place(at, replace(target, prefix=target.prefix[:-1])):
+            # The answer opened another function (a blank line's `    def ...`): its next line is a
+            # new place, a cold prompt of ~450 tokens read in chunks that a request after Enter
+            # waited behind (662 ms), and that put out the body's prompt from the KV cache.
             return
         running = self.inflight if self.inflight is not None and not self.inflight.future.done() else None
         if running is not None and (running.at == target or not running.background):

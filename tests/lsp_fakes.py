@@ -19,6 +19,9 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("    if x < 0:\n", "        return 0\n"),  # after a forced new line
     ("    if x < 0", ":\n"),
     ("        return 0\n", "    return x\n"),  # the line below, written back a level
+    ("        return 1\n\n", "    def g(self):\n"),  # another method, at a blank line
+    ("    def g(self):\n        ", "return 2\n"),
+    ("    def g(self):\n", "        return 2\n"),
     ("total = a + b\n    ", "return total\n"),
     ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),

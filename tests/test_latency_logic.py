@@ -151,6 +151,13 @@ def test_hot_streak_entry_serves_the_line_after_enter_at_the_indentation_the_edi
     assert hit is not None and hit[1] == "urn a"
     # The editor kept the block's indentation: not the line the model wrote.
     assert cache.lookup(at("def f(a, b):\n    if a:\n        return b + a\n        ")) is None
+    # Enter twice: the line after the blank one is the line prepared.
+    hit = cache.lookup(at("def f(a, b):\n    if a:\n        return b + a\n\n    "))
+    assert hit is not None and hit[1] == "return a"
+    # Not so for an answer made at the cursor (it was for that line, not the next one).
+    other = SuggestionCache()
+    other.put(Suggestion(target, "    return a", "model"))
+    assert other.lookup(at("def f(a, b):\n    if a:\n        return b + a\n\n    ")) is None
 
 
 def test_below_a_header_is_the_start_of_the_next_line() -> None:

@@ -348,6 +348,23 @@ def test_at_the_end_of_a_line_the_model_ended_nothing_supersedes_the_prepared_ne
     run(tmp_path, "slow", scenario)
 
 
+def test_no_next_line_is_prepared_in_a_function_the_answer_opened(tmp_path: Path) -> None:
+    """An answer at a blank line opens another method: its body would be a new place, a cold
+    prompt that the hot streak would read in the background, putting out the prompt of the body
+    the user is in from the model's cache. It is not prepared; asked for, it comes from the model."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "ab.py", "class A:\n    def f(self):\n        return 1\n\n")
+        assert [i.insert_text for i in await s.inline(uri, 4, 0)] == ["    def g(self):"]
+        await asyncio.sleep(0.3)
+        s.edit(uri, (4, 0), (4, 0), "    def g(self):\n        ")
+        assert [i.insert_text for i in await s.inline(uri, 5, 8, invoked=False)] == ["return 2"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 2}
+
+    run(tmp_path, "fast", scenario)
+
+
 def test_at_a_block_headers_end_the_prepared_next_line_is_shown_below_it(tmp_path: Path) -> None:
     """A suggestion that ends a block's header is accepted: the line after it, prepared for the
     Enter to come, is shown below the header at once, without asking the model again."""
