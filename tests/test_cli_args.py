@@ -24,7 +24,7 @@ SOURCE = "a.py:1:1"
         (["daemon"], ["--max-prompt-chars", "-5"]),
         (["complete", SOURCE], ["--repeat", "0"]),
         (["context", SOURCE], ["--budget", "-5"]),
-        (["eval", "."], ["--threads", "0"]),
+        (["eval", "."], ["--threads", "-1"]),
         (["eval", "."], ["--threads", "two"]),
     ],
 )

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from server.cli.common import fail, positive_float, positive_int
+from server.cli.common import fail, non_negative_int, positive_float, positive_int
 
 # Tuning splits --minutes: most of it for choosing, the rest for checking the choice.
 TUNE_CHECK_SHARE = 0.35
@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out every case of an earlier run (its --out folder or cases.jsonl): a fresh sample",
     )
     p.add_argument("--out", help="results folder (default: <user cache>/infiller/eval/runs/<repo>)")
-    p.add_argument("--threads", type=positive_int, default=1, help="model threads (default: 1)")
+    p.add_argument(
+        "--threads", type=non_negative_int, default=0, help="model threads (default: the self-test's choice)"
+    )
     p.add_argument("--no-exec", action="store_true", help="skip running the covering tests")
     p.add_argument("--test-timeout", type=positive_float, default=60.0, help="seconds per pytest run")
     p.add_argument(

@@ -82,7 +82,7 @@ class RunOptions:
     seed: int
     out: Path
     minutes: float | None = None
-    threads: int = 1
+    threads: int = 0  # 0: the self-test's choice, as the editor's model gets
     execute: bool = True
     test_timeout_s: float = 60.0
     per_file: int | None = None
@@ -124,7 +124,7 @@ def default_loader(model: str, threads: int) -> Backend:
     for minutes."""
     from server.model.loader import load_runtime
 
-    return load_runtime(model, n_threads=threads, in_process=True)
+    return load_runtime(model, n_threads=threads or None, in_process=True)
 
 
 def load_records(path: Path) -> list[Record]:
