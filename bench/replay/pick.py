@@ -1,11 +1,12 @@
 """Pick a replay region from a package by rule, not by reading it: a check on unseen code.
 
     python -m bench.replay.pick networkx==3.3 docutils==0.21.2 --seed heldout-1
+    python -m bench.replay.pick sqlglot==25.1.0 --seed heldout-3 --chars 350-520 --any
 
-For each sdist: every function with a docstring, at least MIN_STATEMENTS statements and a body
-(after the docstring) of MIN_CHARS-MAX_CHARS characters, outside tests, whose name is defined once
-in its module; one of them drawn with the seed. Prints the `--regions` argument of
-bench.replay_typing.
+For each sdist: every function with a docstring (any function with `--any`), at least
+`--statements` statements and a body (after the docstring) of `--chars` characters, outside
+tests, whose name is defined once in its module; one of them drawn with the seed. Prints the
+`--regions` argument of bench.replay_typing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ast
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.replay.corpus import RegionSpec, body_span
 from bench.sdist import fetch_sdist
@@ -26,7 +28,13 @@ MIN_CHARS, MAX_CHARS = 300, 550
 MIN_STATEMENTS = 3
 
 
-def candidates(tree: Path, package: str) -> list[tuple[str, str]]:
+def candidates(
+    tree: Path,
+    package: str,
+    chars: tuple[int, int] = (MIN_CHARS, MAX_CHARS),
+    statements: int = MIN_STATEMENTS,
+    docstring: bool = True,
+) -> list[tuple[str, str]]:
     """(module, function) pairs the rule allows, in a stable order."""
     base = tree / package if (tree / package).is_dir() else tree / "src" / package
     found = []
@@ -42,19 +50,20 @@ def candidates(tree: Path, package: str) -> list[tuple[str, str]]:
         functions = [n for n in ast.walk(parsed) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
         names = [f.name for f in functions]
         for f in functions:
-            if names.count(f.name) != 1 or not ast.get_docstring(f) or len(f.body) < MIN_STATEMENTS:
+            undocumented = docstring and not ast.get_docstring(f)
+            if names.count(f.name) != 1 or undocumented or len(f.body) < statements:
                 continue
             start, end = body_span(source, f.name)
-            if MIN_CHARS <= end - start <= MAX_CHARS:
+            if chars[0] <= end - start <= chars[1]:
                 found.append((module, f.name))
     return found
 
 
-def pick(sdist: str, seed: str) -> RegionSpec:
+def pick(sdist: str, seed: str, **rule: Any) -> RegionSpec:
     name = sdist.split("==")[0]
     package = name.replace("-", "_").lower()
     tree = fetch_sdist(sdist, WORK)
-    found = candidates(tree, package)
+    found = candidates(tree, package, **rule)
     if not found:
         raise SystemExit(f"{sdist}: no function fits the rule")
     module, function = random.Random(seed).choice(found)
@@ -65,10 +74,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sdists", nargs="+", help="name==version")
     parser.add_argument("--seed", default="heldout-1")
+    parser.add_argument("--chars", type=_span, default=(MIN_CHARS, MAX_CHARS), help="body size, LO-HI")
+    parser.add_argument("--statements", type=int, default=MIN_STATEMENTS, help="at least this many")
+    parser.add_argument("--any", action="store_true", help="a docstring is not required")
     args = parser.parse_args()
-    specs = [pick(s, args.seed) for s in args.sdists]
+    rule = {"chars": args.chars, "statements": args.statements, "docstring": not args.any}
+    specs = [pick(s, args.seed, **rule) for s in args.sdists]
     print(",".join(f"{s.sdist}:{s.package}:{s.module}:{s.function}" for s in specs))
     return 0
+
+
+def _span(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        span = (int(low), int(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO-HI characters, got {text!r}") from None
+    if not 0 < span[0] <= span[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
+    return span
 
 
 if __name__ == "__main__":
