@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.completion import CompletionResult
 from server.latency import (
+    BLOCK_OPENER_ENDS,
     AdaptiveDebounce,
     Suggestion,
     SuggestionCache,
@@ -450,9 +451,12 @@ class Suggester:
                 self.cache.put(Suggestion(at, result.text, "hot-streak", ended=_ended(result)))
                 if flight.early and self.on_update is not None:
                     self.on_update(at.uri)
-                if flight.shown and label == "hot-streak":
+                opens = result.text.rstrip().endswith(BLOCK_OPENER_ENDS)
+                if label == "hot-streak" and (flight.shown or opens):
                     # The user is on this line (a request was answered from it): keep the streak
-                    # going, as after a model answer.
+                    # going, as after a model answer. A header's body is prepared at once: it is
+                    # shown below the header as soon as the header is taken, and the pause there
+                    # (0.4-0.7 s) ended before a body line started then was ready (~1 s).
                     self.prepare_next_line(at, result.text)
 
         flight.future.add_done_callback(done)

@@ -18,6 +18,8 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("    if x < 0:\n        ", "return 0\n"),
     ("    if x < 0:\n", "        return 0\n"),  # after a forced new line
     ("    if x < 0", ":\n"),
+    ("    x = round", "(x)\n"),
+    ("x = round(x)\n", "    if x < 0:\n"),
     ("        return 0\n", "    return x\n"),  # the line below, written back a level
     ("        return 1\n\n", "    def g(self):\n"),  # another method, at a blank line
     ("    def g(self):\n        ", "return 2\n"),

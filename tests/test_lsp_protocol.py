@@ -348,6 +348,27 @@ def test_at_the_end_of_a_line_the_model_ended_nothing_supersedes_the_prepared_ne
     run(tmp_path, "slow", scenario)
 
 
+def test_a_prepared_header_has_its_body_prepared_too(tmp_path: Path) -> None:
+    """The hot streak prepared a block's header for the next line: the body below it is prepared
+    as soon as the header is, not once the user reaches the header, so taking the header shows
+    the body below it at once (a slow model: a line takes ~1.3 s)."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "guard.py", "def clamp(x):\n    x = round\n")
+        col = len("    x = round")
+        assert [i.insert_text for i in await s.inline(uri, 1, col)] == ["(x)"]
+        await asyncio.sleep(3.5)  # the header, then its body, written in the background
+        s.edit(uri, (1, col), (1, col), "(x)\n    ")
+        assert [i.insert_text for i in await s.inline(uri, 2, 4, invoked=False)] == ["if x < 0:"]
+        s.edit(uri, (2, 4), (2, 4), "if x < 0:")
+        items = await s.inline(uri, 2, 4 + len("if x < 0:"), invoked=False)
+        assert [i.insert_text for i in items] == ["\n        return 0"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "hot-streak": 2}
+
+    run(tmp_path, "slow", scenario)
+
+
 def test_no_next_line_is_prepared_in_a_function_the_answer_opened(tmp_path: Path) -> None:
     """An answer at a blank line opens another method: its body would be a new place, a cold
     prompt that the hot streak would read in the background, putting out the prompt of the body
