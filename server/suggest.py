@@ -137,6 +137,7 @@ class Suggester:
         self.inflight: InFlight | None = None
         self.background: asyncio.Future[CompletionResult | None] | None = None
         self._growing: asyncio.Future[bool] | None = None
+        self._streak: InFlight | None = None  # the latest hot streak
         self._grow_timer: asyncio.TimerHandle | None = None
         self.tokens_per_s: float | None = None  # generation speed, a moving average
         # Called with a uri when a suggestion shown early there is complete (the door tells the editor).
@@ -478,9 +479,15 @@ class Suggester:
         running = self.inflight if self.inflight is not None and not self.inflight.future.done() else None
         if running is not None and (running.at == target or not running.background):
             return  # prepared already, or the user's own request is running (it comes first)
+        stale = self._streak
+        if stale is not None and not stale.future.done() and not stale.waiters and not stale.shown:
+            # The user has moved on from the line it was preparing the next one for: the line
+            # wanted now would queue behind it (985 ms in the tuned regions' replay).
+            stale.token.cancel("superseded")
         flight = self._background(target, _complete_next_line, "hot-streak")
         if flight is not None:
             self.inflight = flight  # a request at the target follows it instead of starting over
+            self._streak = flight
 
     def prefill(self, at: CompletionContext) -> None:
         """Read the prompt for this spot into the KV cache, generating nothing; then let it grow."""

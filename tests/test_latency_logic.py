@@ -258,3 +258,41 @@ def test_model_threads_leave_one_cpu_free() -> None:
     assert model_threads(0, cpus=1) == 1
     assert model_threads(0, cpus=8) == 7
     assert model_threads(3, cpus=8) == 3
+
+
+# --- the hot streak's queue ----------------------------------------------------------------
+
+
+def test_a_prepared_line_the_user_moved_past_gives_way_to_the_one_wanted_now() -> None:
+    """Two lines prepared one after the other for different places (the user moved on before the
+    first was written): the first is dropped, so the second does not queue behind it."""
+    import asyncio
+
+    from server.model.runtime import Runtime
+    from server.session import ModelChoice, Session
+    from tests.lsp_fakes import SLOW_TOKEN_S, SlowFake
+
+    session = Session(loader=lambda *_: Runtime(SlowFake(lambda prompt: "    x = 1\n")))
+    session.load_model(ModelChoice("fake"))
+    suggester = session.suggester
+
+    async def main() -> tuple[BaseException | None, str | None]:
+        suggester.prepare_next_line(CompletionContext(URI, "def f():\n    a = ", "\n"), "1")
+        stale = suggester._streak
+        assert stale is not None
+        await asyncio.sleep(SLOW_TOKEN_S)
+        suggester.prepare_next_line(CompletionContext(URI, "def f():\n    a = 1\n    b = ", "\n"), "2")
+        wanted = suggester._streak
+        assert wanted is not None and wanted is not stale
+        results = await asyncio.gather(stale.future, wanted.future, return_exceptions=True)
+        first, second = results
+        return (first if isinstance(first, BaseException) else None), (
+            None if isinstance(second, BaseException) or second is None else second.text
+        )
+
+    try:
+        dropped, text = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        session.close()
+    assert isinstance(dropped, Cancelled), dropped
+    assert text == "    x = 1"
