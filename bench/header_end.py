@@ -14,7 +14,6 @@ case, both answers through the completer's post-processing for that plan.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -22,16 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from server.completion import Completer, CompletionSettings
+from bench.place_cases import CACHE, model_completer, parse_args
+from server.completion import Completer
 from server.eval.repo import is_case_file, resolve_repo
-from server.model.loader import load_runtime
 from server.model.postprocess import StreamFilter
 from server.model.runtime import Backend
 from server.request import CompletionContext
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path.home() / ".cache" / "infiller" / "eval"
-PACKAGES = ("httpx==0.27.2", "werkzeug==3.0.4", "jinja2==3.1.4")
 SEED = 41
 HEADER = re.compile(r"^(\s+)(if|elif|else|for|while|with|try|except|finally)\b.*:\s*$")
 DEF = re.compile(r"\s*(async )?def ")
@@ -95,16 +91,9 @@ def first_code_line(text: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("packages", nargs="*", default=list(PACKAGES), help="name==version sdists")
-    parser.add_argument("--per-package", type=int, default=10)
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "header_end.jsonl")
-    args = parser.parse_args()
+    args = parse_args(__doc__, per_package=10, out="header_end.jsonl")
     rng = random.Random(SEED)
-    runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
-    completer = Completer(runtime, settings=CompletionSettings())
+    runtime, completer = model_completer(args)
     rows = []
     for package in args.packages:
         source = resolve_repo(package, CACHE / "src")

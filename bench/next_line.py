@@ -16,7 +16,6 @@ case counts when the answer's line, with its indentation, is the line the file h
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import random
@@ -24,14 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from server.completion import Completer, CompletionSettings
+from bench.place_cases import CACHE, model_completer, parse_args
 from server.eval.repo import is_case_file, resolve_repo
-from server.model.loader import load_runtime
 from server.request import CompletionContext
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path.home() / ".cache" / "infiller" / "eval"
-PACKAGES = ("httpx==0.27.2", "werkzeug==3.0.4", "jinja2==3.1.4")
 SEED = 42
 COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.FunctionDef)
 
@@ -72,7 +67,7 @@ def statement_ends(path: Path) -> list[tuple[str, str, str]]:
 
 
 def cases(source: Path, per_package: int, rng: random.Random) -> list[tuple[str, str, str, str]]:
-    found = []
+    found: list[tuple[str, str, str, str]] = []
     for path in sorted(source.rglob("*.py")):
         rel = str(path.relative_to(source))
         if is_case_file(rel):
@@ -81,17 +76,10 @@ def cases(source: Path, per_package: int, rng: random.Random) -> list[tuple[str,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("packages", nargs="*", default=list(PACKAGES), help="name==version sdists")
-    parser.add_argument("--per-package", type=int, default=12)
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "next_line.jsonl")
-    args = parser.parse_args()
+    args = parse_args(__doc__, per_package=12, out="next_line.jsonl")
     rng = random.Random(SEED)
-    runtime = load_runtime(args.model, n_threads=args.threads, in_process=True)
-    completer = Completer(runtime, settings=CompletionSettings())
-    rows = []
+    runtime, completer = model_completer(args)
+    rows: list[dict[str, object]] = []
     for package in args.packages:
         source = resolve_repo(package, CACHE / "src")
         for rel, prefix, suffix, want in cases(source, args.per_package, rng):
