@@ -296,3 +296,37 @@ def test_a_prepared_line_the_user_moved_past_gives_way_to_the_one_wanted_now() -
         session.close()
     assert isinstance(dropped, Cancelled), dropped
     assert text == "    x = 1"
+
+
+def test_a_growth_step_gives_way_to_the_line_prepared_next() -> None:
+    """A growth step of the prompt (nice to have) is queued or being read when a line is
+    prepared for the Enter to come (wanted next): the step is dropped, not waited for."""
+    import asyncio
+
+    from server.model.runtime import Runtime
+    from server.session import ModelChoice, Session
+    from tests.lsp_fakes import SlowReader
+
+    session = Session(loader=lambda *_: Runtime(SlowReader(lambda prompt: "    x = 1\n")))
+    session.load_model(ModelChoice("fake"))
+    suggester = session.suggester
+    body = "".join(f"    v{i} = {i}\n" for i in range(200))
+    place = CompletionContext(URI, "def f():\n" + body + "    a = ", "\n", path=None)
+
+    async def main() -> tuple[asyncio.Future[bool] | None, str | None]:
+        suggester.grow(place)
+        growing = suggester._growing
+        await asyncio.sleep(0.1)
+        suggester.prepare_next_line(place, "1")
+        streak = suggester._streak
+        assert streak is not None
+        result = await streak.future
+        return growing, (result.text if result is not None else None)
+
+    try:
+        growing, text = asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        session.close()
+    assert growing is not None and growing.done()
+    assert isinstance(growing.exception(), Cancelled), growing
+    assert text == "    x = 1"
