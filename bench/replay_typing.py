@@ -90,10 +90,13 @@ async def run_one(
             model, threads, lambda v, t, k: user.show(v, t, k), args.settings, updates=args.updates
         )
     else:
-        from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver
+        from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver, repacking_runs
 
         log = WORK / f"llama-server-{model}-{threads}t.log"
-        server = LlamaServer(args.peer_binary, model_path(model), threads, ctx=args.peer_ctx, log=log)
+        gguf = model_path(model)
+        server = LlamaServer(
+            args.peer_binary, gguf, threads, ctx=args.peer_ctx, log=log, repack=repacking_runs(model, gguf)
+        )
         driver = LlamaVimDriver(server, lambda v, t, k: user.show(v, t, k))
     user = User(driver)
     measured = measured_code()  # the server process about to start runs this code

@@ -218,11 +218,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def repacking_runs(model: str, gguf: Path) -> bool:
+    """Whether llama.cpp's weight repacking (its extra buffer types: AMX, ...) runs on this machine:
+    the self-test's choice for the model, as infiller's own model gets. Where the CPU advertises
+    AMX that the VM does not enable, llama-server dies with it (SIGSEGV right after start-up)."""
+    from server.model.registry import load_registry
+    from server.model.selftest import configure
+
+    return configure(load_registry().get(model), gguf).extra_bufts
+
+
 class LlamaServer:
     """A llama-server process on loopback, started with llama.vim's preset for the given GGUF."""
 
     def __init__(
-        self, binary: Path, gguf: Path, threads: int, ctx: int = SERVER_CTX, log: Path | None = None
+        self,
+        binary: Path,
+        gguf: Path,
+        threads: int,
+        ctx: int = SERVER_CTX,
+        log: Path | None = None,
+        repack: bool = True,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -238,6 +254,7 @@ class LlamaServer:
             "-c", str(ctx),
             "--cache-reuse", str(SERVER_CACHE_REUSE),
             "-np", "1",
+            *([] if repack else ["--no-repack"]),
         ]  # fmt: skip
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
