@@ -471,15 +471,15 @@ class Suggester:
         target = next_line_cursor(at, text)
         if target is None or self.cache.lookup(target) is not None:
             return
+        running = self.inflight if self.inflight is not None and not self.inflight.future.done() else None
+        if running is not None and (running.at == target or not running.background):
+            return  # prepared already, or the user's own request is running (it comes first)
         completer = self.session.completer(at.root)
-        if completer is None or not completer.same_place(at, replace(target, prefix=target.prefix[:-1])):
+        if completer is None or not completer.same_place(at, _line_above(target)):
             # The answer opened another function (a blank line's `    def ...`): its next line is a
             # new place, a cold prompt of ~450 tokens read in chunks that a request after Enter
             # waited behind (662 ms), and that put out the body's prompt from the KV cache.
             return
-        running = self.inflight if self.inflight is not None and not self.inflight.future.done() else None
-        if running is not None and (running.at == target or not running.background):
-            return  # prepared already, or the user's own request is running (it comes first)
         stale = self._streak
         if stale is not None and not stale.future.done() and not stale.waiters and not stale.shown:
             # The user has moved on from the line it was preparing the next one for: the line
@@ -521,14 +521,14 @@ class Suggester:
             self._grow_timer.cancel()
             self._grow_timer = None
         since = self.debounce.since_last_key(at.uri)
+        quiet_in = GROW_QUIET_S - since if since is not None and since < GROW_QUIET_S else 0.0
         # Nor while a request waits on a running generation: if that ends with nothing to show, the
         # request's own generation would queue behind the step (replay: 309 ms after Enter).
         flight = self.inflight
         waited_on = flight is not None and flight.waiters > 0 and not flight.future.done()
-        if (since is not None and since < GROW_QUIET_S) or waited_on:
+        if quiet_in > 0 or waited_on:
             loop = asyncio.get_running_loop()
-            wait = GROW_QUIET_S - since if since is not None and since < GROW_QUIET_S else GROW_QUIET_S
-            self._grow_timer = loop.call_later(wait, self.grow, at)
+            self._grow_timer = loop.call_later(quiet_in or GROW_QUIET_S, self.grow, at)
             return
         completer = self.session.completer(at.root)
         if completer is None:
@@ -597,8 +597,15 @@ def _complete_next_line(
 ) -> CompletionResult:
     """The hot streak: `at` is a new line's column 0 (next_line_cursor); the model answers from the
     end of the line above, writing the new line's indentation itself."""
-    above = replace(at, prefix=at.prefix[:-1])
-    return completer.complete(above, token, on_partial=on_partial, first_line=True, grow=True, new_line=True)
+    return completer.complete(
+        _line_above(at), token, on_partial=on_partial, first_line=True, grow=True, new_line=True
+    )
+
+
+def _line_above(target: CompletionContext) -> CompletionContext:
+    """A hot-streak target (a new line's column 0) as the end of the line above it, where the
+    model answers from."""
+    return replace(target, prefix=target.prefix[:-1])
 
 
 def _prefill(
