@@ -246,6 +246,7 @@ def markdown(report: dict[str, Any]) -> str:
             f" {fmt(f'{x:.2f}' for x in la['before'])} → {fmt(f'{x:.2f}' for x in la['after'])};"
             f" ready in {d.get('ready_s')} s; typing {r['duration_s']} s;"
             f" {r['keystrokes']} keys + {r['accept_keys']} accept keys; accepts {r['accepts_by_kind']};"
+            f" chars typed while on screen {r.get('typed_chars_while')};"
             f" first suggestion after opening (s) {list(r['first_suggestion_s'].values())};"
             f" model CPU {r['model_cpu_s']} s; peak RSS {r['peak_rss_mb']}"
         )

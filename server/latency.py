@@ -152,6 +152,7 @@ class Suggestion:
     origin: object = None  # what the door made it from (the daemon's Answer: its file and context)
     first_line: bool = False  # the first line of a block the model would have written on
     ended: bool = False  # the model ended its line here (not cut off by the token limit)
+    confidence: float = 1.0  # the model's, for its whole answer (GenerationStats.confidence)
 
 
 class SuggestionCache:

@@ -97,6 +97,7 @@ class Answer:
     latency_ms: float = 0.0
     entry: Suggestion | None = None  # the cache entry of a fresh model answer
     result: CompletionResult | None = None  # the model's answer, when this request ran the model
+    confidence: float | None = None  # the model's, in the answer this was shown from (None: unknown)
 
 
 @dataclass
@@ -167,15 +168,6 @@ class Suggester:
             )
             raise
         answer.latency_ms = (time.perf_counter() - start) * 1000
-        log.info(
-            "inline %s:%d:%d -> %s %s (%.0f ms)",
-            name,
-            now.line,
-            now.column,
-            answer.source if answer.text else "none",
-            answer.reason,
-            answer.latency_ms,
-        )
         if answer.text:
             answer.stats_id = stats.record_shown(now.uri, answer.text, answer.source, answer.latency_ms)
             if answer.entry is not None:
@@ -184,6 +176,19 @@ class Suggester:
             stats.record_cancelled(answer.reason)
         else:
             stats.record_none(answer.reason, answer.latency_ms)
+        # The stats id is the one the editor's accept command carries: a replay's records name the
+        # suggestions they show by it, so what was taken can be matched with this line.
+        log.info(
+            "inline %s:%d:%d -> %s %s (%.0f ms) #%d confidence %s",
+            name,
+            now.line,
+            now.column,
+            answer.source if answer.text else "none",
+            answer.reason,
+            answer.latency_ms,
+            answer.stats_id,
+            "-" if answer.confidence is None else f"{answer.confidence:.3f}",
+        )
         return answer
 
     def decline(self, reason: str) -> Answer:
@@ -220,7 +225,7 @@ class Suggester:
             # A hot-streak line starts at its line's column 0: the editor's indentation is not typing.
             reached = not now.prefix[len(entry.at.prefix) :].strip()
             source = "hot-streak" if entry.source == "hot-streak" and reached else "cache"
-            return Answer(rest, "ok", source)
+            return Answer(rest, "ok", source, confidence=entry.confidence)
 
         # At a block header's end the answer is the next line, which the hot streak prepares (or is
         # preparing) for the Enter to come after an answer that ended the header: shown below the
@@ -229,7 +234,7 @@ class Suggester:
         lead = below.prefix[len(now.prefix) :] if below is not None else ""
         if below is not None and (hit := self.cache.lookup(below)) is not None:
             self.prepare_next_line(now, lead + hit[1])
-            return Answer(lead + hit[1], "ok", "hot-streak")
+            return Answer(lead + hit[1], "ok", "hot-streak", confidence=hit[0].confidence)
 
         uri = now.uri
         seq = self._latest[uri] = self._latest.get(uri, 0) + 1
@@ -301,7 +306,7 @@ class Suggester:
         if not rest:
             return None
         flight.shown = True
-        return Answer(rest, "ok", "inflight")
+        return Answer(rest, "ok", "inflight", confidence=result.confidence)
 
     async def _await(self, flight: InFlight) -> CompletionResult | None:
         """Wait for a shared generation; a cancelled waiter leaves it running briefly (orphan grace)."""
@@ -376,7 +381,9 @@ class Suggester:
         log.info("model: %s; %s", result.tokens, result.timings)
         if not result.text:
             return Answer(None, result.reason or "empty", result=result)
-        return Answer(result.text, "ok", "model", entry=flight.entry, result=result)
+        return Answer(
+            result.text, "ok", "model", entry=flight.entry, result=result, confidence=result.confidence
+        )
 
     async def _wait(
         self, flight: InFlight, early_at: float | None, typed: str = ""
@@ -417,7 +424,12 @@ class Suggester:
         if not result.text:
             return
         flight.entry = Suggestion(
-            flight.at, result.text, "model", first_line=result.reason == "first-line", ended=_ended(result)
+            flight.at,
+            result.text,
+            "model",
+            first_line=result.reason == "first-line",
+            ended=_ended(result),
+            confidence=result.confidence,
         )
         self.cache.put(flight.entry)
         if flight.early and self.on_update is not None:
@@ -450,7 +462,11 @@ class Suggester:
                 return
             result = f.result()
             if result is not None and result.text:
-                self.cache.put(Suggestion(at, result.text, "hot-streak", ended=_ended(result)))
+                self.cache.put(
+                    Suggestion(
+                        at, result.text, "hot-streak", ended=_ended(result), confidence=result.confidence
+                    )
+                )
                 if flight.early and self.on_update is not None:
                     self.on_update(at.uri)
                 opens = result.text.rstrip().endswith(BLOCK_OPENER_ENDS)

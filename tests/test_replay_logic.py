@@ -147,6 +147,18 @@ def test_summary_rates() -> None:
     assert s["keystrokes"] == 2 and s["accept_keys"] == 1
 
 
+def test_typed_characters_are_counted_by_what_was_on_screen() -> None:
+    edits = [
+        Edit(1, 0.0, "key", 1, seen="none"),
+        Edit(2, 0.1, "enter", 5, seen="wrong"),
+        Edit(3, 0.2, "accept", 9),
+        Edit(4, 0.3, "key", 1, seen="unread"),
+        Edit(5, 0.4, "key", 1, seen="wrong"),
+    ]
+    s = summarize(edits, [], [], total_chars=17)
+    assert s["typed_chars_while"] == {"none": 1, "wrong": 6, "unread": 1}
+
+
 def test_the_rest_kept_on_screen_serves_latency_but_is_not_a_new_suggestion() -> None:
     edits = [
         Edit(1, 0.0, "key", 1, planned_gap=0.3, next_at=0.3),

@@ -111,13 +111,21 @@ class User:
             self._visible = _Visible(text, self.now(), visible.show, token)
             self._shown.set()
             return
-        self.log.shows.append(Show(version, self.now(), text))
+        sid = token[0] if token and isinstance(token[0], int) else None
+        self.log.shows.append(Show(version, self.now(), text, sid=sid))
         self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token)
         self._shown.set()
 
     # --- the user ----------------------------------------------------------------------------
 
-    def _edit(self, insert: str, kind: str, planned_gap: float | None, keep: _Visible | None = None) -> None:
+    def _edit(
+        self,
+        insert: str,
+        kind: str,
+        planned_gap: float | None,
+        keep: _Visible | None = None,
+        seen: str | None = None,
+    ) -> None:
         at = self.cursor
         self._visible = keep
         self.text = self.text[:at] + insert + self.text[at:]
@@ -130,7 +138,7 @@ class User:
             and self.log.edits[-1].planned_gap is not None
         ):
             self.log.edits[-1].next_at = now
-        self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap))
+        self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap, seen=seen))
         if keep is not None:
             self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show, kept=True))
         self.driver.change(self.version, self.text, self.cursor, at, insert)
@@ -188,6 +196,7 @@ class User:
                 await self._take(take, delays, i)
                 i += len(take.text)
             else:
+                seen = "none" if self._visible is None else "unread" if self._offer(target[i:]) else "wrong"
                 insert = auto_indent(target, i) if target[i] == "\n" else target[i]
                 i += len(insert)
                 # Typing what the suggestion says keeps the rest of it on screen (the editor does this).
@@ -196,7 +205,7 @@ class User:
                 if shown is not None and len(shown.text) > len(insert) and shown.text.startswith(insert):
                     keep = _Visible(shown.text[len(insert) :], shown.at, shown.show, shown.token)
                 kind = "enter" if insert[0] == "\n" else "key"
-                self._edit(insert, kind, delays[i] if i < len(target) else None, keep)
+                self._edit(insert, kind, delays[i] if i < len(target) else None, keep, seen)
             last = self.now()
         await asyncio.sleep(LINGER_S)
         expected = region.original

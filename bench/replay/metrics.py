@@ -30,6 +30,9 @@ class Edit:
     planned_gap: float | None = None
     # When the user's next action actually happened (None: none followed in this region).
     next_at: float | None = None
+    # What was on screen when the user typed this (not for accepts): "none", a suggestion that
+    # does not match what they were typing ("wrong"), or one that does, not yet read ("unread").
+    seen: str | None = None
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Show:
     origin: int | None = None
     # True: the editor kept it on screen (typed through, partly accepted); False: the engine answered.
     kept: bool = False
+    # The engine's id for it (infiller: the stats id its accept command carries; None: no id).
+    sid: int | None = None
 
 
 @dataclass
@@ -114,6 +119,12 @@ def summarize(
     kinds: dict[str, int] = {}
     for a in accepts:
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
+    # Where the characters the user typed went unsaved: nothing on screen, a suggestion that was
+    # wrong there, or the right one not yet read.
+    typed_while: dict[str, int] = {}
+    for e in typed:
+        if e.seen is not None:
+            typed_while[e.seen] = typed_while.get(e.seen, 0) + e.chars
     return {
         "total_chars": total_chars,
         "keystrokes": len(typed),
@@ -122,6 +133,7 @@ def summarize(
         "shown": len(distinct),
         "accepted": len(taken),
         "accepts_by_kind": kinds,
+        "typed_chars_while": typed_while,
         "acceptance_rate": round(len(taken) / len(distinct), 3) if distinct else None,
         "accepted_chars": accepted_chars,
         "chars_saved": round(accepted_chars / total_chars, 3) if total_chars else None,
