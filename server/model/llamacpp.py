@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.model.runtime import DEFAULT_N_CTX, PROMPT_CHUNK_TOKENS
+from server.model.runtime import DEFAULT_N_CTX, PROMPT_CHUNK_TOKENS, Cancelled
 from server.model.templates import FimTemplate, from_metadata, template_for
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,22 @@ class LlamaVocab:
 
 
 class LlamaEngine:
-    """A loaded model and one context: the per-token Engine the generation loop drives."""
+    """A loaded model and one context: the per-token Engine the generation loop drives.
 
-    def __init__(self, path: Path, family: str, *, n_ctx: int = DEFAULT_N_CTX, config: EngineConfig) -> None:
+    `abort`: a one-byte buffer (the model process's flag, see server/model/process.py); while its
+    byte is not 0, llama.cpp stops the decode it is computing (checked between the graph's
+    nodes), and the read raises Cancelled with the cache as it was before that batch.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        family: str,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        config: EngineConfig,
+        abort: Any = None,
+    ) -> None:
         from llama_cpp import _internals
 
         llama_cpp = _llama()
@@ -160,7 +173,22 @@ class LlamaEngine:
         self._texts: list[bytes] = []  # every token's bytes, built on the first token healing
         self._matching: dict[bytes, list[int]] = {}
         self._np = __import__("numpy")
+        self._abort = abort
+        if abort is not None:
+            # Kept referenced: llama.cpp holds only the C pointer. Called by one compute thread.
+            self._abort_callback = llama_cpp.ggml_abort_callback(lambda _: abort[0] != 0)
+            llama_cpp.llama_set_abort_callback(self._ctx.ctx, self._abort_callback, None)
         log.info("loaded %s: n_ctx=%d %s", path.name, self.n_ctx, config.describe())
+
+    def _decode(self) -> None:
+        """Decode the batch; a decode the abort flag stopped raises Cancelled (llama.cpp has
+        removed what it had cached of the batch)."""
+        try:
+            self._ctx.decode(self._batch)
+        except RuntimeError:
+            if self._abort is not None and self._abort[0] != 0:
+                raise Cancelled("aborted") from None
+            raise
 
     def tokenize(self, text: str) -> list[int]:
         return self.vocab.tokenize(text)
@@ -198,7 +226,7 @@ class LlamaEngine:
                     check()
                 chunk = list(tokens[start : start + PROMPT_CHUNK_TOKENS])
                 self._fill_batch(chunk, at + start, seq=1)
-                ctx.decode(self._batch)
+                self._decode()
         except BaseException:
             ctx.kv_cache_seq_rm(1, -1, -1)
             raise
@@ -225,7 +253,7 @@ class LlamaEngine:
         for start in range(0, len(tokens), step):
             chunk = list(tokens[start : start + step])
             self._batch.set_batch(batch=chunk, n_past=len(self._tokens), logits_all=False)
-            self._ctx.decode(self._batch)
+            self._decode()
             self._tokens.extend(chunk)
 
     def _logits(self) -> Any:

@@ -14,7 +14,11 @@ local and fast) and talks to a child that holds the weights over a socket pair:
 The parent answers every "tick" and "text" with "go", "stop" (post-processing is done) or a
 cancellation reason, so cancellation reaches the child between prompt chunks and tokens with
 one local round trip (tens of microseconds against tens of milliseconds per token), and the
-child never generates past what the editor wants. The child's stdout is the parent's stderr:
+child never generates past what the editor wants. A prompt chunk is one llama.cpp decode of up
+to 128 tokens (0.5-0.9 s for the 1.5B on 2 cores): a request that superseded a background read
+waited that long for the model. So the parent also raises a flag in a byte both processes map,
+which llama.cpp's abort callback reads while it computes: the chunk stops within one layer,
+and llama.cpp drops the part it had cached. The child's stdout is the parent's stderr:
 native code printing to stdout must never corrupt the language server's JSON-RPC stream.
 
 A child that dies mid-request raises ModelProcessDied at once (no timeout to wait out); the
@@ -26,11 +30,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import mmap
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +63,9 @@ log = logging.getLogger(__name__)
 HUNG_AFTER_S = 120.0
 # Loading reads the weights (1.1 GB for the 1.5B) from disk on a cold cache.
 LOAD_TIMEOUT_S = 300.0
+# While the child works, how often the parent looks at the request's cancel token to raise the
+# abort flag: a cancelled read stops within about this long (plus one layer of the model).
+ABORT_POLL_S = 0.01
 # Restart backoff after a crash: 0.5 s, doubling, at most 30 s; after this many deaths in a row
 # with no request served in between, give up and say so instead of crash-looping.
 BACKOFF_FIRST_S = 0.5
@@ -92,6 +101,12 @@ class ModelProcess:
         self._conn = Connection(os.dup(parent_sock.fileno()))
         parent_sock.close()
         child_fd = child_sock.fileno()
+        # The abort flag: one byte of an unlinked file that both processes map.
+        with tempfile.TemporaryFile() as flag_file:
+            flag_file.write(b"\0")
+            flag_file.flush()
+            self._abort = mmap.mmap(flag_file.fileno(), 1)
+            flag_fd = os.dup(flag_file.fileno())
         command = [
             sys.executable,
             "-m",
@@ -110,14 +125,19 @@ class ModelProcess:
             "1" if config.extra_bufts else "0",
             "--small-batch",
             str(config.small_batch),
+            "--abort-fd",
+            str(flag_fd),
         ]
-        self.proc = subprocess.Popen(
-            command,
-            pass_fds=(child_fd,),
-            stdin=subprocess.DEVNULL,
-            stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                pass_fds=(child_fd, flag_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            os.close(flag_fd)
         child_sock.close()
         self.config = config
         self.n_ctx = n_ctx
@@ -144,13 +164,19 @@ class ModelProcess:
         self._conn.close()
         return ModelProcessDied(f"the model process {describe_exit(code)}")
 
-    def _receive(self, timeout: float) -> tuple[Any, ...]:
+    def _receive(self, timeout: float, cancel: CancelToken | None = None) -> tuple[Any, ...]:
+        """The child's next message; meanwhile a cancelled `cancel` raises the abort flag."""
         try:
-            if not self._conn.poll(timeout):
-                self.kill()
-                raise ModelProcessDied(
-                    f"the model process was unresponsive for {timeout:.0f} s and was stopped"
-                )
+            deadline = time.monotonic() + timeout
+            step = ABORT_POLL_S if cancel is not None else timeout
+            while not self._conn.poll(step):
+                if cancel is not None and self._abort[0] == 0 and _cancelled(cancel):
+                    self._abort[0] = 1
+                if time.monotonic() >= deadline:
+                    self.kill()
+                    raise ModelProcessDied(
+                        f"the model process was unresponsive for {timeout:.0f} s and was stopped"
+                    )
             message: tuple[Any, ...] = self._conn.recv()
             return message
         except (EOFError, OSError):
@@ -166,9 +192,10 @@ class ModelProcess:
         self, request: tuple[Any, ...], *, on_text: OnText | None = None, cancel: CancelToken | None = None
     ) -> Any:
         """Send one request and serve its ticks and text until it finishes; returns its result."""
+        self._abort[0] = 0
         self._send(request)
         while True:
-            message = self._receive(HUNG_AFTER_S)
+            message = self._receive(HUNG_AFTER_S, cancel)
             kind = message[0]
             if kind == "tick":
                 self._send(_cancelled(cancel) or "go")
@@ -180,7 +207,7 @@ class ModelProcess:
             elif kind == "done":
                 return message[1]
             elif kind == "cancelled":
-                raise Cancelled(*message[1:])
+                raise Cancelled(_cancelled(cancel) or message[1], *message[2:])
             else:
                 raise RuntimeError(f"the model process failed: {message[1]}")
 
@@ -192,6 +219,7 @@ class ModelProcess:
             except (OSError, subprocess.TimeoutExpired):
                 self.kill()
         self._conn.close()
+        self._abort.close()
 
     def kill(self) -> None:
         if self.alive:
@@ -508,6 +536,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--extra-bufts", type=int, choices=(0, 1), default=1)
     parser.add_argument("--small-batch", type=int, default=0)
+    parser.add_argument("--abort-fd", type=int, default=-1, help="the parent's abort flag (one byte)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=int(os.environ.get("INFILLER_LOG_LEVEL", logging.WARNING)),
@@ -521,7 +550,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         config = EngineConfig(
             threads=args.threads, extra_bufts=bool(args.extra_bufts), small_batch=args.small_batch
         )
-        engine = LlamaEngine(args.model, args.family, n_ctx=args.n_ctx, config=config)
+        abort = mmap.mmap(args.abort_fd, 1) if args.abort_fd >= 0 else None
+        engine = LlamaEngine(args.model, args.family, n_ctx=args.n_ctx, config=config, abort=abort)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return 1
