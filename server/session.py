@@ -143,11 +143,16 @@ class Session:
         return int(getattr(self.backend, "restarts", 0) or 0)
 
     def submit(
-        self, job: Callable[[CancelToken], T], *, supersede: bool = True, label: str = "job"
+        self,
+        job: Callable[[CancelToken], T],
+        *,
+        supersede: bool = True,
+        label: str = "job",
+        whole_chunks: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
         """Queue a job on the model thread (supersede: cancel every earlier one; `label`: its name
-        in the DEBUG log)."""
-        return self.worker.submit(job, supersede=supersede, label=label)
+        in the DEBUG log; `whole_chunks`: see CancelToken)."""
+        return self.worker.submit(job, supersede=supersede, label=label, whole_chunks=whole_chunks)
 
     # --- workspaces --------------------------------------------------------------------------
 

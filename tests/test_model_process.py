@@ -180,6 +180,14 @@ def test_a_read_cancelled_half_way_through_a_chunk_stops_there_and_leaves_the_ca
     # Nothing of the stopped chunk is cached (it is read whole again), and answers are unchanged.
     assert runtime.prefill(tokens).reused_tokens == 0
     assert "fibonacci" in _complete(runtime)
+    # A growth step's token lets its chunk end: a step stopped half-way would be read again whole.
+    runtime.reset()
+    token = CancelToken(whole_chunks=True)
+    timer = threading.Timer(whole * 0.2, token.cancel, args=("superseded",))
+    timer.start()
+    runtime.prefill(tokens, token)  # one chunk: read to its end, no check after it
+    timer.join()
+    assert token.cancelled and runtime.prefill(tokens).reused_tokens == len(tokens)
     assert runtime.restarts == 0
 
 

@@ -170,7 +170,7 @@ class ModelProcess:
             deadline = time.monotonic() + timeout
             step = ABORT_POLL_S if cancel is not None else timeout
             while not self._conn.poll(step):
-                if cancel is not None and self._abort[0] == 0 and _cancelled(cancel):
+                if cancel is not None and self._abort[0] == 0 and _interrupts(cancel):
                     self._abort[0] = 1
                 if time.monotonic() >= deadline:
                     self.kill()
@@ -236,6 +236,11 @@ def _cancelled(cancel: CancelToken | None) -> str | None:
     except Cancelled as exc:
         return str(exc) or "cancelled"
     return None
+
+
+def _interrupts(cancel: CancelToken) -> bool:
+    """Whether `cancel` stops its request inside the prompt chunk being read (see CancelToken)."""
+    return not getattr(cancel, "whole_chunks", False) and _cancelled(cancel) is not None
 
 
 def _has_fileno(stream: Any) -> bool:

@@ -81,11 +81,14 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """Set by whoever supersedes a request; checked between prompt chunks and between tokens."""
+    """Set by whoever supersedes a request; checked between prompt chunks and between tokens, and
+    by a model process inside a chunk (its abort flag) unless `whole_chunks`: a job whose read is
+    worth nothing unless it completes, which is short, and which may finish its chunk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, whole_chunks: bool = False) -> None:
         self._event = threading.Event()
         self.reason = "cancelled"
+        self.whole_chunks = whole_chunks
 
     def cancel(self, reason: str = "cancelled") -> None:
         self.reason = reason

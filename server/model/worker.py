@@ -39,10 +39,12 @@ class ModelWorker:
         supersede: bool = True,
         token: CancelToken | None = None,
         label: str = "job",
+        whole_chunks: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
         """Queue job(token); with supersede, cancel every earlier job first. `label` names the job
-        in the DEBUG log (what it waited behind, how it ended): latency diagnosis."""
-        token = token or CancelToken()
+        in the DEBUG log (what it waited behind, how it ended): latency diagnosis. `whole_chunks`:
+        the new token's (see CancelToken)."""
+        token = token or CancelToken(whole_chunks=whole_chunks)
         name = f"{label}#{next(self._ids)}"
         queued = time.perf_counter()
         with self._lock:
