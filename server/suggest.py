@@ -227,10 +227,16 @@ class Suggester:
             source = "hot-streak" if entry.source == "hot-streak" and reached else "cache"
             return Answer(rest, "ok", source, confidence=entry.confidence)
 
-        # At a block header's end the answer is the next line, which the hot streak prepares (or is
-        # preparing) for the Enter to come after an answer that ended the header: shown below the
-        # header at once. A new generation here would read and write the same line again.
+        # At a block header's end, and at the end of an answer taken whole where the model ended its
+        # line, the answer is the next line, which the hot streak prepares (or is preparing) for
+        # the Enter to come: shown below the line at once, for Tab to take it too. A new generation
+        # here would read and write the same line again.
+        ended = self.cache.ended(now) if not explicit else None
         below = below_header(now) if not explicit else None
+        if below is None and ended is not None:
+            below = next_line_cursor(ended.at, ended.text)
+        if below is not None and not below.prefix.startswith(now.prefix):
+            below = None
         lead = below.prefix[len(now.prefix) :] if below is not None else ""
         if below is not None and (hit := self.cache.lookup(below)) is not None:
             self.prepare_next_line(now, lead + hit[1])
@@ -257,7 +263,6 @@ class Suggester:
         # generation here would supersede it to write nothing or a trailing comment (never taken in
         # the held-out replays), and the request after Enter then waited behind that generation
         # (jinja2's `return expr1`: 660 ms without a word).
-        ended = self.cache.ended(now) if not explicit else None
         if ended is not None:
             self.prepare_next_line(ended.at, ended.text)
             return Answer(None, "line-ended")
