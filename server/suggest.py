@@ -78,7 +78,7 @@ class SuggestSettings:
 
     debounce_min_ms: int = 25
     debounce_max_ms: int = 200
-    debounce_adaptive: bool = False  # see DebounceSettings.adaptive
+    debounce_adaptive: bool = True
     hot_streak: bool = True
     prefill: bool = True
     # Early answers (EARLY_ANSWER_MS; 0: off): only for a door whose editor asks again when told

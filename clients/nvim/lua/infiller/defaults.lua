@@ -39,7 +39,7 @@ return {
       -- Longest wait (fast typing bursts). [0..5000]
       maxMs = 200,
       -- Scale the wait with the measured typing speed per document.
-      adaptive = false,
+      adaptive = true,
     },
     -- Language ids to complete (null: every supported language).
     languages = vim.NIL,
