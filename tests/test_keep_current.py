@@ -34,7 +34,7 @@ def _tokens_read_after_enter(prefill: bool) -> tuple[int, Answer]:
     session = Session(loader=lambda *_: runtime)
     session.load_model(ModelChoice(TEST_MODEL))
     suggester = session.suggester
-    # The adaptive debounce (a setting, off by default) is what keeps a burst's keys from the model.
+    # The adaptive debounce (a setting, on by default) is what keeps a burst's keys from the model.
     suggester.apply_settings(SuggestSettings(hot_streak=False, prefill=prefill, debounce_adaptive=True))
     uri = "file:///blend.py"
 

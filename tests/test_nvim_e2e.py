@@ -488,7 +488,8 @@ def _closes_call(text: str) -> bool:
 def test_real_model_typing_replaces_the_in_flight_suggestion(model_editor: Editor) -> None:
     ed = model_editor
     retype_line(ed, "return rects[0]", "return max(rects, key=lambda r: r.")
-    # With no debounce to wait out, the answer for `r.` may already be on screen.
+    # The answer for `r.` may already be on screen before its request is seen in flight (a quick
+    # answer from a warm cache, or a short debounce).
     at_dot = ed.wait(
         lambda s: (
             s["line"].endswith("r.") and (s["pending"] is not None or bool((s["ghost"] or {}).get("text")))

@@ -240,7 +240,7 @@ def _cancelled(cancel: CancelToken | None) -> str | None:
 
 def _interrupts(cancel: CancelToken) -> bool:
     """Whether `cancel` stops its request inside the prompt chunk being read (see CancelToken)."""
-    return not getattr(cancel, "whole_chunks", False) and _cancelled(cancel) is not None
+    return not cancel.whole_chunks and _cancelled(cancel) is not None
 
 
 def _has_fileno(stream: Any) -> bool:
