@@ -10,6 +10,7 @@ a configuration that runs, with no manual step.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -189,6 +190,53 @@ def test_a_read_cancelled_half_way_through_a_chunk_stops_there_and_leaves_the_ca
     timer.join()
     assert token.cancelled and runtime.prefill(tokens).reused_tokens == len(tokens)
     assert runtime.restarts == 0
+
+
+# An editor process that reads a prompt in its worker, stops the read half-way, and exits.
+CANCEL_HALF_WAY = """
+import sys, threading, time
+from pathlib import Path
+from server.model.llamacpp import EngineConfig
+from server.model.process import ProcessRuntime
+from server.model.registry import load_registry
+from server.model.runtime import Cancelled, CancelToken
+spec = load_registry().get(sys.argv[1])
+rt = ProcessRuntime(spec, Path(sys.argv[2]), EngineConfig(threads=1, extra_bufts=sys.argv[3] == "1"))
+tokens = rt.tokenize(sys.argv[4] * 8)[:120]
+start = time.perf_counter()
+rt.prefill(tokens)
+whole = time.perf_counter() - start
+rt.reset()
+token = CancelToken()
+threading.Timer(whole * 0.2, token.cancel, args=("superseded",)).start()
+try:
+    rt.prefill(tokens, token)
+except Cancelled:
+    print("cancelled")
+rt.close()
+"""
+
+
+def test_a_cancelled_read_is_not_reported_as_an_error(
+    model: tuple[object, Path], config: EngineConfig
+) -> None:
+    # llama.cpp reports an aborted decode as a failed graph, a failed decode and dropped cache
+    # entries; Neovim and VS Code show the server's stderr as faults, once per superseded read.
+    _, path = model
+    args = [TEST_MODEL, str(path), "1" if config.extra_bufts else "0", PROMPT]
+    env = {**os.environ, "INFILLER_LOG_LEVEL": str(logging.DEBUG)}
+    run = subprocess.run(
+        [sys.executable, "-c", CANCEL_HALF_WAY, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.stdout.strip() == "cancelled", run.stderr[-3000:]
+    worker = [line for line in run.stderr.splitlines() if " model-process: " in line]
+    assert any(" DEBUG model-process: decode: removing memory module entries" in line for line in worker)
+    assert not [line for line in worker if " ERROR " in line or " WARNING " in line], run.stderr[-3000:]
 
 
 def test_kill_9_during_a_request_fails_fast_and_the_next_request_is_served(runtime: ProcessRuntime) -> None:

@@ -30,17 +30,54 @@ MATCHING_CACHE_SIZE = 256
 
 _backend_ready = False
 
+# llama.cpp's log levels (enum ggml_log_level in ggml.h; DEBUG 1 and INFO 2 are loading chatter);
+# CONT continues the previous message. llama-cpp-python's own logger maps an older numbering (it
+# printed warnings and dropped errors), so we install ours.
+_GGML_WARN, _GGML_ERROR, _GGML_CONT = 3, 4, 5
+_llama_log = logging.getLogger("llama.cpp")
+_llama_log_level = 0
+# The abort flag of this process's engine (a one-byte buffer), read by the log callback.
+_abort_flag: Any = None
+_log_callback: Any = None  # kept referenced: llama.cpp holds only the C pointer
+
+
+def _aborting() -> bool:
+    try:
+        return _abort_flag is not None and _abort_flag[0] != 0
+    except ValueError:  # the flag's mapping is closed
+        return False
+
+
+def _on_llama_log(level: int, text: bytes, _user_data: Any) -> None:
+    """llama.cpp's warnings and errors into `logging`; its loading chatter is dropped.
+
+    A decode that the abort flag stopped makes llama.cpp report a failed graph, a failed decode
+    and the cache entries it removed: a cancel doing its job, once per superseded read, which
+    editors would show as server faults. So while the flag is up its messages go to DEBUG; a
+    decode that fails for another reason raises, and the caller reports it.
+    """
+    global _llama_log_level
+    if level == _GGML_CONT:
+        level = _llama_log_level
+    _llama_log_level = level
+    message = text.decode("utf-8", "replace").rstrip()
+    if level not in (_GGML_WARN, _GGML_ERROR) or not message:
+        return  # loading chatter (info, debug)
+    if _aborting():
+        _llama_log.debug("%s", message)
+    else:
+        _llama_log.log(logging.ERROR if level == _GGML_ERROR else logging.WARNING, "%s", message)
+
 
 def _llama() -> Any:
     """The llama_cpp package, imported lazily (protocol tests and `--help` must not pay for it)."""
-    global _backend_ready
+    global _backend_ready, _log_callback
     import llama_cpp
 
     if not _backend_ready:
-        from llama_cpp import _logger
-
         llama_cpp.llama_backend_init()
-        _logger.set_verbose(False)  # llama.cpp's loading chatter: errors only, on stderr
+        _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
         _backend_ready = True
     return llama_cpp
 
@@ -175,6 +212,8 @@ class LlamaEngine:
         self._np = __import__("numpy")
         self._abort = abort
         if abort is not None:
+            global _abort_flag
+            _abort_flag = abort
             # Kept referenced: llama.cpp holds only the C pointer. Called by one compute thread.
             self._abort_callback = llama_cpp.ggml_abort_callback(lambda _: abort[0] != 0)
             llama_cpp.llama_set_abort_callback(self._ctx.ctx, self._abort_callback, None)
