@@ -139,6 +139,7 @@ class Suggester:
         self.background: asyncio.Future[CompletionResult | None] | None = None
         self._growing: asyncio.Future[bool] | None = None
         self._streak: InFlight | None = None  # the latest hot streak
+        self._prefilling: InFlight | None = None  # the latest prefill
         self._grow_token: CancelToken | None = None
         self._grow_timer: asyncio.TimerHandle | None = None
         self.tokens_per_s: float | None = None  # generation speed, a moving average
@@ -516,10 +517,20 @@ class Suggester:
             self._streak = flight
 
     def prefill(self, at: CompletionContext) -> None:
-        """Read the prompt for this spot into the KV cache, generating nothing; then let it grow."""
-        if self.settings.prefill:
-            self._background(at, _prefill, "prefill")
-            self.grow(at)
+        """Read the prompt for this spot into the KV cache, generating nothing; then let it grow.
+
+        The cache holds one place: background work for another one is dropped (an older prefill,
+        the growth of another place, a next line prepared that nobody waits for), so a cursor
+        moving from place to place never leaves a queue of reads behind it."""
+        if not self.settings.prefill:
+            return
+        for older in (self._prefilling, self._streak):
+            if older is not None and not older.future.done() and not older.waiters:
+                older.token.cancel("superseded")
+        if self._grow_token is not None:
+            self._grow_token.cancel("superseded")
+        self._prefilling = self._background(at, _prefill, "prefill")
+        self.grow(at)
 
     def keep_current(self, at: CompletionContext) -> None:
         """While keys come faster than the debounce and the model is idle, read what was typed

@@ -152,6 +152,29 @@ def test_did_close_of_a_document_never_opened_is_logged_and_skipped(ready: RawSe
     assert "didClose for a document never opened" in ready.log_tail(20_000)
 
 
+def test_malformed_cursor_notifications_are_logged_and_skipped(ready: RawServer, workspace: Path) -> None:
+    uri = (workspace / "adder.py").as_uri()
+    ready.open(uri, (workspace / "adder.py").read_text())
+    for params in (
+        None,
+        [],
+        {"textDocument": {"uri": uri}},
+        {"textDocument": {}, "position": {"line": 1}},
+        {"textDocument": {"uri": uri}, "position": {"line": -1, "character": 0}},
+        {"textDocument": {"uri": uri}, "position": {"line": "one", "character": 0}},
+    ):
+        ready.notify("infiller/cursor", params)
+    # A cursor on a line past the end, or in a document never opened, is no place to read.
+    ready.notify("infiller/cursor", {"textDocument": {"uri": uri}, "position": {"line": 999, "character": 0}})
+    ready.notify(
+        "infiller/cursor",
+        {"textDocument": {"uri": "file:///nowhere.py"}, "position": {"line": 0, "character": 0}},
+    )
+    time.sleep(0.5)  # the rest timer fires
+    assert _items(ready.inline(uri, 1, len("    return a"))) == [" + b"]
+    assert "infiller/cursor with malformed params ignored" in ready.log_tail(20_000)
+
+
 def test_a_frame_with_a_wrong_content_length_costs_only_that_frame(ready: RawServer, workspace: Path) -> None:
     uri = (workspace / "adder.py").as_uri()
     ready.open(uri, (workspace / "adder.py").read_text())

@@ -567,6 +567,37 @@ def test_a_prompt_grows_while_idle_to_reach_the_top_of_the_window(tmp_path: Path
     run(tmp_path, "growing", scenario)
 
 
+def test_where_the_cursor_rests_the_prompt_is_read_and_grown_before_the_first_key(tmp_path: Path) -> None:
+    """A client says where its cursor is outside typing (infiller/cursor). Where it rests, the
+    server reads the prompt and grows it while the user looks: the first answer at that place
+    already sees the lines far above, where a place nobody rested at first gets a cold prompt's."""
+    filler = "".join(f"value_{i} = {i}\n" for i in range(60))  # ~700 bytes: beyond the cold window
+    text = f"FAR_ABOVE = 1\n{filler}\n\ndef f():\n    return \n"
+    line = filler.count("\n") + 4
+
+    def cursor(uri: str, line: int) -> None:
+        position = {"line": line, "character": 4}
+        s.client.protocol.notify("infiller/cursor", {"textDocument": {"uri": uri}, "position": position})
+
+    async def scenario(session: Session) -> None:
+        nonlocal s
+        s = session
+        rested, passed = s.open(s.root / "rested.py", text), s.open(s.root / "passed.py", text)
+        cursor(passed, line)  # passing through: the cursor moves on before it rests
+        await asyncio.sleep(0.05)
+        cursor(rested, line - 1)
+        await asyncio.sleep(0.05)
+        cursor(rested, line)
+        await asyncio.sleep(1.5)  # the user looks: the prompt is read, then grown
+        s.edit(rested, (line, 11), (line, 11), "x")
+        assert [i.insert_text for i in await s.inline(rested, line, 12, invoked=False)] == ["far()"]
+        s.edit(passed, (line, 11), (line, 11), "x")
+        assert [i.insert_text for i in await s.inline(passed, line, 12, invoked=False)] == ["near()"]
+
+    s: Session
+    run(tmp_path, "growing", scenario)
+
+
 def test_typing_with_a_fast_model_gets_the_block(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         adder = s.open(s.root / "adder.py")

@@ -358,6 +358,25 @@ def test_a_slow_model_suggests_a_block_a_line_at_a_time(editor: Editor) -> None:
     assert "return message" not in state["ghost"]["text"]
 
 
+def test_where_the_cursor_rests_in_normal_mode_the_server_reads_the_prompt(editor: Editor) -> None:
+    log = editor.state_dir / "server.log"
+
+    def read_at(line: int) -> bool:
+        return log.exists() and f"cursor rests at greetings.py:{line - 1}:" in log.read_text()
+
+    editor.keys(f"{FAREWELL_DEF}G")  # normal mode: the plugin says where the cursor is
+    deadline = time.monotonic() + FAKE_TIMEOUT_S
+    while not read_at(FAREWELL_DEF):
+        assert time.monotonic() < deadline, f"no read where the cursor rests\n{editor.log_tail()}"
+        time.sleep(0.1)
+    # Passing through a line (moving on at once) reads nothing there.
+    editor.keys("kkk")
+    while not read_at(FAREWELL_DEF - 3):
+        assert time.monotonic() < deadline, f"no read where the cursor rests\n{editor.log_tail()}"
+        time.sleep(0.1)
+    assert not read_at(FAREWELL_DEF - 1) and not read_at(FAREWELL_DEF - 2)
+
+
 def test_dismiss_esc_and_tab_fallback(editor: Editor) -> None:
     open_greeting(editor, "gr")
     editor.wait_ghost("a suggestion")

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 BUFFER_FEED_DELAY_S = 0.75
 # An edit this many lines away from the previous one is a jump: prefill the model cache there.
 JUMP_LINES = 32
+# The client's notification of where its cursor is outside typing (docs/lsp.md).
+CURSOR = "infiller/cursor"
+# A cursor that stays this long, with no key typed meanwhile, is where the user may type next: the
+# prompt there is read while they look. One passing through (scrolling, a search) is not worth a read.
+CURSOR_REST_S = 0.3
 WATCH_REGISTRATION_ID = "infiller-watched-files"
 
 
@@ -138,12 +143,59 @@ def _notify_changed(server: InfillerServer, doc: Document) -> None:
             log.exception("document hook failed")
 
 
+def cursor_of(params: Any) -> tuple[str, int] | None:
+    """The uri and line of an `infiller/cursor` notification's params; None when malformed."""
+    document, position = getattr(params, "textDocument", None), getattr(params, "position", None)
+    uri, line = getattr(document, "uri", None), getattr(position, "line", None)
+    if not isinstance(uri, str) or not isinstance(line, int) or isinstance(line, bool) or line < 0:
+        return None
+    return uri, line
+
+
+class CursorRest:
+    """Reads the prompt where the cursor rests outside typing (the clients' `infiller/cursor`).
+
+    A cold prompt in a new place takes seconds to read (~450 tokens: 4-7 s for the 1.5B on 2
+    cores); the user arriving somewhere looks before typing, and now the model reads meanwhile,
+    then grows the prompt while they still look (Suggester.prefill). The line being edited is left
+    alone: the requests there hold its prompt, and a hot streak may be preparing its next line.
+    """
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+        self._read: tuple[str, int, int | None] | None = None  # (uri, line, version) last read
+
+    def moved(self, ls: InfillerServer, uri: str, line: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(CURSOR_REST_S, self._rested, ls, uri, line)
+
+    def typed(self) -> None:
+        """A key: the cursor is where the typing is, which the requests look after."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _rested(self, ls: InfillerServer, uri: str, line: int) -> None:
+        self._timer = None
+        doc = ls.documents.get(uri)
+        if doc is None or line == doc.last_line or (uri, line, doc.version) == self._read:
+            return
+        since = ls.session.suggester.debounce.since_last_key(uri)
+        if since is not None and since < CURSOR_REST_S:
+            return
+        self._read = (uri, line, doc.version)
+        log.info("cursor rests at %s:%d: reading the prompt there", uri.rsplit("/", 1)[-1], line)
+        inline.prefill(ls, doc, line)
+
+
 def _spawn(server: InfillerServer, coro: Coroutine[Any, Any, None]) -> None:
     server.spawn(coro)
 
 
 def register(server: InfillerServer) -> None:
     feeder = BufferFeeder(server)
+    rest = CursorRest()
     server.on_index_opened.append(lambda ls: feeder.resend_all())
     server.on_initialized.append(lambda ls: _spawn(ls, register_watchers(ls)))
 
@@ -167,6 +219,7 @@ def register(server: InfillerServer) -> None:
         doc, line = changed
         _notify_changed(ls, doc)
         ls.session.suggester.observe(doc.uri)
+        rest.typed()
         if doc.path is not None:
             feeder.changed(doc.path, doc.text)
             if line is not None and ls.index is not None:
@@ -176,6 +229,14 @@ def register(server: InfillerServer) -> None:
             doc.last_line = line
             if jumped:
                 inline.prefill(ls, doc, line)
+
+    @server.feature(CURSOR)
+    def cursor(ls: InfillerServer, params: Any) -> None:
+        where = cursor_of(params)
+        if where is None:
+            log.warning("%s with malformed params ignored: %.200r", CURSOR, params)
+            return
+        rest.moved(ls, *where)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: InfillerServer, params: types.DidCloseTextDocumentParams) -> None:

@@ -17,6 +17,9 @@ const SECTION = "infiller";
 // when the rest of that suggestion is ready; we then ask for inline completions again.
 const SUGGESTION_UPDATED = "infiller/suggestionUpdated";
 const SUGGESTION_UPDATES = "infillerSuggestionUpdates";
+// Where the cursor is (textDocument + position): the server reads the prompt for that line while
+// the user looks, once the cursor rests and the keyboard is quiet (it decides both).
+const CURSOR = "infiller/cursor";
 // Keys under `infiller` that only this extension reads (see clients/gen_schema.py, VSCODE_ONLY).
 const CLIENT_ONLY_KEYS = ["server", "trace"];
 
@@ -91,11 +94,12 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     return;
   }
   const serverOptions: ServerOptions = { command, args: ["serve"] };
+  const documentSelector = languages(context).flatMap((language) => [
+    { scheme: "file", language },
+    { scheme: "untitled", language },
+  ]);
   const clientOptions: LanguageClientOptions = {
-    documentSelector: languages(context).flatMap((language) => [
-      { scheme: "file", language },
-      { scheme: "untitled", language },
-    ]),
+    documentSelector,
     initializationOptions: { [SECTION]: serverSettings() },
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -145,6 +149,20 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     return;
   }
   client = starting;
+  const cursorMoved = (editor: vscode.TextEditor | undefined): void => {
+    if (editor && client === starting && vscode.languages.match(documentSelector, editor.document) > 0) {
+      const c2p = starting.code2ProtocolConverter;
+      void starting.sendNotification(CURSOR, {
+        textDocument: { uri: c2p.asUri(editor.document.uri) },
+        position: c2p.asPosition(editor.selection.active),
+      });
+    }
+  };
+  context.subscriptions.push(
+    vscode.window.onDidChangeTextEditorSelection((event) => cursorMoved(event.textEditor)),
+    vscode.window.onDidChangeActiveTextEditor(cursorMoved),
+  );
+  cursorMoved(vscode.window.activeTextEditor);
 }
 
 async function showStats(): Promise<void> {

@@ -246,6 +246,18 @@ local function on_change(buf)
   end)
 end
 
+--- Outside insert mode, where the cursor is: the server reads the prompt for that line while the
+--- user looks (it waits for the cursor to rest, and for the keyboard to be quiet, itself).
+local function cursor_moved(buf)
+  if api.nvim_get_current_buf() ~= buf or in_insert() then
+    return
+  end
+  local client = client_for(buf)
+  if client then
+    lsp.notify(client, "infiller/cursor", vim.lsp.util.make_position_params(0, client.offset_encoding))
+  end
+end
+
 local function reset(buf)
   cancel(buf)
   clear(buf)
@@ -434,6 +446,12 @@ function M.setup(opts)
     group = group,
     callback = function(args)
       on_change(args.buf)
+    end,
+  })
+  api.nvim_create_autocmd({ "CursorMoved", "BufEnter", "LspAttach" }, {
+    group = group,
+    callback = function(args)
+      cursor_moved(args.buf)
     end,
   })
   api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, {
