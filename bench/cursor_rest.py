@@ -14,9 +14,9 @@ Each case opens a file of the replay's workspace (bench/replay/corpus.py), rests
 end of a statement inside a function body at least JUMP_LINES * 2 lines down, waits `look` seconds,
 presses Enter (the new line's indentation, as the editor inserts it) and asks for an inline
 completion as an editor does after a key. Measured: key → answer (ms), and whether it was empty.
-The document is closed after each case (its suggestions are dropped), and the next case is in
-another file, so no case finds the previous one's prompt in the KV cache; every place is visited
-once per arm and look, the arms alternating.
+Each visit opens a copy of the file of its own (no suggestion cached for an earlier visit serves it)
+and closes it after; the next case is in another file, so no case finds the previous one's prompt
+in the KV cache. Every place is visited once per arm and look, the arms alternating.
 
     .venv/bin/python -m bench.cursor_rest [--model M] [--threads N] [--places 8] [--looks 1,4]
 
@@ -116,10 +116,22 @@ def _place_in(path: Path) -> Place | None:
     return None
 
 
-async def visit(driver: InfillerDriver, place: Place, look_s: float, told: bool) -> Case:
+async def visit(driver: InfillerDriver, place: Place, look_s: float, told: bool, n: int) -> Case:
     text = place.path.read_text(encoding="utf-8", errors="replace")
+    # A copy of its own per visit: an answer finished after the document closed is cached under its
+    # uri, and a second visit to the same uri would be served from that cache.
+    copy = place.path.with_name(f"{place.path.stem}_visit{n}.py")
+    copy.write_text(text, encoding="utf-8")
+    try:
+        return await _visit(driver, place, look_s, told, text, copy.as_uri())
+    finally:
+        copy.unlink()
+
+
+async def _visit(
+    driver: InfillerDriver, place: Place, look_s: float, told: bool, text: str, uri: str
+) -> Case:
     lines = text.split("\n")
-    uri = place.path.as_uri()
     client = driver.client
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
@@ -177,7 +189,7 @@ async def run(
             for flip in (0, 1):
                 for i, place in enumerate(places):
                     told = (i + li + flip) % 2 == 0
-                    case = await visit(driver, place, look, told)
+                    case = await visit(driver, place, look, told, len(cases))
                     cases.append(case)
                     arm = "told" if told else "not told"
                     print(f"  look {look:g} s, {arm:8}: {case.ms:8.0f} ms  {case.place}", file=sys.stderr)
@@ -221,16 +233,18 @@ def summarize(cases: list[dict[str, Any]], looks: list[float]) -> list[dict[str,
 def write(result: dict[str, Any], out: Path, command: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    code = result["code"]
+    code, m = result["code"], result["machine"]
+    load = {k: ", ".join(f"{x:.2f}" for x in v) for k, v in result["load_average"].items()}
     lines = [
         "# Arriving somewhere new: key → first suggestion, with and without the cursor's place told",
         "",
         f"`{command}`",
         "",
-        f"Machine: {result['machine']}. infiller at {code['commit'][:12]} (server/ and context/ at "
+        f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB. "
+        f"infiller at {code['commit'][:12]} (server/ and context/ at "
         f"{code['server_commit'][:12]}{', plus uncommitted changes' if code['server_dirty'] else ''}). "
         f"{result['model']}, {result['threads']} thread(s); load average "
-        f"{result['load_average']['before']} → {result['load_average']['after']}.",
+        f"{load['before']} → {load['after']}.",
         "",
         "Each place: open the file, rest the cursor at the end of a statement in a function body (*told*: "
         "the client sends `infiller/cursor` at once), look for the given seconds, press Enter and ask "

@@ -87,7 +87,12 @@ async def run_one(
         from bench.replay.lsp_driver import InfillerDriver
 
         driver: Any = InfillerDriver(
-            model, threads, lambda v, t, k: user.show(v, t, k), args.settings, updates=args.updates
+            model,
+            threads,
+            lambda v, t, k: user.show(v, t, k),
+            args.settings,
+            updates=args.updates,
+            cursor=args.cursor,
         )
     else:
         from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver, repacking_runs
@@ -337,6 +342,12 @@ def main() -> int:
         dest="updates",
         action="store_false",
         help="infiller's client does not announce suggestionUpdates (no early answers)",
+    )
+    parser.add_argument(
+        "--no-cursor",
+        dest="cursor",
+        action="store_false",
+        help="infiller's client does not send infiller/cursor after each edit (as VS Code does)",
     )
     parser.add_argument(
         "--peer-ctx", type=int, default=0, help="llama-server -c (0: the model's, as llama.vim's preset)"

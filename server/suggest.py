@@ -338,7 +338,14 @@ class Suggester:
                 flight.orphan_timer = loop.call_later(ORPHAN_GRACE_S, _cancel_orphan, flight)
 
     def _submit(
-        self, work: Work, completer: Completer, at: CompletionContext, *, supersede: bool, label: str
+        self,
+        work: Work,
+        completer: Completer,
+        at: CompletionContext,
+        *,
+        supersede: bool,
+        label: str,
+        whole_chunks: bool = False,
     ) -> InFlight:
         """Queue `work` for `at` on the model thread, as an InFlight that later requests may follow."""
         flight: InFlight | None = None
@@ -348,7 +355,10 @@ class Suggester:
                 flight.partial = raw  # a str assignment: safe to read from the loop
 
         future, token = self.session.submit(
-            lambda t: work(completer, at, t, on_partial), supersede=supersede, label=f"{label}@{at.line}"
+            lambda t: work(completer, at, t, on_partial),
+            supersede=supersede,
+            label=f"{label}@{at.line}",
+            whole_chunks=whole_chunks,
         )
         wrapped: asyncio.Future[CompletionResult | None] = asyncio.wrap_future(future)
         wrapped.add_done_callback(_log_failure)  # a superseded or orphaned job ends in Cancelled
@@ -452,12 +462,15 @@ class Suggester:
 
     # --- background work (any completion supersedes it) -------------------------------------
 
-    def _background(self, at: CompletionContext, work: Work, label: str) -> InFlight | None:
-        """Queue low-priority model work for `at`; any completion request supersedes it."""
+    def _background(
+        self, at: CompletionContext, work: Work, label: str, *, whole_chunks: bool = False
+    ) -> InFlight | None:
+        """Queue low-priority model work for `at`; any completion request supersedes it (at the
+        end of the prompt chunk being read, with `whole_chunks`)."""
         completer = self.session.completer(at.root)
         if completer is None:
             return None
-        flight = self._submit(work, completer, at, supersede=False, label=label)
+        flight = self._submit(work, completer, at, supersede=False, label=label, whole_chunks=whole_chunks)
         flight.background = True
         self.background = flight.future
 
@@ -516,12 +529,14 @@ class Suggester:
             self.inflight = flight  # a request at the target follows it instead of starting over
             self._streak = flight
 
-    def prefill(self, at: CompletionContext) -> None:
+    def prefill(self, at: CompletionContext, *, whole_chunks: bool = False) -> None:
         """Read the prompt for this spot into the KV cache, generating nothing; then let it grow.
 
         The cache holds one place: background work for another one is dropped (an older prefill,
         the growth of another place, a next line prepared that nobody waits for), so a cursor
-        moving from place to place never leaves a queue of reads behind it."""
+        moving from place to place never leaves a queue of reads behind it. `whole_chunks`: where
+        the request that supersedes it is most likely for this same place (the cursor rested
+        here), the chunk being read is finished rather than thrown away."""
         if not self.settings.prefill:
             return
         for older in (self._prefilling, self._streak):
@@ -529,7 +544,7 @@ class Suggester:
                 older.token.cancel("superseded")
         if self._grow_token is not None:
             self._grow_token.cancel("superseded")
-        self._prefilling = self._background(at, _prefill, "prefill")
+        self._prefilling = self._background(at, _prefill, "prefill", whole_chunks=whole_chunks)
         self.grow(at)
 
     def keep_current(self, at: CompletionContext) -> None:

@@ -180,14 +180,17 @@ class CodeServer:
     proc: subprocess.Popen[bytes]
     chromium: str
 
-    def log_tail(self) -> str:
-        parts = []
+    def logs(self) -> list[Path]:
         logs = sorted((self.workdir / "user-data" / "logs").glob("*/exthost*/infiller.infiller/*.log"))
         logs += sorted((self.workdir / "user-data" / "logs").glob("*/exthost*/remoteexthost.log"))
-        for path in [self.workdir / "code-server.log", *logs]:
-            if path.exists():
-                parts.append(f"--- {path}\n" + path.read_text(errors="replace")[-3000:])
-        return "\n".join(parts)
+        return [p for p in (self.workdir / "code-server.log", *logs) if p.exists()]
+
+    def log_text(self) -> str:
+        """The whole of code-server's and the extension's logs (the server's stderr is in them)."""
+        return "\n".join(path.read_text(errors="replace") for path in self.logs())
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p}\n" + p.read_text(errors="replace")[-3000:] for p in self.logs())
 
 
 def user_settings() -> dict[str, Any]:
@@ -405,7 +408,14 @@ def test_real_model_ghost_text_is_shown_accepted_with_tab_and_counted(workbench:
     # Retype the body of total_area(): go to the line, select it after its indentation, type.
     wb.keys("Control+g")
     wb.page.keyboard.type(str(TOTAL_LINE))
-    wb.keys("Enter", "End", "Shift+Home")
+    wb.keys("Enter")
+    # Where the cursor rests the extension says so (infiller/cursor) and the server reads ahead.
+    wb.wait_until(
+        wb.server.log_text,
+        lambda log: f"cursor rests at report.py:{TOTAL_LINE - 1}:" in log,
+        "the server to read the prompt where the cursor rests",
+    )
+    wb.keys("End", "Shift+Home")
     started = time.monotonic()
     wb.page.keyboard.type(TYPED, delay=KEY_DELAY_MS)
     typed_line = f"    {TYPED})"  # the closing bracket is VS Code's own auto-closing

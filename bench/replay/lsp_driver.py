@@ -4,7 +4,8 @@ Every edit is a didChange and an automatic inlineCompletion request; a request s
 the next edit comes is cancelled with $/cancelRequest (as VS Code does). Opening a file is didOpen
 and an invoked request at the cursor. Accepting runs the item's `infiller.accepted` command. The
 client announces that it asks again on `infiller/suggestionUpdated` (a suggestion shown early
-grew), as the VS Code and Neovim clients do.
+grew), as the VS Code and Neovim clients do, and says where the cursor is after every edit
+(`infiller/cursor`), as VS Code's selection changes make the extension do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pygls.lsp.client import LanguageClient
 
 from bench.replay.accept import Take
 from bench.replay.procs import children_matching
+from server.features.sync import CURSOR
 from server.lsp.server import SUGGESTION_UPDATED, SUGGESTION_UPDATES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,9 +72,12 @@ class InfillerDriver:
         settings: str = "{}",
         *,
         updates: bool = True,
+        cursor: bool = True,
     ):
         self.model = model
         self.announce_updates = updates  # False: a client that does not ask again (no early answers)
+        # VS Code's selection changes: infiller/cursor after every edit and at open (False: none).
+        self.cursor = cursor
         self.threads = threads
         self.settings = json.loads(settings)
         self._show = show
@@ -169,6 +174,7 @@ class InfillerDriver:
             )
         )
         self._now = (version, text, cursor)
+        self._cursor(text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Invoked)
 
     def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
@@ -182,7 +188,18 @@ class InfillerDriver:
             )
         )
         self._now = (version, text, cursor)
+        self._cursor(text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Automatic)
+
+    def _cursor(self, text: str, cursor: int) -> None:
+        """As VS Code's extension does on every selection change (the edit moved the cursor)."""
+        if self.cursor:
+            position = position_of(text, cursor)
+            params = {
+                "textDocument": {"uri": self._uri},
+                "position": {"line": position.line, "character": position.character},
+            }
+            self.client.protocol.notify(CURSOR, params)
 
     def _request(
         self, version: int, text: str, cursor: int, trigger: types.InlineCompletionTriggerKind

@@ -71,13 +71,15 @@ async def suggest(
     return await suggester.suggest(context_at(server, doc, line, column), explicit=explicit)
 
 
-def prefill(server: InfillerServer, doc: Document, line: int) -> None:
-    """Read the prompt for the end of `line` into the model's cache (a file opened, a jump)."""
+def prefill(server: InfillerServer, doc: Document, line: int, *, whole_chunks: bool = False) -> None:
+    """Read the prompt for the end of `line` into the model's cache (a file opened, a jump, the
+    cursor resting there; `whole_chunks`: see Suggester.prefill)."""
     if doc.too_large or not server.settings.language_enabled(doc.language, doc.language_id):
         return
     lines = doc.text.split("\n")
     if line < len(lines):
-        server.session.suggester.prefill(context_at(server, doc, line, len(lines[line])))
+        at = context_at(server, doc, line, len(lines[line]))
+        server.session.suggester.prefill(at, whole_chunks=whole_chunks)
 
 
 # --- LSP wrapping ----------------------------------------------------------------------------

@@ -186,7 +186,9 @@ class CursorRest:
             return
         self._read = (uri, line, doc.version)
         log.info("cursor rests at %s:%d: reading the prompt there", uri.rsplit("/", 1)[-1], line)
-        inline.prefill(ls, doc, line)
+        # A chunk stopped half-way is thrown away, and the request that stops it is most likely
+        # for this place: with a 1 s look nothing was kept (bench/cursor_rest.py).
+        inline.prefill(ls, doc, line, whole_chunks=True)
 
 
 def _spawn(server: InfillerServer, coro: Coroutine[Any, Any, None]) -> None:
