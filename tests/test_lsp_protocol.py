@@ -593,6 +593,18 @@ def test_where_the_cursor_rests_the_prompt_is_read_and_grown_before_the_first_ke
         assert [i.insert_text for i in await s.inline(rested, line, 12, invoked=False)] == ["far()"]
         s.edit(passed, (line, 11), (line, 11), "x")
         assert [i.insert_text for i in await s.inline(passed, line, 12, invoked=False)] == ["near()"]
+        # A line asked at needs no read (its requests hold the prompt; a read would drop the next
+        # line being prepared); a line passed through got none either.
+        await s.inline(rested, line - 4, 0)
+        cursor(rested, line - 4)
+        await asyncio.sleep(0.6)
+        cursor(rested, line - 2)
+        await asyncio.sleep(0.6)
+        log = (s.state / "server.log").read_text()
+        reads = [
+            m.split(": reading")[0].rsplit(" ", 1)[-1] for m in log.splitlines() if "cursor rests at" in m
+        ]
+        assert reads == [f"rested.py:{line}", f"rested.py:{line - 2}"], reads
 
     s: Session
     run(tmp_path, "growing", scenario)

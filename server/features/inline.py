@@ -68,6 +68,7 @@ async def suggest(
             )
         return suggester.decline("document-too-large")
     line, column = cursor_at(doc.text, position)
+    doc.last_line = line
     return await suggester.suggest(context_at(server, doc, line, column), explicit=explicit)
 
 

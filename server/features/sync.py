@@ -157,8 +157,9 @@ class CursorRest:
 
     A cold prompt in a new place takes seconds to read (~450 tokens: 4-7 s for the 1.5B on 2
     cores); the user arriving somewhere looks before typing, and now the model reads meanwhile,
-    then grows the prompt while they still look (Suggester.prefill). The line being edited is left
-    alone: the requests there hold its prompt, and a hot streak may be preparing its next line.
+    then grows the prompt while they still look (Suggester.prefill). The line being edited or asked
+    at is left alone: the requests there hold its prompt, and a hot streak may be preparing its
+    next line (a prefill would drop it).
     """
 
     def __init__(self) -> None:

@@ -103,7 +103,8 @@ class Document:
     version: int | None
     language_id: str
     path: Path | None
-    # Line of the last edit: a change far from it is a cursor jump (prefill the new spot).
+    # Line of the last edit or completion request, where the user works: a change far from it is
+    # a cursor jump (prefill the new spot); the cursor resting on it needs no prefill.
     last_line: int | None = None
     # The user was told once that this buffer is too large for completions.
     told_too_large: bool = False
