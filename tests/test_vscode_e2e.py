@@ -226,6 +226,8 @@ def code_server() -> Iterator[CodeServer]:
             **os.environ,
             # The server's statistics start at zero, kept apart from the user's own.
             "INFILLER_STATE_DIR": str(workdir / "state"),
+            # The server's INFO lines on its stderr, which the extension's output channel logs.
+            "INFILLER_LOG_LEVEL": "20",
             "XDG_CONFIG_HOME": str(workdir / "xdg-config"),
             "XDG_DATA_HOME": str(workdir / "xdg-data"),
         }
