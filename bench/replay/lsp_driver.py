@@ -26,13 +26,15 @@ from pygls.lsp.client import LanguageClient
 
 from bench.replay.accept import Take
 from bench.replay.procs import children_matching
-from server.features.sync import CURSOR
 from server.lsp.server import SUGGESTION_UPDATED, SUGGESTION_UPDATES
 
 REPO = Path(__file__).resolve().parents[2]
 # Longest wait for the model to load and the workspace index to be built before typing starts.
 READY_TIMEOUT_S = 600.0
 READY_POLL_S = 0.2
+# The notification the VS Code extension sends on every selection change (clients/vscode): named
+# here as the extension names it, so that the driver also runs against a server without it.
+CURSOR = "infiller/cursor"
 # At the end, how long pending requests get to come back after they are cancelled.
 STOP_WAIT_S = 30.0
 
