@@ -186,10 +186,10 @@ class CursorRest:
         if since is not None and since < CURSOR_REST_S:
             return
         self._read = (uri, line, doc.version)
-        log.info("cursor rests at %s:%d: reading the prompt there", uri.rsplit("/", 1)[-1], line)
         # A chunk stopped half-way is thrown away, and the request that stops it is most likely
         # for this place: with a 1 s look nothing was kept (bench/cursor_rest.py).
-        inline.prefill(ls, doc, line, whole_chunks=True)
+        if inline.prefill(ls, doc, line, whole_chunks=True):
+            log.info("cursor rests at %s:%d: reading the prompt there", uri.rsplit("/", 1)[-1], line)
 
 
 def _spawn(server: InfillerServer, coro: Coroutine[Any, Any, None]) -> None:
