@@ -605,6 +605,11 @@ def test_where_the_cursor_rests_the_prompt_is_read_and_grown_before_the_first_ke
             m.split(": reading")[0].rsplit(" ", 1)[-1] for m in log.splitlines() if "cursor rests at" in m
         ]
         assert reads == [f"rested.py:{line}", f"rested.py:{line - 2}"], reads
+        # A key right after the cursor moved (VS Code reports the moves typing makes): no read.
+        cursor(rested, 2)
+        s.edit(rested, (line, 12), (line, 12), "y")
+        await asyncio.sleep(0.6)
+        assert "cursor rests at rested.py:2:" not in (s.state / "server.log").read_text()
 
     s: Session
     run(tmp_path, "growing", scenario)
