@@ -138,14 +138,14 @@ async def _visit(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)
         )
     )
-    end = types.Position(line=place.line, character=len(lines[place.line].encode("utf-16-le")) // 2)
+    offset = sum(len(line) + 1 for line in lines[: place.line]) + len(lines[place.line])
+    end = position_of(text, offset)
     if told:
         client.protocol.notify(
             CURSOR, {"textDocument": {"uri": uri}, "position": {"line": end.line, "character": end.character}}
         )
     await asyncio.sleep(look_s)
     insert = "\n" + place.indent
-    offset = sum(len(line) + 1 for line in lines[: place.line]) + len(lines[place.line])
     typed = text[:offset] + insert + text[offset:]
     started = time.perf_counter()
     client.text_document_did_change(

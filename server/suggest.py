@@ -515,22 +515,21 @@ class Suggester:
             # new place, a cold prompt of ~450 tokens read in chunks that a request after Enter
             # waited behind (662 ms), and that put out the body's prompt from the KV cache.
             return
-        stale = self._streak
-        if stale is not None and not stale.future.done() and not stale.waiters and not stale.shown:
+        if self._streak is not None and not self._streak.shown:
             # The user has moved on from the line it was preparing the next one for: the line
             # wanted now would queue behind it (985 ms in the tuned regions' replay).
-            stale.token.cancel("superseded")
-        if self._growing is not None and not self._growing.done() and self._grow_token is not None:
-            # A growth step queued (or being read) would go first: the line wanted next waited
-            # 406 ms behind one in the tuned regions' replay. The next model answer resumes growth.
-            self._grow_token.cancel("superseded")
+            _drop_unwaited(self._streak)
+        # A growth step queued (or being read) would go first: the line wanted next waited 406 ms
+        # behind one in the tuned regions' replay. The next model answer resumes growth.
+        self._stop_growth()
         flight = self._background(target, _complete_next_line, "hot-streak")
         if flight is not None:
             self.inflight = flight  # a request at the target follows it instead of starting over
             self._streak = flight
 
-    def prefill(self, at: CompletionContext, *, whole_chunks: bool = False) -> None:
+    def prefill(self, at: CompletionContext, *, whole_chunks: bool = False) -> bool:
         """Read the prompt for this spot into the KV cache, generating nothing; then let it grow.
+        False: nothing was queued (prefill is off, or no model is loaded yet).
 
         The cache holds one place: background work for another one is dropped (an older prefill,
         the growth of another place, a next line prepared that nobody waits for), so a cursor
@@ -538,14 +537,19 @@ class Suggester:
         the request that supersedes it is most likely for this same place (the cursor rested
         here), the chunk being read is finished rather than thrown away."""
         if not self.settings.prefill:
-            return
-        for older in (self._prefilling, self._streak):
-            if older is not None and not older.future.done() and not older.waiters:
-                older.token.cancel("superseded")
-        if self._grow_token is not None:
-            self._grow_token.cancel("superseded")
+            return False
+        _drop_unwaited(self._prefilling)
+        _drop_unwaited(self._streak)
+        self._stop_growth()
         self._prefilling = self._background(at, _prefill, "prefill", whole_chunks=whole_chunks)
         self.grow(at)
+        return self._prefilling is not None
+
+    def _stop_growth(self) -> None:
+        """Stop the growth step queued or being read (it ends at its chunk's end); the next model
+        answer, or a prefill, starts growing again."""
+        if self._growing is not None and not self._growing.done() and self._grow_token is not None:
+            self._grow_token.cancel("superseded")
 
     def keep_current(self, at: CompletionContext) -> None:
         """While keys come faster than the debounce and the model is idle, read what was typed
@@ -667,6 +671,12 @@ def _prefill(
     # the one that the next keystroke most often tokenizes differently (`(` becomes `(self`).
     prompt = completer.build_prompt(at, grow=True)
     completer.runtime.prefill(prompt.tokens[:-1], token)
+
+
+def _drop_unwaited(flight: InFlight | None) -> None:
+    """Stop background work that is still running and that no request is following."""
+    if flight is not None and not flight.future.done() and not flight.waiters:
+        flight.token.cancel("superseded")
 
 
 def _cancel_orphan(flight: InFlight) -> None:

@@ -364,6 +364,7 @@ def test_where_the_cursor_rests_in_normal_mode_the_server_reads_the_prompt(edito
     def read_at(line: int) -> bool:
         return log.exists() and f"cursor rests at greetings.py:{line - 1}:" in log.read_text()
 
+    editor.stats(lambda s: s["model"] is not None, "the model to load (a read needs it)")
     editor.keys(f"{FAREWELL_DEF}G")  # normal mode: the plugin says where the cursor is
     deadline = time.monotonic() + FAKE_TIMEOUT_S
     while not read_at(FAREWELL_DEF):

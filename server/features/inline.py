@@ -75,16 +75,13 @@ async def suggest(
 def prefill(server: InfillerServer, doc: Document, line: int, *, whole_chunks: bool = False) -> bool:
     """Read the prompt for the end of `line` into the model's cache (a file opened, a jump, the
     cursor resting there; `whole_chunks`: see Suggester.prefill). False: nothing to read there."""
-    suggester = server.session.suggester
-    if doc.too_large or not suggester.settings.prefill:
-        return False
-    if not server.settings.language_enabled(doc.language, doc.language_id):
+    if doc.too_large or not server.settings.language_enabled(doc.language, doc.language_id):
         return False
     lines = doc.text.split("\n")
     if line >= len(lines):
         return False
-    suggester.prefill(context_at(server, doc, line, len(lines[line])), whole_chunks=whole_chunks)
-    return True
+    at = context_at(server, doc, line, len(lines[line]))
+    return server.session.suggester.prefill(at, whole_chunks=whole_chunks)
 
 
 # --- LSP wrapping ----------------------------------------------------------------------------

@@ -94,12 +94,8 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     return;
   }
   const serverOptions: ServerOptions = { command, args: ["serve"] };
-  const documentSelector = languages(context).flatMap((language) => [
-    { scheme: "file", language },
-    { scheme: "untitled", language },
-  ]);
   const clientOptions: LanguageClientOptions = {
-    documentSelector,
+    documentSelector: documentSelector(context),
     initializationOptions: { [SECTION]: serverSettings() },
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -149,20 +145,28 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     return;
   }
   client = starting;
-  const cursorMoved = (editor: vscode.TextEditor | undefined): void => {
-    if (editor && client === starting && vscode.languages.match(documentSelector, editor.document) > 0) {
-      const c2p = starting.code2ProtocolConverter;
-      void starting.sendNotification(CURSOR, {
-        textDocument: { uri: c2p.asUri(editor.document.uri) },
-        position: c2p.asPosition(editor.selection.active),
-      });
-    }
-  };
-  context.subscriptions.push(
-    vscode.window.onDidChangeTextEditorSelection((event) => cursorMoved(event.textEditor)),
-    vscode.window.onDidChangeActiveTextEditor(cursorMoved),
-  );
-  cursorMoved(vscode.window.activeTextEditor);
+  cursorMoved(context, vscode.window.activeTextEditor);
+}
+
+function documentSelector(context: vscode.ExtensionContext): { scheme: string; language: string }[] {
+  return languages(context).flatMap((language) => [
+    { scheme: "file", language },
+    { scheme: "untitled", language },
+  ]);
+}
+
+/** Tell the running server where the cursor is (in a document of the languages it serves). */
+function cursorMoved(context: vscode.ExtensionContext, editor: vscode.TextEditor | undefined): void {
+  const running = client;
+  const served = editor && vscode.languages.match(documentSelector(context), editor.document) > 0;
+  if (!editor || !served || !running?.isRunning()) {
+    return;
+  }
+  const c2p = running.code2ProtocolConverter;
+  void running.sendNotification(CURSOR, {
+    textDocument: { uri: c2p.asUri(editor.document.uri) },
+    position: c2p.asPosition(editor.selection.active),
+  });
 }
 
 async function showStats(): Promise<void> {
@@ -230,6 +234,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     vscode.commands.registerCommand("infiller.showStats", showStats),
     vscode.commands.registerCommand("infiller.promptEdit", promptEdit),
+    // Registered once: they follow whichever client is running (a restart replaces it).
+    vscode.window.onDidChangeTextEditorSelection((event) => cursorMoved(context, event.textEditor)),
+    vscode.window.onDidChangeActiveTextEditor((editor) => cursorMoved(context, editor)),
     vscode.commands.registerCommand("infiller.restart", async () => {
       await client?.stop();
       client = undefined;
