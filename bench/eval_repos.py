@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.sdist import fetch_deb
 from server.eval.report import summarize, table
 from server.eval.runner import Record, load_records
 
@@ -35,6 +36,12 @@ REPOS: tuple[str, ...] = ("more-itertools==10.5.0", "networkx==3.4.2", "boltons=
 
 
 def name_of(spec: str) -> str:
+    """`boltons==24.1.0` -> boltons; `npm:rxjs@7.8.1` -> rxjs; `deb:librust-semver-dev=1.0.14-1` ->
+    librust-semver-dev."""
+    if spec.startswith("npm:"):
+        return spec[4:].rsplit("@", 1)[0].replace("/", "+")
+    if spec.startswith("deb:"):
+        return spec[4:].split("=")[0]
     return spec.split("==")[0]
 
 
@@ -61,7 +68,10 @@ class Suite:
 
 def run(suite: Suite, spec: str, n: int, minutes: float, tune: bool, started_only: bool = False) -> None:
     out = suite.runs / name_of(spec)
-    cmd = [str(REPO / ".venv" / "bin" / "infiller"), "eval", spec, "--model", suite.model, "--n", str(n)]
+    # A Debian package (Go, Rust sources) is fetched here; `infiller eval` fetches sdists and npm
+    # packages itself.
+    repo = str(fetch_deb(spec, RUNS.parent / "src")) if spec.startswith("deb:") else spec
+    cmd = [str(REPO / ".venv" / "bin" / "infiller"), "eval", repo, "--model", suite.model, "--n", str(n)]
     cmd += ["--minutes", str(minutes), "--threads", str(suite.threads), "--out", str(out)]
     if suite.levels:
         cmd += ["--levels", suite.levels]
@@ -163,7 +173,11 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="per repository")
     parser.add_argument("--tune", default="boltons==24.1.0", help="the repository run with --tune")
     parser.add_argument("--suite", default="", help="a name for these runs and their report folder")
-    parser.add_argument("--repos", help=f"comma-separated sdists (default: {','.join(REPOS)})")
+    parser.add_argument(
+        "--repos",
+        help="comma-separated sdists (name==version), npm packages (npm:name@version) or Debian "
+        f"packages of Go/Rust sources (deb:name=version) (default: {','.join(REPOS)})",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--levels", help="passed to infiller eval (default: all)")
     parser.add_argument("--configs", help="passed to infiller eval (default: the standard ones)")

@@ -39,3 +39,30 @@ def test_eval_on_a_tiny_repository(tmp_path: Path) -> None:
     assert (out / "chart.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     assert [s["config"] for s in summary["summaries"]] == ["no context", "default"]
+
+
+POLY = Path(__file__).parent / "data" / "eval" / "polyrepo"
+
+
+def test_eval_in_typescript_go_and_rust(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "server", "eval", str(POLY), "--model", "qwen2.5-coder-0.5b", "--n", "3"]
+    cmd += ["--languages", "typescript,go,rust", "--levels", "statement,crossfile", "--configs", "no context"]
+    cmd += ["--out", str(out), "--threads", "1", "--no-exec", "--no-chart", "--seed", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert {r["config"] for r in records} == {"no context", "default"}
+    assert {r["level"] for r in records} == {"statement", "crossfile"}
+    assert len({r["key"] for r in records}) == 3
+    for r in records:
+        assert r["path"].endswith((".ts", ".go", ".rs")) and r["prompt_tokens"] > 0
+        assert r["prediction"] or not r["exact"]
+        assert not r["covered"]  # tests run for Python only
+    # The default's prompt holds the other file the crossfile case's name comes from.
+    crossfile = [r for r in records if r["level"] == "crossfile"]
+    assert crossfile and all(r["context_tokens"] > 0 for r in crossfile if r["config"] == "default"), (
+        crossfile
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta"]["languages"] == ["typescript", "tsx", "go", "rust"]

@@ -257,7 +257,7 @@ def test_a_repository_without_cases_is_a_clear_error_not_an_empty_report(
     out = tmp_path / "out"
     assert main(["eval", str(repo), "--no-exec", "--no-chart", "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "no case to evaluate" in err and "0 Python file(s) outside tests and docs" in err
+    assert "no case to evaluate" in err and "0 python file(s) outside tests and docs" in err
     assert not (out / "report.md").exists()
 
 

@@ -31,7 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="measure completion quality on a repository (and --tune to it)")
     p.add_argument(
-        "repo", nargs="?", default=".", help="a folder, or a pinned sdist like boltons==24.1.0 (default: .)"
+        "repo",
+        nargs="?",
+        default=".",
+        help="a folder, a pinned sdist like boltons==24.1.0 or npm package like npm:zod@3.23.8 (default: .)",
     )
     p.add_argument(
         "--model", action="append", help="registry model (repeat for several; default: the registry's)"
@@ -40,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--n", type=positive_int, default=DEFAULT_CASES, help="cases, spread over levels and files"
     )
     p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated (default: all)")
+    p.add_argument(
+        "--languages",
+        help="comma-separated languages whose files give cases, or `all` (default: the repository's "
+        "main language by bytes)",
+    )
     p.add_argument("--configs", help="comma-separated configurations (default: all standard ones)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--minutes", type=positive_float, help="stop starting new cases after this long")
@@ -151,6 +159,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         exclude = _excluded_keys([Path(p) for p in args.exclude_cases])
     except ValueError as exc:
         return fail(str(exc))
+    try:
+        languages = _languages(args.languages)
+    except ValueError as exc:
+        return fail(str(exc))
     out = Path(args.out) if args.out else _cache_dir("runs") / source.name
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +191,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         exclude=exclude,
     )
     print(f"infiller eval: {source} -> {out}", file=sys.stderr)
-    workspace = Workspace(source, out / "scratch", out / "index.sqlite")
+    workspace = Workspace(source, out / "scratch", out / "index.sqlite", languages)
+    options.languages = list(workspace.languages)
     try:
         summaries, records = _run(workspace, options, args, "cases")
         if summaries is None:
@@ -190,6 +203,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         workspace.close()
     return 0
+
+
+def _languages(spec: str | None) -> list[str] | None:
+    """--languages: None (the repository's main language), every supported one, or those named."""
+    from context.syntax import LANGUAGES
+
+    if spec is None:
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(LANGUAGES)
+    bad = [n for n in names if n not in LANGUAGES]
+    if not names or bad:
+        raise ValueError(
+            f"--languages: {'unknown ' + ', '.join(bad) if bad else 'none named'} "
+            f"(known: {', '.join(LANGUAGES)}, or all)"
+        )
+    return names
 
 
 def _excluded_keys(runs: list[Path]) -> frozenset[str]:
@@ -246,6 +277,7 @@ def _report(
         "source": str(source),
         "models": options.models,
         "levels": options.levels,
+        "languages": options.languages,
         "n": options.n,
         "seed": options.seed,
         "configs": {name: c.describe() for name, c in options.configs.items()},
@@ -260,7 +292,7 @@ def _report(
         f"# infiller eval: {options.repo}\n\n"
         f"Command: `{meta['command']}`\n\n"
         f"infiller {meta['infiller']}. Models {', '.join(options.models)}; "
-        f"levels {', '.join(options.levels)}; seed {options.seed}; "
+        f"languages {', '.join(options.languages)}; levels {', '.join(options.levels)}; seed {options.seed}; "
         f"{machine['cpus']} CPUs, load average {machine['load_average']} at the end; {meta['finished']}.\n\n"
         f"Configurations:\n\n{configs}\n\n"
     )

@@ -11,16 +11,20 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from context.imports import resolve_binding
+from context.imports import resolve_binding, resolve_script_import
 from context.index import Index
 from context.masking import Mask
+from context.syntax import language_for_path
 
 # `name==version`: a pinned source distribution fetched from the package index.
 PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
+# `npm:name@version` (scoped names too): a pinned npm package, fetched with `npm pack`.
+PINNED_NPM = re.compile(r"^npm:((?:@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*)@([0-9][\w.+-]*)$")
 # Folders never copied into the scratch tree (environments, caches, VCS data).
 SKIP_DIRS = frozenset(
     {
@@ -40,6 +44,15 @@ SKIP_DIRS = frozenset(
 # are not the code a user completes most.
 NOT_CASE_DIRS = frozenset({"tests", "test", "testing", "docs", "doc", "examples", "benchmarks", "build"})
 NOT_CASE_FILES = frozenset({"setup.py", "conftest.py", "noxfile.py", "conf.py"})
+# The same for other languages: bundles, vendored and generated code are not what a user types.
+# (Kept apart from the Python rules above so that a Python repository's cases stay those of
+# earlier runs, which later samples exclude by key.)
+NOT_CASE_DIRS_OTHER = frozenset({"dist", "vendor", "third_party", "__tests__", "__mocks__", "fixtures"})
+NOT_CASE_SUFFIXES = (".min.js", ".d.ts", ".d.mts", ".d.cts", ".pb.go", "_generated.go")
+# Test files of other languages: `x.test.ts`, `x.spec.js`, `x_test.go`, `FooTest.java`.
+OTHER_TEST_NAME = re.compile(r"\.(?:test|spec)\.[a-z]+$|_test\.go$|Tests?\.java$|^test_.*\.(?:c|cc|cpp)$")
+# A language's family: evaluating TypeScript takes its .tsx files too, C++ its C headers.
+FAMILIES = {"typescript": ("typescript", "tsx"), "tsx": ("typescript", "tsx"), "cpp": ("cpp", "c")}
 # Covering test files run per case at most (the closest by name first).
 MAX_COVERING_TESTS = 2
 
@@ -82,31 +95,89 @@ def _unpacked(into: Path, name: str, version: str) -> Path | None:
     return None
 
 
+def fetch_npm(name: str, version: str, into: Path) -> Path:
+    """Download an npm package's tarball (`npm pack`) into `into` (once) and unpack it there."""
+    tree = into / f"{name.replace('/', '+')}-{version}"
+    if tree.is_dir():
+        return tree
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FileNotFoundError(f"npm:{name}@{version}: fetching an npm package needs `npm` on PATH")
+    into.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [npm, "pack", f"{name}@{version}", "--pack-destination", str(into), "--silent"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        said = " ".join(line.strip() for line in done.stderr.strip().splitlines()[-2:])
+        raise FileNotFoundError(f"npm:{name}@{version}: npm could not fetch it: {said or 'no reason given'}")
+    archive = into / done.stdout.strip().splitlines()[-1]
+    unpack = into / f".{tree.name}.partial"
+    if unpack.exists():
+        shutil.rmtree(unpack)
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpack, filter="data")
+    # npm tarballs hold one folder, `package/`: it becomes the tree, named after the package.
+    (unpack / "package").rename(tree)
+    shutil.rmtree(unpack)
+    return tree
+
+
 def resolve_repo(spec: str, cache: Path) -> Path:
-    """A directory for REPO: an existing path, or a pinned sdist fetched into `cache`."""
+    """A directory for REPO: an existing path, a pinned sdist or a pinned npm package fetched into
+    `cache`."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return path.resolve()
     if PINNED.match(spec):
         return fetch_sdist(spec, cache).resolve()
-    raise FileNotFoundError(f"{spec}: not a directory, nor a pinned sdist like `boltons==24.1.0`")
+    npm = PINNED_NPM.match(spec)
+    if npm:
+        return fetch_npm(npm.group(1), npm.group(2), cache).resolve()
+    raise FileNotFoundError(
+        f"{spec}: not a directory, nor a pinned sdist like `boltons==24.1.0` or npm package like "
+        "`npm:zod@3.23.8`"
+    )
 
 
 def is_test_file(rel: str) -> bool:
     parts = PurePosixPath(rel).parts
     name = parts[-1]
-    return name.startswith("test_") or name.endswith("_test.py") or any(p in ("tests", "test") for p in parts)
-
-
-def is_case_file(rel: str) -> bool:
-    """Python product code: not tests, docs, examples or packaging scripts."""
-    parts = PurePosixPath(rel).parts
-    return (
-        rel.endswith(".py")
-        and not is_test_file(rel)
-        and parts[-1] not in NOT_CASE_FILES
-        and not any(p in NOT_CASE_DIRS for p in parts[:-1])
+    if name.startswith("test_") or name.endswith("_test.py") or any(p in ("tests", "test") for p in parts):
+        return True
+    return not rel.endswith(".py") and (
+        OTHER_TEST_NAME.search(name) is not None or any(p in ("__tests__", "spec", "testdata") for p in parts)
     )
+
+
+def is_case_file(rel: str, languages: Collection[str] = ("python",)) -> bool:
+    """Product code in one of `languages`: not tests, docs, examples or packaging scripts (nor,
+    outside Python, bundles, declarations, vendored or generated code)."""
+    parts = PurePosixPath(rel).parts
+    language = language_for_path(rel)
+    if language not in languages or is_test_file(rel) or (language == "python" and not rel.endswith(".py")):
+        return False  # (type stubs hold no code to complete)
+    if parts[-1] in NOT_CASE_FILES or any(p in NOT_CASE_DIRS for p in parts[:-1]):
+        return False
+    return rel.endswith(".py") or not (
+        rel.endswith(NOT_CASE_SUFFIXES) or any(p in NOT_CASE_DIRS_OTHER for p in parts[:-1])
+    )
+
+
+def main_language(files: Iterable[str], size: Callable[[str], int]) -> str | None:
+    """The language most of the repository's product code is written in (by bytes)."""
+    total: Counter[str] = Counter()
+    for rel in files:
+        language = language_for_path(rel)
+        if language is not None and is_case_file(rel, (language,)):
+            total[FAMILIES.get(language, (language,))[0]] += size(rel)
+    return total.most_common(1)[0][0] if total else None
+
+
+def with_family(languages: Iterable[str]) -> tuple[str, ...]:
+    """The languages and their families' other members (TypeScript's .tsx files, C++'s headers)."""
+    return tuple(dict.fromkeys(m for lang in languages for m in FAMILIES.get(lang, (lang,))))
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -116,10 +187,49 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*SKIP_DIRS), symlinks=True)
 
 
+# Languages whose files of one folder make one package, sharing names without an import.
+SAME_PACKAGE_LANGUAGES = frozenset({"go", "java"})
+# A Rust `use` path inside the crate; paths of other crates (`std::`, `serde::`) name nothing here.
+RUST_LOCAL_PATH = re.compile(r"^(?:crate|super|self)::")
+IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _imported_names(module: str, language: str | None) -> list[str]:
+    """The names an import path brings in: Rust's `crate::a::{B, c}` -> B, c; Java's
+    `org.x.Thing` -> Thing. Empty for paths that can name nothing of this repository."""
+    if language == "rust":
+        if not RUST_LOCAL_PATH.match(module):
+            return []
+        tail = module.split("::")[-1] if "{" not in module else module[module.index("{") :]
+        return [n for n in IDENTIFIERS.findall(tail) if n not in ("self", "super", "crate", "as")]
+    if language == "java":
+        last = module.rsplit(".", 1)[-1]
+        return [last] if IDENTIFIERS.fullmatch(last) else []
+    return []
+
+
+def _go_package_file(path: str, files: Sequence[str]) -> str | None:
+    """A file of the repository folder that Go import path `path` names (the longest folder that
+    the import path ends with), or None for another module's package."""
+    best: str | None = None
+    best_depth = 0
+    for rel in files:
+        if not rel.endswith(".go") or is_test_file(rel):
+            continue
+        folder = PurePosixPath(rel).parent.as_posix()
+        if folder != "." and (path == folder or path.endswith("/" + folder)):
+            depth = folder.count("/") + 1
+            if depth > best_depth:
+                best, best_depth = rel, depth
+    return best
+
+
 class Workspace:
     """The original tree (read-only for us), its scratch copy and the copy's index."""
 
-    def __init__(self, source: Path, scratch: Path, db_path: Path) -> None:
+    def __init__(
+        self, source: Path, scratch: Path, db_path: Path, languages: Sequence[str] | None = None
+    ) -> None:
         self.source = source
         # Same folder name as the original: the prompt names the repository. Absolute: the index
         # reads a relative path as already relative to its root, so a relative --out made the
@@ -129,12 +239,23 @@ class Workspace:
         self.index = Index.open(self.root, db_path)
         self.index.refresh()
         self._covering: dict[str, list[str]] = {}
+        if languages is None:
+            main = main_language(self.index.files(), self._size)
+            languages = (main,) if main else ("python",)
+        # The languages whose files give cases (with their families: TypeScript's .tsx files).
+        self.languages = with_family(languages)
 
     def close(self) -> None:
         self.index.close()
 
     def files(self) -> list[str]:
-        return [rel for rel in self.index.files() if is_case_file(rel)]
+        return [rel for rel in self.index.files() if is_case_file(rel, self.languages)]
+
+    def _size(self, rel: str) -> int:
+        try:
+            return (self.root / rel).stat().st_size
+        except OSError:
+            return 0
 
     def read(self, rel: str) -> str | None:
         try:
@@ -144,6 +265,8 @@ class Workspace:
 
     def imported_elsewhere(self, rel: str) -> dict[str, str]:
         """The file's names bound by imports that resolve to another file of the repository."""
+        if not rel.endswith(".py"):
+            return self._declared_elsewhere(rel)
         out = {}
         for binding in self.index.bindings(rel):
             if not binding.local or binding.local == "*":
@@ -151,6 +274,48 @@ class Workspace:
             target = resolve_binding(self.index, rel, binding)
             if target is not None and target.path != rel:
                 out[binding.local] = target.path
+        return out
+
+    def _declared_elsewhere(self, rel: str) -> dict[str, str]:
+        """Other languages, where an import does not always bind a name (Go's packages, C's
+        includes): the top-level names of the repository files that `rel` imports (relative JS/TS
+        imports, C includes) or shares a package with (Go, Java: a folder), and the names its
+        import paths end with (`use crate::x::{A, b}`, `import org.x.A`) that another file
+        defines; for Go, also the repository packages it imports, used as `pkg.Name`."""
+        language = language_for_path(rel)
+        files = self.index.files()
+        exists = set(files)
+        folder = PurePosixPath(rel).parent
+        sources = [f for f in self.index.resolved_imports(rel) if f != rel]
+        if language in SAME_PACKAGE_LANGUAGES:
+            sources += [
+                f
+                for f in files
+                if f != rel
+                and PurePosixPath(f).parent == folder
+                and language_for_path(f) == language
+                and not is_test_file(f)
+            ]
+        own = {s.name for s in self.index.symbols(rel) if s.top_level}
+        out: dict[str, str] = {}
+        for source in dict.fromkeys(sources):
+            for symbol in self.index.symbols(source):
+                if symbol.top_level and symbol.name not in own:
+                    out.setdefault(symbol.name, source)
+        for binding in self.index.bindings(rel):
+            if language == "go":
+                package = _go_package_file(binding.module, files)
+                if package is not None and package != rel:
+                    out.setdefault(PurePosixPath(binding.module).name, package)
+                continue
+            if resolve_script_import(rel, binding.module, exists) is not None:
+                continue  # a relative import: its file's names are in already
+            for name in _imported_names(binding.module, language):
+                if name in own or name in out:
+                    continue
+                found = [d for d in self.index.definitions_named(name) if d.path != rel and d.top_level]
+                if found:
+                    out[name] = found[0].path
         return out
 
     @contextmanager
@@ -167,7 +332,10 @@ class Workspace:
 
     def covering_tests(self, rel: str) -> list[str]:
         """Test files that exercise `rel`: `test_<stem>.py` first (nearest folder first), then
-        test files importing it. At most MAX_COVERING_TESTS."""
+        test files importing it. At most MAX_COVERING_TESTS. Python only: the tests are run with
+        pytest (server/eval/execute.py); other languages' files have none."""
+        if not rel.endswith(".py"):
+            return []
         if rel not in self._covering:
             self._covering[rel] = self._find_covering_tests(rel)
         return self._covering[rel]

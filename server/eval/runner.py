@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 RECORDS_FILE = "cases.jsonl"
 RUN_FILE = "run.json"
 # Parameters that decide which cases a run holds: a resumed run must have the same.
-CASE_PARAMETERS = ("repo", "n", "levels", "seed", "per_file", "sample")
+CASE_PARAMETERS = ("repo", "n", "levels", "seed", "per_file", "sample", "languages")
+# What a run folder written before a parameter existed had (every earlier run was Python's).
+LEGACY_PARAMETERS: dict[str, Any] = {"languages": ["python"]}
 
 
 @dataclass
@@ -91,6 +93,8 @@ class RunOptions:
     # Resume only the cases that have a record (fill in a configuration added later, or records
     # left out to run again after a change); start no new one.
     started_only: bool = False
+    # The languages whose files give cases (server/eval/repo.py: default, the repository's main one).
+    languages: list[str] = field(default_factory=lambda: ["python"])
     # The code this process runs, taken when it started (a commit made while a run goes on is not
     # the code that made its records); stamped on each record.
     code_version: str = ""
@@ -103,6 +107,7 @@ class RunOptions:
             "seed": self.seed,
             "per_file": self.per_file,
             "sample": self.sample,
+            "languages": list(self.languages),
             # Which cases were left out (--exclude-cases) changes the sample: a digest, so that a
             # run is not resumed with another set; absent when none were, as in earlier runs. The
             # tuning check's exclusions are the first sample's cases, which grow while that sample
@@ -147,7 +152,7 @@ def check_resume(out: Path, options: RunOptions) -> None:
     records = out / RECORDS_FILE
     # A folder whose run never finished a case holds nothing to mix with: it is started afresh.
     if run_file.is_file() and records.is_file() and records.stat().st_size:
-        saved = json.loads(run_file.read_text("utf-8"))
+        saved = {**LEGACY_PARAMETERS, **json.loads(run_file.read_text("utf-8"))}
         differs = {
             k: (saved.get(k), wanted.get(k)) for k in {*saved, *wanted} if saved.get(k) != wanted.get(k)
         }
@@ -200,7 +205,8 @@ def run(
         left_out = f", {len(options.exclude)} case(s) left out by --exclude-cases" if options.exclude else ""
         raise ValueError(
             f"{options.repo}: no case to evaluate at level(s) {', '.join(options.levels)} "
-            f"({len(workspace.files())} Python file(s) outside tests and docs{left_out})"
+            f"({len(workspace.files())} {'/'.join(workspace.languages)} file(s) outside tests and docs"
+            f"{left_out})"
         )
     check_resume(options.out, options)
     records_path = options.out / RECORDS_FILE

@@ -1,0 +1,2 @@
+pub mod counter;
+pub mod report;

@@ -1,0 +1,9 @@
+package api
+
+import "testing"
+
+func TestDefault(t *testing.T) {
+	if Default() == nil {
+		t.Fatal("no server")
+	}
+}

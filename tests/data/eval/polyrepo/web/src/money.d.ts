@@ -1,0 +1,1 @@
+export declare function money(cents: number, currency?: string): unknown;
