@@ -8,7 +8,10 @@ how a change that alters some prompts moves a finished evaluation.
 - `--drop empty`: records whose prediction is empty (a change that can only alter empty answers;
   bench/results/eval/open-line.md);
 - `--drop class-header`: records whose cursor line is a class header being typed, in every
-  configuration but the classic layout's, whose prompt has always been that (context/anchor.py).
+  configuration but the classic layout's, whose prompt has always been that (context/anchor.py);
+- `--drop closers`: the block and function cases (a closing line under a block the answer opened
+  is kept since 2026-12-05), and line cases whose answer ends with a closer where the lines
+  below close the call (the closer is now looked for 400 lines down, not 40).
 
     python -m bench.eval_rerun bench/work/eval/runs/SUITE bench/work/eval/runs/SUITE-rerun --drop empty
 """
@@ -22,7 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from context.anchor import CLASS_HEADER
+from context.syntax import language_for_path
 from server.eval.configs import tune_candidates
+from server.model.postprocess import CLOSERS, plan_completion
 
 
 def _empty(record: dict, source: Path) -> bool:
@@ -36,7 +41,23 @@ def _class_header(record: dict, source: Path) -> bool:
     return bool(CLASS_HEADER.match(line[: record["column"]]))
 
 
-DROPS: dict[str, Callable[[dict, Path], bool]] = {"empty": _empty, "class-header": _class_header}
+def _closers(record: dict, source: Path) -> bool:
+    if record["level"] in ("block", "function"):
+        return True
+    if not record["prediction"].rstrip().endswith(tuple(CLOSERS)):
+        return False
+    text = (source / record["path"]).read_text("utf-8")
+    lines = text.split("\n")
+    start = sum(len(line) + 1 for line in lines[: record["line"]]) + record["column"]
+    prefix, suffix = text[:start], text[start + len(record["target"]) :]
+    return plan_completion(prefix, suffix, language_for_path(record["path"])).closed_below
+
+
+DROPS: dict[str, Callable[[dict, Path], bool]] = {
+    "empty": _empty,
+    "class-header": _class_header,
+    "closers": _closers,
+}
 
 
 def main() -> None:

@@ -239,6 +239,20 @@ CASES = [
         Reason.REPEATS_NEXT_LINE,
     ),
     (
+        "js block keeps the closing brace of an if it opened, under the file's own brace",
+        "function pick(paths, object) {\n  while (++index < length) {\n    █\n  }\n  return result;\n}\n",
+        "var path = paths[index];\n    if (predicate(path)) {\n      baseSet(result, path);\n    }\n  }\n",
+        "var path = paths[index];\n    if (predicate(path)) {\n      baseSet(result, path);\n    }",
+        Reason.DEDENT,
+    ),
+    (
+        "js block stops at a closing brace the file already has (an editor's auto-closed brace)",
+        "if (ready) {\n  █\n}\nnext();\n",
+        "emit(value);\n}\nnext();\n",
+        "emit(value);",
+        Reason.DEDENT,
+    ),
+    (
         "block that only repeats the suffix is suppressed",
         "def f(x):\n    █\n    y = x + 1\n    return y\n",
         "y = x + 1\n    return y\n",
@@ -493,3 +507,12 @@ def test_a_completion_that_retypes_the_line_is_not_shown() -> None:
     assert finalize("[]\n", plan_for("    head = █\n")).text == "[]"
     # Short line text ("x") is too weak a signal: `x` then `x + 1` is ordinary.
     assert finalize("x_total\n", plan_for("x█\n")).text == "x_total"
+
+
+def test_a_callback_whose_body_runs_on_for_hundreds_of_lines_keeps_its_call_open() -> None:
+    # rxjs: `return operate((source, subscriber) => {` over a 150-line body, then `});`. Closing
+    # the call at once offered `operate((source, subscriber) => {})`, which breaks the file.
+    body = "".join(f"    const v{i} = source.next({i});\n" for i in range(150))
+    source = f"export function f<T>() {{\n  return █\n{body}  }});\n}}\n"
+    outcome = finalize("operate((source, subscriber) => {\n", plan_for(source, "typescript"))
+    assert outcome.text == "operate((source, subscriber) => {"

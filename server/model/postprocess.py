@@ -59,9 +59,13 @@ UNFINISHED_ENDINGS = (
 # Non-blank lines after the cursor line that a plan remembers (the next line decides block ends).
 FOLLOWING_LINES = 3
 # Lines after the cursor looked at for the closer of a call continued on the next lines (black's
-# `raise Error(` / arguments indented / `)` back at the statement's indent): a long argument list
-# is rarely longer.
-CONTINUATION_LINES = 40
+# `raise Error(` / arguments indented / `)` back at the statement's indent). A callback's body runs
+# on inside the call it is passed to (`operate((source, subscriber) => {` ... `});`, rxjs) for
+# hundreds of lines: with 40, two of rxjs's five cross-file cases had their call closed empty.
+CONTINUATION_LINES = 400
+# A line made of these only (`}`, `});`, `]`) closes brackets: where the file's next line is the
+# same text, it repeats that line only at its indentation (else it closes a block the answer opened).
+CLOSER_LINE_CHARS = frozenset(")]};,")
 # A line completion whose own line leaves a bracket open (`frame = pd.concat(`, a long call in
 # black's layout, or `f(a,` with a hanging indent) goes on to the line that closes it, within this
 # many lines; closing it at once offered `concat()`, a call without its arguments. Longer, it is cut
@@ -158,6 +162,8 @@ class Plan:
     comment: str = ""
     # The cursor ends a block's header (`if x:|`, `{|`): the answer starts on the next line.
     opens_block: bool = False
+    # The indentation (columns) of `next_line` in the file; -1 when there is none.
+    next_indent: int = -1
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     line_suffix = suffix.split("\n", 1)[0]
     following = _following_lines(suffix, FOLLOWING_LINES)
     next_line = following[0] if following else ""
+    next_indent = next((indent_width(ln) for ln in _lines_below(suffix) if ln.strip()), -1)
     info = LANGUAGES.get(language or "")
     openers = info.block_openers if info else (":", "{")
     comment = info.comment if info else ""
@@ -208,6 +215,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
                     following,
                     comment=comment,
                     opens_block=True,
+                    next_indent=next_indent,
                 )
         closed = not line_suffix.strip() and _closed_below(line_prefix, suffix, comment)
         at_end = ""
@@ -227,10 +235,20 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             closed_below=closed,
             open_at_end=at_end,
             comment=comment,
+            next_indent=next_indent,
         )
 
     if _in_line_only_node(prefix, suffix, language):
-        return Plan(Mode.LINE, 0, line_prefix, line_suffix, next_line, following, comment=comment)
+        return Plan(
+            Mode.LINE,
+            0,
+            line_prefix,
+            line_suffix,
+            next_line,
+            following,
+            comment=comment,
+            next_indent=next_indent,
+        )
     previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
     if previous.rstrip().endswith(openers):
         min_indent = indent_width(previous) + 1
@@ -245,6 +263,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
         following,
         top_level=min_indent == 0,
         comment=comment,
+        next_indent=next_indent,
     )
 
 
@@ -364,6 +383,12 @@ def _loops(line: str) -> bool:
     )
 
 
+def _closes_another(line: str, plan: Plan) -> bool:
+    """A line of closers only at another indentation than the file's next line, the same text:
+    the `}` of an `if` the answer opened, not the file's next `}`."""
+    return set(line.strip()) <= CLOSER_LINE_CHARS and indent_width(line) != plan.next_indent
+
+
 def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None]:
     """The block part of raw output and, when found, the reason it ends there."""
     lines = raw.split("\n")
@@ -380,7 +405,13 @@ def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None
                 return "\n".join(kept), Reason.DEDENT
             if plan.top_level and blank_seen and not line[:1].isspace():
                 return "\n".join(kept), Reason.BLANK_LINE
-        if is_complete and i > 0 and plan.next_line and stripped == plan.next_line:
+        if (
+            is_complete
+            and i > 0
+            and plan.next_line
+            and stripped == plan.next_line
+            and not _closes_another(line, plan)
+        ):
             return "\n".join(kept), Reason.REPEATS_NEXT_LINE
         if i > 0 and not stripped and kept and kept[-1].strip() == "" and is_complete:
             # Two blank lines in a row: the block is over.
