@@ -1,7 +1,9 @@
 """Copy an `infiller eval` suite's run folders without the records a change can alter.
 
 Resuming the copy (`bench.eval_repos --run --started-only --suite <copy> ...`, the suite's own
-options otherwise) then runs only those cases again,
+options otherwise; without `--started-only` where a drop leaves out every record of a case, as
+`closers` does for block and function cases, and then a run the time bound cut short also goes
+on with cases it never started: compare on the cases both hold) then runs only those cases again,
 with the same command and report as the whole evaluation, at the cost of those cases alone:
 how a change that alters some prompts moves a finished evaluation.
 
