@@ -5,6 +5,12 @@
     .venv/bin/python -m bench.eval_repos --run --suite crossfile-1.5b --model qwen2.5-coder-1.5b \
         --repos sqlglot==25.24.5,pygments==2.18.0,docutils==0.21.2 --levels crossfile \
         --configs "plain long FIM,no context,similar,default" --threads 2 --minutes 25
+    .venv/bin/python -m bench.eval_repos --run --suite langs-1.5b --model qwen2.5-coder-1.5b \
+        --repos npm:rxjs@7.8.1,deb:librust-regex-syntax-dev=0.6.27-1 --tune none --threads 2
+
+Repositories are sdists (`name==version`), npm packages (`npm:name@version`, fetched by `infiller
+eval` itself) or Debian packages of Go and Rust sources (`deb:name=version`, fetched here with
+`apt-get download`: Debian ships those libraries as source).
 
 Runs go to bench/work/eval/runs/[<suite>/]<name>/ (scratch copies, indexes, JSONL: never committed);
 the reports, charts and the combined table go to bench/results/eval/[<suite>/]. Each run is the product's own
