@@ -70,18 +70,18 @@ class Grammar:
     comments: frozenset[str]
     # Imports and decorators/annotations: no expression or crossfile case inside them.
     skip_inside: frozenset[str]
-    # Parents whose expression child is the whole statement (that is the `statement` level).
-    whole_statement: frozenset[str]
-    # An expression statement made of one of these is a docstring or a directive ("use strict").
-    string_statements: frozenset[str]
-    # Name uses for the crossfile level.
-    identifiers: frozenset[str]
     # (parent, field) where an identifier names a member or declares something: not a use.
     name_fields: frozenset[tuple[str, str]]
     # Parents every identifier child of which is declared there (a parameter list, a def's name).
     declaration_parents: frozenset[str]
     # A body whose whole (stripped) text matches holds nothing to predict.
     trivial: re.Pattern[str]
+    # Parents whose expression child is the whole statement (that is the `statement` level).
+    whole_statement: frozenset[str] = frozenset({"expression_statement"})
+    # An expression statement made of one of these is a docstring or a directive ("use strict").
+    string_statements: frozenset[str] = frozenset()
+    # Name uses for the crossfile level.
+    identifiers: frozenset[str] = frozenset({"identifier"})
     # False for Python: the header's colon opens an indented block that ends at its last statement.
     braces: bool = True
     # Python: a function body's leading string stays in the prompt (it says what to write).
@@ -159,7 +159,6 @@ PYTHON = Grammar(
     skip_inside=frozenset({"import_statement", "import_from_statement", "decorator"}),
     whole_statement=frozenset({"expression_statement", "decorator"}),
     string_statements=frozenset({"string", "concatenated_string"}),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset({("attribute", "attribute")}),
     declaration_parents=frozenset({"function_definition", "class_definition", "parameters"}),
     trivial=_alternatives(r"pass", r"\.\.\.", r"raise NotImplementedError(\(\))?"),
@@ -221,9 +220,7 @@ JAVASCRIPT = Grammar(
     opaque=frozenset({"string", "template_string", "regex", "comment", "jsx_text"}),
     comments=frozenset({"comment"}),
     skip_inside=frozenset({"import_statement", "export_clause", "decorator"}),
-    whole_statement=frozenset({"expression_statement"}),
     string_statements=frozenset({"string"}),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset(
         {
             ("variable_declarator", "name"),
@@ -294,9 +291,6 @@ GO = Grammar(
     opaque=frozenset({"interpreted_string_literal", "raw_string_literal", "rune_literal", "comment"}),
     comments=frozenset({"comment"}),
     skip_inside=frozenset({"import_declaration", "package_clause"}),
-    whole_statement=frozenset({"expression_statement"}),
-    string_statements=frozenset(),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset({("qualified_type", "name")}),
     declaration_parents=frozenset(
         {
@@ -354,9 +348,6 @@ RUST = Grammar(
     ),
     comments=frozenset({"line_comment", "block_comment"}),
     skip_inside=frozenset({"use_declaration", "extern_crate_declaration", "attribute_item"}),
-    whole_statement=frozenset({"expression_statement"}),
-    string_statements=frozenset(),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset(
         {
             ("scoped_identifier", "name"),
@@ -424,9 +415,6 @@ JAVA = Grammar(
     opaque=frozenset({"string_literal", "character_literal", "line_comment", "block_comment"}),
     comments=frozenset({"line_comment", "block_comment"}),
     skip_inside=frozenset({"import_declaration", "package_declaration", "annotation", "marker_annotation"}),
-    whole_statement=frozenset({"expression_statement"}),
-    string_statements=frozenset(),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset(
         {
             ("method_invocation", "name"),
@@ -484,9 +472,6 @@ C = Grammar(
     ),
     comments=frozenset({"comment"}),
     skip_inside=frozenset({"preproc_include"}),
-    whole_statement=frozenset({"expression_statement"}),
-    string_statements=frozenset(),
-    identifiers=frozenset({"identifier"}),
     name_fields=frozenset(
         {
             ("declaration", "declarator"),

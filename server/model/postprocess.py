@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from context.incremental import IncrementalTree
 from context.syntax import LANGUAGES, code, code_before_comment
@@ -199,6 +200,16 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     info = LANGUAGES.get(language or "")
     openers = info.block_openers if info else (":", "{")
     comment = info.comment if info else ""
+    # Every plan shares the cursor's surroundings; they differ in mode, indent and flags.
+    plan = partial(
+        Plan,
+        line_prefix=line_prefix,
+        line_suffix=line_suffix,
+        next_line=next_line,
+        following=following,
+        comment=comment,
+        next_indent=next_indent,
+    )
 
     if line_prefix.strip() or line_suffix.strip():
         stripped = line_prefix.rstrip()
@@ -206,17 +217,7 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             node = _tree_node_at(prefix, suffix, language)
             if not _line_only(node) and not _colon_of_an_expression(stripped, node, language, comment):
                 # `def f(x):|` -> the body comes on the next lines.
-                return Plan(
-                    Mode.BLOCK,
-                    indent_width(line_prefix) + 1,
-                    line_prefix,
-                    line_suffix,
-                    next_line,
-                    following,
-                    comment=comment,
-                    opens_block=True,
-                    next_indent=next_indent,
-                )
+                return plan(Mode.BLOCK, indent_width(line_prefix) + 1, opens_block=True)
         closed = not line_suffix.strip() and _closed_below(line_prefix, suffix, comment)
         at_end = ""
         if (
@@ -225,46 +226,16 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
             and not _arguments_below(line_prefix, suffix)
         ):
             at_end = stripped[-1]
-        return Plan(
-            Mode.LINE,
-            0,
-            line_prefix,
-            line_suffix,
-            next_line,
-            following,
-            closed_below=closed,
-            open_at_end=at_end,
-            comment=comment,
-            next_indent=next_indent,
-        )
+        return plan(Mode.LINE, 0, closed_below=closed, open_at_end=at_end)
 
     if _in_line_only_node(prefix, suffix, language):
-        return Plan(
-            Mode.LINE,
-            0,
-            line_prefix,
-            line_suffix,
-            next_line,
-            following,
-            comment=comment,
-            next_indent=next_indent,
-        )
+        return plan(Mode.LINE, 0)
     previous = next((ln for ln in reversed(prefix.split("\n")[:-1]) if ln.strip()), "")
     if previous.rstrip().endswith(openers):
         min_indent = indent_width(previous) + 1
     else:
         min_indent = max(indent_width(line_prefix), _block_indent(prefix, suffix, language))
-    return Plan(
-        Mode.BLOCK,
-        min_indent,
-        line_prefix,
-        line_suffix,
-        next_line,
-        following,
-        top_level=min_indent == 0,
-        comment=comment,
-        next_indent=next_indent,
-    )
+    return plan(Mode.BLOCK, min_indent, top_level=min_indent == 0)
 
 
 def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
