@@ -14,9 +14,11 @@ import logging
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
+from itertools import islice
 
 from context.incremental import IncrementalTree
 from context.syntax import LANGUAGES, code, code_before_comment
@@ -194,9 +196,10 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     """Decide single-line vs block from the text around the cursor (and the syntax tree when known)."""
     line_prefix = prefix.rsplit("\n", 1)[-1]
     line_suffix = suffix.split("\n", 1)[0]
-    following = _following_lines(suffix, FOLLOWING_LINES)
+    nonblank = list(islice((ln for ln in _lines_below(suffix, None) if ln.strip()), FOLLOWING_LINES))
+    following = tuple(ln.strip() for ln in nonblank)
     next_line = following[0] if following else ""
-    next_indent = next((indent_width(ln) for ln in _lines_below(suffix) if ln.strip()), -1)
+    next_indent = indent_width(nonblank[0]) if nonblank else -1
     info = LANGUAGES.get(language or "")
     openers = info.block_openers if info else (":", "{")
     comment = info.comment if info else ""
@@ -238,23 +241,17 @@ def plan_completion(prefix: str, suffix: str, language: str | None = None) -> Pl
     return plan(Mode.BLOCK, min_indent, top_level=min_indent == 0)
 
 
-def _following_lines(suffix: str, count: int) -> tuple[str, ...]:
-    """The first `count` non-blank lines after the cursor line, stripped (without splitting the
-    rest of the file: the suffix of a cursor early in a big file is most of it)."""
-    found: list[str] = []
+def _lines_below(suffix: str, limit: int | None = CONTINUATION_LINES) -> Iterator[str]:
+    """The lines after the cursor line, one at a time, at most `limit` (None: all), without
+    splitting the rest of the file: the suffix of a cursor early in a big file is most of it, and
+    most callers stop at the first non-blank line."""
     start = suffix.find("\n") + 1
-    while start and len(found) < count:
+    count = 0
+    while start and (limit is None or count < limit):
         end = suffix.find("\n", start)
-        line = suffix[start:] if end < 0 else suffix[start:end]
-        if line.strip():
-            found.append(line.strip())
+        yield suffix[start:] if end < 0 else suffix[start:end]
+        count += 1
         start = end + 1
-    return tuple(found)
-
-
-def _lines_below(suffix: str) -> list[str]:
-    """The lines after the cursor line, as many as a continued call is looked for in."""
-    return suffix.split("\n", CONTINUATION_LINES + 1)[1 : CONTINUATION_LINES + 1]
 
 
 def _arguments_below(line_prefix: str, suffix: str) -> bool:
