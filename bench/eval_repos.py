@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.sdist import fetch_deb
+from server.eval.repo import PINNED_NPM
 from server.eval.report import summarize, table
 from server.eval.runner import Record, load_records
 
@@ -44,8 +45,9 @@ REPOS: tuple[str, ...] = ("more-itertools==10.5.0", "networkx==3.4.2", "boltons=
 def name_of(spec: str) -> str:
     """`boltons==24.1.0` -> boltons; `npm:rxjs@7.8.1` -> rxjs; `deb:librust-semver-dev=1.0.14-1` ->
     librust-semver-dev."""
-    if spec.startswith("npm:"):
-        return spec[4:].rsplit("@", 1)[0].replace("/", "+")
+    npm = PINNED_NPM.match(spec)
+    if npm:
+        return npm.group(1).replace("/", "+")
     if spec.startswith("deb:"):
         return spec[4:].split("=")[0]
     return spec.split("==")[0]

@@ -208,20 +208,15 @@ def _imported_names(module: str, language: str | None) -> list[str]:
     return []
 
 
-def _go_package_file(path: str, files: Sequence[str]) -> str | None:
+def _go_package_file(path: str, by_folder: dict[str, list[str]]) -> str | None:
     """A file of the repository folder that Go import path `path` names (the longest folder that
     the import path ends with), or None for another module's package."""
-    best: str | None = None
-    best_depth = 0
-    for rel in files:
-        if not rel.endswith(".go") or is_test_file(rel):
-            continue
-        folder = PurePosixPath(rel).parent.as_posix()
-        if folder != "." and (path == folder or path.endswith("/" + folder)):
-            depth = folder.count("/") + 1
-            if depth > best_depth:
-                best, best_depth = rel, depth
-    return best
+    parts = path.split("/")
+    for i in range(len(parts)):
+        go = [f for f in by_folder.get("/".join(parts[i:]), ()) if f.endswith(".go")]
+        if go:
+            return go[0]
+    return None
 
 
 class Workspace:
@@ -239,6 +234,7 @@ class Workspace:
         self.index = Index.open(self.root, db_path)
         self.index.refresh()
         self._covering: dict[str, list[str]] = {}
+        self._by_folder: dict[str, list[str]] | None = None
         if languages is None:
             main = main_language(self.index.files(), self._size)
             languages = (main,) if main else ("python",)
@@ -276,6 +272,16 @@ class Workspace:
                 out[binding.local] = target.path
         return out
 
+    def _folders(self) -> dict[str, list[str]]:
+        """The repository's files other than tests, by folder (a Go or Java package), built once:
+        every file's cross-file names look up its own folder and its imports'."""
+        if self._by_folder is None:
+            self._by_folder = {}
+            for rel in self.index.files():
+                if not is_test_file(rel):
+                    self._by_folder.setdefault(PurePosixPath(rel).parent.as_posix(), []).append(rel)
+        return self._by_folder
+
     def _declared_elsewhere(self, rel: str) -> dict[str, str]:
         """Other languages, where an import does not always bind a name (Go's packages, C's
         includes): the top-level names of the repository files that `rel` imports (relative JS/TS
@@ -283,19 +289,12 @@ class Workspace:
         import paths end with (`use crate::x::{A, b}`, `import org.x.A`) that another file
         defines; for Go, also the repository packages it imports, used as `pkg.Name`."""
         language = language_for_path(rel)
-        files = self.index.files()
-        exists = set(files)
-        folder = PurePosixPath(rel).parent
+        by_folder = self._folders()
+        exists = set(self.index.files())
         sources = [f for f in self.index.resolved_imports(rel) if f != rel]
         if language in SAME_PACKAGE_LANGUAGES:
-            sources += [
-                f
-                for f in files
-                if f != rel
-                and PurePosixPath(f).parent == folder
-                and language_for_path(f) == language
-                and not is_test_file(f)
-            ]
+            package = by_folder.get(PurePosixPath(rel).parent.as_posix(), [])
+            sources += [f for f in package if f != rel and language_for_path(f) == language]
         own = {s.name for s in self.index.symbols(rel) if s.top_level}
         out: dict[str, str] = {}
         for source in dict.fromkeys(sources):
@@ -304,9 +303,9 @@ class Workspace:
                     out.setdefault(symbol.name, source)
         for binding in self.index.bindings(rel):
             if language == "go":
-                package = _go_package_file(binding.module, files)
-                if package is not None and package != rel:
-                    out.setdefault(PurePosixPath(binding.module).name, package)
+                found_at = _go_package_file(binding.module, by_folder)
+                if found_at is not None and found_at != rel:
+                    out.setdefault(PurePosixPath(binding.module).name, found_at)
                 continue
             if resolve_script_import(rel, binding.module, exists) is not None:
                 continue  # a relative import: its file's names are in already
