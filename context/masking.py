@@ -810,11 +810,13 @@ def _crossfile_masks(
 ) -> list[Mask]:
     """The rest of a line that starts with a use of a name imported from another file."""
     found: list[Mask] = []
+    names = g.identifiers | g.type_names
     for node in _walk(tree.root_node):
-        if node.text is None or not _is_name_use(g, node):
+        # The node's type first: `text` copies the node's bytes (the whole file, for the root).
+        if node.type not in names or node.text is None:
             continue
         name = node.text.decode("utf-8", errors="replace")
-        if name not in imported or _inside_string_or_comment(g, node):
+        if name not in imported or not _is_name_use(g, node) or _inside_string_or_comment(g, node):
             continue
         if _inside(node, g.skip_inside):
             continue
