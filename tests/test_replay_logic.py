@@ -17,7 +17,7 @@ from bench.peer.llamavim_client import (
     render,
 )
 from bench.replay.accept import MIN_ACCEPT_CHARS, REACTION_S, choose, first_line, readable
-from bench.replay.corpus import RegionSpec, body_span, parse_regions
+from bench.replay.corpus import REGIONS, RegionSpec, body_span, functions, parse_regions
 from bench.replay.keys import KEY_MAX_S, PAUSE_S, auto_indent, key_delays
 from bench.replay.metrics import Accept, Edit, Show, pause_latencies, percentile, summarize
 
@@ -193,6 +193,57 @@ def test_the_region_is_the_body_after_the_docstring() -> None:
     assert source[start:end] == "y = x\n    return y"
 
 
+TS_MODULE = """\
+import { filter } from './filter';
+
+/** The n-th value. Emoji in a comment: 🦀 */
+export function elementAt<T>(index: number): (xs: T[]) => T {
+  // Checked first.
+  if (index < 0) {
+    throw new RangeError('é');
+  }
+  return (xs) => xs[index];
+}
+
+const half = (x: number) => {
+  return x / 2;
+};
+
+function bare() { return 1; }
+"""
+
+
+def test_a_brace_language_region_is_the_body_from_the_first_statement_to_the_last() -> None:
+    """The comment opening the body stays in the file (the user wrote it, as a docstring); so does the
+    closing brace's line; offsets are characters, whatever the bytes before them (🦀, é)."""
+    start, end = body_span(TS_MODULE, "elementAt", "operators/elementAt.ts")
+    assert TS_MODULE[start:end] == (
+        "if (index < 0) {\n    throw new RangeError('é');\n  }\n  return (xs) => xs[index];"
+    )
+    assert TS_MODULE[end:].startswith("\n}\n")
+    start, end = body_span(TS_MODULE, "half", "operators/elementAt.ts")
+    assert TS_MODULE[start:end] == "return x / 2;"
+    with pytest.raises(ValueError, match="no function 'bare'"):
+        body_span(TS_MODULE, "bare", "operators/elementAt.ts")  # its body is on its braces' line
+
+
+def test_a_brace_language_function_is_documented_by_the_comment_before_it() -> None:
+    found = {f.name: f for f in functions(TS_MODULE, "m.ts")}
+    assert found["elementAt"].documented and not found["half"].documented
+    assert (found["elementAt"].statements, found["half"].statements) == (2, 1)
+
+
+def test_npm_regions_are_named_with_their_package_folder() -> None:
+    (spec,) = parse_regions("npm:@trpc/server@10.45.2:src:core/router.ts:createRouterFactory")
+    assert spec == RegionSpec("npm:@trpc/server@10.45.2", "src", "core/router.ts", "createRouterFactory")
+    assert (spec.name, spec.folder) == ("@trpc/server", "src")
+    assert spec.id == "@trpc/server:core/router.ts:createRouterFactory"
+    (root,) = parse_regions("npm:lodash-es@4.17.21:.:clamp.js:clamp")
+    assert root.folder == "lodash-es"
+    # The Python ids are unchanged: they seed each region's key timings.
+    assert REGIONS[0].id == "more-itertools:more.py:sliced"
+
+
 # --- the llama.vim-style peer ---------------------------------------------------------------
 
 LINES = ["def f(x):", "    if x:", "        ret", "    return 0", ""]
@@ -255,7 +306,8 @@ def test_other_regions_are_named_on_the_command_line_and_malformed_ones_are_refu
         RegionSpec("tomli==2.0.1", "tomli", "_parser.py", "suffixed_err"),
         RegionSpec("a==1", "a", "b/c.py", "f"),
     )
-    for bad in ("tomli:_parser.py:suffixed_err", "tomli==2.0.1:tomli::f", "a==1:a:b.py:f:g"):
+    bad_specs = ("tomli:_parser.py:suffixed_err", "tomli==2.0.1:tomli::f", "a==1:a:b.py:f:g", "npm:x:a:b:f")
+    for bad in bad_specs:
         with pytest.raises(ValueError, match="expected name==version:package:module:function"):
             parse_regions(bad)
 
@@ -271,3 +323,16 @@ def test_held_out_regions_are_picked_by_the_rule_alone(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "mod.py").write_text("\n".join([fits, undocumented, too_long]))
     (tmp_path / "pkg" / "test_mod.py").write_text(fits)
     assert candidates(tmp_path, "pkg") == [("mod.py", "fits")]
+
+
+def test_npm_regions_come_from_the_package_sources_not_its_declarations(tmp_path: Path) -> None:
+    from bench.replay.pick import MIN_CHARS, candidates
+
+    body = "  let x = 1;\n" + "  x = x + 1;\n" * ((MIN_CHARS + 20) // 13) + "  return x;\n"
+    fits = f"/** Doc. */\nexport function fits(): number {{\n{body}}}\n"
+    for name in ("mod.ts", "mod.d.ts", "mod.min.js", "mod.test.ts", "mod.py"):
+        (tmp_path / name).write_text(fits if name != "mod.py" else "")
+    assert candidates(tmp_path, ".", npm=True) == [("mod.ts", "fits")]
+    assert candidates(tmp_path, ".", npm=True, docstring=False) == [("mod.ts", "fits")]
+    (tmp_path / "mod.ts").write_text(fits.replace("/** Doc. */\n", ""))
+    assert candidates(tmp_path, ".", npm=True) == []

@@ -32,6 +32,19 @@ REPO = Path(__file__).resolve().parents[2]
 # Longest wait for the model to load and the workspace index to be built before typing starts.
 READY_TIMEOUT_S = 600.0
 READY_POLL_S = 0.2
+# The languageId VS Code sends for a file, by extension.
+LANGUAGE_IDS = {
+    ".py": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascriptreact",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".tsx": "typescriptreact",
+    ".go": "go",
+    ".rs": "rust",
+}
 # The notification the VS Code extension sends on every selection change (clients/vscode): named
 # here as the extension names it, so that the driver also runs against a server without it.
 CURSOR = "infiller/cursor"
@@ -171,7 +184,10 @@ class InfillerDriver:
         self.client.text_document_did_open(
             types.DidOpenTextDocumentParams(
                 text_document=types.TextDocumentItem(
-                    uri=self._uri, language_id="python", version=version, text=text
+                    uri=self._uri,
+                    language_id=LANGUAGE_IDS.get(path.suffix, "plaintext"),
+                    version=version,
+                    text=text,
                 )
             )
         )

@@ -2,30 +2,34 @@
 
     python -m bench.replay.pick networkx==3.3 docutils==0.21.2 --seed heldout-1
     python -m bench.replay.pick sqlglot==25.1.0 --seed heldout-3 --chars 350-520 --any
+    python -m bench.replay.pick npm:rxjs@7.8.1 --package src --seed dev-1
 
 For each sdist: every function with a docstring (any function with `--any`), at least
 `--statements` statements and a body (after the docstring) of `--chars` characters, outside
-tests, whose name is defined once in its module; one of them drawn with the seed. Prints the
-`--regions` argument of bench.replay_typing.
+tests, whose name is defined once in its module; one of them drawn with the seed. An npm package
+gives its JavaScript and TypeScript functions (a docstring: a comment right before the definition;
+`.d.ts` and minified files left out). Prints the `--regions` argument of bench.replay_typing.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.replay.corpus import RegionSpec, body_span
-from bench.sdist import fetch_sdist
+from bench.replay.corpus import RegionSpec, fetch_tree, functions
+from server.eval.repo import PINNED_NPM
 
 WORK = Path(__file__).resolve().parents[1] / "work"
 # About a sentence to a short paragraph of code: the standard regions are 330-523 characters.
 MIN_CHARS, MAX_CHARS = 300, 550
 # Statements in the function, its docstring one of them.
 MIN_STATEMENTS = 3
+# The files an npm package's regions come from (its sources, not its type declarations or bundles).
+NPM_SUFFIXES = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".tsx")
+NPM_SKIPPED = (".d.ts", ".d.mts", ".min.js")
 
 
 def candidates(
@@ -34,36 +38,44 @@ def candidates(
     chars: tuple[int, int] = (MIN_CHARS, MAX_CHARS),
     statements: int = MIN_STATEMENTS,
     docstring: bool = True,
+    npm: bool = False,
 ) -> list[tuple[str, str]]:
     """(module, function) pairs the rule allows, in a stable order."""
     base = tree / package if (tree / package).is_dir() else tree / "src" / package
     found = []
-    for path in sorted(base.rglob("*.py")):
+    for path in sorted(base.rglob("*")):
         module = path.relative_to(base).as_posix()
-        if "test" in module:
+        if not _source(path, npm) or "test" in module:
             continue
         source = path.read_text(encoding="utf-8", errors="replace")
         try:
-            parsed = ast.parse(source)
+            defined = functions(source, path)
         except SyntaxError:
             continue
-        functions = [n for n in ast.walk(parsed) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-        names = [f.name for f in functions]
-        for f in functions:
-            undocumented = docstring and not ast.get_docstring(f)
-            if names.count(f.name) != 1 or undocumented or len(f.body) < statements:
+        names = [f.name for f in defined]
+        for f in defined:
+            undocumented = docstring and not f.documented
+            if names.count(f.name) != 1 or undocumented or f.statements < statements:
                 continue
-            start, end = body_span(source, f.name)
-            if chars[0] <= end - start <= chars[1]:
+            if chars[0] <= f.end - f.start <= chars[1]:
                 found.append((module, f.name))
     return found
 
 
-def pick(sdist: str, seed: str, **rule: Any) -> RegionSpec:
-    name = sdist.split("==")[0]
-    package = name.replace("-", "_").lower()
-    tree = fetch_sdist(sdist, WORK)
-    found = candidates(tree, package, **rule)
+def _source(path: Path, npm: bool) -> bool:
+    if not path.is_file():
+        return False
+    if not npm:
+        return path.suffix == ".py"
+    return path.name.endswith(NPM_SUFFIXES) and not path.name.endswith(NPM_SKIPPED)
+
+
+def pick(sdist: str, seed: str, package: str | None = None, **rule: Any) -> RegionSpec:
+    npm = PINNED_NPM.match(sdist) is not None
+    if package is None:
+        package = "." if npm else sdist.split("==")[0].replace("-", "_").lower()
+    tree = fetch_tree(sdist, WORK)
+    found = candidates(tree, package, npm=npm, **rule)
     if not found:
         raise SystemExit(f"{sdist}: no function fits the rule")
     module, function = random.Random(seed).choice(found)
@@ -72,14 +84,17 @@ def pick(sdist: str, seed: str, **rule: Any) -> RegionSpec:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sdists", nargs="+", help="name==version")
+    parser.add_argument("sdists", nargs="+", help="name==version or npm:name@version")
+    parser.add_argument(
+        "--package", help="the source folder inside each (default: the package's name; an npm tarball's root)"
+    )
     parser.add_argument("--seed", default="heldout-1")
     parser.add_argument("--chars", type=_span, default=(MIN_CHARS, MAX_CHARS), help="body size, LO-HI")
     parser.add_argument("--statements", type=int, default=MIN_STATEMENTS, help="at least this many")
     parser.add_argument("--any", action="store_true", help="a docstring is not required")
     args = parser.parse_args()
     rule = {"chars": args.chars, "statements": args.statements, "docstring": not args.any}
-    specs = [pick(s, args.seed, **rule) for s in args.sdists]
+    specs = [pick(s, args.seed, args.package, **rule) for s in args.sdists]
     print(",".join(f"{s.sdist}:{s.package}:{s.module}:{s.function}" for s in specs))
     return 0
 
