@@ -20,7 +20,7 @@ from context.anchor import middle_start
 from context.budget import header_tokens
 from context.imports import import_header
 from context.syntax import language_for_path
-from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, plan_completion
+from server.model.postprocess import Mode, Outcome, Plan, StreamFilter, closers_only, plan_completion
 from server.model.registry import ProgressFn as Report
 from server.model.runtime import Backend, CancelToken, GenerationStats
 from server.model.templates import ContextFile
@@ -173,10 +173,16 @@ class CompletionResult:
 
 
 def _first_line_end(raw: str) -> int | None:
-    """Where the first line with code in `raw` ends (its new line), if it has ended."""
-    start = len(raw) - len(raw.lstrip())
-    end = raw.find("\n", start) if start < len(raw) else -1
-    return end if end >= 0 else None
+    """Where the first line with code in `raw` ends (its new line), if it has ended. A line that
+    only closes brackets (`}` after a block's last statement) goes with the line after it: alone it
+    is one key, not worth a suggestion, and the line the user pauses for comes after it."""
+    start = 0
+    while (end := raw.find("\n", start)) >= 0:
+        line = raw[start:end]
+        if line.strip() and not closers_only(line):
+            return end
+        start = end + 1
+    return None
 
 
 def _last_chunks(chunks: list[Chunk], budget: int, count_tokens: Callable[[str], int]) -> list[Chunk]:

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
-from server.model.postprocess import no_space_inside_bracket
+from server.model.postprocess import closers_only, no_space_inside_bracket
 from server.request import CompletionContext
 
 # Suggestions remembered per document for typing-through: the last few are enough, since a
@@ -97,13 +97,18 @@ def early_text(partial: str, typed: str = "", line_prefix: str = "") -> str | No
     rest = partial[len(typed) :]
     # An answer that starts on the next line (after a block's header): its first line of code.
     lead = "\n" if rest.startswith("\n") else ""
-    line, newline, _ = rest[len(lead) :].partition("\n")
+    line, newline, after = rest[len(lead) :].partition("\n")
+    # A line that only closes brackets (`}`) is shown with the words of the line after it.
+    closing = ""
+    if newline and closers_only(line):
+        closing = line.rstrip() + "\n"
+        line, newline, _ = after.partition("\n")
     if not newline:
         line = _WORD_TAIL.sub("", line)
-    line = line.rstrip() if lead else no_space_inside_bracket(line.rstrip(), line_prefix)
+    line = line.rstrip() if lead or closing else no_space_inside_bracket(line.rstrip(), line_prefix)
     if sum(1 for ch in line if not ch.isspace()) < EARLY_MIN_CHARS or not any(c.isalnum() for c in line):
         return None
-    return lead + line
+    return lead + closing + line
 
 
 def next_line_cursor(at: CompletionContext, text: str) -> CompletionContext | None:

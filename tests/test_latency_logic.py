@@ -112,6 +112,11 @@ def test_in_flight_agreement() -> None:
         # An answer that starts on the next line (at a block header's end): its words there.
         ("\n        return self.valu", "\n        return self."),
         ("\n        ", None),
+        # A line that only closes a block goes with the words of the line after it.
+        ("}\n  if (isSymbol(va", "}\n  if (isSymbol("),
+        ("});\n  return total;\n", "});\n  return total;"),
+        ("}\n", None),
+        ("}\n  }", None),
     ],
 )
 def test_early_text_shows_finished_words_of_the_first_line(partial: str, shown: str | None) -> None:

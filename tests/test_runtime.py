@@ -165,6 +165,23 @@ def test_at_a_block_headers_end_the_answer_starts_on_the_next_line() -> None:
     assert plan_completion("function f(x) {\n  if (x < 0) {", "\n}\n", "javascript").opens_block
 
 
+def test_a_first_line_that_only_closes_a_block_comes_with_the_line_after_it() -> None:
+    """On a slow machine a block answer stops after its first line; after a block's last statement
+    that line is `}` (one key, not worth a suggestion), so the line after it comes with it."""
+    answer = "}\n  if (isSymbol(value)) {\n    return NAN;\n  }\n"
+    comp = Completer(Runtime(FakeEngine(lambda prompt: answer)), settings=CompletionSettings())
+    source = "function f(value) {\n  if (a) {\n    return value;\n  █\n}\n\nexport default f;\n"
+    at = CompletionContext.at(
+        Path("m.js"), source.replace("█", ""), 3, len(source.split("\n")[3].split("█")[0])
+    )
+    result = comp.complete(at, first_line=True)
+    assert (result.text, result.reason) == ("}\n  if (isSymbol(value)) {", "first-line")
+    # A line of code first is still a line on its own.
+    python = "def f(x):\n    y = x\n    █\n"
+    comp, _ = completer("z = y\n    return z\n")
+    assert comp.complete(request(python), first_line=True).text == "z = y"
+
+
 class SecondChoiceFake(FakeEngine):
     """A fake whose second-best token is always a space (the scripted answer is the best)."""
 

@@ -351,10 +351,16 @@ def _loops(line: str) -> bool:
     )
 
 
+def closers_only(line: str) -> bool:
+    """The line only closes brackets (`}`, `});`, `)`): no code a reader would wait for."""
+    stripped = line.strip()
+    return bool(stripped) and set(stripped) <= CLOSER_LINE_CHARS
+
+
 def _closes_another(line: str, plan: Plan) -> bool:
     """A line of closers only at another indentation than the file's next line, the same text:
     the `}` of an `if` the answer opened, not the file's next `}`."""
-    return set(line.strip()) <= CLOSER_LINE_CHARS and indent_width(line) != plan.next_indent
+    return closers_only(line) and indent_width(line) != plan.next_indent
 
 
 def _cut_block(raw: str, plan: Plan, *, final: bool) -> tuple[str, Reason | None]:
