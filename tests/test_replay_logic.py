@@ -233,13 +233,13 @@ def test_a_brace_language_function_is_documented_by_the_comment_before_it() -> N
     assert (found["elementAt"].statements, found["half"].statements) == (2, 1)
 
 
-def test_npm_regions_are_named_with_their_package_folder() -> None:
+def test_each_npm_package_gets_its_own_workspace_folder() -> None:
     (spec,) = parse_regions("npm:@trpc/server@10.45.2:src:core/router.ts:createRouterFactory")
     assert spec == RegionSpec("npm:@trpc/server@10.45.2", "src", "core/router.ts", "createRouterFactory")
-    assert (spec.name, spec.folder) == ("@trpc/server", "src")
+    assert (spec.name, spec.folder) == ("@trpc/server", "server")
     assert spec.id == "@trpc/server:core/router.ts:createRouterFactory"
-    (root,) = parse_regions("npm:lodash-es@4.17.21:.:clamp.js:clamp")
-    assert root.folder == "lodash-es"
+    root, other = parse_regions("npm:lodash-es@4.17.21:.:clamp.js:clamp,npm:d3-array@3.2.4:src:sum.js:sum")
+    assert (root.folder, other.folder) == ("lodash-es", "d3-array")
     # The Python ids are unchanged: they seed each region's key timings.
     assert REGIONS[0].id == "more-itertools:more.py:sliced"
 

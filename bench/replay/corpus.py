@@ -38,10 +38,9 @@ class RegionSpec:
 
     @property
     def folder(self) -> str:
-        """The workspace folder the package's sources are copied to."""
-        if self.package not in (".", ""):
-            return self.package
-        return self.name.rsplit("/", 1)[-1]
+        """The workspace folder the package's sources are copied to: an sdist's package, an npm
+        package's name (its source folder is most often `src`, the same in every package)."""
+        return self.name.rsplit("/", 1)[-1] if PINNED_NPM.match(self.sdist) else self.package
 
     @property
     def id(self) -> str:
