@@ -35,6 +35,7 @@ from typing import Any
 
 from bench.replay import metrics
 from bench.replay.corpus import REGIONS, Region, parse_regions, prepare
+from bench.replay.editor import EDITORS
 from bench.replay.engine import User
 from bench.replay.procs import cpu_seconds, machine, peak_rss_mb
 
@@ -44,6 +45,10 @@ RESULTS = REPO / "bench" / "results"
 BUILD_PEER = REPO / "bench" / "peer" / "build_llama_server.sh"
 DEFAULT_MODELS = "qwen2.5-coder-1.5b"
 DEFAULT_THREADS = "1"
+EDITOR_NOTES = {
+    "plain": "plain (every key inserts its character, as in Vim without auto-pairs)",
+    "vscode": "VS Code's (it closes brackets and quotes; the user types over or steps past the closers)",
+}
 
 
 def measured_code() -> dict[str, Any]:
@@ -103,7 +108,7 @@ async def run_one(
             args.peer_binary, gguf, threads, ctx=args.peer_ctx, log=log, repack=repacking_runs(model, gguf)
         )
         driver = LlamaVimDriver(server, lambda v, t, k: user.show(v, t, k))
-    user = User(driver)
+    user = User(driver, autoclose=args.editor == "vscode")
     measured = measured_code()  # the server process about to start runs this code
     load_before = os.getloadavg()
     await driver.start(workspace)
@@ -147,6 +152,7 @@ async def run_one(
         else None,
         "peak_rss_mb": {**rss, "total": round(sum(x for x in distinct.values() if x), 1)},
         "first_suggestion_s": user.log.first_suggestion_s,
+        "editor": args.editor,
         "duration_s": round(duration, 1),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "details": details,
@@ -188,6 +194,7 @@ def markdown(report: dict[str, Any]) -> str:
         " a shown suggestion (a pause with none counts as not served). Model ms per accepted char:"
         " CPU time of the process running the model during the replay / accepted characters."
         " Peak RSS: VmHWM of the server plus its model process (the peer: llama-server).",
+        "The editor: " + ", ".join(sorted({EDITOR_NOTES[r.get("editor", "plain")] for r in runs})) + ".",
         "",
         "| engine | model | threads | chars saved | acceptance | pause→sugg p50 ms | p95 ms | pauses ≤ 1 s"
         " | key→sugg p50 ms | p95 ms | cancellations | model ms / accepted char | peak RSS MiB |",
@@ -331,6 +338,13 @@ def main() -> int:
     peer.add_argument("--no-peer", dest="peer", action="store_false", help="infiller only")
     parser.add_argument("--no-infiller", dest="infiller", action="store_false", help="the peer only")
     parser.add_argument("--files", type=int, default=None, help="type only the first N regions")
+    parser.add_argument(
+        "--editor",
+        choices=EDITORS,
+        default="plain",
+        help="vscode: the editor closes brackets and quotes as VS Code does (bench/replay/editor.py); "
+        "plain: every key inserts its character (Vim, Neovim)",
+    )
     parser.add_argument(
         "--regions",
         default=None,

@@ -20,8 +20,10 @@ from typing import Any, Protocol
 
 from bench.replay.accept import REACTION_S, Take, choose
 from bench.replay.corpus import Region
-from bench.replay.keys import auto_indent, key_delays
+from bench.replay.editor import Editor
+from bench.replay.keys import key_delays
 from bench.replay.metrics import Accept, Edit, Show
+from context.syntax import LANGUAGES, language_for_path
 
 # Placing the cursor in a new region, the user reads the surroundings until the first suggestion
 # appears (and they have read it), but no longer than this; then they type.
@@ -41,7 +43,8 @@ class Driver(Protocol):
         """The file is opened with the cursor at `cursor` (the driver may ask for a suggestion)."""
 
     def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
-        """`insert` was inserted at offset `at`; the document is now `text`, the cursor at `cursor`."""
+        """`insert` was inserted at offset `at`; the document is now `text`, the cursor at `cursor`.
+        An empty `insert`: only the cursor moved (over a closer the editor had put there)."""
 
     async def accepted(self, token: Any, take: Take) -> None:
         """The user took `take` of the suggestion shown with `token`."""
@@ -75,8 +78,9 @@ class _Visible:
 class User:
     """Plays the regions against one driver and writes the log."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, autoclose: bool = False) -> None:
         self.driver = driver
+        self.autoclose = autoclose  # the editor closes brackets and quotes (VS Code), see editor.py
         self.log = Log()
         self.text = ""
         self.cursor = 0
@@ -125,11 +129,15 @@ class User:
         planned_gap: float | None,
         keep: _Visible | None = None,
         seen: str | None = None,
+        advance: int | None = None,
+        chars: int | None = None,
     ) -> None:
+        """`insert` at the cursor, which then moves `advance` (default: past the insert); `chars`:
+        the region's characters this edit types (default: the insert's)."""
         at = self.cursor
         self._visible = keep
         self.text = self.text[:at] + insert + self.text[at:]
-        self.cursor += len(insert)
+        self.cursor += len(insert) if advance is None else advance
         self.version += 1
         now = self.now()
         if (
@@ -138,7 +146,8 @@ class User:
             and self.log.edits[-1].planned_gap is not None
         ):
             self.log.edits[-1].next_at = now
-        self.log.edits.append(Edit(self.version, now, kind, len(insert), planned_gap, seen=seen))
+        typed = len(insert) if chars is None else chars
+        self.log.edits.append(Edit(self.version, now, kind, typed, planned_gap, seen=seen))
         if keep is not None:
             self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show, kept=True))
         self.driver.change(self.version, self.text, self.cursor, at, insert)
@@ -179,12 +188,14 @@ class User:
         )
         target = region.text
         delays = key_delays(target, region.spec.id)
+        language = LANGUAGES.get(language_for_path(region.path) or "")
+        editor = Editor(target, language.comment if language else "", self.autoclose)
         i = 0
         last = self.now()
         while i < len(target):
             deadline = last + delays[i]
             while True:
-                take = self._offer(target[i:])
+                take = self._offer(target[i : editor.limit(i)])
                 readable_at = self._visible.at + REACTION_S if self._visible is not None else 0.0
                 if take is not None and self.now() >= readable_at:
                     break
@@ -196,17 +207,21 @@ class User:
                 await self._take(take, delays, i)
                 i += len(take.text)
             else:
-                seen = "none" if self._visible is None else "unread" if self._offer(target[i:]) else "wrong"
-                insert = auto_indent(target, i) if target[i] == "\n" else target[i]
-                i += len(insert)
+                offered = self._offer(target[i : editor.limit(i)])
+                seen = "none" if self._visible is None else "unread" if offered else "wrong"
+                key = editor.key(i, self.text[self.cursor :])
+                typed = target[i : i + key.consumed]
+                i += key.consumed
                 # Typing what the suggestion says keeps the rest of it on screen (the editor does this).
                 shown = self._visible
                 keep = None
-                if shown is not None and len(shown.text) > len(insert) and shown.text.startswith(insert):
-                    keep = _Visible(shown.text[len(insert) :], shown.at, shown.show, shown.token)
-                kind = "enter" if insert[0] == "\n" else "key"
-                self._edit(insert, kind, delays[i] if i < len(target) else None, keep, seen)
+                if shown is not None and len(shown.text) > len(typed) and shown.text.startswith(typed):
+                    keep = _Visible(shown.text[len(typed) :], shown.at, shown.show, shown.token)
+                gap = delays[i] if i < len(target) else None
+                self._edit(key.insert, key.kind, gap, keep, seen, advance=key.advance, chars=key.consumed)
             last = self.now()
+        if editor.leftover():
+            raise AssertionError(f"the editor's {editor.leftover()!r} in {region.spec.id} was never reached")
         await asyncio.sleep(LINGER_S)
         expected = region.original
         if self.text != expected:

@@ -196,15 +196,16 @@ class InfillerDriver:
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Invoked)
 
     def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
-        pos = position_of(text, at)
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=self._uri, version=version),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=insert)
-                ],
+        if insert:  # else only the cursor moved: VS Code asks for a suggestion there all the same
+            pos = position_of(text, at)
+            self.client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=self._uri, version=version),
+                    content_changes=[
+                        types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=insert)
+                    ],
+                )
             )
-        )
         self._now = (version, text, cursor)
         self._cursor(text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Automatic)
