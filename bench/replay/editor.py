@@ -79,10 +79,6 @@ class Editor:
         # time, with the region offset of each closer it put there (None: whitespace it moved).
         self.pending: list[tuple[str, int | None]] = []
 
-    @property
-    def ahead(self) -> str:
-        return "".join(ch for ch, _ in self.pending)
-
     def limit(self, i: int) -> int:
         """A suggestion taken at offset `i` ends before the next closer the editor has put there
         (taking more would write that closer a second time)."""
@@ -138,4 +134,4 @@ class Editor:
 
     def leftover(self) -> str:
         """What the editor put that the region never reached (none when the model fits)."""
-        return self.ahead
+        return "".join(ch for ch, _ in self.pending)
