@@ -77,6 +77,7 @@ class Session:
         options: dict[str, Any] | None = None,
         wait_model: bool = True,
         experimental: dict[str, Any] | None = None,
+        inline: bool = True,
     ) -> None:
         env = {**os.environ, "INFILLER_STATE_DIR": str(self.state)}
         await self.client.start_io(
@@ -94,8 +95,9 @@ class Session:
         caps = types.ClientCapabilities(
             experimental=experimental,
             window=types.WindowClientCapabilities(work_done_progress=True),
+            # inline=False: a client without inline completion (Helix, Kate, Sublime's LSP).
             text_document=types.TextDocumentClientCapabilities(
-                inline_completion=types.InlineCompletionClientCapabilities()
+                inline_completion=types.InlineCompletionClientCapabilities() if inline else None
             ),
             workspace=types.WorkspaceClientCapabilities(
                 did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(
@@ -203,6 +205,7 @@ def run(
     options: dict[str, Any] | None = None,
     wait_model: bool = True,
     experimental: dict[str, Any] | None = None,
+    inline: bool = True,
 ) -> Session:
     root = tmp_path / "repo"
     root.mkdir()
@@ -212,7 +215,7 @@ def run(
     session = Session(root, tmp_path / "state")
 
     async def main() -> None:
-        await session.start(engine, options, wait_model, experimental)
+        await session.start(engine, options, wait_model, experimental, inline)
         try:
             await scenario(session)
         finally:
@@ -707,6 +710,30 @@ def test_completion_fallback_is_one_preselected_item_first(tmp_path: Path) -> No
         assert isinstance(item.text_edit, types.TextEdit)
         assert item.text_edit.new_text == "append(item)" and item.filter_text == "append(item)"
         assert item.text_edit.range == types.Range(types.Position(0, 6), types.Position(0, 8))
+
+    run(tmp_path, "fast", scenario, inline=False)
+
+
+def test_a_client_with_inline_completion_gets_no_completion_menu_item(tmp_path: Path) -> None:
+    # VS Code asks for both as the user types: the menu would open on `(` with an early part of the
+    # suggestion (which Tab then takes), and each key would ask the model twice.
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py", "items.ap")
+        for trigger in (types.CompletionTriggerKind.Invoked, types.CompletionTriggerKind.TriggerCharacter):
+            result = await s.client.text_document_completion_async(
+                types.CompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(0, 8),
+                    context=types.CompletionContext(trigger_kind=trigger, trigger_character="("),
+                )
+            )
+            assert isinstance(result, types.CompletionList) and not result.items
+        assert (await s.stats())["requests"] == 0
+        inline = await s.client.text_document_inline_completion_async(
+            Session.inline_params(uri, 0, 8, types.InlineCompletionTriggerKind.Invoked)
+        )
+        assert isinstance(inline, types.InlineCompletionList)
+        assert [item.insert_text for item in inline.items] == ["pend(item)"]
 
     run(tmp_path, "fast", scenario)
 

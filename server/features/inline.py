@@ -139,6 +139,11 @@ def register(server: InfillerServer) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "("]))
     async def completion(ls: InfillerServer, params: types.CompletionParams) -> types.CompletionList:
+        if ls.inline_client:
+            # The suggestion is shown as ghost text already. Offered in the completion menu too, it
+            # would be asked for twice per key (VS Code asks both as the user types) and open a
+            # menu whose item, an early part of the suggestion, Tab takes instead of the ghost text.
+            return types.CompletionList(is_incomplete=False, items=[])
         explicit = (
             params.context is not None and params.context.trigger_kind == types.CompletionTriggerKind.Invoked
         )

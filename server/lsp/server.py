@@ -97,6 +97,9 @@ class InfillerServer(LanguageServer):
         # The client asks for inline completions again when told that a suggestion grew
         # (`infiller/suggestionUpdated`): early answers are then worth showing (server/suggest.py).
         self.suggestion_updates = False
+        # The client shows inline completions (LSP 3.18 `textDocument.inlineCompletion`): the
+        # `textDocument/completion` fallback then stays empty (server/features/inline.py).
+        self.inline_client = False
         self.adopt(self.settings)
         self.default_model: str | None = None  # `infiller serve --model`, used when settings name none
         self.index_ready = False
@@ -399,6 +402,8 @@ def _register_lifecycle(server: InfillerServer) -> None:
         settings, errors = read_settings(merge(params.initialization_options, ls.workspace_settings))
         extra = params.capabilities.experimental
         ls.suggestion_updates = isinstance(extra, dict) and extra.get(SUGGESTION_UPDATES) is True
+        documents = params.capabilities.text_document
+        ls.inline_client = documents is not None and documents.inline_completion is not None
         ls.adopt(settings)
         ls.pending_messages.extend(ls.workspace_settings.problems if ls.workspace_settings else ())
         ls.pending_messages.extend(errors)
