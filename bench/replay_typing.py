@@ -47,7 +47,8 @@ DEFAULT_MODELS = "qwen2.5-coder-1.5b"
 DEFAULT_THREADS = "1"
 EDITOR_NOTES = {
     "plain": "plain (every key inserts its character, as in Vim without auto-pairs)",
-    "vscode": "VS Code's (it closes brackets and quotes; the user types over or steps past the closers)",
+    "vscode": "VS Code's (it closes brackets and quotes; the user types over or steps past the closers; "
+    "it asks for completion items too as word and trigger characters are typed)",
 }
 
 
@@ -98,6 +99,7 @@ async def run_one(
             args.settings,
             updates=args.updates,
             cursor=args.cursor,
+            menu=args.editor == "vscode",
         )
     else:
         from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver, repacking_runs
@@ -267,6 +269,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"  - requests {d['requests']}, cancelled by the client {d['cancellations']},"
                 f" asked again on suggestionUpdated {d.get('updates', 0)},"
+                f" completion-menu requests {d.get('menu_requests', 0)},"
                 f" server: served by {s['served_by']}, no suggestion {s['no_suggestion']},"
                 f" model latency {s['model_latency_ms']}"
             )

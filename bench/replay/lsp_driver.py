@@ -5,7 +5,10 @@ the next edit comes is cancelled with $/cancelRequest (as VS Code does). Opening
 and an invoked request at the cursor. Accepting runs the item's `infiller.accepted` command. The
 client announces that it asks again on `infiller/suggestionUpdated` (a suggestion shown early
 grew), as the VS Code and Neovim clients do, and says where the cursor is after every edit
-(`infiller/cursor`), as VS Code's selection changes make the extension do.
+(`infiller/cursor`), as VS Code's selection changes make the extension do. With `menu`, an edit that
+ends in a word character or a trigger character also asks for completion items, as VS Code's
+quick suggestions do beside the inline ones (the previous such request is cancelled; the menu's
+items are not taken).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ LANGUAGE_IDS = {
 # The notification the VS Code extension sends on every selection change (clients/vscode): named
 # here as the extension names it, so that the driver also runs against a server without it.
 CURSOR = "infiller/cursor"
+# The characters infiller's completion provider names as triggers (server/features/inline.py).
+MENU_TRIGGERS = ".("
 # At the end, how long pending requests get to come back after they are cancelled.
 STOP_WAIT_S = 30.0
 
@@ -88,11 +93,15 @@ class InfillerDriver:
         *,
         updates: bool = True,
         cursor: bool = True,
+        menu: bool = False,
     ):
         self.model = model
         self.announce_updates = updates  # False: a client that does not ask again (no early answers)
         # VS Code's selection changes: infiller/cursor after every edit and at open (False: none).
         self.cursor = cursor
+        self.menu = menu  # VS Code's completion requests as the user types (textDocument/completion)
+        self.menu_requests = 0
+        self._menu_pending: asyncio.Future[Any] | None = None
         self.threads = threads
         self.settings = json.loads(settings)
         self._show = show
@@ -209,6 +218,37 @@ class InfillerDriver:
         self._now = (version, text, cursor)
         self._cursor(text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Automatic)
+        if self.menu and insert and (insert[-1].isalnum() or insert[-1] in MENU_TRIGGERS + "_"):
+            self._menu(text, cursor, insert[-1])
+
+    def _menu(self, text: str, cursor: int, typed: str) -> None:
+        """VS Code's quick suggestions (triggerKind Invoked) or a trigger character's request."""
+        self._cancel_menu()
+        self.menu_requests += 1
+        trigger = typed in MENU_TRIGGERS
+        params = types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=self._uri),
+            position=position_of(text, cursor),
+            context=types.CompletionContext(
+                trigger_kind=types.CompletionTriggerKind.TriggerCharacter
+                if trigger
+                else types.CompletionTriggerKind.Invoked,
+                trigger_character=typed if trigger else None,
+            ),
+        )
+        fut = self.client.protocol.send_request_async(
+            types.TEXT_DOCUMENT_COMPLETION, params, msg_id=f"menu-{self.menu_requests}"
+        )
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # answered or cancelled: read
+        self._menu_pending = fut
+
+    def _cancel_menu(self) -> asyncio.Future[Any] | None:
+        """Cancel the completion request still pending, as VS Code does on the next key; it is returned."""
+        pending = self._menu_pending
+        if pending is not None and not pending.done():
+            msg_id = f"menu-{self.menu_requests}"
+            self.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+        return pending
 
     def _cursor(self, text: str, cursor: int) -> None:
         """As VS Code's extension does on every selection change (the edit moved the cursor)."""
@@ -283,8 +323,10 @@ class InfillerDriver:
         for msg_id, fut in list(self._pending.items()):
             if not fut.done():
                 self.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+        menu = self._cancel_menu()
+        waits = [*self._tasks, *([menu] if menu is not None else [])]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), STOP_WAIT_S)
+            await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), STOP_WAIT_S)
         stats = await self.stats()
         await self.client.shutdown_async(None)
         self.client.exit(None)
@@ -299,6 +341,7 @@ class InfillerDriver:
             "errors": self.errors,
             "ready_s": self.ready_s,
             "updates": self.updates,
+            "menu_requests": self.menu_requests,
             "server_stats": {
                 k: stats.get(k)
                 for k in (
