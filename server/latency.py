@@ -23,7 +23,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
-from server.model.postprocess import closers_only, no_space_inside_bracket
+from context.syntax import code
+from server.model.postprocess import CLOSERS, OPENERS, closers_only, no_space_inside_bracket
 from server.request import CompletionContext
 
 # Suggestions remembered per document for typing-through: the last few are enough, since a
@@ -49,6 +50,92 @@ EARLY_MIN_CHARS = 3
 _WORD_TAIL = re.compile(r"\w+$")
 
 
+# What an editor puts after the cursor by itself: VS Code closes brackets and quotes as they are typed
+# (`(` brings `)`), and Enter between braces puts the `}` on a line of its own below the cursor.
+AUTO_CLOSED = frozenset(")]}\"'`")
+QUOTES = "\"'`"
+# The lines before the cursor whose open brackets an editor may have closed (the cursor's, and the
+# header's above it after Enter between braces).
+AUTO_CLOSE_LINES = 2
+
+
+def editor_closed(made_at: CompletionContext, now: CompletionContext) -> str | None:
+    """What the editor's auto-closing put after the cursor since `made_at`: "" when the text after
+    the cursor is unchanged, None when it changed otherwise. The closers must close, innermost
+    first, brackets left open on the cursor's last lines, and a quote one left open on its line;
+    with VS Code on, a suggestion made before `(` was typed still serves `foo(|)`."""
+    if now.suffix == made_at.suffix:
+        return ""
+    if not now.suffix.endswith(made_at.suffix) or not now.prefix.startswith(made_at.prefix):
+        return None
+    closed = now.suffix[: len(now.suffix) - len(made_at.suffix)]
+    head, newline, tail = closed.partition("\n")
+    below = tail.lstrip(" \t")
+    if not set(head) <= AUTO_CLOSED or not set(below) <= AUTO_CLOSED or (newline and not below):
+        return None
+    return closed if _close_what_was_typed(now.prefix, head + below) else None
+
+
+def editor_rest(at: CompletionContext) -> str:
+    """The rest of the cursor's line when it only closes, innermost first, brackets and quotes the
+    line opened before the cursor: what an editor's auto-closing put there (`foo(|)`, `{|}`); ""
+    otherwise. The suggester answers as if the line ended at the cursor and cuts the answer there
+    (before_closed): the prompt, the KV cache and the cached answers stay those of the typing."""
+    rest = at.suffix.split("\n", 1)[0]
+    return rest if rest and _close_what_was_typed(at.line_prefix, rest) else ""
+
+
+def _close_what_was_typed(prefix: str, closers: str) -> bool:
+    """`closers` (closing brackets and quotes only) close, innermost first, brackets left open on the
+    last lines of `prefix`, and quotes left open on its last line."""
+    if not set(closers) <= AUTO_CLOSED:
+        return False
+    lines = prefix.split("\n")
+    expected = "".join(OPENERS[o] for o in reversed(_open_brackets("\n".join(lines[-AUTO_CLOSE_LINES:]))))
+    if not expected.startswith("".join(ch for ch in closers if ch not in QUOTES)):
+        return False
+    return all(lines[-1].count(q) % 2 == 1 for q in set(closers) & set(QUOTES))
+
+
+def before_closed(rest: str, closed: str) -> str:
+    """`rest` (text to insert at the cursor) up to what the editor already put after it (`closed`:
+    from editor_closed or editor_rest): the user types over a closer rather than taking it twice. A
+    closer that starts a line of the answer keeps its line's start (`{|}`: the body, then the `}`
+    where the answer put it); one the editor already moved below the cursor does not."""
+    if not closed:
+        return rest
+    first = closed.strip()[0]
+    end = len(rest)
+    if first in QUOTES:
+        end = next((i for i, ch in enumerate(rest) if ch == first and rest[i - 1 : i] != "\\"), end)
+    else:
+        depth = 0  # brackets `rest` opened itself
+        for i, ch in code(rest):
+            if ch in OPENERS:
+                depth += 1
+            elif ch in CLOSERS:
+                if not depth:
+                    end = i
+                    break
+                depth -= 1
+    kept = rest[:end]
+    line_start = kept.rfind("\n")
+    if end < len(rest) and line_start >= 0 and not kept[line_start:].strip() and not closed.startswith("\n"):
+        return kept
+    return kept.rstrip()
+
+
+def _open_brackets(text: str) -> list[str]:
+    """The brackets `text` leaves open in code, outermost first."""
+    stack: list[str] = []
+    for _, ch in code(text):
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
+            stack.pop()
+    return stack
+
+
 def continuation(
     made_at: CompletionContext, text: str, now: CompletionContext, *, blank_lines: bool = False
 ) -> str | None:
@@ -60,14 +147,19 @@ def continuation(
     line prepared for a new line's start (the hot streak), and blank lines the user put before it
     do not count (Enter twice: the line after the blank one is most often the same).
     """
-    if made_at.uri != now.uri or made_at.suffix != now.suffix or not text:
+    if made_at.uri != now.uri or not text:
+        return None
+    closed = editor_closed(made_at, now)
+    if closed is None:
         return None
     if now.prefix.startswith(made_at.prefix):
         typed = now.prefix[len(made_at.prefix) :]
         if blank_lines and not typed[: typed.rfind("\n") + 1].strip():
             typed = typed[typed.rfind("\n") + 1 :]
         if text.startswith(typed) and len(typed) < len(text):
-            return text[len(typed) :]
+            return before_closed(text[len(typed) :], closed) or None
+        return None
+    if closed:
         return None
     if made_at.prefix.startswith(now.prefix):
         deleted = made_at.prefix[len(now.prefix) :]
@@ -78,7 +170,9 @@ def continuation(
 
 def agrees(made_at: CompletionContext, partial: str, now: CompletionContext) -> bool:
     """Could a generation at `made_at`, which has produced `partial` so far, serve `now`?"""
-    if made_at.uri != now.uri or made_at.suffix != now.suffix or not now.prefix.startswith(made_at.prefix):
+    if made_at.uri != now.uri or not now.prefix.startswith(made_at.prefix):
+        return False
+    if editor_closed(made_at, now) is None:
         return False
     typed = now.prefix[len(made_at.prefix) :]
     return partial.startswith(typed) or typed.startswith(partial)
@@ -133,7 +227,11 @@ def below_header(at: CompletionContext) -> CompletionContext | None:
     target after an answer that ended the header. None elsewhere, and after trailing spaces (the
     next line would not follow the cursor's text)."""
     line = at.line_prefix
-    if at.suffix.split("\n", 1)[0].strip() or not line.strip() or line != line.rstrip():
+    # `{|}`: the editor closed the brace; after Enter it goes below the cursor (editor_closed).
+    rest = at.suffix.split("\n", 1)[0]
+    if rest.strip() and rest != editor_rest(at):
+        return None
+    if not line.strip() or line != line.rstrip():
         return None
     return _line_below(at, at.prefix) if line.endswith(BLOCK_OPENER_ENDS) else None
 

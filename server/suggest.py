@@ -26,11 +26,15 @@ from server.latency import (
     Suggestion,
     SuggestionCache,
     agrees,
+    before_closed,
     below_header,
     continuation,
     early_text,
+    editor_closed,
+    editor_rest,
     next_line_cursor,
 )
+from server.model.postprocess import Reason
 from server.model.process import ModelProcessDied
 from server.model.runtime import Cancelled, CancelToken
 from server.request import CompletionContext
@@ -160,8 +164,18 @@ class Suggester:
         stats = self.session.stats
         stats.record_request()
         name = now.uri.rsplit("/", 1)[-1]
+        # An editor that closes brackets (VS Code) puts `)` after the cursor as `(` is typed: the
+        # request is answered as if the line ended at the cursor, so that the prompt, the running
+        # generation and the cached answers stay those of the line being typed (the `)` changed the
+        # prompt's suffix, and the model read the whole body again: 1-3 s on 2 cores), and what is
+        # shown stops where it would close what the editor has closed.
+        closed = editor_rest(now)
         try:
-            answer = await self._suggest(now, explicit, start)
+            answer = await self._suggest(replace(now, suffix=now.suffix[len(closed) :]), explicit, start)
+            if closed and answer.text:
+                answer.text = before_closed(answer.text, closed) or None
+                if answer.text is None:
+                    answer.reason = str(Reason.REPEATS_LINE_SUFFIX)
         except asyncio.CancelledError:
             stats.record_cancelled("cancelled")  # the client cancelled (LSP $/cancelRequest, a disconnect)
             log.info(
@@ -288,11 +302,8 @@ class Suggester:
         flight = self.inflight
         if flight is None or (flight.future.done() and flight.future.cancelled()):
             return None
-        if (
-            flight.at.uri != now.uri
-            or flight.at.suffix != now.suffix
-            or not now.prefix.startswith(flight.at.prefix)
-        ):
+        closed = editor_closed(flight.at, now) if flight.at.uri == now.uri else None
+        if closed is None or not now.prefix.startswith(flight.at.prefix):
             return None
         typed = now.prefix[len(flight.at.prefix) :]
         if flight.partial:
@@ -302,7 +313,7 @@ class Suggester:
             # No output yet and the prompt is stale: start over (the KV cache keeps what was read).
             return None
         log.info("following the generation at %d (+%d typed)", len(flight.at.prefix), len(typed))
-        waited = await self._wait(flight, early_at, typed)
+        waited = await self._wait(flight, early_at, typed, closed)
         if isinstance(waited, Answer):
             return waited
         result = waited
@@ -402,7 +413,7 @@ class Suggester:
         )
 
     async def _wait(
-        self, flight: InFlight, early_at: float | None, typed: str = ""
+        self, flight: InFlight, early_at: float | None, typed: str = "", closed: str = ""
     ) -> CompletionResult | Answer | None:
         """The generation's result; or, from `early_at` on (perf_counter), an early Answer with the
         words it has finished past `typed`. The generation then goes on (the waiting task keeps it
@@ -419,6 +430,9 @@ class Suggester:
                     return waiting.result()
                 if time.perf_counter() >= early_at:
                     shown = early_text(flight.partial, typed, flight.at.line_prefix + typed)
+                    if shown is not None and closed:
+                        # Not what the editor already closed after the cursor (`foo(|)`).
+                        shown = before_closed(shown, closed) or None
                     if shown is not None:
                         flight.early = flight.shown = True
                         return Answer(shown, "ok", "early")

@@ -28,6 +28,7 @@ ANSWERS: tuple[tuple[str, str], ...] = (
     ("total = a + b\n", "    return total\n"),  # the prompt leaves a bare indentation out
     ("total = a", " + b\n"),
     ("return a", " + b\n"),
+    ("    return max", "(a, b) + 1\n"),
     ("value = form", "at(label)\n"),
     ("value = fo", "rmat(label)\n"),
     ("x = foo", "_baz(2)\n"),

@@ -14,9 +14,12 @@ from server.latency import (
     Suggestion,
     SuggestionCache,
     agrees,
+    before_closed,
     below_header,
     continuation,
     early_text,
+    editor_closed,
+    editor_rest,
     next_line_cursor,
 )
 from server.model.runtime import Cancelled, CancelToken
@@ -95,6 +98,70 @@ def test_in_flight_agreement() -> None:
     assert agrees(made, "o", at("x = foo_ba"))  # typed past the output so far: may still agree
     assert not agrees(made, "o_b", at("x = fox"))
     assert not agrees(made, "o_b", at("x = f"))  # backspace: a different request
+
+
+# --- an editor that closes brackets (VS Code) ------------------------------------------------
+
+
+def test_the_closer_an_editor_put_after_a_typed_bracket_is_not_a_change() -> None:
+    made = at("  return ", "\n}\n")
+    assert editor_closed(made, at("  return (", ")\n}\n")) == ")"
+    assert editor_closed(made, at("  return f('", "')\n}\n")) == "')"
+    assert editor_closed(made, at("  return (a)", "\n}\n")) == ""  # typed over
+    # Text after the cursor that closes nothing typed is another edit.
+    assert editor_closed(made, at("  return (", "]\n}\n")) is None
+    assert editor_closed(made, at("  return ", "x\n}\n")) is None
+    assert editor_closed(made, at("  return (", "\n}\n}\n")) is None
+    # Enter between braces: the `}` on a line of its own below the cursor.
+    header = at("  if (x) {\n", "\n}\n")
+    assert editor_closed(header, at("  if (x) {\n    ", "\n  }\n}\n")) == "\n  }"
+
+
+def test_the_rest_of_a_line_the_editor_closed_is_told_from_code() -> None:
+    assert editor_rest(at("  return (", ")\n}\n")) == ")"
+    assert editor_rest(at("  if (x) {", "}\n")) == "}"
+    assert editor_rest(at("  f(['", "'])\n")) == "'])"
+    assert editor_rest(at("  return (", "a)\n")) == ""  # code after the cursor
+    assert editor_rest(at("  x = ", ")\n")) == ""  # closes nothing on the line
+    assert editor_rest(at("  f('a', ", "')\n")) == ""  # the quote before is closed
+
+
+def test_an_answer_stops_before_what_the_editor_closed() -> None:
+    assert before_closed("source: T) => f(x)", ")") == "source: T"
+    assert before_closed("f(a), b", ")") == "f(a), b"  # its own brackets are its own
+    assert before_closed("name')", "')") == "name"
+    # `{|}`: the body, and the `}` stays where the answer put it, on its own line.
+    assert before_closed("\n    body();\n  }\n  next();", "}") == "\n    body();\n  "
+    # After Enter the editor already put it below the cursor.
+    assert before_closed("body();\n  }\n  next();", "\n  }") == "body();"
+
+
+def test_typing_through_goes_on_inside_the_brackets_the_editor_closed() -> None:
+    made = at("  return ", "\n}\n")
+    answer = "(source: Observable<T>) => source.pipe(take(1))"
+    # The rest up to the `)` the editor put there: the user types over it.
+    assert continuation(made, answer, at("  return (", ")\n}\n")) == "source: Observable<T>"
+    typed_over = at("  return (source: Observable<T>)", "\n}\n")
+    assert continuation(made, answer, typed_over) == " => source.pipe(take(1))"
+    cache = SuggestionCache()
+    cache.put(Suggestion(made, answer, "model"))
+    hit = cache.lookup(at("  return (sou", ")\n}\n"))
+    assert hit is not None and hit[1] == "rce: Observable<T>"
+    assert agrees(made, "(source", at("  return (so", ")\n}\n"))
+
+
+def test_enter_between_braces_an_editor_closed_is_served_by_the_hot_streak() -> None:
+    """At `{|}` the line below the header is prepared as if the `}` were not there; after Enter the
+    editor puts it below the cursor, and the prepared body is shown (without any `}` of its own)."""
+    header = at("function f(x) {\n  if (x) {", "}\n}\n")
+    below = below_header(header)
+    assert below == at("function f(x) {\n  if (x) {\n", "\n}\n")
+    cache = SuggestionCache()
+    cache.put(Suggestion(below, "    throw new Error(x);\n  }\n  return 1;", "hot-streak"))
+    hit = cache.lookup(at("function f(x) {\n  if (x) {\n    ", "\n  }\n}\n"))
+    assert hit is not None and hit[1] == "throw new Error(x);"
+    # A line suffix that is not the editor's closer is not a header's end.
+    assert below_header(at("  if (x) {", "return 1; }\n")) is None
 
 
 # --- hot streak ----------------------------------------------------------------------------

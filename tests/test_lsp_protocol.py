@@ -286,6 +286,26 @@ def test_typing_through_a_suggestion_is_served_from_the_cache(tmp_path: Path) ->
     run(tmp_path, "fast", scenario)
 
 
+def test_typing_inside_brackets_the_editor_closed_is_served_from_the_cache(tmp_path: Path) -> None:
+    """VS Code closes a bracket as it is typed (`max(|)`): the answer made before it goes on inside
+    it, stops before the `)` the editor put there, and goes on after the user types over it."""
+
+    async def scenario(s: Session) -> None:
+        uri = s.open(s.root / "adder.py")
+        s.edit(uri, (1, 11), (1, 12), "max")
+        assert [i.insert_text for i in await s.inline(uri, 1, 14)] == ["(a, b) + 1"]
+        s.edit(uri, (1, 14), (1, 14), "()")
+        assert [i.insert_text for i in await s.inline(uri, 1, 15, invoked=False)] == ["a, b"]
+        s.edit(uri, (1, 15), (1, 15), "a, b")
+        assert await s.inline(uri, 1, 19, invoked=False) == []  # only the `)` is left: it is there
+        # The user types over the `)`: the cursor moves, the text does not change.
+        assert [i.insert_text for i in await s.inline(uri, 1, 20, invoked=False)] == [" + 1"]
+        stats = await s.stats()
+        assert stats["served_by"] == {"model": 1, "cache": 2}
+
+    run(tmp_path, "fast", scenario)
+
+
 def test_hot_streak_has_the_next_line_ready_after_enter(tmp_path: Path) -> None:
     async def scenario(s: Session) -> None:
         uri = s.open(s.root / "adder.py")
