@@ -85,6 +85,13 @@ def editor_rest(at: CompletionContext) -> str:
     return rest if rest and _close_what_was_typed(at.line_prefix, rest) else ""
 
 
+def without_editor_rest(at: CompletionContext) -> tuple[CompletionContext, str]:
+    """`at` as if its line ended at the cursor, and the rest left out (editor_rest; "" for none):
+    what every door asks the model, cutting the answer with before_closed."""
+    closed = editor_rest(at)
+    return (replace(at, suffix=at.suffix[len(closed) :]) if closed else at), closed
+
+
 def _close_what_was_typed(prefix: str, closers: str) -> bool:
     """`closers` (closing brackets and quotes only) close, innermost first, brackets left open on the
     last lines of `prefix`, and quotes left open on its last line."""

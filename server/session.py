@@ -221,6 +221,11 @@ class Session:
         with self._lock:
             return list(self._index_ready)
 
+    def indexing(self) -> int:
+        """How many workspaces are still being indexed (opened, first refresh not done)."""
+        with self._lock:
+            return sum(not ready.done() for ready in self._index_ready.values())
+
     def ready_indexes(self) -> list[tuple[Path, Index]]:
         with self._lock:
             return [(r, i) for r, i in self._indexes.items() if i is not None]

@@ -31,8 +31,8 @@ from server.latency import (
     continuation,
     early_text,
     editor_closed,
-    editor_rest,
     next_line_cursor,
+    without_editor_rest,
 )
 from server.model.postprocess import Reason
 from server.model.process import ModelProcessDied
@@ -169,9 +169,9 @@ class Suggester:
         # generation and the cached answers stay those of the line being typed (the `)` changed the
         # prompt's suffix, and the model read the whole body again: 1-3 s on 2 cores), and what is
         # shown stops where it would close what the editor has closed.
-        closed = editor_rest(now)
+        typed, closed = without_editor_rest(now)
         try:
-            answer = await self._suggest(replace(now, suffix=now.suffix[len(closed) :]), explicit, start)
+            answer = await self._suggest(typed, explicit, start)
             if closed and answer.text:
                 answer.text = before_closed(answer.text, closed) or None
                 if answer.text is None:

@@ -466,6 +466,67 @@ def test_a_client_typing_through_an_answer_gets_the_rest_without_the_model(tmp_p
     asyncio.run(main())
 
 
+def test_a_bracket_the_editor_closed_is_not_in_the_prompt_nor_doubled_in_the_answer(tmp_path: Path) -> None:
+    """llama.vscode sends VS Code's auto-closed `)` as the start of `input_suffix`: the model reads
+    the same prompt as without it (the KV cache and the typed-through cache stay those of the line
+    being typed), and the answer stops before the `)` that is already there."""
+    repo = make_repo(tmp_path / "repo")
+    call = "    return shapes.scaled_perimeter_of_polygon("
+
+    async def prompt_and_answer(suffix: str) -> tuple[str, str]:
+        prompts: list[str] = []
+
+        def script(prompt: str) -> str:
+            prompts.append(prompt)
+            return "sides, length, 1.0)"
+
+        request = {**LLAMA_VIM_REQUEST, "prompt": call, "input_suffix": suffix, "response_fields": None}
+        async with (
+            daemon(script, roots=(repo,)) as (url, _core, _m),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            answer = (await client.post("/infill", json=request)).json()["content"]
+        return prompts[-1], answer  # the whole prompt, after its parts were read
+
+    async def main() -> None:
+        plain_prompt, plain_answer = await prompt_and_answer("\n")
+        closed_prompt, closed_answer = await prompt_and_answer(")\n")
+        assert plain_answer == "sides, length, 1.0)"
+        assert closed_answer == "sides, length, 1.0"
+        assert closed_prompt == plain_prompt
+
+    asyncio.run(main())
+
+
+def test_health_says_how_many_workspaces_are_still_being_indexed(tmp_path: Path) -> None:
+    """A client (the typing replay) can wait for the index as well as for the model."""
+    first, second = make_repo(tmp_path / "first"), make_repo(tmp_path / "second")
+    gate = threading.Event()
+
+    async def main() -> None:
+        async with (
+            daemon(lambda _p: "x", roots=(first,)) as (url, core, _m),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            assert (await client.get("/health")).json() == {"status": "ok", "model": "fake", "indexing": 0}
+            opening = core.session.open_index
+
+            def held(root: Path, *args: Any, **kwargs: Any) -> Any:
+                gate.wait(10)
+                return opening(root, *args, **kwargs)
+
+            core.session.open_index = held  # type: ignore[method-assign]
+            ready = core.open_root(second)
+            assert ready is not None
+            health = await client.get("/health")
+            assert health.status_code == 200 and health.json()["indexing"] == 1
+            gate.set()
+            await asyncio.wrap_future(ready)
+            assert (await client.get("/health")).json()["indexing"] == 0
+
+    asyncio.run(main())
+
+
 def test_health_is_503_while_loading_and_auth_guards_the_rest() -> None:
     gate = threading.Event()
 

@@ -175,7 +175,10 @@ async def _stream(
 async def health(request: web.Request) -> web.Response:
     core = request.app[CORE]
     if core.status == "ready":
-        return web.json_response({"status": "ok", "model": core.model_name})
+        # `indexing`: workspaces whose first index is not built yet (answers come without their context).
+        return web.json_response(
+            {"status": "ok", "model": core.model_name, "indexing": core.session.indexing()}
+        )
     message = "Loading model" if core.status == "loading" else f"the model failed to load: {core.error}"
     return _error(503, message)
 

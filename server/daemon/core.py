@@ -24,6 +24,7 @@ from server.completion import CompletionResult, CompletionSettings
 from server.daemon import locate
 from server.daemon.metrics import Metrics
 from server.daemon.protocol import Answer, FimQuery, RawQuery, TooLarge
+from server.latency import before_closed, without_editor_rest
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
 from server.request import CompletionContext
@@ -315,7 +316,11 @@ class Core:
         """Fill in the middle with repository context, infiller's post-processing and the client's limits."""
         place = self.place(query)
         completer = self._completer(place.root)
-        request = CompletionContext.at(place.path, place.text, place.line, place.column)
+        # llama.vscode's suffix starts with what VS Code auto-closed (`foo(|)`): answered as in the
+        # language server (server/suggest.py), so the prompt stays that of the line being typed.
+        request, closed = without_editor_rest(
+            CompletionContext.at(place.path, place.text, place.line, place.column)
+        )
         file = str(place.path) if place.located else None
         if query.prefill_only:
             prompt = completer.build_prompt(request)
@@ -336,7 +341,7 @@ class Core:
             limits = Limits(query.deadline_ms, query.min_indent, query.stop)
             result = completer.complete(request, cancel, max_tokens=query.max_tokens, limit=limits)
             text, word = limits.cut(result.text or "")
-            answer = _answer(result, text, word, file)
+            answer = _answer(result, before_closed(text, closed), word, file)
         self.metrics.record_answer(answer)
         return answer
 
