@@ -7,7 +7,8 @@ to type and has been visible long enough to read (bench/replay/accept.py). The s
 same key timings and the same acceptance rule, drives infiller (the real server over LSP stdio, as VS
 Code would) and the peer: llama.cpp's own llama-server, built from the llama.cpp vendored in the
 llama-cpp-python sdist infiller pins, on the same GGUF and threads, driven as llama.vim drives it
-(bench/peer/llamavim_client.py).
+(bench/peer/llamavim_client.py). With `--daemon`, the same llama.vim client also types against
+`infiller daemon` (bench/replay/daemon.py): what a llama.vim user gets by pointing the plugin at it.
 
     .venv/bin/python -m bench.replay_typing --models qwen2.5-coder-1.5b,qwen2.5-coder-0.5b --threads 1,2
     .venv/bin/python -m bench.replay_typing --files 1 --no-peer      # a quick look
@@ -45,6 +46,8 @@ RESULTS = REPO / "bench" / "results"
 BUILD_PEER = REPO / "bench" / "peer" / "build_llama_server.sh"
 DEFAULT_MODELS = "qwen2.5-coder-1.5b"
 DEFAULT_THREADS = "1"
+# The engines that run infiller's code (the language server; the daemon behind llama.vim's client).
+INFILLER_ENGINES = ("infiller", "daemon")
 EDITOR_NOTES = {
     "plain": "plain (every key inserts its character, as in Vim without auto-pairs)",
     "vscode": "VS Code's (it closes brackets and quotes; the user types over or steps past the closers; "
@@ -103,12 +106,21 @@ async def run_one(
         )
     else:
         from bench.peer.llamavim_client import LlamaServer, LlamaVimDriver, repacking_runs
+        from bench.replay.daemon import DaemonServer
 
-        log = WORK / f"llama-server-{model}-{threads}t.log"
-        gguf = model_path(model)
-        server = LlamaServer(
-            args.peer_binary, gguf, threads, ctx=args.peer_ctx, log=log, repack=repacking_runs(model, gguf)
-        )
+        server: LlamaServer | DaemonServer
+        if engine == "daemon":
+            server = DaemonServer(model, threads, workspace, log=WORK / f"daemon-{model}-{threads}t.log")
+        else:
+            gguf = model_path(model)
+            server = LlamaServer(
+                args.peer_binary,
+                gguf,
+                threads,
+                ctx=args.peer_ctx,
+                log=WORK / f"llama-server-{model}-{threads}t.log",
+                repack=repacking_runs(model, gguf),
+            )
         driver = LlamaVimDriver(server, lambda v, t, k: user.show(v, t, k))
     user = User(driver, autoclose=args.editor == "vscode")
     measured = measured_code()  # the server process about to start runs this code
@@ -142,7 +154,7 @@ async def run_one(
         "engine": engine,
         "model": model,
         "threads": threads,
-        "measured": measured if engine == "infiller" else None,
+        "measured": measured if engine in INFILLER_ENGINES else None,
         **summary,
         "cancellations": details.get("cancellations"),
         "model_cpu_s": None if model_cpu is None else round(model_cpu, 1),
@@ -217,18 +229,19 @@ def markdown(report: dict[str, Any]) -> str:
     if ratios:
         lines += [
             "",
-            "## infiller / peer",
+            "## infiller / peer (with `--daemon`, the daemon's row too)",
             "",
             "Above 1: more for infiller (better for chars saved, acceptance and the ≤ 1 s share; worse for"
             " latencies, model time and memory).",
             "",
-            "| model | threads | chars saved | acceptance | pause→sugg p50 | p95 | pauses ≤ 1 s"
+            "| engine | model | threads | chars saved | acceptance | pause→sugg p50 | p95 | pauses ≤ 1 s"
             " | key→sugg p50 | p95 | model ms / accepted char | peak RSS |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for q in ratios:
             lines.append(
-                f"| {q['model']} | {q['threads']} | {_cell(q['chars_saved'])} | {_cell(q['acceptance_rate'])}"
+                f"| {q.get('engine', 'infiller')} | {q['model']} | {q['threads']}"
+                f" | {_cell(q['chars_saved'])} | {_cell(q['acceptance_rate'])}"
                 f" | {_cell(q['pause_p50'])} | {_cell(q['pause_p95'])}"
                 f" | {_cell(q['pauses_served_within_1s'])}"
                 f" | {_cell(q['key_p50'])} | {_cell(q['key_p95'])} | {_cell(q['model_ms_per_accepted_char'])}"
@@ -248,7 +261,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f" plus uncommitted changes (diff {code['server_diff_sha1']})" if code["server_dirty"] else ""
             )
             lines.append(
-                f"- infiller {r['model']} {r['threads']}t measured server/ and context/ at commit"
+                f"- {r['engine']} {r['model']} {r['threads']}t measured server/ and context/ at commit"
                 f" {code['server_commit'][:12]}{dirty}."
             )
     for r in runs:
@@ -292,7 +305,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for ours in (r for r in runs if r["engine"] == "infiller"):
+    for ours in (r for r in runs if r["engine"] in INFILLER_ENGINES):
         peer = next(
             (
                 r
@@ -306,6 +319,7 @@ def ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         q = metrics.ratio
         out.append(
             {
+                "engine": ours["engine"],
                 "model": ours["model"],
                 "threads": ours["threads"],
                 "chars_saved": q(ours["chars_saved"], peer["chars_saved"]),
@@ -340,6 +354,11 @@ def main() -> int:
     )
     peer.add_argument("--no-peer", dest="peer", action="store_false", help="infiller only")
     parser.add_argument("--no-infiller", dest="infiller", action="store_false", help="the peer only")
+    parser.add_argument(
+        "--daemon",
+        action="store_true",
+        help="also type with llama.vim's client against `infiller daemon` (bench/replay/daemon.py)",
+    )
     parser.add_argument("--files", type=int, default=None, help="type only the first N regions")
     parser.add_argument(
         "--editor",
@@ -385,7 +404,9 @@ def main() -> int:
     except ValueError as exc:
         parser.error(str(exc))
     workspace, regions = prepare(WORK, specs[: args.files])
-    engines = [e for e, on in (("infiller", args.infiller), ("peer", args.peer)) if on]
+    engines = [
+        e for e, on in (("infiller", args.infiller), ("daemon", args.daemon), ("peer", args.peer)) if on
+    ]
     runs = []
     for model in models:
         for threads in thread_counts:

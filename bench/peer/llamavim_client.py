@@ -38,11 +38,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from bench.replay.accept import Take
+
+if TYPE_CHECKING:
+    from bench.replay.daemon import DaemonServer
 
 # llama.vim's defaults (g:llama_config), by the same names.
 N_PREFIX = 256
@@ -277,6 +280,12 @@ class LlamaServer:
                 await asyncio.sleep(0.2)
         raise TimeoutError("llama-server did not become healthy")
 
+    def pids(self) -> dict[str, int]:
+        """The processes to measure: llama-server is both the server and the model."""
+        if self.proc is None:
+            return {}
+        return {"server": self.proc.pid, "model": self.proc.pid}
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -295,11 +304,12 @@ class _Chunk:
 
 
 class LlamaVimDriver:
-    """The replay's driver for the peer: a llama.vim-style client of a llama-server."""
+    """The replay's driver for the peer: a llama.vim-style client of a llama-server (or, with
+    `--daemon`, of `infiller daemon`: bench/replay/daemon.py)."""
 
     label = "peer"
 
-    def __init__(self, server: LlamaServer, show: Callable[[int, str, Any], None]) -> None:
+    def __init__(self, server: LlamaServer | DaemonServer, show: Callable[[int, str, Any], None]) -> None:
         self.server = server
         self._show = show
         self.cache = SuggestionCache()
@@ -359,9 +369,7 @@ class LlamaVimDriver:
         self._pick_chunk(self.lines[max(0, self.y - half) : self.y + half + 1], no_mod=True, do_evict=True)
 
     def pids(self) -> dict[str, int]:
-        if self.server.proc is None:
-            return {}
-        return {"server": self.server.proc.pid, "model": self.server.proc.pid}
+        return self.server.pids()
 
     async def stop(self) -> dict[str, Any]:
         if self.timer is not None:
