@@ -535,7 +535,7 @@ class Suggester:
             _drop_unwaited(self._streak)
         # A growth step queued (or being read) would go first: the line wanted next waited 406 ms
         # behind one in the tuned regions' replay. The next model answer resumes growth.
-        self._stop_growth()
+        self.stop_growth()
         flight = self._background(target, _complete_next_line, "hot-streak")
         if flight is not None:
             self.inflight = flight  # a request at the target follows it instead of starting over
@@ -554,12 +554,12 @@ class Suggester:
             return False
         _drop_unwaited(self._prefilling)
         _drop_unwaited(self._streak)
-        self._stop_growth()
+        self.stop_growth()
         self._prefilling = self._background(at, _prefill, "prefill", whole_chunks=whole_chunks)
         self.grow(at)
         return self._prefilling is not None
 
-    def _stop_growth(self) -> None:
+    def stop_growth(self) -> None:
         """Stop the growth step queued or being read (it ends at its chunk's end); the next model
         answer, or a prefill, starts growing again."""
         if self._growing is not None and not self._growing.done() and self._grow_token is not None:

@@ -377,6 +377,42 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+async def grown(client: httpx.AsyncClient, request: dict[str, Any], deadline_s: float = 10.0) -> int:
+    """Ask as llama.vim's ring update does when the user is idle (`n_predict` 0: read the prompt,
+    generate nothing) until the prompt at that place stops growing; its size in tokens."""
+    idle = {**request, "n_predict": 0, "response_fields": None}
+    sizes: list[int] = []
+    deadline = time.monotonic() + deadline_s
+    while len(sizes) < 2 or sizes[-1] != sizes[-2]:
+        assert time.monotonic() < deadline, f"the prompt kept growing: {sizes}"
+        sizes.append((await client.post("/infill", json=idle)).json()["tokens_evaluated"])
+        await asyncio.sleep(0.6)  # a pause (growth waits for one: GROW_QUIET_S)
+    return sizes[-1]
+
+
+def test_a_new_place_is_answered_from_a_small_prompt_that_grows_while_the_client_is_idle(
+    tmp_path: Path,
+) -> None:
+    """As in the language server: the first answer at a new place comes from a cold prompt (the
+    1.5B reads ~2,000 tokens for the full one, 18 s on 2 cores, before its first word), which grows
+    to the full one while no request comes."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "pkg" / "report.py").write_text(REPORT + "".join(f"\n\n# note {i}" for i in range(150)))
+
+    async def main() -> None:
+        async with (
+            daemon(lambda _p: "x", roots=(repo,)) as (url, _core, _m),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            request = {**LLAMA_VIM_REQUEST, "response_fields": None}
+            request["input_suffix"] = "".join(f"\n\n# note {i}" for i in range(150))
+            cold = (await client.post("/infill", json=request)).json()["tokens_evaluated"]
+            full = await grown(client, request)
+            assert cold < full, (cold, full)
+
+    asyncio.run(main())
+
+
 def test_llama_vim_request_gets_the_other_files_definition(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
 
@@ -393,6 +429,8 @@ def test_llama_vim_request_gets_the_other_files_definition(tmp_path: Path) -> No
             daemon(script, roots=(repo,)) as (url, _core, _m),
             httpx.AsyncClient(base_url=url) as client,
         ):
+            # The fake model's tokens are characters: its cold prompt has no room for the definition.
+            await grown(client, LLAMA_VIM_REQUEST)
             full = (await client.post("/infill", json={**LLAMA_VIM_REQUEST, "response_fields": None})).json()
             assert full["content"] == "scaled_perimeter_of_polygon(sides, length, 1.0)"
             assert full["infiller"]["file"] == str(repo / "pkg" / "report.py")
@@ -427,6 +465,7 @@ def test_a_repositorys_tuned_settings_file_applies_to_the_daemon_too(tmp_path: P
             settings.write_text('[settings.context]\nsources = ["definitions"]\n')
             # Another line below: not an answer being typed through, which would come from memory.
             request["input_suffix"] = "\n\n"
+            await grown(client, request)  # the fake model's cold prompt has no room for the definition
             on = (await client.post("/infill", json=request)).json()
             assert on["content"] == "from_definition()" and "pkg/shapes.py" in on["infiller"]["context"]
 

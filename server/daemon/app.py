@@ -21,7 +21,7 @@ from aiohttp import web
 from server.daemon import protocol
 from server.daemon.core import Busy, Core, NotReady
 from server.daemon.metrics import CONTENT_TYPE, Metrics
-from server.daemon.protocol import Answer, FimQuery, ProtocolError, RawQuery, TooLarge
+from server.daemon.protocol import Answer, FimQuery, ProtocolError, TooLarge
 from server.daemon.security import authorized
 from server.model.runtime import CancelToken
 from server.request import CompletionContext
@@ -140,8 +140,6 @@ async def _stream(
     job: Callable[[CancelToken, Callable[[str], None] | None], Answer],
     chunk: Callable[[str], bytes],
     final: Callable[[Answer], list[bytes]],
-    *,
-    incremental: bool = True,
 ) -> web.StreamResponse:
     """Server-sent events: each piece as `chunk(piece)` while it is generated, then `final(answer)`."""
     core = request.app[CORE]
@@ -152,7 +150,7 @@ async def _stream(
     def put(piece: str | None) -> None:
         loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-    future, token = core.submit(lambda t: job(t, put if incremental else None))
+    future, token = core.submit(lambda t: job(t, put))
     future.add_done_callback(lambda _f: put(None))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     try:
@@ -225,10 +223,12 @@ async def infill(request: web.Request) -> web.StreamResponse:
 async def _fim(request: web.Request, query: FimQuery) -> Answer:
     """A FIM answer: typed through an earlier one when the client's text allows, else from the model."""
     core = request.app[CORE]
+    core.arrived()
     answer = core.typed_through(query)
     if answer is None:
         answer = await _run(request, lambda t: core.fim(query, t))
         core.remember(query, answer)
+    core.grow()
     return answer
 
 
@@ -260,42 +260,36 @@ async def completion(request: web.Request) -> web.StreamResponse:
     return web.json_response(protocol.completion_json(answer))
 
 
-def _generate(
-    core: Core, query: FimQuery | RawQuery
-) -> Callable[[CancelToken, Callable[[str], None] | None], Answer]:
-    if isinstance(query, FimQuery):
-        return lambda t, _emit: core.fim(query, t)
-    return lambda t, emit: core.raw(query, t, emit)
-
-
 async def openai_completions(request: web.Request) -> web.StreamResponse:
     query, options = protocol.parse_openai(await _json(request), request.app[MAX_PROMPT])
     core = request.app[CORE]
     ident, created = protocol.new_id("cmpl"), int(time.time())
-    job = _generate(core, query)
+
+    def final(answer: Answer, text_sent: bool) -> list[bytes]:
+        events = []
+        if not text_sent and answer.text:
+            events.append(protocol.sse(protocol.openai_chunk(answer.text, answer.model, ident, created)))
+        last = protocol.openai_chunk("", answer.model, ident, created, answer.finish_reason)
+        last["usage"] = protocol.usage(answer)
+        events += [protocol.sse(last), protocol.sse("[DONE]")]
+        return events
+
+    if isinstance(query, FimQuery):
+        # With a suffix: fill in the middle as /infill does (typed-through, the growing prompt); a
+        # post-processed answer is sent once decided, so a stream carries it in one chunk.
+        answer = await _fim(request, query)
+        if options.stream:
+            return await _events(request, final(answer, text_sent=False))
+        return web.json_response(protocol.openai_completion(answer, ident, created))
+    raw = query
     if options.stream:
-        # A fill-in-the-middle answer is post-processed, so it is sent once decided; plain
-        # continuations stream token by token.
-        incremental = isinstance(query, RawQuery)
-        text_sent = incremental
-
-        def final(answer: Answer) -> list[bytes]:
-            events = []
-            if not text_sent and answer.text:
-                events.append(protocol.sse(protocol.openai_chunk(answer.text, answer.model, ident, created)))
-            last = protocol.openai_chunk("", answer.model, ident, created, answer.finish_reason)
-            last["usage"] = protocol.usage(answer)
-            events += [protocol.sse(last), protocol.sse("[DONE]")]
-            return events
-
         return await _stream(
             request,
-            job,
+            lambda t, emit: core.raw(raw, t, emit),
             lambda piece: protocol.sse(protocol.openai_chunk(piece, core.model_name, ident, created)),
-            final,
-            incremental=incremental,
+            lambda answer: final(answer, text_sent=True),
         )
-    answer = await _run(request, lambda t: job(t, None))
+    answer = await _run(request, lambda t: core.raw(raw, t))
     return web.json_response(protocol.openai_completion(answer, ident, created))
 
 

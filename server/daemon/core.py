@@ -2,7 +2,9 @@
 
 The model, its thread and the workspace indexes belong to a `server.session.Session`; this module
 adds what only the daemon needs. Every generation runs on the session's single model thread
-(nothing superseded: requests come from different clients); the HTTP loop only awaits futures. A
+(nothing superseded: requests come from different clients); the HTTP loop only awaits futures.
+As in the language server, a FIM request at a new place gets a small prompt first, which then
+grows towards the full one while no request comes (Completer.grow, Suggester.grow). A
 bounded number of requests may wait for the model: beyond it `submit` raises Busy and the client
 gets a clear 503 at once instead of a reply it stopped waiting for long ago. A client that goes
 away cancels its token; the model stops between prompt chunks or tokens, and a queued job is
@@ -65,6 +67,11 @@ class DaemonConfig:
     roots: tuple[Path, ...] = ()
     max_queue: int = DEFAULT_MAX_QUEUE
     completion: CompletionSettings = field(default_factory=CompletionSettings)
+
+
+# The suggester's keyboard clock for the daemon's FIM requests (each one is a key to it): growth
+# waits for a pause in them, whichever client sent them.
+DAEMON_URI = "daemon:"
 
 
 class Limits:
@@ -156,6 +163,8 @@ class Core:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.closed = False
+        # The place of the last FIM answer (set on the model thread): its prompt grows while idle.
+        self._grow_at: CompletionContext | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -319,11 +328,13 @@ class Core:
         # llama.vscode's suffix starts with what VS Code auto-closed (`foo(|)`): answered as in the
         # language server (server/suggest.py), so the prompt stays that of the line being typed.
         request, closed = without_editor_rest(
-            CompletionContext.at(place.path, place.text, place.line, place.column)
+            CompletionContext.at(
+                place.path, place.text, place.line, place.column, uri=DAEMON_URI, root=place.root
+            )
         )
         file = str(place.path) if place.located else None
         if query.prefill_only:
-            prompt = completer.build_prompt(request)
+            prompt = completer.build_prompt(request, grow=True)
             assert self.backend is not None
             stats = self.backend.prefill(prompt.tokens, cancel)
             answer = Answer(
@@ -339,11 +350,26 @@ class Core:
             )
         else:
             limits = Limits(query.deadline_ms, query.min_indent, query.stop)
-            result = completer.complete(request, cancel, max_tokens=query.max_tokens, limit=limits)
+            result = completer.complete(request, cancel, max_tokens=query.max_tokens, limit=limits, grow=True)
             text, word = limits.cut(result.text or "")
             answer = _answer(result, before_closed(text, closed), word, file)
         self.metrics.record_answer(answer)
+        self._grow_at = request
         return answer
+
+    # --- the prompt's growth (on the event loop: the suggester's timers belong to it) -------------
+
+    def arrived(self) -> None:
+        """A FIM request came: a growth step waits for the next pause (one queued now would hold
+        this request up, the step being read is finished)."""
+        suggester = self.session.suggester
+        suggester.observe(DAEMON_URI)
+        suggester.stop_growth()
+
+    def grow(self) -> None:
+        """Grow the prompt of the place last answered, a step at a time, while no request comes."""
+        if self._grow_at is not None:
+            self.session.suggester.grow(self._grow_at)
 
     # --- typing-through (on the event loop: the suggester's cache belongs to it) ------------------
 
