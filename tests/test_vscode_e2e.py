@@ -97,6 +97,12 @@ GHOST_JS = """() => {
 }"""
 
 
+# VS Code's completion menu (the suggest widget), when open. infiller gives it no items in a client
+# that shows inline completions: the item would hold an early part of the suggestion and take Tab.
+MENU_OPEN_JS = """() => document.querySelectorAll(
+  '.editor-group-container.active .monaco-editor .suggest-widget.visible').length > 0"""
+
+
 def _completes_sum(ghost: str) -> bool:
     """`sum(` + the ghost's first line + VS Code's auto-closed `)` is a complete expression."""
     try:
@@ -332,7 +338,10 @@ class Workbench:
         except AssertionError as exc:
             shot = Path(tempfile.gettempdir()) / f"{self.server.workdir.name}-failure.png"
             self.page.screenshot(path=str(shot))
-            raise AssertionError(f"{exc}\nlines on screen: {self.lines()}\nscreenshot: {shot}") from None
+            menu = self.page.evaluate(MENU_OPEN_JS)
+            raise AssertionError(
+                f"{exc}\nlines on screen: {self.lines()}\ncompletion menu open: {menu}\nscreenshot: {shot}"
+            ) from None
 
     def keys(self, *keys: str) -> None:
         for key in keys:
@@ -434,6 +443,9 @@ def test_real_model_ghost_text_is_shown_accepted_with_tab_and_counted(workbench:
     ghost = wb.ghost()
     print(f"real model: ghost text {time.monotonic() - started:.1f}s after typing: {ghost!r}")
     assert ghost and "area()" in ghost, f"expected the summed areas of the rectangles, got {ghost!r}"
+    assert not wb.page.evaluate(MENU_OPEN_JS), (
+        "a completion menu is open over the ghost text (Tab would take it)"
+    )
     assert wb.lines()[TOTAL_LINE - 1] == typed_line, "ghost text only drawn, not written into the file"
 
     typed = "\n".join([*lines[: TOTAL_LINE - 1], typed_line, *lines[TOTAL_LINE:]])
