@@ -31,21 +31,17 @@ import hashlib
 import json
 import random
 import re
-import socket
-import subprocess
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
 from bench.replay.accept import Take
-
-if TYPE_CHECKING:
-    from bench.replay.daemon import DaemonServer
+from bench.replay.procs import ServerProcess
 
 # llama.vim's defaults (g:llama_config), by the same names.
 N_PREFIX = 256
@@ -215,12 +211,6 @@ def lookup(cache: SuggestionCache, ctx: LocalContext) -> str | None:
     return best
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def repacking_runs(model: str, gguf: Path) -> bool:
     """Whether llama.cpp's weight repacking (its extra buffer types: AMX, ...) runs on this machine:
     the self-test's choice for the model, as infiller's own model gets. Where the CPU advertises
@@ -231,8 +221,10 @@ def repacking_runs(model: str, gguf: Path) -> bool:
     return configure(load_registry().get(model), gguf).extra_bufts
 
 
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """A llama-server process on loopback, started with llama.vim's preset for the given GGUF."""
+
+    name = "llama-server"
 
     def __init__(
         self,
@@ -243,8 +235,7 @@ class LlamaServer:
         log: Path | None = None,
         repack: bool = True,
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(log, SERVER_START_TIMEOUT_S)
         self.command = [
             str(binary),
             "-m", str(gguf),
@@ -259,41 +250,6 @@ class LlamaServer:
             "-np", "1",
             *([] if repack else ["--no-repack"]),
         ]  # fmt: skip
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> float:
-        """Start it and wait until /health answers; seconds it took."""
-        started = time.perf_counter()
-        out = self.log.open("wb") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        async with aiohttp.ClientSession() as session:
-            while time.perf_counter() - started < SERVER_START_TIMEOUT_S:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"llama-server exited with {self.proc.returncode} (see {self.log})")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url + "/health") as r:
-                        if r.status == 200:
-                            return time.perf_counter() - started
-                await asyncio.sleep(0.2)
-        raise TimeoutError("llama-server did not become healthy")
-
-    def pids(self) -> dict[str, int]:
-        """The processes to measure: llama-server is both the server and the model."""
-        if self.proc is None:
-            return {}
-        return {"server": self.proc.pid, "model": self.proc.pid}
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @dataclass
@@ -309,7 +265,7 @@ class LlamaVimDriver:
 
     label = "peer"
 
-    def __init__(self, server: LlamaServer | DaemonServer, show: Callable[[int, str, Any], None]) -> None:
+    def __init__(self, server: ServerProcess, show: Callable[[int, str, Any], None]) -> None:
         self.server = server
         self._show = show
         self.cache = SuggestionCache()
