@@ -32,6 +32,7 @@ from server.latency import (
     early_text,
     editor_closed,
     next_line_cursor,
+    within_left_out,
     without_editor_rest,
 )
 from server.model.postprocess import Reason
@@ -173,7 +174,7 @@ class Suggester:
         try:
             answer = await self._suggest(typed, explicit, start)
             if closed and answer.text:
-                answer.text = before_closed(answer.text, closed) or None
+                answer.text = within_left_out(answer.text, closed, now.line_prefix) or None
                 if answer.text is None:
                     answer.reason = str(Reason.REPEATS_LINE_SUFFIX)
         except asyncio.CancelledError:

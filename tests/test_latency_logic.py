@@ -21,6 +21,8 @@ from server.latency import (
     editor_closed,
     editor_rest,
     next_line_cursor,
+    within_left_out,
+    without_editor_rest,
 )
 from server.model.runtime import Cancelled, CancelToken
 from server.model.worker import ModelWorker
@@ -134,6 +136,39 @@ def test_an_answer_stops_before_what_the_editor_closed() -> None:
     assert before_closed("\n    body();\n  }\n  next();", "}") == "\n    body();\n  "
     # After Enter the editor already put it below the cursor.
     assert before_closed("body();\n  }\n  next();", "\n  }") == "body();"
+
+
+def test_the_request_leaves_out_closer_lines_below_that_close_blocks_open_above() -> None:
+    """VS Code's Enter between braces puts the `}` below the cursor; once the block is typed the
+    user steps past it. The text after the cursor the model reads is the same before and after
+    (else it read the typed body again, ~1 s on 2 cores)."""
+    head = "function f(x) {\n  if (x) {\n    return 1;"
+    inside, closed = without_editor_rest(at(head, "\n  }\n}\n\nexport const g = 1;\n"))
+    assert closed == "\n  }\n}" and inside.suffix == "\n\nexport const g = 1;\n"
+    past, closed = without_editor_rest(at(head + "\n  }", "\n}\n\nexport const g = 1;\n"))
+    assert closed == "\n}" and past.suffix == inside.suffix
+    # `})` below a callback opened by `foo((b) => {`; the same line's `)` too.
+    call = "function f() {\n  foo(a, (b) => {\n    return max("
+    _, closed = without_editor_rest(at(call, ")\n  });\n}\n"))
+    assert closed == ")\n  });\n}"
+    # Python: Enter between the brackets of a call.
+    _, closed = without_editor_rest(at("def f():\n    return foo(\n        a,", "\n    )\n\nx = 1\n"))
+    assert closed == "\n    )"
+    # Not: code after the cursor on its line; a closer at another indentation; code below.
+    for prefix, suffix in (
+        (head, " // c\n  }\n}\n"),
+        ("function f(x) {\n    if (x) {\n    return 1;", "\n  }\n}\n"),
+        (head, "\n    return 2;\n  }\n}\n"),
+    ):
+        assert without_editor_rest(at(prefix, suffix)) == (at(prefix, suffix), "")
+
+
+def test_an_answer_stops_before_a_closer_line_already_below() -> None:
+    assert within_left_out("foo();\n  }\n  next();", "\n  }", "    ") == "foo();"
+    assert within_left_out("\n  }\n  next();", "\n  }\n}", "    return 1;") == ""
+    assert within_left_out("a, b)", ")\n  }", "    return max(") == "a, b"
+    # Another block's `}` (at the cursor's indentation, not the one below) is the answer's own.
+    assert within_left_out("}\n  if (y) {", "\n}", "    ") == "}\n  if (y) {"
 
 
 def test_typing_through_goes_on_inside_the_brackets_the_editor_closed() -> None:

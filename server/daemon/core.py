@@ -26,7 +26,7 @@ from server.completion import CompletionResult, CompletionSettings
 from server.daemon import locate
 from server.daemon.metrics import Metrics
 from server.daemon.protocol import Answer, FimQuery, RawQuery, TooLarge
-from server.latency import before_closed, without_editor_rest
+from server.latency import within_left_out, without_editor_rest
 from server.model.runtime import Backend, CancelToken
 from server.model.worker import ModelWorker
 from server.request import CompletionContext
@@ -352,7 +352,7 @@ class Core:
             limits = Limits(query.deadline_ms, query.min_indent, query.stop)
             result = completer.complete(request, cancel, max_tokens=query.max_tokens, limit=limits, grow=True)
             text, word = limits.cut(result.text or "")
-            answer = _answer(result, before_closed(text, closed), word, file)
+            answer = _answer(result, within_left_out(text, closed, request.line_prefix), word, file)
         self.metrics.record_answer(answer)
         self._grow_at = request
         return answer
