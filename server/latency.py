@@ -21,8 +21,10 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from context.anchor import middle_start
 from context.syntax import code
 from server.model.postprocess import CLOSERS, OPENERS, closers_only, no_space_inside_bracket
 from server.request import CompletionContext
@@ -100,24 +102,33 @@ def closer_lines(at: CompletionContext) -> str:
     while the block is typed and once the user steps past its `}` (which then joins the text
     before the cursor): the model would read the typed body again at both (~1 s each, measured at
     rxjs `multicast`'s inner block on 2 cores)."""
-    head, newline, below = at.suffix.partition("\n")
+    head, newline, _ = at.suffix.partition("\n")
     if not newline or (head and head != editor_rest(at)):
         return ""
-    above = at.prefix.split("\n")
-    above = above[max(0, len(above) - CLOSER_OPENER_LINES) :]
+    # Only blocks opened in the body being typed (the prompt's middle, context/anchor.py): the
+    # function's own closing line is the file's, and the model reads where the function ends.
+    body = at.prefix[middle_start(at.prefix) :]
+    above = body.rsplit("\n", CLOSER_OPENER_LINES)[-CLOSER_OPENER_LINES:]
     top = len(above)  # openers are looked for above this line
-    taken = 0
-    for line in below.split("\n"):
+    taken: list[str] = []
+    for line in _lines_after(at.suffix, len(head) + 1):
         if not _CLOSER_LINE.fullmatch(line):
             break
         indent = len(line) - len(line.lstrip(" \t"))
         top = _opener_line(above, top, indent, line.strip().rstrip(";,"))
         if top < 0:
             break
-        taken += 1
-    if not taken:
-        return ""
-    return "\n" + "\n".join(below.split("\n")[:taken])
+        taken.append(line)
+    return "".join("\n" + line for line in taken)
+
+
+def _lines_after(text: str, start: int) -> Iterator[str]:
+    """The lines of `text` from offset `start` on, one at a time (a suffix may be a whole file)."""
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
 
 
 def _opener_line(lines: list[str], top: int, indent: int, closers: str) -> int:

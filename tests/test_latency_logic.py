@@ -143,14 +143,15 @@ def test_the_request_leaves_out_closer_lines_below_that_close_blocks_open_above(
     user steps past it. The text after the cursor the model reads is the same before and after
     (else it read the typed body again, ~1 s on 2 cores)."""
     head = "function f(x) {\n  if (x) {\n    return 1;"
-    inside, closed = without_editor_rest(at(head, "\n  }\n}\n\nexport const g = 1;\n"))
-    assert closed == "\n  }\n}" and inside.suffix == "\n\nexport const g = 1;\n"
-    past, closed = without_editor_rest(at(head + "\n  }", "\n}\n\nexport const g = 1;\n"))
-    assert closed == "\n}" and past.suffix == inside.suffix
+    rest = "\n}\n\nexport const g = 1;\n"  # the function's own end: the file's, and kept
+    inside, closed = without_editor_rest(at(head, "\n  }" + rest))
+    assert closed == "\n  }" and inside.suffix == rest
+    past, closed = without_editor_rest(at(head + "\n  }", rest))
+    assert closed == "" and past.suffix == rest
     # `})` below a callback opened by `foo((b) => {`; the same line's `)` too.
     call = "function f() {\n  foo(a, (b) => {\n    return max("
     _, closed = without_editor_rest(at(call, ")\n  });\n}\n"))
-    assert closed == ")\n  });\n}"
+    assert closed == ")\n  });"
     # Python: Enter between the brackets of a call.
     _, closed = without_editor_rest(at("def f():\n    return foo(\n        a,", "\n    )\n\nx = 1\n"))
     assert closed == "\n    )"
