@@ -135,6 +135,16 @@ class Session:
                 raise AssertionError(f"timed out waiting for {what}: {stats}")
             await asyncio.sleep(0.05)
 
+    async def wait_log(self, text: str, timeout: float = 20) -> None:
+        """Until the server's log has a line containing `text` (what it is doing, not a guess of
+        how long it takes on a loaded machine)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        log = self.state / "server.log"
+        while not (log.exists() and text in log.read_text()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for {text!r} in the server's log")
+            await asyncio.sleep(0.02)
+
     def open(self, path: Path, text: str | None = None) -> str:
         uri = path.as_uri()
         self.versions[uri] = 1
@@ -444,7 +454,9 @@ def test_a_header_typed_while_its_answer_was_written_gets_the_next_line_being_pr
         first = s.client.protocol.send_request_async(
             types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="typing-1"
         )
-        await asyncio.sleep(0.05)
+        # The model is writing the header's end (a fixed sleep was too short on a loaded machine:
+        # the request was still in its debounce, and there was no generation to follow).
+        await s.wait_log("generating at guard.py:1")
         s.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="typing-1"))
         s.edit(uri, (1, col), (1, col), ":")
         items = await s.inline(uri, 1, col + 1, invoked=False)
