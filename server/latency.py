@@ -93,18 +93,18 @@ _CLOSER_LINE = re.compile(r"[ \t]*[)\]}][)\]}]*[;,]?[ \t]*")
 CLOSER_OPENER_LINES = 400
 
 
-def closer_lines(at: CompletionContext) -> str:
+def closer_lines(at: CompletionContext, rest: str) -> str:
     """The lines right after the cursor's line (from its new line on) that only close blocks still
     open above the cursor, each at the indentation of the line that opened it, innermost first:
     what VS Code's Enter between brackets put below the cursor (`{`, Enter: `{\n    |\n  }`), or
     the end of a block being edited; "" when there are none, or when the cursor's line goes on
-    with more than editor_rest. Left out of the prompt, the text after the cursor stays the same
+    with more than `rest` (its editor_rest). Left out of the prompt, the text after the cursor stays the same
     while the block is typed and once the user steps past its `}` (which then joins the text
     before the cursor): the model would read the typed body again at both (~1 s each, measured at
     rxjs `multicast`'s inner block on 2 cores)."""
-    head, newline, _ = at.suffix.partition("\n")
-    if not newline or (head and head != editor_rest(at)):
-        return ""
+    head, newline, below = at.suffix.partition("\n")
+    if not newline or head != rest or not _CLOSER_LINE.match(below):
+        return ""  # (the common case, on every key: no scan of the body for its start)
     # Only blocks opened in the body being typed (the prompt's middle, context/anchor.py): the
     # function's own closing line is the file's, and the model reads where the function ends.
     body = at.prefix[middle_start(at.prefix) :]
@@ -154,7 +154,8 @@ def without_editor_rest(at: CompletionContext) -> tuple[CompletionContext, str]:
     the line an editor closed (editor_rest) and the closer lines below it (closer_lines) left out.
     What every door asks the model; the second value, what was left out, cuts the answer
     (within_left_out)."""
-    closed = editor_rest(at) + closer_lines(at)
+    rest = editor_rest(at)
+    closed = rest + closer_lines(at, rest)
     return (replace(at, suffix=at.suffix[len(closed) :]) if closed else at), closed
 
 
