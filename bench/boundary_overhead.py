@@ -27,20 +27,14 @@ from pathlib import Path
 
 import httpx
 
+from bench.replay.procs import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 LLAMA_SERVER = Path.home() / ".cache" / "infiller" / "llama-server" / "0.3.36" / "llama-server"
 # A FIM prompt of ordinary size: the example repository's discount function with its context.
 SOURCE = REPO / "examples" / "invoice" / "invoice" / "discounts.py"
 GENERATED_TOKENS = 16
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.replay.procs import free_port
 from tests.conftest import TEST_MODEL
 from tests.test_daemon import LLAMA_VIM_REQUEST, make_repo
 
@@ -35,13 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 420
 # One completion of the 0.5B on 2 busy cores: a few seconds; this bounds a hung daemon.
 REQUEST_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Daemon:
@@ -77,7 +71,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("daemon-log") / "daemon.log"
     env = {**os.environ, "INFILLER_LOG_LEVEL": "20"}
     env.pop("INFILLER_DAEMON_TOKEN", None)

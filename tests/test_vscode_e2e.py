@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from bench.replay.procs import free_port
 from tests.conftest import TEST_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -167,13 +168,6 @@ def build_vsix(out: Path) -> Path:
         "vsce package",
     )
     return vsix
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
