@@ -244,6 +244,18 @@ def test_each_npm_package_gets_its_own_workspace_folder() -> None:
     assert REGIONS[0].id == "more-itertools:more.py:sliced"
 
 
+def test_go_and_rust_regions_come_from_debian_packages_and_get_a_short_folder() -> None:
+    go, rust = parse_regions(
+        "deb:golang-github-spf13-cobra-dev=1.6.1-1:.:args.go:ExactArgs,"
+        "deb:librust-semver-dev=1.0.14-1:src:parse.rs:parse"
+    )
+    assert go == RegionSpec("deb:golang-github-spf13-cobra-dev=1.6.1-1", ".", "args.go", "ExactArgs")
+    assert (go.name, go.folder) == ("golang-github-spf13-cobra-dev", "spf13-cobra")
+    assert (rust.name, rust.folder, rust.package) == ("librust-semver-dev", "semver", "src")
+    with pytest.raises(ValueError, match="deb:name=version"):
+        parse_regions("deb:librust-semver-dev:src:parse.rs:parse")  # no version
+
+
 # --- the llama.vim-style peer ---------------------------------------------------------------
 
 LINES = ["def f(x):", "    if x:", "        ret", "    return 0", ""]
@@ -332,7 +344,21 @@ def test_npm_regions_come_from_the_package_sources_not_its_declarations(tmp_path
     fits = f"/** Doc. */\nexport function fits(): number {{\n{body}}}\n"
     for name in ("mod.ts", "mod.d.ts", "mod.min.js", "mod.test.ts", "mod.py"):
         (tmp_path / name).write_text(fits if name != "mod.py" else "")
-    assert candidates(tmp_path, ".", npm=True) == [("mod.ts", "fits")]
-    assert candidates(tmp_path, ".", npm=True, docstring=False) == [("mod.ts", "fits")]
+    assert candidates(tmp_path, ".", kind="npm") == [("mod.ts", "fits")]
+    assert candidates(tmp_path, ".", kind="npm", docstring=False) == [("mod.ts", "fits")]
     (tmp_path / "mod.ts").write_text(fits.replace("/** Doc. */\n", ""))
-    assert candidates(tmp_path, ".", npm=True) == []
+    assert candidates(tmp_path, ".", kind="npm") == []
+
+
+def test_debian_regions_are_go_and_rust_functions_outside_tests(tmp_path: Path) -> None:
+    from bench.replay.pick import MIN_CHARS, candidates
+
+    go_body = "\tx := 1\n" + "\tx = x + 1\n" * ((MIN_CHARS + 20) // 11) + "\treturn x\n"
+    go = f"package m\n\n// Fits is documented.\nfunc Fits() int {{\n{go_body}}}\n"
+    rust_body = "    let mut x = 1;\n" + "    x += 1;\n" * ((MIN_CHARS + 20) // 11) + "    x\n"
+    rust = f"/// Documented.\npub fn fits() -> i32 {{\n{rust_body}}}\n"
+    (tmp_path / "m.go").write_text(go)
+    (tmp_path / "m_test.go").write_text(go)
+    (tmp_path / "lib.rs").write_text(rust)
+    (tmp_path / "mod.py").write_text("")
+    assert candidates(tmp_path, ".", kind="deb") == [("lib.rs", "fits"), ("m.go", "Fits")]

@@ -1,4 +1,5 @@
-"""The replayed code: function bodies from pinned sdists and npm packages, fetched at run time.
+"""The replayed code: function bodies from pinned sdists, npm packages and Debian packages of Go and
+Rust sources, fetched at run time.
 
 Each region is the body of one named function after its docstring (the user has written the
 signature and the docstring and now types the code); in JavaScript, TypeScript and the other brace
@@ -12,39 +13,48 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from tree_sitter import Node
 
-from bench.sdist import fetch_sdist
+from bench.sdist import fetch_deb, fetch_sdist
 from context.syntax import get_parser, language_for_path
 from server.eval.repo import PINNED_NPM, fetch_npm
 
 
 @dataclass(frozen=True)
 class RegionSpec:
-    sdist: str  # name==version (a PyPI sdist) or npm:name@version (an npm tarball)
+    sdist: str  # name==version (a PyPI sdist), npm:name@version (an npm tarball) or deb:name=version
     package: str  # the source folder inside it that becomes the workspace folder ("." for its root)
     module: str  # path of the file inside `package`
     function: str  # the function whose body is typed (the first definition of that name)
 
     @property
     def name(self) -> str:
-        """The distribution's name: `more-itertools`, `rxjs`, `@trpc/server`."""
-        npm = PINNED_NPM.match(self.sdist)
+        """The distribution's name: `more-itertools`, `rxjs`, `@trpc/server`, `librust-semver-dev`."""
+        npm = PINNED_NPM.match(self.sdist) or PINNED_DEB.match(self.sdist)
         return npm.group(1) if npm else self.sdist.split("==")[0]
 
     @property
     def folder(self) -> str:
         """The workspace folder the package's sources are copied to: an sdist's package, an npm
-        package's name (its source folder is most often `src`, the same in every package)."""
+        package's name (its source folder is most often `src`, the same in every package), a Debian
+        package's name without the packaging words (`librust-semver-dev`: `semver`)."""
+        if PINNED_DEB.match(self.sdist):
+            return re.sub(r"^(golang-github-|golang-|librust-)|-dev$", "", self.name)
         return self.name.rsplit("/", 1)[-1] if PINNED_NPM.match(self.sdist) else self.package
 
     @property
     def id(self) -> str:
         return f"{self.name}:{self.module}:{self.function}"
+
+
+# A Debian package of a Go module's or a Rust crate's sources, `deb:librust-semver-dev=1.0.14-1`
+# (no epoch: its colon would split the region's fields).
+PINNED_DEB = re.compile(r"^deb:([a-z0-9][a-z0-9.+-]*)=([0-9][A-Za-z0-9.+~-]*)$")
 
 
 # Four styles: iterator plumbing with doctests (more-itertools), old-style utilities (boltons), typed
@@ -59,18 +69,19 @@ REGIONS = (
 
 
 def parse_regions(text: str) -> tuple[RegionSpec, ...]:
-    """`name==version:package:module:function` or `npm:name@version:package:module:function`,
-    comma-separated (other files than REGIONS: a check on code the levers were not tuned on)."""
+    """`name==version:package:module:function`, `npm:name@version:package:module:function` or
+    `deb:name=version:package:module:function`, comma-separated (other files than REGIONS: a check
+    on code the levers were not tuned on)."""
     specs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         fields = item.split(":")
-        if fields[0] == "npm" and len(fields) > 1:
-            fields[:2] = [f"npm:{fields[1]}"]
-        pinned = "==" in fields[0] or PINNED_NPM.match(fields[0])
+        if fields[0] in ("npm", "deb") and len(fields) > 1:
+            fields[:2] = [f"{fields[0]}:{fields[1]}"]
+        pinned = "==" in fields[0] or PINNED_NPM.match(fields[0]) or PINNED_DEB.match(fields[0])
         if len(fields) != 4 or not pinned or not all(fields):
             raise ValueError(
-                f"region {item!r}: expected name==version:package:module:function "
-                "or npm:name@version:package:module:function"
+                f"region {item!r}: expected name==version:package:module:function, "
+                "npm:name@version:package:module:function or deb:name=version:package:module:function"
             )
         specs.append(RegionSpec(*fields))
     return tuple(specs)
@@ -231,9 +242,11 @@ def prepare(work: Path, specs: tuple[RegionSpec, ...] = REGIONS) -> tuple[Path, 
 
 
 def fetch_tree(sdist: str, work: Path) -> Path:
-    """The unpacked sdist or npm tarball (fetched once into `work`)."""
+    """The unpacked sdist or npm tarball, or a Debian package's module or crate (fetched once into `work`)."""
     npm = PINNED_NPM.match(sdist)
-    return fetch_npm(npm.group(1), npm.group(2), work) if npm else fetch_sdist(sdist, work)
+    if npm:
+        return fetch_npm(npm.group(1), npm.group(2), work)
+    return fetch_deb(sdist, work) if PINNED_DEB.match(sdist) else fetch_sdist(sdist, work)
 
 
 def _tag(specs: tuple[RegionSpec, ...]) -> str:
