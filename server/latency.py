@@ -91,6 +91,8 @@ def editor_rest(at: CompletionContext) -> str:
 _CLOSER_LINE = re.compile(r"[ \t]*[)\]}][)\]}]*[;,]?[ \t]*")
 # How far above the cursor the line that opened such a block is looked for.
 CLOSER_OPENER_LINES = 400
+# A label at its block's indentation: `case x:`, `case a, b:`, `default:` (a `//` comment after it).
+_LABEL_LINE = re.compile(r"[ \t]*(case\b.*|default[ \t]*):[ \t]*(//.*)?$")
 
 
 def closer_lines(at: CompletionContext, rest: str) -> str:
@@ -134,7 +136,15 @@ def _lines_after(text: str, start: int) -> Iterator[str]:
 def _opener_line(lines: list[str], top: int, indent: int, closers: str) -> int:
     """The index, below `top`, of the nearest line indented no deeper than `indent` when it is
     indented exactly so and its code ends with the brackets `closers` close (innermost first);
-    -1 otherwise."""
+    -1 otherwise. The last line is the cursor's, typed up to the cursor.
+
+    Inside a block two kinds of line sit at its closer's indentation: a label (Go's and C's
+    `case x:` and `default:` under `switch {`, as gofmt indents them) and, at that indentation, the
+    cursor's own line while it is being typed (`\t\tc`, the start of the next `case`). Both are
+    passed over: stopped at them, the closers were left out on the blank line after Enter and
+    kept from the first key on, so the text after the cursor changed twice per line and the
+    model read the prompt again from the suffix each time (2-5 s per new case in a Go switch)."""
+    cursor_line = len(lines) - 1
     for i in range(top - 1, -1, -1):
         line = lines[i]
         if not line.strip():
@@ -144,8 +154,13 @@ def _opener_line(lines: list[str], top: int, indent: int, closers: str) -> int:
             continue
         if depth < indent:
             return -1
-        expected = "".join(OPENERS[o] for o in reversed(_open_brackets(line)))
-        return i if expected.startswith(closers) else -1
+        open_brackets = _open_brackets(line)
+        expected = "".join(OPENERS[o] for o in reversed(open_brackets))
+        if expected.startswith(closers):
+            return i
+        if not open_brackets and (i == cursor_line or _LABEL_LINE.match(line)):
+            continue
+        return -1
     return -1
 
 

@@ -164,6 +164,21 @@ def test_the_request_leaves_out_closer_lines_below_that_close_blocks_open_above(
         assert without_editor_rest(at(prefix, suffix)) == (at(prefix, suffix), "")
 
 
+def test_closer_lines_below_a_go_switch_are_left_out_while_its_cases_are_typed() -> None:
+    """gofmt puts `case` at its `switch`'s indentation, the closer's: the closers stay left out on
+    the blank line after Enter, once the next case's first letter is typed and after a case
+    (else the text after the cursor changed at each, and the model read the prompt again)."""
+    head = "func f(err error) error {\n\tif err != nil {\n\t\tswitch mode {\n"
+    below, rest = "\n\t\t}\n\t}", "\n\treturn nil\n}\n"
+    case = "\t\tcase Continue:\n\t\t\treturn err\n"
+    for typed in ("\t\t", "\t\tc", "\t\tcase Exit", case + "\t\t", case + "\t\tdefault:", case + "\t\td"):
+        request, closed = without_editor_rest(at(head + typed, below + rest))
+        assert closed == below and request.suffix == rest, typed
+    # A statement at the closer's indentation above the cursor is not a label: nothing is left out.
+    odd = "func f() {\n\tif x {\n\ty()\n\t\tz()"
+    assert without_editor_rest(at(odd, "\n\t}\n}\n"))[1] == ""
+
+
 def test_an_answer_stops_before_a_closer_line_already_below() -> None:
     assert within_left_out("foo();\n  }\n  next();", "\n  }", "    ") == "foo();"
     assert within_left_out("\n  }\n  next();", "\n  }\n}", "    return 1;") == ""
