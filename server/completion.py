@@ -426,9 +426,13 @@ class Completer:
         return Budgets(prefix, suffix, context)
 
     def _place(self, request: CompletionContext, cut: int) -> tuple[object, ...]:
-        """What a grown prompt is valid for: the text before the middle and after the cursor."""
+        """What a grown prompt is valid for: the text before the middle. Not the text after the
+        cursor: a cursor moved to another line of the same body (or a line the editor closed
+        below it) changes only the suffix, which the prompt holds after the context and the lines
+        above; started over, the prompt went back to the cold one, whose smaller window and
+        context differ from the first chunk on, and the model read all of it again."""
         before = request.prefix[:cut]
-        return (request.file, len(before), hash(before[-4000:]), hash(request.suffix[:4000]))
+        return (request.file, len(before), hash(before[-4000:]))
 
     def _grow_step(self, request: CompletionContext, cut: int) -> int:
         place = self._place(request, cut)

@@ -247,6 +247,34 @@ def test_a_cold_prompt_starts_small_and_grows_to_the_full_one_reading_only_what_
     assert engine.evaluated - before < 20
 
 
+def test_moving_to_another_line_of_the_same_body_keeps_the_grown_prompt() -> None:
+    """Only the suffix changes when the cursor goes up a few lines in the body it is in: the grown
+    window and context stay in the KV cache, and the model reads the new suffix and the body above
+    the cursor, not a cold prompt from its first token."""
+    engine = FakeEngine(lambda prompt: "x\n")
+    completer = Completer(Runtime(engine), settings=CompletionSettings(prefix_tokens=1024, suffix_tokens=128))
+    above = "".join(f"setting_{i} = compute({i})\n" for i in range(200)) + "def f(a):\n"
+    lines = [f"    total_{i} = total_{i - 1} + a * {i}\n" for i in range(1, 9)]
+    below = "\n\n" + "".join(f"other_{i} = {i}\n" for i in range(40))
+    end = CompletionContext("file:///m.py", above + "".join(lines) + "    return", below, path=Path("m.py"))
+    completer.complete(end, grow=True)
+    while completer.grow(end):
+        pass
+    up = CompletionContext(
+        "file:///m.py",
+        above + "".join(lines[:4]) + "    total_4",
+        "".join(lines[4:]) + "    return" + below,
+        path=Path("m.py"),
+    )
+    prompt = completer.build_prompt(up, grow=True)
+    assert prompt.tokens == completer.build_prompt(up).tokens  # the full prompt, not a cold one
+    before = engine.evaluated
+    completer.complete(up, grow=True)
+    read = engine.evaluated - before
+    suffix_and_body = completer.count_tokens(prompt.suffix) + completer.count_tokens("".join(lines[:4]))
+    assert read <= suffix_and_body + 20, (read, suffix_and_body, len(prompt.tokens))
+
+
 class _CancelAfter(CancelToken):
     """Cancels at its `n`-th check: a growth step superseded part-way through its read."""
 
