@@ -98,7 +98,7 @@ async def run_one(
         driver: Any = InfillerDriver(
             model,
             threads,
-            lambda v, t, k: user.show(v, t, k),
+            lambda v, t, k, r=0: user.show(v, t, k, r),
             args.settings,
             updates=args.updates,
             cursor=args.cursor,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bench.replay.corpus import Region, RegionSpec
 from bench.replay.editor import Editor, closing_positions
+from bench.replay.engine import User
 
 TS = "if (index < 0) {\n    throw new RangeError('é');\n  }\n  // it's (done\n  return f(a);"
 
@@ -71,3 +77,52 @@ def test_a_suggestion_is_taken_only_up_to_the_closer_the_editor_put() -> None:
     editor.key(1, "")  # `(` and its `)`
     assert editor.limit(2) == len("f(a, b")
     assert Editor("f(a, b);", "//", False).limit(2) == len("f(a, b);")
+
+
+def test_a_suggestion_that_replaces_the_closer_is_taken_through_it() -> None:
+    editor = Editor("f(a).g();", "//", True)
+    editor.key(0, "")
+    editor.key(1, "")  # `(` and its `)`: the cursor before the `)`
+    assert editor.limit(2) == len("f(a")  # the region offset of the `)` the editor put
+    assert editor.limit(2, through=1) == len("f(a).g();")  # a suggestion that writes the `)` itself
+    editor.typed_over(1)
+    assert not editor.leftover()
+
+
+class _ReplacingDriver:
+    """Shows `a).g();` in place of the `)` once the editor has closed `f(`."""
+
+    label = "fake"
+
+    def __init__(self) -> None:
+        self.user: Any = None
+        self.changes: list[tuple[int, str, int]] = []
+
+    async def start(self, workspace: Path) -> None: ...
+
+    async def open(self, path: Path, text: str, version: int, cursor: int) -> None:
+        self.user.show(version, "nothing to take", None)
+
+    def change(self, version: int, text: str, cursor: int, at: int, insert: str, removed: int = 0) -> None:
+        self.changes.append((at, insert, removed))
+        if text[:cursor].endswith("f(") and text[cursor:].startswith(")"):
+            self.user.show(version, "a).g();", None, 1)
+
+    async def accepted(self, token: Any, take: Any) -> None: ...
+
+    async def close(self, path: Path) -> None: ...
+
+
+def test_the_replayed_user_takes_a_suggestion_through_the_closer_it_replaces(tmp_path: Path) -> None:
+    source = "function h() {\n  f(a).g();\n}\n"
+    start = source.index("f(")
+    path = tmp_path / "m.ts"
+    spec = RegionSpec("npm:x@1.0.0", ".", "m.ts", "h")
+    region = Region(spec, path, source, start, "f(a).g();")
+    driver = _ReplacingDriver()
+    user = User(driver, autoclose=True)  # type: ignore[arg-type]
+    driver.user = user
+    asyncio.run(user.type_region(region, source[:start] + source[start + len(region.text) :]))
+    assert user.text == source  # one `)`, not two
+    assert [(a.kind, a.chars) for a in user.log.accepts] == [("full", len("a).g();"))]
+    assert (start + 2, "a).g();", 1) in driver.changes  # the `)` is in the replaced range

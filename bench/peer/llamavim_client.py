@@ -307,7 +307,7 @@ class LlamaVimDriver:
         # The user asks at the new position (llama.vim's trigger key), as the infiller driver does.
         self.fim(None, is_auto=False, prev=[], use_cache=True)
 
-    def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
+    def change(self, version: int, text: str, cursor: int, at: int, insert: str, removed: int = 0) -> None:
         self.modified = True
         self._set(text, cursor, version)
         # CursorMovedI: on_move (hide, show from the cache) and then an automatic request.

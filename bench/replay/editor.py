@@ -79,11 +79,16 @@ class Editor:
         # time, with the region offset of each closer it put there (None: whitespace it moved).
         self.pending: list[tuple[str, int | None]] = []
 
-    def limit(self, i: int) -> int:
+    def limit(self, i: int, through: int = 0) -> int:
         """A suggestion taken at offset `i` ends before the next closer the editor has put there
-        (taking more would write that closer a second time)."""
-        ends = [at for _, at in self.pending if at is not None]
+        (taking more would write that closer a second time), past the first `through` characters
+        after the cursor when the suggestion replaces them."""
+        ends = [at for _, at in self.pending[through:] if at is not None]
         return min(ends) if ends else len(self.target)
+
+    def typed_over(self, n: int) -> None:
+        """A taken suggestion replaced the first `n` characters the editor had put after the cursor."""
+        del self.pending[:n]
 
     def key(self, i: int, after: str) -> Key:
         """The edit for the user's next key at region offset `i`; `after`: the document's text after

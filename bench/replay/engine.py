@@ -42,9 +42,11 @@ class Driver(Protocol):
     async def open(self, path: Path, text: str, version: int, cursor: int) -> None:
         """The file is opened with the cursor at `cursor` (the driver may ask for a suggestion)."""
 
-    def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
-        """`insert` was inserted at offset `at`; the document is now `text`, the cursor at `cursor`.
-        An empty `insert`: only the cursor moved (over a closer the editor had put there)."""
+    def change(self, version: int, text: str, cursor: int, at: int, insert: str, removed: int = 0) -> None:
+        """`insert` replaced the `removed` characters at offset `at` (a taken suggestion that typed
+        over closers the editor had put there; else an insertion); the document is now `text`, the
+        cursor at `cursor`. An empty `insert`: only the cursor moved (over a closer the editor had
+        put there)."""
 
     async def accepted(self, token: Any, take: Take) -> None:
         """The user took `take` of the suggestion shown with `token`."""
@@ -73,6 +75,9 @@ class _Visible:
     at: float
     show: int
     token: Any
+    # Characters after the cursor the suggestion replaces: closers the editor put there that it
+    # writes itself (an LSP item's range), drawn around them.
+    replaces: int = 0
 
 
 class User:
@@ -95,12 +100,13 @@ class User:
 
     # --- called by drivers -----------------------------------------------------------------
 
-    def show(self, version: int, text: str, token: Any = None) -> None:
-        """The engine shows `text` at the cursor of document `version` (stale or empty: ignored)."""
+    def show(self, version: int, text: str, token: Any = None, replaces: int = 0) -> None:
+        """The engine shows `text` at the cursor of document `version` (stale or empty: ignored),
+        replacing the `replaces` characters after the cursor."""
         if version != self.version or not text:
             return
         visible = self._visible
-        if visible is not None and visible.text == text:
+        if visible is not None and visible.text == text and visible.replaces == replaces:
             # The engine answers with what is already on screen: its latency counts, but it is the
             # same suggestion (recorded once per version).
             if version not in self._answered:
@@ -108,16 +114,16 @@ class User:
                 self.log.shows.append(Show(version, self.now(), text, origin=visible.show))
             return
         self._answered.add(version)
-        if visible is not None and text.startswith(visible.text):
+        if visible is not None and text.startswith(visible.text) and visible.replaces == replaces:
             # The suggestion on screen grew (an early answer completed): the same suggestion, whose
             # new part the user has yet to read.
             self.log.shows.append(Show(version, self.now(), text, origin=visible.show))
-            self._visible = _Visible(text, self.now(), visible.show, token)
+            self._visible = _Visible(text, self.now(), visible.show, token, replaces)
             self._shown.set()
             return
         sid = token[0] if token and isinstance(token[0], int) else None
         self.log.shows.append(Show(version, self.now(), text, sid=sid))
-        self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token)
+        self._visible = _Visible(text, self.now(), len(self.log.shows) - 1, token, replaces)
         self._shown.set()
 
     # --- the user ----------------------------------------------------------------------------
@@ -131,12 +137,14 @@ class User:
         seen: str | None = None,
         advance: int | None = None,
         chars: int | None = None,
+        removed: int = 0,
     ) -> None:
-        """`insert` at the cursor, which then moves `advance` (default: past the insert); `chars`:
-        the region's characters this edit types (default: the insert's)."""
+        """`insert` at the cursor in place of the `removed` characters after it; the cursor then
+        moves `advance` (default: past the insert); `chars`: the region's characters this edit
+        types (default: the insert's)."""
         at = self.cursor
         self._visible = keep
-        self.text = self.text[:at] + insert + self.text[at:]
+        self.text = self.text[:at] + insert + self.text[at + removed :]
         self.cursor += len(insert) if advance is None else advance
         self.version += 1
         now = self.now()
@@ -150,7 +158,7 @@ class User:
         self.log.edits.append(Edit(self.version, now, kind, typed, planned_gap, seen=seen))
         if keep is not None:
             self.log.shows.append(Show(self.version, now, keep.text, origin=keep.show, kept=True))
-        self.driver.change(self.version, self.text, self.cursor, at, insert)
+        self.driver.change(self.version, self.text, self.cursor, at, insert, removed)
 
     async def _wait(self, until: float) -> None:
         """Sleep until `until` (engine clock) or until a suggestion is shown, whichever is first."""
@@ -160,19 +168,43 @@ class User:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._shown.wait(), delay)
 
-    def _offer(self, remaining: str) -> Take | None:
-        return choose(self._visible.text, remaining) if self._visible is not None else None
+    def _offer(self, target: str, i: int, editor: Editor) -> Take | None:
+        """What the user takes of the suggestion on screen at region offset `i`: as far as the
+        region goes before the next closer the editor put there, past the closers it replaces."""
+        visible = self._visible
+        if visible is None:
+            return None
+        return choose(visible.text, target[i : editor.limit(i, through=visible.replaces)])
 
-    async def _take(self, take: Take, delays: list[float], i: int) -> None:
+    def _replaced_end(self, visible: _Visible) -> int | None:
+        """Where the text the suggestion replaces ends in its text (None: it replaces none)."""
+        if not visible.replaces:
+            return None
+        replaced = self.text[self.cursor : self.cursor + visible.replaces]
+        found = visible.text.find(replaced)
+        return None if found < 0 else found + len(replaced)
+
+    async def _take(self, take: Take, delays: list[float], i: int, editor: Editor) -> None:
         visible = self._visible
         assert visible is not None
         self.log.accepts.append(Accept(self.now(), visible.show, take.kind, len(take.text), take.keys))
         await self.driver.accepted(visible.token, take)
         end = i + len(take.text)
         rest = visible.text[len(take.text) :]
+        # A part that writes the closers the suggestion replaces replaces them (they are the
+        # editor's, right after the cursor); a part before them is inserted.
+        replaced_end = self._replaced_end(visible)
+        through = replaced_end is not None and len(take.text) >= replaced_end
+        removed = visible.replaces if through else 0
+        if through:
+            editor.typed_over(removed)
         # The editor keeps showing the rest of a partly accepted suggestion.
-        keep = _Visible(rest, visible.at, visible.show, visible.token) if rest else None
-        self._edit(take.text, "accept", delays[end] if end < len(delays) else None, keep)
+        keep = (
+            _Visible(rest, visible.at, visible.show, visible.token, visible.replaces - removed)
+            if rest
+            else None
+        )
+        self._edit(take.text, "accept", delays[end] if end < len(delays) else None, keep, removed=removed)
 
     async def type_region(self, region: Region, text: str) -> None:
         self.text, self.cursor = text, region.start
@@ -195,7 +227,7 @@ class User:
         while i < len(target):
             deadline = last + delays[i]
             while True:
-                take = self._offer(target[i : editor.limit(i)])
+                take = self._offer(target, i, editor)
                 readable_at = self._visible.at + REACTION_S if self._visible is not None else 0.0
                 if take is not None and self.now() >= readable_at:
                     break
@@ -204,10 +236,10 @@ class User:
                     break
                 await self._wait(min(deadline, readable_at) if take is not None else deadline)
             if take is not None:
-                await self._take(take, delays, i)
+                await self._take(take, delays, i, editor)
                 i += len(take.text)
             else:
-                offered = self._offer(target[i : editor.limit(i)])
+                offered = self._offer(target, i, editor)
                 seen = "none" if self._visible is None else "unread" if offered else "wrong"
                 key = editor.key(i, self.text[self.cursor :])
                 typed = target[i : i + key.consumed]
@@ -216,7 +248,16 @@ class User:
                 shown = self._visible
                 keep = None
                 if shown is not None and len(shown.text) > len(typed) and shown.text.startswith(typed):
-                    keep = _Visible(shown.text[len(typed) :], shown.at, shown.show, shown.token)
+                    # Typed up to the closers it replaces it still replaces them; typed over, no more.
+                    replaced_end = self._replaced_end(shown)
+                    still = key.kind == "key" and replaced_end is not None and len(typed) < replaced_end
+                    keep = _Visible(
+                        shown.text[len(typed) :],
+                        shown.at,
+                        shown.show,
+                        shown.token,
+                        shown.replaces if still else 0,
+                    )
                 gap = delays[i] if i < len(target) else None
                 self._edit(key.insert, key.kind, gap, keep, seen, advance=key.advance, chars=key.consumed)
             last = self.now()

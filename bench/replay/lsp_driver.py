@@ -88,7 +88,7 @@ class InfillerDriver:
         self,
         model: str,
         threads: int,
-        show: Callable[[int, str, Any], None],
+        show: Callable[[int, str, Any, int], None],
         settings: str = "{}",
         *,
         updates: bool = True,
@@ -204,14 +204,16 @@ class InfillerDriver:
         self._cursor(text, cursor)
         self._request(version, text, cursor, types.InlineCompletionTriggerKind.Invoked)
 
-    def change(self, version: int, text: str, cursor: int, at: int, insert: str) -> None:
+    def change(self, version: int, text: str, cursor: int, at: int, insert: str, removed: int = 0) -> None:
         if insert:  # else only the cursor moved: VS Code asks for a suggestion there all the same
             pos = position_of(text, at)
+            # What was removed is closers on the cursor's line (ASCII: one UTF-16 unit each).
+            end = types.Position(pos.line, pos.character + removed)
             self.client.text_document_did_change(
                 types.DidChangeTextDocumentParams(
                     text_document=types.VersionedTextDocumentIdentifier(uri=self._uri, version=version),
                     content_changes=[
-                        types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=insert)
+                        types.TextDocumentContentChangePartial(range=types.Range(pos, end), text=insert)
                     ],
                 )
             )
@@ -294,7 +296,12 @@ class InfillerDriver:
         if items and items[0].insert_text:
             item = items[0]
             token = list(item.command.arguments or []) if item.command else None
-            self._show(version, str(item.insert_text), token)
+            # A range past the cursor: the closers the editor put there, which the text replaces.
+            rng = item.range
+            replaces = (
+                rng.end.character - rng.start.character if rng and rng.end.line == rng.start.line else 0
+            )
+            self._show(version, str(item.insert_text), token, replaces)
 
     async def accepted(self, token: Any, take: Take) -> None:
         if token:
