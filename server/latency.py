@@ -212,25 +212,51 @@ def before_closed(rest: str, closed: str) -> str:
     where the answer put it); one the editor already moved below the cursor does not."""
     if not closed:
         return rest
-    first = closed.strip()[0]
-    end = len(rest)
-    if first in QUOTES:
-        end = next((i for i, ch in enumerate(rest) if ch == first and rest[i - 1 : i] != "\\"), end)
-    else:
-        depth = 0  # brackets `rest` opened itself
-        for i, ch in code(rest):
-            if ch in OPENERS:
-                depth += 1
-            elif ch in CLOSERS:
-                if not depth:
-                    end = i
-                    break
-                depth -= 1
+    end = _closed_at(rest, closed)
     kept = rest[:end]
     line_start = kept.rfind("\n")
     if end < len(rest) and line_start >= 0 and not kept[line_start:].strip() and not closed.startswith("\n"):
         return kept
     return kept.rstrip()
+
+
+def _closed_at(rest: str, closed: str) -> int:
+    """Where `rest` (text to insert at the cursor) reaches the first of `closed` (closers the editor
+    put after the cursor) with a closer or quote of its own; len(rest) when it never does."""
+    first = closed.strip()[0]
+    end = len(rest)
+    if first in QUOTES:
+        return next((i for i, ch in enumerate(rest) if ch == first and rest[i - 1 : i] != "\\"), end)
+    depth = 0  # brackets `rest` opened itself
+    for i, ch in code(rest):
+        if ch in OPENERS:
+            depth += 1
+        elif ch in CLOSERS:
+            if not depth:
+                return i
+            depth -= 1
+    return end
+
+
+def types_over(text: str, left_out: str) -> int:
+    """How many characters after the cursor answer `text` replaces: those the editor closed on the
+    cursor's line (the first line of `left_out`, from without_editor_rest) when the answer writes
+    them itself, where before_closed would cut it, and goes on with code on the same line
+    (`v.Len(|)` answered `).Kind()`, `self.flags(|)` answered `).unicode() {`); 0 otherwise.
+
+    Cut before the `)`, such an answer was nothing: an empty call got no suggestion until the user
+    typed over the `)` (22 keys with nothing on screen in the Go and Rust development replay, as
+    VS Code). Shown whole, with the `)` in the range it replaces, the editor shows the `)` in place
+    and the rest as ghost text after it."""
+    rest = left_out.split("\n", 1)[0]
+    if not rest or rest != rest.strip():
+        return 0
+    end = _closed_at(text, rest)
+    line_end = text.find("\n")
+    line_end = len(text) if line_end < 0 else line_end
+    if end >= line_end or not text.startswith(rest, end):
+        return 0
+    return len(rest) if text[end + len(rest) : line_end].strip() else 0
 
 
 def _open_brackets(text: str) -> list[str]:

@@ -32,6 +32,7 @@ from server.latency import (
     early_text,
     editor_closed,
     next_line_cursor,
+    types_over,
     within_left_out,
     without_editor_rest,
 )
@@ -103,6 +104,9 @@ class Answer:
     entry: Suggestion | None = None  # the cache entry of a fresh model answer
     result: CompletionResult | None = None  # the model's answer, when this request ran the model
     confidence: float | None = None  # the model's, in the answer this was shown from (None: unknown)
+    # Characters after the cursor the text replaces: closers the editor put there that the answer
+    # writes itself, with more code after them on the line (latency.types_over).
+    replaces: int = 0
 
 
 @dataclass
@@ -174,7 +178,11 @@ class Suggester:
         try:
             answer = await self._suggest(typed, explicit, start)
             if closed and answer.text:
-                answer.text = within_left_out(answer.text, closed, now.line_prefix) or None
+                # An answer that goes on past the editor's closers on the line replaces them; any
+                # other stops before them.
+                over = types_over(answer.text, closed)
+                answer.text = within_left_out(answer.text, closed[over:], now.line_prefix) or None
+                answer.replaces = over if answer.text else 0
                 if answer.text is None:
                     answer.reason = str(Reason.REPEATS_LINE_SUFFIX)
         except asyncio.CancelledError:

@@ -21,6 +21,7 @@ from server.latency import (
     editor_closed,
     editor_rest,
     next_line_cursor,
+    types_over,
     within_left_out,
     without_editor_rest,
 )
@@ -136,6 +137,22 @@ def test_an_answer_stops_before_what_the_editor_closed() -> None:
     assert before_closed("\n    body();\n  }\n  next();", "}") == "\n    body();\n  "
     # After Enter the editor already put it below the cursor.
     assert before_closed("body();\n  }\n  next();", "\n  }") == "body();"
+
+
+def test_an_answer_that_goes_on_past_what_the_editor_closed_replaces_it() -> None:
+    """`v.Len(|)` answered `).Kind()`: the answer writes the `)` itself and goes on; shown whole, it
+    replaces the editor's `)`. An answer that ends at the closer, or only closes, stops before it."""
+    assert types_over(").Kind() == 0", ")") == 1
+    assert types_over("a, b) + 1", ")") == 1
+    assert types_over("x')", "')") == 0  # nothing after it: before_closed's "x"
+    assert types_over("a, b)", ")") == 0
+    assert types_over(")\n    more()", ")") == 0  # the line ends at the closer
+    assert types_over("f(a)", ")") == 0  # its own brackets: it never reaches the editor's
+    assert types_over("a]) + 1", ")") == 0  # another closer first
+    assert types_over(").x", ")\n  }") == 1  # the closer lines below are another matter
+    assert types_over(").x", "\n  }") == 0
+    assert types_over("'name').x", "')") == 0  # the quote's own: `'name'`, then `)` is not `')`
+    assert types_over("name').lower()", "')") == 2
 
 
 def test_the_request_leaves_out_closer_lines_below_that_close_blocks_open_above() -> None:

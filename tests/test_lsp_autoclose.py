@@ -30,6 +30,7 @@ LINE = 12  # 0-based: `    return 0.0  # TODO` in total_area(rects)
 REPLACED = "return 0.0  # TODO"
 TYPED = "return sum("
 KEY_DELAY_S = 0.06  # a quick typist, as in the browser test
+CLOSED = ")"  # what VS Code put after the cursor
 # Model load plus a cold prompt on a 2-core CPU, with room to spare.
 ANSWER_TIMEOUT_S = 120
 
@@ -108,7 +109,15 @@ async def _type_and_wait(root: Path, state: Path) -> dict[str, Any]:
         except asyncio.CancelledError:
             return None
         items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
-        return str(items[0].insert_text) if items else None
+        if not items:
+            return None
+        item = items[0]
+        # The cursor's line after the cursor once the suggestion's first line is taken: an item that
+        # types over the editor's `)` has it in its range (the text replaces it); any other goes
+        # before it.
+        replaces = item.range is not None and item.range.end.character > item.range.start.character
+        first = str(item.insert_text).split("\n", 1)[0]
+        return first if replaces else first + CLOSED
 
     indent = 4
     pending: asyncio.Task[str | None] | None = None
@@ -141,12 +150,12 @@ async def _type_and_wait(root: Path, state: Path) -> dict[str, Any]:
     return {"shown": shown, "final": answer}
 
 
-def _completes_sum(suggestion: str | None) -> bool:
-    """`sum(` + the suggestion's first line + the auto-closed `)` is a complete expression."""
-    if not suggestion:
+def _completes_sum(line: str | None) -> bool:
+    """`sum(` + the rest of the line once the suggestion is taken (the `)` in it) is a complete expression."""
+    if not line:
         return False
     try:
-        compile(f"sum({suggestion.split(chr(10), 1)[0]})", "<suggestion>", "eval")
+        compile(f"sum({line}", "<suggestion>", "eval")
     except SyntaxError:
         return False
     return True

@@ -298,20 +298,24 @@ def test_typing_through_a_suggestion_is_served_from_the_cache(tmp_path: Path) ->
 
 def test_typing_inside_brackets_the_editor_closed_is_served_from_the_cache(tmp_path: Path) -> None:
     """VS Code closes a bracket as it is typed (`max(|)`): the answer made before it goes on inside
-    it, stops before the `)` the editor put there, and goes on after the user types over it."""
+    it and past the `)` the editor put there, which is in the range it replaces (VS Code shows the
+    `)` in place, the rest as ghost text around it); after the user types over it, the rest."""
+
+    def shown(items: list[types.InlineCompletionItem]) -> list[tuple[object, int, int]]:
+        return [(i.insert_text, i.range.start.character, i.range.end.character) for i in items if i.range]
 
     async def scenario(s: Session) -> None:
         uri = s.open(s.root / "adder.py")
         s.edit(uri, (1, 11), (1, 12), "max")
-        assert [i.insert_text for i in await s.inline(uri, 1, 14)] == ["(a, b) + 1"]
+        assert shown(await s.inline(uri, 1, 14)) == [("(a, b) + 1", 14, 14)]
         s.edit(uri, (1, 14), (1, 14), "()")
-        assert [i.insert_text for i in await s.inline(uri, 1, 15, invoked=False)] == ["a, b"]
+        assert shown(await s.inline(uri, 1, 15, invoked=False)) == [("a, b) + 1", 15, 16)]
         s.edit(uri, (1, 15), (1, 15), "a, b")
-        assert await s.inline(uri, 1, 19, invoked=False) == []  # only the `)` is left: it is there
+        assert shown(await s.inline(uri, 1, 19, invoked=False)) == [(") + 1", 19, 20)]
         # The user types over the `)`: the cursor moves, the text does not change.
-        assert [i.insert_text for i in await s.inline(uri, 1, 20, invoked=False)] == [" + 1"]
+        assert shown(await s.inline(uri, 1, 20, invoked=False)) == [(" + 1", 20, 20)]
         stats = await s.stats()
-        assert stats["served_by"] == {"model": 1, "cache": 2}
+        assert stats["served_by"] == {"model": 1, "cache": 3}
 
     run(tmp_path, "fast", scenario)
 

@@ -90,9 +90,12 @@ def prefill(server: InfillerServer, doc: Document, line: int, *, whole_chunks: b
 def inline_items(answer: Answer, position: types.Position) -> types.InlineCompletionList:
     if not answer.text:
         return types.InlineCompletionList(items=[])
+    # Closers the editor put after the cursor that the answer writes itself are in the range it
+    # replaces (ASCII: their UTF-16 length is their length).
+    end = types.Position(line=position.line, character=position.character + answer.replaces)
     item = types.InlineCompletionItem(
         insert_text=answer.text,
-        range=types.Range(start=position, end=position),
+        range=types.Range(start=position, end=end),
         command=types.Command(
             title="infiller: accepted", command=ACCEPT_COMMAND, arguments=[answer.stats_id, len(answer.text)]
         ),
@@ -119,7 +122,13 @@ def completion_items(answer: Answer, doc: Document, position: types.Position) ->
         sort_text=FIRST_SORT_TEXT,
         filter_text=new_text,
         preselect=True,
-        text_edit=types.TextEdit(range=types.Range(start=start, end=position), new_text=new_text),
+        text_edit=types.TextEdit(
+            range=types.Range(
+                start=start,
+                end=types.Position(line=position.line, character=position.character + answer.replaces),
+            ),
+            new_text=new_text,
+        ),
         insert_text_format=types.InsertTextFormat.PlainText,
         command=types.Command(
             title="infiller: accepted", command=ACCEPT_COMMAND, arguments=[answer.stats_id, len(answer.text)]

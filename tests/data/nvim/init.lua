@@ -70,7 +70,12 @@ local function drawn(buf)
     end
     table.insert(lines, table.concat(line))
   end
-  return { row = row, col = col, text = table.concat(lines, "\n"), marks = #marks, pos = d.virt_text_pos }
+  local out = { row = row, col = col, text = table.concat(lines, "\n"), marks = #marks, pos = d.virt_text_pos }
+  if marks[2] then -- the part drawn after text the suggestion replaces (`)` an auto-pairs plugin put)
+    local _, _, tail_col, t = unpack(marks[2])
+    out.tail, out.tail_col = (t.virt_text or { { "" } })[1][1], tail_col
+  end
+  return out
 end
 
 --- The text of every floating window (e.g. :InfillerStats).

@@ -21,7 +21,8 @@ local INVOKED, AUTOMATIC = 1, 2
 --- bufnr -> { client_id?, request_id?, key?, ghost?, scheduled? }
 --- key: "changedtick:row:col" of the last request (the spot its answer is valid for).
 --- ghost: the suggestion on screen: { client_id, command?, id?, text, row, col, before,
----        replace_end, accepted }; text is what is left to insert at (row, col).
+---        replace_end, after, accepted }; text is what is left to insert at (row, col), replacing
+---        the line up to replace_end (whose text after it, `after`, it leaves as it is).
 local states = {}
 local config = { auto_trigger = true }
 local mapped = {} -- lhs we mapped (unmapped on a second setup)
@@ -63,17 +64,40 @@ local function expand_tabs(text, buf)
   return (text:gsub("\t", string.rep(" ", vim.bo[buf].tabstop)))
 end
 
+--- Where the text after the cursor that the ghost replaces (closers an auto-pairs plugin put there,
+--- which the suggestion writes itself) sits in the ghost's first line; nil when it replaces none.
+local function replaced_at(buf, g)
+  if g.replace_end <= g.col then
+    return nil
+  end
+  local replaced = line_at(buf, g.row):sub(g.col + 1, g.replace_end)
+  local first = g.text:match("^[^\n]*")
+  return first:find(replaced, 1, true), replaced
+end
+
 local function render(buf, g)
   api.nvim_buf_clear_namespace(buf, ns, 0, -1)
-  local lines = vim.split(expand_tabs(g.text, buf), "\n", { plain = true })
-  local opts = { virt_text = { { lines[1], M.HL } }, virt_text_pos = "inline", hl_mode = "combine" }
+  local lines = vim.split(g.text, "\n", { plain = true })
+  local head, tail = lines[1], nil
+  local at, replaced = replaced_at(buf, g)
+  if at then -- `a, b` before the `)` already there, ` + 1` after it
+    head, tail = lines[1]:sub(1, at - 1), lines[1]:sub(at + #replaced)
+  end
+  local opts = { virt_text = { { expand_tabs(head, buf), M.HL } }, virt_text_pos = "inline", hl_mode = "combine" }
   if #lines > 1 then
     opts.virt_lines = {}
     for i = 2, #lines do
-      opts.virt_lines[#opts.virt_lines + 1] = { { lines[i], M.HL } }
+      opts.virt_lines[#opts.virt_lines + 1] = { { expand_tabs(lines[i], buf), M.HL } }
     end
   end
   api.nvim_buf_set_extmark(buf, ns, g.row, g.col, opts)
+  if tail and tail ~= "" then
+    api.nvim_buf_set_extmark(buf, ns, g.row, g.replace_end, {
+      virt_text = { { expand_tabs(tail, buf), M.HL } },
+      virt_text_pos = "inline",
+      hl_mode = "combine",
+    })
+  end
 end
 
 local function clear(buf)
@@ -114,7 +138,8 @@ local function follow_typing(buf)
     end
     if #typed < #g.text and #typed <= #first and g.text:sub(1, #typed) == typed then
       g.text = g.text:sub(#typed + 1)
-      g.replace_end = g.replace_end + #typed
+      -- The text after the replaced part is unchanged: typed into, or typed over by auto-pairs.
+      g.replace_end = math.max(col, #line - #g.after)
       g.col, g.before = col, line:sub(1, col)
       render(buf, g)
       return
@@ -169,6 +194,7 @@ local function show(buf, client, result, row, col, position)
     col = col,
     before = line:sub(1, col),
     replace_end = replace_end,
+    after = line:sub(replace_end + 1),
     accepted = 0,
   }
   state(buf).ghost = g
@@ -331,8 +357,11 @@ function M.accept(part)
   end
   local full = #piece >= #text
   local lines = vim.split(piece, "\n", { plain = true })
+  -- A piece that writes the replaced closers replaces them; one that stops before them inserts.
+  local at, replaced = replaced_at(buf, g)
+  local through = full or (at ~= nil and at - 1 + #replaced <= #piece)
   cancel(buf)
-  api.nvim_buf_set_text(buf, g.row, g.col, g.row, full and g.replace_end or g.col, lines)
+  api.nvim_buf_set_text(buf, g.row, g.col, g.row, through and g.replace_end or g.col, lines)
   local row = g.row + #lines - 1
   local col = (#lines == 1 and g.col or 0) + #lines[#lines]
   api.nvim_win_set_cursor(0, { row + 1, col })
@@ -347,7 +376,11 @@ function M.accept(part)
   end
   -- Partly accepted: the rest stays shown at the new cursor until the server's answer replaces it.
   g.accepted = g.accepted + vim.fn.strchars(piece)
-  g.replace_end = (#lines == 1 and g.replace_end + #piece) or (col + g.replace_end - g.col)
+  if through then
+    g.replace_end = col
+  else
+    g.replace_end = (#lines == 1 and g.replace_end + #piece) or (col + g.replace_end - g.col)
+  end
   g.text = text:sub(#piece + 1)
   g.row, g.col = row, col
   g.before = line_at(buf, row):sub(1, col)
