@@ -16,9 +16,9 @@ from server.model.runtime import Runtime
 ANSWERS: tuple[tuple[str, str], ...] = (
     ("greeting = gr", "eet(name)\n"),
     ("greeting = fa", "rewell(name)\n"),
-    # Asked inside `greet(|)` (an auto-pairs plugin's `)`, which the request leaves out): the answer
-    # writes the `)` itself and goes on.
-    ("greeting = greet(", "name).upper()\n"),
+    # Asked inside `str(|)` (the `)` an editor closed, which the request leaves out): the answer
+    # writes the `)` itself and goes on. Nothing matches on the way there (`s`, `st`, `str`).
+    ("greeting = str(", "name).upper()\n"),
     # A block: the prompt ends at the cursor, after the new line's indentation.
     ("def farewell(name: str) -> str:\n    ", 'message = f"Bye, {name}!"\n    return message\n'),
 )

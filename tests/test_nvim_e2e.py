@@ -330,20 +330,20 @@ def test_accept_word_then_line(editor: Editor) -> None:
 def test_a_suggestion_through_a_bracket_auto_pairs_closed_is_drawn_around_it_and_replaces_it(
     editor: Editor,
 ) -> None:
-    """With an auto-pairs plugin, `greet(` leaves `greet(|)`. The suggestion writes the `)` itself
+    """With an auto-pairs plugin, `str(` leaves `str(|)`. The suggestion writes the `)` itself
     and goes on: the server puts that `)` in the range it replaces, the client draws the ghost text
     around the `)` on screen, and Tab leaves one `)`, not two."""
-    open_greeting(editor, "greet()")
+    open_greeting(editor, "str()")
     editor.keys("<Left>")  # between the brackets, where auto-pairs leaves the cursor
     state = editor.wait_ghost(
         "the suggestion drawn around the `)`",
         check=lambda s: s["ghost"]["text"] == "name" and s["ghost"].get("tail") == ".upper()",
     )
     assert state["ghost"]["marks"] == 2 and state["ghost"]["tail_col"] == state["col"] + 1
-    assert state["line"] == "    greeting = greet()", "ghost text must not be written into the buffer"
+    assert state["line"] == "    greeting = str()", "ghost text must not be written into the buffer"
     editor.keys("<Tab>")
-    state = editor.wait(lambda s: s["line"] == "    greeting = greet(name).upper()", "the `)` replaced")
-    assert state["col"] == len("    greeting = greet(name).upper()") and state["ghost"] is None
+    state = editor.wait(lambda s: s["line"] == "    greeting = str(name).upper()", "the `)` replaced")
+    assert state["col"] == len("    greeting = str(name).upper()") and state["ghost"] is None
 
 
 def test_multiline_suggestion_drawn_below_and_accepted(workdir: Path) -> None:

@@ -98,6 +98,12 @@ GHOST_JS = """() => {
 }"""
 
 
+# The ghost text's parts on the cursor's line, in order (VS Code draws a suggestion that replaces
+# text after the cursor around that text: one part before it, one after).
+GHOST_PARTS_JS = """() => [...document.querySelectorAll(
+  '.editor-group-container.active .monaco-editor .view-lines .ghost-text-decoration')]
+  .map((s) => s.textContent.replace(/\\u00a0/g, ' '))"""
+
 # VS Code's completion menu (the suggest widget), when open. infiller gives it no items in a client
 # that shows inline completions: the item would hold an early part of the suggestion and take Tab.
 MENU_OPEN_JS = """() => document.querySelectorAll(
@@ -193,9 +199,9 @@ class CodeServer:
         return "\n".join(f"--- {p}\n" + p.read_text(errors="replace")[-3000:] for p in self.logs())
 
 
-def user_settings() -> dict[str, Any]:
+def user_settings(server_path: Path) -> dict[str, Any]:
     return {
-        "infiller.server.path": str(Path(sys.executable).parent / "infiller"),
+        "infiller.server.path": str(server_path),
         "infiller.model": TEST_MODEL,
         # A quiet, offline workbench: no trust prompt, welcome page, tips or update checks.
         "security.workspace.trust.enabled": False,
@@ -211,6 +217,28 @@ def user_settings() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def code_server() -> Iterator[CodeServer]:
+    """The extension running the real `infiller serve` with the test model."""
+    yield from _code_server(lambda workdir: Path(sys.executable).parent / "infiller")
+
+
+@pytest.fixture(scope="module")
+def scripted_code_server() -> Iterator[CodeServer]:
+    """The extension running `infiller serve` with the scripted model of the Neovim tests
+    (tests/nvim_fakes.py), through a wrapper set as its `infiller.server.path`."""
+
+    def wrapper(workdir: Path) -> Path:
+        script = workdir / "infiller-scripted"
+        script.write_text(
+            f"#!/bin/sh\ncd {REPO} || exit 1\n"
+            f'exec {sys.executable} -m server "$@" --fake-engine tests.nvim_fakes:fast\n'
+        )
+        script.chmod(0o755)
+        return script
+
+    yield from _code_server(wrapper)
+
+
+def _code_server(server_path: Callable[[Path], Path]) -> Iterator[CodeServer]:
     chromium = provisioned()
     workdir = Path(tempfile.mkdtemp(prefix="infiller-vscode-"))
     try:
@@ -219,7 +247,8 @@ def code_server() -> Iterator[CodeServer]:
         shutil.copytree(PROJECT, workspace)
         user_data = workdir / "user-data"
         (user_data / "User").mkdir(parents=True)
-        (user_data / "User" / "settings.json").write_text(json.dumps(user_settings(), indent=2))
+        settings = user_settings(server_path(workdir))
+        (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
         config = workdir / "config.yaml"  # else code-server writes one with a password into ~/.config
         config.write_text("auth: none\ncert: false\n")
         env = {
@@ -376,6 +405,15 @@ class Workbench:
 
 @pytest.fixture(scope="module")
 def workbench(code_server: CodeServer) -> Iterator[Workbench]:
+    yield from _workbench(code_server)
+
+
+@pytest.fixture(scope="module")
+def scripted_workbench(scripted_code_server: CodeServer) -> Iterator[Workbench]:
+    yield from _workbench(scripted_code_server)
+
+
+def _workbench(code_server: CodeServer) -> Iterator[Workbench]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -455,3 +493,40 @@ def test_real_model_ghost_text_is_shown_accepted_with_tab_and_counted(workbench:
         wb.stats, lambda s: s is not None and s["accepted"] >= 1, "the acceptance to be counted"
     )
     assert stats is not None and stats["accepted"] == 1 and stats["shown"] >= 1, stats
+
+
+GREET_LINE = 9  # 1-based: `    greeting = ` in greetings.py
+
+
+def test_a_suggestion_through_the_bracket_vs_code_closed_is_drawn_around_it_and_replaces_it(
+    scripted_workbench: Workbench,
+) -> None:
+    """`str(` becomes `str(|)`. The scripted model writes the `)` itself and goes on (`name).upper()`):
+    the server puts the `)` in the item's range, VS Code draws the ghost text around the `)` on
+    screen, and Tab leaves one `)`, not two."""
+    wb = scripted_workbench
+    lines = (wb.server.workspace / "shapes" / "greetings.py").read_text().split("\n")
+    assert lines[GREET_LINE - 1] == "    greeting = "
+    wb.quick_open("greetings.py")
+    wb.wait_until(wb.lines, lambda ls: ls[:1] == lines[:1], "greetings.py to open")
+    wb.keys("Control+g")
+    wb.page.keyboard.type(str(GREET_LINE))
+    wb.keys("Enter", "End")
+    wb.page.keyboard.type("str(", delay=KEY_DELAY_MS)
+    wb.wait_until(
+        wb.lines, lambda ls: ls[GREET_LINE - 1] == "    greeting = str()", "VS Code to close the bracket"
+    )
+    parts = wb.wait_until(
+        lambda: wb.page.evaluate(GHOST_PARTS_JS),
+        lambda p: "".join(p) == "name.upper()",
+        "the suggestion drawn around the `)`",
+        MODEL_TIMEOUT_S,
+    )
+    assert parts == ["name", ".upper()"], parts
+    assert wb.lines()[GREET_LINE - 1] == "    greeting = str()", "ghost text only drawn, not written"
+    wb.keys("Tab")
+    wb.wait_until(
+        wb.lines,
+        lambda ls: ls[GREET_LINE - 1] == "    greeting = str(name).upper()",
+        "Tab to replace the `)`",
+    )
