@@ -341,6 +341,13 @@ def test_a_suggestion_through_a_bracket_auto_pairs_closed_is_drawn_around_it_and
     )
     assert state["ghost"]["marks"] == 2 and state["ghost"]["tail_col"] == state["col"] + 1
     assert state["line"] == "    greeting = str()", "ghost text must not be written into the buffer"
+    # Typing what it starts with keeps the rest drawn after the `)`, which it still replaces.
+    editor.type("name")
+    state = editor.wait_ghost(
+        "the rest after the `)`",
+        check=lambda s: s["ghost"]["text"] == "" and s["ghost"].get("tail") == ".upper()",
+    )
+    assert state["line"] == "    greeting = str(name)"
     editor.keys("<Tab>")
     state = editor.wait(lambda s: s["line"] == "    greeting = str(name).upper()", "the `)` replaced")
     assert state["col"] == len("    greeting = str(name).upper()") and state["ghost"] is None
