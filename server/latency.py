@@ -249,7 +249,7 @@ def types_over(text: str, left_out: str) -> int:
     VS Code). Shown whole, with the `)` in the range it replaces, the editor shows the `)` in place
     and the rest as ghost text after it."""
     rest = left_out.split("\n", 1)[0]
-    if not rest or rest != rest.strip():
+    if not rest:
         return 0
     end = _closed_at(text, rest)
     line_end = text.find("\n")

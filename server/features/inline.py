@@ -90,17 +90,20 @@ def prefill(server: InfillerServer, doc: Document, line: int, *, whole_chunks: b
 def inline_items(answer: Answer, position: types.Position) -> types.InlineCompletionList:
     if not answer.text:
         return types.InlineCompletionList(items=[])
-    # Closers the editor put after the cursor that the answer writes itself are in the range it
-    # replaces (ASCII: their UTF-16 length is their length).
-    end = types.Position(line=position.line, character=position.character + answer.replaces)
     item = types.InlineCompletionItem(
         insert_text=answer.text,
-        range=types.Range(start=position, end=end),
+        range=types.Range(start=position, end=_replaced_end(answer, position)),
         command=types.Command(
             title="infiller: accepted", command=ACCEPT_COMMAND, arguments=[answer.stats_id, len(answer.text)]
         ),
     )
     return types.InlineCompletionList(items=[item])
+
+
+def _replaced_end(answer: Answer, position: types.Position) -> types.Position:
+    """The end of what the answer replaces: the closers the editor put after the cursor that it
+    writes itself (ASCII: their UTF-16 length is their length); the cursor when it replaces none."""
+    return types.Position(line=position.line, character=position.character + answer.replaces)
 
 
 def completion_items(answer: Answer, doc: Document, position: types.Position) -> types.CompletionList:
@@ -123,11 +126,7 @@ def completion_items(answer: Answer, doc: Document, position: types.Position) ->
         filter_text=new_text,
         preselect=True,
         text_edit=types.TextEdit(
-            range=types.Range(
-                start=start,
-                end=types.Position(line=position.line, character=position.character + answer.replaces),
-            ),
-            new_text=new_text,
+            range=types.Range(start=start, end=_replaced_end(answer, position)), new_text=new_text
         ),
         insert_text_format=types.InsertTextFormat.PlainText,
         command=types.Command(

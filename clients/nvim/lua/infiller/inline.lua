@@ -64,6 +64,12 @@ local function expand_tabs(text, buf)
   return (text:gsub("\t", string.rep(" ", vim.bo[buf].tabstop)))
 end
 
+--- After an edit at the ghost: the line still ends with the text after what it replaces (`after`),
+--- whether the user typed into it, auto-pairs typed over a closer, or a part was accepted.
+local function set_replace_end(g, line)
+  g.replace_end = math.max(g.col, #line - #g.after)
+end
+
 --- Where the text after the cursor that the ghost replaces (closers an auto-pairs plugin put there,
 --- which the suggestion writes itself) sits in the ghost's first line; nil when it replaces none.
 local function replaced_at(buf, g)
@@ -138,9 +144,8 @@ local function follow_typing(buf)
     end
     if #typed < #g.text and #typed <= #first and g.text:sub(1, #typed) == typed then
       g.text = g.text:sub(#typed + 1)
-      -- The text after the replaced part is unchanged: typed into, or typed over by auto-pairs.
-      g.replace_end = math.max(col, #line - #g.after)
       g.col, g.before = col, line:sub(1, col)
+      set_replace_end(g, line)
       render(buf, g)
       return
     end
@@ -376,14 +381,11 @@ function M.accept(part)
   end
   -- Partly accepted: the rest stays shown at the new cursor until the server's answer replaces it.
   g.accepted = g.accepted + vim.fn.strchars(piece)
-  if through then
-    g.replace_end = col
-  else
-    g.replace_end = (#lines == 1 and g.replace_end + #piece) or (col + g.replace_end - g.col)
-  end
   g.text = text:sub(#piece + 1)
   g.row, g.col = row, col
-  g.before = line_at(buf, row):sub(1, col)
+  local line = line_at(buf, row)
+  g.before = line:sub(1, col)
+  set_replace_end(g, line)
   render(buf, g)
   if client and g.id ~= nil then
     lsp.notify(client, "infiller/didPartiallyAcceptCompletion", { id = g.id, acceptedLength = g.accepted })
